@@ -1,0 +1,50 @@
+"""raylite: the system of *Learning Ray*, compact and fast.
+
+    import raylite as ray
+    ray.init()
+
+    @ray.remote
+    def square(x):
+        return x * x
+
+    print(ray.get([square.remote(i) for i in range(4)]))   # [0, 1, 4, 9]
+
+The core API lives here; the libraries are subpackages loaded on first use:
+``raylite.data``, ``raylite.tune``, ``raylite.train``, ``raylite.serve``, ``raylite.rllib``,
+``raylite.util``. Importing has no side effects: no threads, no processes, no logging setup.
+"""
+
+from __future__ import annotations
+
+import importlib
+
+from raylite import exceptions
+from raylite.core._api import (ActorClass, ActorHandle, RemoteFunction, RuntimeContext,
+                               available_resources, cancel, cluster_resources, get,
+                               get_actor, get_gpu_ids, get_runtime_context, init, is_initialized,
+                               kill, method, nodes, put, remote, shutdown, timeline, wait)
+from raylite.core._refs import ObjectRef
+
+__version__ = "0.1.0"
+
+__all__ = [
+    "init", "shutdown", "is_initialized", "remote", "get", "put", "wait", "cancel", "kill",
+    "get_actor", "method", "cluster_resources", "available_resources", "nodes",
+    "get_runtime_context", "get_gpu_ids", "timeline", "ObjectRef", "ActorHandle", "ActorClass",
+    "RemoteFunction", "RuntimeContext", "exceptions", "__version__",
+    "data", "tune", "train", "serve", "rllib", "util",
+]
+
+_SUBPACKAGES = {"data", "tune", "train", "serve", "rllib", "util"}
+
+
+def __getattr__(name: str):
+    if name in _SUBPACKAGES:
+        module = importlib.import_module(f"raylite.{name}")
+        globals()[name] = module
+        return module
+    raise AttributeError(f"module 'raylite' has no attribute {name!r}")
+
+
+def __dir__() -> list[str]:
+    return sorted(set(globals()) | _SUBPACKAGES)

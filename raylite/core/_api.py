@@ -1,0 +1,642 @@
+"""The public core API: init, remote, get, put, wait and friends.
+
+Everything here talks to one *backend* object, the seam between the API and the machinery:
+
+    Node          the local multi-process runtime (the driver's side)   raylite.core._node
+    WorkerClient  the same API from inside a worker process             raylite.core._worker
+    InlineBackend init(local_mode=True): everything runs in the caller  raylite.core._inline
+
+A backend provides submit_task / create_actor / submit_actor_call / get / put / wait / cancel /
+kill_actor / get_actor and the introspection calls; the libraries (data, tune, train, serve,
+rllib) only ever use this module's functions, never a backend directly.
+"""
+
+from __future__ import annotations
+
+import concurrent.futures
+import functools
+import inspect
+import os
+import threading
+from typing import Any, Callable
+
+from raylite.core import _ids
+from raylite.core._options import (ACTOR_OPTIONS, METHOD_OPTIONS, TASK_OPTIONS, check_options,
+                                   did_you_mean, placement_of, to_resources)
+from raylite.core._refs import ObjectRef
+from raylite.exceptions import GetTimeoutError
+
+_lock = threading.RLock()
+_backend_obj: Any = None
+_context: "RuntimeInfo | None" = None
+
+
+# ==========================================================================================
+# init / shutdown
+# ==========================================================================================
+INIT_ARGS = frozenset({
+    "address", "num_cpus", "num_gpus", "resources", "object_store_memory", "local_mode",
+    "ignore_reinit_error", "include_dashboard", "dashboard_host", "dashboard_port", "namespace",
+    "runtime_env", "log_to_driver", "logging_level", "logging_format", "configure_logging",
+    "job_config", "_system_config", "_temp_dir", "_memory", "_node_ip_address",
+    "storage", "labels", "_plasma_directory",
+})
+
+
+class RuntimeInfo(dict):
+    """What ``init`` returns: reads like Ray's dict (``ctx["node_id"]``) and its context object
+    (``ctx.dashboard_url``, ``ctx.address_info``); ``with raylite.init():`` shuts down on exit."""
+
+    @property
+    def address_info(self) -> dict:
+        return dict(self)
+
+    @property
+    def dashboard_url(self) -> str:
+        return self.get("webui_url") or ""
+
+    def disconnect(self) -> None:
+        shutdown()
+
+    def __enter__(self) -> "RuntimeInfo":
+        return self
+
+    def __exit__(self, *exc) -> None:
+        shutdown()
+
+
+def init(address: str | None = None, *, num_cpus: float | None = None,
+         num_gpus: float | None = None, resources: dict[str, float] | None = None,
+         object_store_memory: int | None = None, local_mode: bool = False,
+         ignore_reinit_error: bool = False, namespace: str | None = None,
+         log_to_driver: bool = True, **kwargs: Any) -> RuntimeInfo:
+    """Start raylite on this machine (or connect to a cluster with ``address``).
+
+    Args:
+        address: ``None`` starts a local runtime. ``"auto"``/``"local"`` too, unless
+            RAYLITE_ADDRESS names a cluster.
+        num_cpus: CPUs to schedule on (default: all cores); also the number of worker processes.
+        num_gpus: GPUs to schedule on (default: those the machine has).
+        resources: custom resources, e.g. ``{"accelerator": 2}``.
+        object_store_memory: bytes of shared memory before objects spill to disk.
+        local_mode: run every task inline in this process, for debuggers.
+        ignore_reinit_error: make a second ``init`` a no-op instead of an error.
+        namespace: namespace for named actors.
+
+    Example:
+        >>> import raylite as ray
+        >>> ctx = ray.init(num_cpus=2)
+        >>> ray.get(ray.put(1))
+        1
+        >>> ray.shutdown()
+    """
+    global _backend_obj, _context
+    for key in kwargs:
+        if key not in INIT_ARGS:
+            raise TypeError(f"init() got an unexpected keyword argument {key!r}"
+                            f"{did_you_mean(key, INIT_ARGS | {'num_cpus', 'num_gpus'})}")
+    with _lock:
+        if _backend_obj is not None:
+            if ignore_reinit_error:
+                return _context
+            raise RuntimeError("raylite.init() was called twice: the runtime is already running. "
+                               "Call raylite.shutdown() first, or pass ignore_reinit_error=True.")
+        total = _node_resources(num_cpus, num_gpus, resources, kwargs.get("_memory"))
+        namespace = namespace or f"anonymous-{os.urandom(4).hex()}"
+        if local_mode:
+            from raylite.core._inline import InlineBackend
+            backend = InlineBackend(total, namespace)
+        else:
+            from raylite.core._node import Node
+            backend = Node(total, object_store_memory or _default_store_memory(), namespace,
+                           log_to_driver=log_to_driver)
+        _backend_obj = backend
+        _context = RuntimeInfo({
+            "node_ip_address": "127.0.0.1", "raylet_ip_address": "127.0.0.1",
+            "redis_address": None, "gcs_address": None,
+            "object_store_address": getattr(backend, "shm_dir", None),
+            "raylet_socket_name": None, "webui_url": None,
+            "session_dir": getattr(backend, "session_dir", None),
+            "metrics_export_port": None, "node_id": getattr(backend, "node_id", "local"),
+            "namespace": namespace, "address": "local",
+        })
+        return _context
+
+
+def _node_resources(num_cpus, num_gpus, resources, memory) -> dict[str, float]:
+    if num_cpus is not None and (not isinstance(num_cpus, (int, float)) or num_cpus < 0):
+        raise ValueError(f"init(num_cpus=...) must be a non-negative number, got {num_cpus!r}")
+    if num_gpus is not None and (not isinstance(num_gpus, (int, float)) or num_gpus < 0):
+        raise ValueError(f"init(num_gpus=...) must be a non-negative number, got {num_gpus!r}")
+    total = {"CPU": float(os.cpu_count() or 1 if num_cpus is None else num_cpus)}
+    gpus = _detect_gpus() if num_gpus is None else num_gpus
+    if gpus:
+        total["GPU"] = float(gpus)
+    total["memory"] = float(memory or _total_memory() * 0.7)
+    for name, amount in (resources or {}).items():
+        if name in ("CPU", "GPU"):
+            raise ValueError(f"pass {name} as init(num_{name.lower()}s=...), not in resources=")
+        if not isinstance(amount, (int, float)) or amount < 0:
+            raise ValueError(f"resource {name!r} must be a non-negative number, got {amount!r}")
+        total[name] = float(amount)
+    return total
+
+
+def _detect_gpus() -> int:
+    visible = os.environ.get("CUDA_VISIBLE_DEVICES")
+    if visible is not None:
+        return len([d for d in visible.split(",") if d.strip() and d.strip() != "-1"])
+    try:
+        return len(os.listdir("/proc/driver/nvidia/gpus"))
+    except OSError:
+        return 0
+
+
+def _total_memory() -> int:
+    try:
+        return os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES")
+    except (ValueError, OSError):
+        return 8 << 30
+
+
+def _default_store_memory() -> int:
+    limit = int(_total_memory() * 0.3)
+    try:
+        st = os.statvfs("/dev/shm")
+        limit = min(limit, int(st.f_bavail * st.f_frsize * 0.9))
+    except OSError:
+        pass
+    return max(limit, 64 << 20)
+
+
+def shutdown() -> None:
+    """Stop the runtime: workers, actors and shared memory are gone afterwards. Idempotent."""
+    global _backend_obj, _context
+    with _lock:
+        backend, _backend_obj, _context = _backend_obj, None, None
+    if backend is not None and getattr(backend, "kind", "") != "worker":
+        backend.shutdown()
+
+
+def is_initialized() -> bool:
+    return _backend_obj is not None
+
+
+def _backend() -> Any:
+    backend = _backend_obj
+    if backend is None:
+        init()
+        backend = _backend_obj
+    return backend
+
+
+def attach_worker(client: Any) -> None:
+    """Inside a worker process: route the API to the driver."""
+    global _backend_obj, _context
+    _backend_obj = client
+    _context = RuntimeInfo(client.context)
+
+
+# ==========================================================================================
+# remote functions
+# ==========================================================================================
+class RemoteFunction:
+    """A function made remote by ``@raylite.remote``: call it with ``.remote(...)``."""
+
+    def __init__(self, function: Callable, options: dict[str, Any]):
+        self._function = function
+        self._name = getattr(function, "__qualname__", getattr(function, "__name__", "task"))
+        self._options = check_options(dict(options), TASK_OPTIONS, f"@remote on {self._name}")
+        self._function_id = _ids.new_id()
+        self._pickled: bytes | None = None
+        self._prepared: tuple | None = None
+        functools.update_wrapper(self, function)
+
+    def __call__(self, *args, **kwargs):
+        raise TypeError(f"Remote functions cannot be called directly. Instead of running "
+                        f"'{self._name}()', try '{self._name}.remote()'.")
+
+    def _blob(self) -> bytes:
+        if self._pickled is None:
+            from raylite.core._serialization import dumps_function
+            try:
+                self._pickled = dumps_function(self._function)
+            except Exception as exc:
+                raise TypeError(f"Could not serialize the remote function {self._name}: {exc}. "
+                                "It captures something unpicklable in its closure or globals "
+                                "(a lock, a socket, a client); create that inside the function.") from None
+        return self._pickled
+
+    def remote(self, *args, **kwargs):
+        """Run the function as a task; returns an ObjectRef (a list of them if num_returns > 1)."""
+        return self._remote(args, kwargs, self._options, self._prepared)
+
+    def options(self, **options) -> "_BoundRemoteFunction":
+        """Override ``@remote`` options for one call: ``f.options(num_cpus=2).remote(x)``."""
+        merged = dict(self._options)
+        merged.update(check_options(options, TASK_OPTIONS, f"{self._name}.options()"))
+        return _BoundRemoteFunction(self, merged)
+
+    def _remote(self, args, kwargs, options, prepared):
+        backend = _backend()
+        if prepared is None or prepared[0] is not backend:
+            prepared = (backend, to_resources(options, 1), placement_of(options))
+            if options is self._options:
+                self._prepared = prepared
+        refs = backend.submit_task(self, args, kwargs, options, prepared[1], prepared[2])
+        n = options.get("num_returns", 1)
+        return refs[0] if n == 1 else (refs if n > 1 else None)
+
+    def __getstate__(self):
+        state = dict(self.__dict__)
+        state["_pickled"] = None
+        state["_prepared"] = None
+        return state
+
+    def bind(self, *args, **kwargs):
+        raise NotImplementedError("DAG building with .bind() is not part of raylite's core; "
+                                  "call .remote() instead")
+
+
+class _BoundRemoteFunction:
+    def __init__(self, function: RemoteFunction, options: dict):
+        self._function = function
+        self._options = options
+
+    def remote(self, *args, **kwargs):
+        return self._function._remote(args, kwargs, self._options, None)
+
+
+# ==========================================================================================
+# actors
+# ==========================================================================================
+class ActorClass:
+    """A class made remote by ``@raylite.remote``: create actors with ``.remote(...)``."""
+
+    def __init__(self, cls: type, options: dict[str, Any]):
+        self._cls = cls
+        self._name = cls.__name__
+        self._options = check_options(dict(options), ACTOR_OPTIONS, f"@remote on class {self._name}")
+        self._function_id = _ids.new_id()
+        self._pickled: bytes | None = None
+        self._meta = _method_meta(cls)
+        self.__doc__ = cls.__doc__
+        self.__name__ = cls.__name__
+        self.__module__ = cls.__module__
+        self.__qualname__ = cls.__qualname__
+
+    def __call__(self, *args, **kwargs):
+        raise TypeError(f"Actors cannot be instantiated directly. Instead of '{self._name}()', "
+                        f"use '{self._name}.remote()'.")
+
+    def _blob(self) -> bytes:
+        if self._pickled is None:
+            from raylite.core._serialization import dumps_function
+            self._pickled = dumps_function(self._cls)
+        return self._pickled
+
+    def remote(self, *args, **kwargs) -> "ActorHandle":
+        return self._remote(args, kwargs, self._options)
+
+    def options(self, **options) -> "_BoundActorClass":
+        merged = dict(self._options)
+        merged.update(check_options(options, ACTOR_OPTIONS, f"{self._name}.options()"))
+        return _BoundActorClass(self, merged)
+
+    def _remote(self, args, kwargs, options) -> "ActorHandle":
+        backend = _backend()
+        name = options.get("name")
+        if name is not None and options.get("get_if_exists"):
+            try:
+                return get_actor(name, options.get("namespace"))
+            except ValueError:
+                pass
+        is_async = any(m["is_async"] for m in self._meta.values())
+        actor_options = {
+            "class_name": self._name, "meta": self._meta, "name": name,
+            "namespace": options.get("namespace") or (_context or {}).get("namespace"),
+            "max_restarts": options.get("max_restarts", 0),
+            "max_task_retries": options.get("max_task_retries", 0),
+            "max_concurrency": options.get("max_concurrency") or (1000 if is_async else 1),
+            "is_async": is_async, "lifetime": options.get("lifetime"),
+        }
+        actor_id = backend.create_actor(self, args, kwargs, options, to_resources(options, 0),
+                                        placement_of(options), actor_options)
+        return ActorHandle(actor_id, self._name, self._meta)
+
+    def __getstate__(self):
+        state = dict(self.__dict__)
+        state["_pickled"] = None
+        return state
+
+
+class _BoundActorClass:
+    def __init__(self, actor_class: ActorClass, options: dict):
+        self._actor_class = actor_class
+        self._options = options
+
+    def remote(self, *args, **kwargs) -> "ActorHandle":
+        return self._actor_class._remote(args, kwargs, self._options)
+
+
+def _method_meta(cls: type) -> dict[str, dict]:
+    meta = {}
+    for name, member in inspect.getmembers(cls, predicate=callable):
+        if name.startswith("__") and name not in ("__call__",):
+            continue
+        function = getattr(member, "__func__", member)
+        meta[name] = {
+            "num_returns": getattr(function, "__raylite_num_returns__", 1),
+            "is_async": inspect.iscoroutinefunction(function) or inspect.isasyncgenfunction(function),
+        }
+    return meta
+
+
+class ActorHandle:
+    """A handle to a running actor; pass it to tasks and other actors freely."""
+
+    def __init__(self, actor_id: bytes, class_name: str, meta: dict[str, dict]):
+        self._actor_id = actor_id
+        self._class_name = class_name
+        self._meta = meta
+
+    def __getattr__(self, name: str) -> "ActorMethod":
+        meta = self.__dict__.get("_meta")
+        if meta is None or name.startswith("__"):
+            raise AttributeError(name)
+        if name not in meta:
+            raise AttributeError(f"actor {self._class_name} has no method {name!r}"
+                                 f"{did_you_mean(name, meta)}")
+        return ActorMethod(self, name, meta[name]["num_returns"], {})
+
+    def __reduce__(self):
+        return (ActorHandle, (self._actor_id, self._class_name, self._meta))
+
+    def __repr__(self) -> str:
+        return f"Actor({self._class_name}, {self._actor_id.hex()})"
+
+    def __eq__(self, other: object) -> bool:
+        return isinstance(other, ActorHandle) and other._actor_id == self._actor_id
+
+    def __hash__(self) -> int:
+        return hash(self._actor_id)
+
+
+class ActorMethod:
+    """``handle.method``: call with ``.remote(...)``; ``.options(num_returns=...)``."""
+
+    __slots__ = ("_handle", "_name", "_num_returns", "_options")
+
+    def __init__(self, handle: ActorHandle, name: str, num_returns: int, options: dict):
+        self._handle = handle
+        self._name = name
+        self._num_returns = num_returns
+        self._options = options
+
+    def __call__(self, *args, **kwargs):
+        raise TypeError(f"Actor methods cannot be called directly. Instead of "
+                        f"'{self._name}()', try '{self._name}.remote()'.")
+
+    def remote(self, *args, **kwargs):
+        handle = self._handle
+        n = self._num_returns
+        refs = _backend().submit_actor_call(handle._actor_id, handle._class_name, self._name, args,
+                                            kwargs, n, self._options)
+        return refs[0] if n == 1 else (refs if n > 1 else None)
+
+    def options(self, **options) -> "ActorMethod":
+        check_options(options, METHOD_OPTIONS, f"{self._name}.options()")
+        return ActorMethod(self._handle, self._name, options.get("num_returns", self._num_returns),
+                           options)
+
+
+def method(*, num_returns: int = 1, concurrency_group: str | None = None):
+    """Decorate an actor method: ``@raylite.method(num_returns=2)``."""
+    def decorate(function):
+        function.__raylite_num_returns__ = num_returns
+        return function
+    return decorate
+
+
+def remote(*args, **options):
+    """Make a function a task or a class an actor: ``@remote`` or ``@remote(num_cpus=2)``.
+
+    Example:
+        >>> import raylite as ray
+        >>> @ray.remote
+        ... def square(x):
+        ...     return x * x
+        >>> ray.get(square.remote(4))
+        16
+    """
+    if len(args) == 1 and not options and callable(args[0]):
+        return _make_remote(args[0], {})
+    if args:
+        raise TypeError("@remote takes either no arguments or only keyword options, as in "
+                        "@remote(num_cpus=2)")
+    return lambda target: _make_remote(target, options)
+
+
+def _make_remote(target, options):
+    if inspect.isclass(target):
+        return ActorClass(target, options)
+    if callable(target):
+        return RemoteFunction(target, options)
+    raise TypeError(f"@remote decorates functions and classes, not {type(target).__name__}")
+
+
+# ==========================================================================================
+# objects
+# ==========================================================================================
+def get(object_refs, *, timeout: float | None = None):
+    """Wait for and return the value(s) of an ObjectRef or a list of them.
+
+    Raises the task's exception (an instance of both TaskError and the original class),
+    GetTimeoutError after ``timeout`` seconds.
+    """
+    if timeout is not None and (not isinstance(timeout, (int, float)) or timeout < 0):
+        raise ValueError(f"timeout must be a non-negative number of seconds or None, got {timeout!r}")
+    if type(object_refs) is ObjectRef:
+        return _backend().get([object_refs], timeout)[0]
+    if isinstance(object_refs, (list, tuple)):
+        for i, ref in enumerate(object_refs):
+            if type(ref) is not ObjectRef:
+                raise TypeError(_not_a_ref("get", ref, f" (item {i} of the list)"))
+        if not object_refs:
+            return []
+        return _backend().get(list(object_refs), timeout)
+    raise TypeError(_not_a_ref("get", object_refs, ""))
+
+
+def _not_a_ref(what: str, value: Any, where: str) -> str:
+    hint = ""
+    if isinstance(value, (RemoteFunction, ActorMethod)):
+        hint = " You passed the remote function itself; call it with .remote(...) first."
+    elif inspect.isgenerator(value):
+        hint = " Pass a list, not a generator."
+    return (f"{what}() expects an ObjectRef or a list of ObjectRefs, got "
+            f"{type(value).__name__} {value!r:.60}{where}.{hint} ObjectRefs come from "
+            "f.remote(...), actor.method.remote(...) and put(...).")
+
+
+def put(value: Any) -> ObjectRef:
+    """Store a value in the object store and return its ObjectRef."""
+    if type(value) is ObjectRef:
+        raise TypeError("put() of an ObjectRef is not allowed: it is already in the object store. "
+                        "Pass the ObjectRef itself, or wrap it in a list to nest it.")
+    try:
+        return _backend().put(value)
+    except TypeError:
+        raise
+    except Exception as exc:
+        from raylite.core._serialization import describe_unpicklable
+        if "pickle" in type(exc).__name__.lower() or "pickle" in str(exc).lower():
+            raise TypeError(f"put() could not serialize {describe_unpicklable(value, 'the value')}: "
+                            f"{exc}") from None
+        raise
+
+
+def wait(object_refs, *, num_returns: int = 1, timeout: float | None = None,
+         fetch_local: bool = True) -> tuple[list, list]:
+    """Return (ready, not_ready): the first ``num_returns`` refs done, within ``timeout`` s."""
+    if not isinstance(object_refs, (list, tuple)):
+        raise TypeError(f"wait() expects a list of ObjectRefs, got {type(object_refs).__name__}")
+    for i, ref in enumerate(object_refs):
+        if type(ref) is not ObjectRef:
+            raise TypeError(_not_a_ref("wait", ref, f" (item {i} of the list)"))
+    if len(set(object_refs)) != len(object_refs):
+        raise ValueError("wait() got the same ObjectRef more than once; pass each ref once")
+    if not isinstance(num_returns, int) or num_returns < 1 or num_returns > len(object_refs):
+        if not object_refs and num_returns == 1:
+            return [], []
+        raise ValueError(f"num_returns must be between 1 and the number of refs "
+                         f"({len(object_refs)}), got {num_returns!r}")
+    if timeout is not None and timeout < 0:
+        raise ValueError(f"timeout must be >= 0 or None, got {timeout!r}")
+    return _backend().wait(list(object_refs), num_returns, timeout, fetch_local)
+
+
+def cancel(object_ref: ObjectRef, *, force: bool = False, recursive: bool = True) -> None:
+    """Cancel the task behind a ref; ``get`` of it then raises TaskCancelledError."""
+    if type(object_ref) is not ObjectRef:
+        raise TypeError(_not_a_ref("cancel", object_ref, ""))
+    _backend().cancel(object_ref._id, force)
+
+
+def kill(actor: ActorHandle, *, no_restart: bool = True) -> None:
+    """Stop an actor at once (its pending calls fail with ActorDiedError)."""
+    if not isinstance(actor, ActorHandle):
+        raise TypeError(f"kill() expects an actor handle, got {type(actor).__name__}; to stop a "
+                        "task use cancel(ref)")
+    _backend().kill_actor(actor._actor_id, no_restart)
+
+
+def get_actor(name: str, namespace: str | None = None) -> ActorHandle:
+    """The handle of the live actor created with ``.options(name=name)``."""
+    if not isinstance(name, str) or not name:
+        raise ValueError(f"get_actor() needs a non-empty actor name, got {name!r}")
+    actor_id, class_name, meta = _call("get_actor", name, namespace)
+    return ActorHandle(actor_id, class_name, meta)
+
+
+def _call(name: str, *args):
+    backend = _backend()
+    if getattr(backend, "kind", "") == "worker":
+        return backend.api(name, *args)
+    return getattr(backend, name)(*args)
+
+
+def ref_future(ref: ObjectRef) -> concurrent.futures.Future:
+    """A Future for a ref, completed by a helper thread."""
+    future: concurrent.futures.Future = concurrent.futures.Future()
+
+    def resolve() -> None:
+        try:
+            future.set_result(get(ref))
+        except BaseException as exc:  # noqa: BLE001
+            future.set_exception(exc)
+
+    threading.Thread(target=resolve, daemon=True, name="raylite-future").start()
+    return future
+
+
+# ==========================================================================================
+# introspection
+# ==========================================================================================
+def cluster_resources() -> dict[str, float]:
+    """All resources of the cluster: {'CPU': 2.0, 'memory': ..., ...}."""
+    return _call("cluster_resources")
+
+
+def available_resources() -> dict[str, float]:
+    """Resources not held by running tasks and actors right now."""
+    return _call("available_resources")
+
+
+def nodes() -> list[dict]:
+    """One dict per node: NodeID, Alive, NodeManagerAddress, Resources."""
+    return _call("nodes")
+
+
+def get_gpu_ids() -> list[int]:
+    """The GPU ids assigned to the current task or actor (from CUDA_VISIBLE_DEVICES)."""
+    visible = os.environ.get("CUDA_VISIBLE_DEVICES", "")
+    return [int(x) for x in visible.split(",") if x.strip().lstrip("-").isdigit() and int(x) >= 0]
+
+
+class RuntimeContext:
+    """What ``get_runtime_context()`` returns: ids of the current job, node, task, actor."""
+
+    def __init__(self, info: dict, backend: Any):
+        self._info = info
+        self._backend = backend
+
+    def get_job_id(self) -> str:
+        return getattr(self._backend, "job_id", None) or self._info.get("job_id", "01")
+
+    def get_node_id(self) -> str:
+        return self._info.get("node_id", "")
+
+    def get_worker_id(self) -> str:
+        return self._info.get("worker_id", "driver")
+
+    def get_task_id(self) -> str | None:
+        worker = getattr(self._backend, "worker", None)
+        running = getattr(worker, "running", None)
+        return running.hex() if running else None
+
+    def get_actor_id(self) -> str | None:
+        worker = getattr(self._backend, "worker", None)
+        return getattr(worker, "actor_id_hex", None)
+
+    def get_assigned_resources(self) -> dict:
+        return {}
+
+    @property
+    def namespace(self) -> str:
+        return self._info.get("namespace", "")
+
+    def get(self) -> dict:
+        return {"job_id": self.get_job_id(), "node_id": self.get_node_id(),
+                "namespace": self.namespace, "task_id": self.get_task_id()}
+
+    job_id = property(get_job_id)
+    node_id = property(get_node_id)
+    task_id = property(get_task_id)
+    actor_id = property(get_actor_id)
+
+
+def get_runtime_context() -> RuntimeContext:
+    backend = _backend()
+    return RuntimeContext(dict(_context or {}), backend)
+
+
+def timeline(filename: str | None = None) -> list[dict]:
+    """Task executions as Chrome-trace events (not recorded yet: returns what the runtime has)."""
+    events = list(getattr(_backend(), "timeline_events", lambda: [])())
+    if filename:
+        import json
+        with open(filename, "w") as f:
+            json.dump(events, f)
+    return events
+

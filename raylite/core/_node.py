@@ -1,0 +1,993 @@
+"""The local runtime: the driver's side of one node, the I/O shell around the scheduler.
+
+    user threads ──submit/get/put──▶ Node (under one lock) ──actions──▶ Channel.send ─▶ workers
+                                       ▲                                              │
+    I/O thread: selector over worker sockets and output pipes ◀──done/submit/get──────┘
+
+The node owns the object table (``_store``), the scheduler (``_scheduler``), the worker and
+actor processes, and the session folders: objects in /dev/shm/raylite-<pid>-<token>/ and spill
+files in a private (0700) folder on disk. Processes are only ever started from the I/O thread,
+which lives as long as the node, so the workers' parent-death signal is tied to the node's life.
+"""
+
+from __future__ import annotations
+
+import heapq
+import itertools
+import json
+import os
+import selectors
+import shutil
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+from typing import Any, Callable
+
+from raylite.core import _ids, _refs
+from raylite.core._protocol import Channel, make_pair
+from raylite.core._scheduler import Actor as SchedActor
+from raylite.core._scheduler import PlacementGroup, Scheduler, Task
+from raylite.core._store import READY, ObjectTable
+from raylite.core._task import (ACTOR_CALL, TASK, SpecSubmitter, TaskSpec, pack_value,
+                                unpack_value)
+from raylite.exceptions import (ActorDiedError, GetTimeoutError, ObjectLostError,
+                                TaskCancelledError, WorkerCrashedError, make_task_error)
+
+SHM_ROOT = "/dev/shm" if os.path.isdir("/dev/shm") else tempfile.gettempdir()
+
+
+class _Waiter:
+    """Counts objects still to come; fires when ``target`` of them are ready."""
+
+    __slots__ = ("remaining", "target_left", "event", "callback", "ids")
+
+    def __init__(self, ids: list[bytes], need: int, callback: Callable | None = None):
+        self.ids = ids
+        self.target_left = need
+        self.event = threading.Event() if callback is None else None
+        self.callback = callback
+
+    def ready(self, object_id: bytes) -> None:
+        self.target_left -= 1
+        if self.target_left == 0:
+            if self.callback is not None:
+                self.callback(self)
+            else:
+                self.event.set()
+
+
+class _Process:
+    """A worker or actor process as the node sees it."""
+
+    def __init__(self, worker_id: bytes, popen: subprocess.Popen, channel: Channel, actor_id=None):
+        self.worker_id = worker_id
+        self.popen = popen
+        self.pid = popen.pid
+        self.channel = channel
+        self.actor_id = actor_id
+        self.functions: set[bytes] = set()
+        self.ready = False
+
+
+class _ActorRecord:
+    PENDING, STARTING, ALIVE, RESTARTING, DEAD = "PENDING", "STARTING", "ALIVE", "RESTARTING", "DEAD"
+
+    def __init__(self, spec: TaskSpec):
+        options = spec.actor_options
+        self.actor_id = spec.actor_id
+        self.spec = spec
+        self.name = options.get("name")
+        self.namespace = options.get("namespace")
+        self.class_name = options.get("class_name", "Actor")
+        self.meta = options.get("meta")
+        self.state = self.PENDING
+        self.process: _Process | None = None
+        self.queue: list[TaskSpec] = []
+        self.in_flight: dict[bytes, TaskSpec] = {}
+        self.restarts_left = options.get("max_restarts", 0)
+        self.max_task_retries = options.get("max_task_retries", 0)
+        self.death_cause = ""
+        self.gpu_ids: list[int] = []
+
+
+class Node(SpecSubmitter):
+    """The local runtime. One per driver process."""
+
+    kind = "local"
+
+    def __init__(self, resources: dict[str, float], object_store_memory: int, namespace: str,
+                 log_to_driver: bool = True, spill_dir: str | None = None):
+        _cleanup_stale_sessions()
+        token = os.urandom(6).hex()
+        self.session_name = f"raylite-{os.getpid()}-{token}"
+        self.shm_dir = os.path.join(SHM_ROOT, self.session_name)
+        os.mkdir(self.shm_dir, 0o700)
+        self.session_dir = tempfile.mkdtemp(prefix=f"raylite-session-{os.getpid()}-")
+        os.chmod(self.session_dir, 0o700)
+        self.namespace = namespace
+        self.node_id = os.urandom(14).hex()
+        self.job_id = os.urandom(2).hex()
+        self.log_to_driver = log_to_driver
+        self.lock = threading.RLock()
+        self.scheduler = Scheduler(resources)
+        self.store = ObjectTable(self.shm_dir, spill_dir or os.path.join(self.session_dir, "spill"),
+                                 object_store_memory)
+        self.store.on_free = self._on_lineage_free
+        self.specs: dict[bytes, TaskSpec] = {}  # running or waiting tasks and calls, by task id
+        self.functions: dict[bytes, bytes] = {}
+        self.processes: dict[bytes, _Process] = {}
+        self.actors: dict[bytes, _ActorRecord] = {}
+        self.named_actors: dict[tuple, bytes] = {}
+        self.groups: dict[bytes, PlacementGroup] = {}
+        self.group_ready_ids: dict[bytes, bytes] = {}
+        self.timers: list = []
+        self._timer_seq = itertools.count()
+        self.spawn_queue: list[Callable] = []
+        self.task_events: list[tuple] = []  # (name, start, end, pid) for the timeline
+        self.stopping = False
+        self.selector = selectors.DefaultSelector()
+        self._wake_r, self._wake_w = os.pipe()
+        os.set_blocking(self._wake_r, False)
+        os.set_blocking(self._wake_w, False)
+        self.selector.register(self._wake_r, selectors.EVENT_READ, ("wake", None))
+        self.started = time.time()
+        _refs.set_tracker(self.store)
+        self.io_thread = threading.Thread(target=self._io_loop, name="raylite-io", daemon=True)
+        self.io_thread.start()
+        with self.lock:
+            self._act(self.scheduler.schedule())  # start the initial workers
+
+    # ======================================================================================
+    # submission
+    # ======================================================================================
+    def submit(self, spec: TaskSpec, function_blob: bytes | None = None) -> list[_refs.ObjectRef]:
+        with self.lock:
+            self._drain_refs()
+            if function_blob is not None and spec.function_id not in self.functions:
+                self.functions[spec.function_id] = function_blob
+            self._submit(spec, holder=True)
+        return [_refs.ObjectRef(oid, _track=False) for oid in spec.return_ids]
+
+    def _submit(self, spec: TaskSpec, holder: bool) -> None:
+        """Register a spec's return objects and route it (under the lock)."""
+        if spec.function_blob is not None and spec.kind == TASK:
+            self.functions.setdefault(spec.function_id, spec.function_blob)
+            spec.function_blob = None
+        store = self.store
+        lineage = spec if spec.kind == TASK else None
+        for oid in spec.return_ids:
+            store.create(oid, 1 if holder else 0, lineage)
+        for oid in spec.contained:
+            store.incref(oid)  # pinned while the spec lives
+        self.specs[spec.task_id] = spec
+        if spec.kind == TASK:
+            self._schedule_task(spec)
+        elif spec.kind == ACTOR_CALL:
+            self._route_call(spec)
+        else:
+            self._create_actor(spec)
+
+    def _schedule_task(self, spec: TaskSpec) -> None:
+        entries = self.store.entries
+        pending = {oid for oid in spec.arg_ids if entries[oid].state != READY}
+        failed = [oid for oid in spec.arg_ids if oid not in pending and entries[oid].is_error]
+        if failed:
+            self._seal_returns_with_error(spec, location=self.store.location(failed[0]))
+            return
+        task = Task(spec.task_id, spec.name, spec.resources, spec.function_id,
+                    spec.max_retries, spec.placement, spec)
+        self._act(self.scheduler.submit(task, pending))
+
+    # ======================================================================================
+    # actions from the scheduler
+    # ======================================================================================
+    def _act(self, actions: list) -> None:
+        for action in actions:
+            kind = action[0]
+            if kind == "dispatch":
+                self._dispatch(action[1].payload, action[2], action[3])
+            elif kind == "start_worker":
+                self._spawn_later(self._spawn_task_worker)
+            elif kind == "fail":
+                self._fail_task(action[1].payload, action[2], action[3])
+            elif kind == "start_actor":
+                record = self.actors[action[1].actor_id]
+                record.gpu_ids = action[2]
+                self._spawn_later(lambda r=record: self._spawn_actor(r))
+            elif kind == "interrupt":
+                self._interrupt(action[1], action[2], action[3])
+            elif kind == "revoke":
+                process = self.processes.get(action[2])
+                if process is not None:
+                    process.channel.send(("revoke", action[1].task_id))
+            elif kind == "pg_ready":
+                ready_id = self.group_ready_ids.get(action[1].group_id)
+                if ready_id is not None:
+                    self._seal_value(ready_id, True)
+            elif kind == "warn":
+                print(f"raylite: warning: {action[1]}", file=sys.stderr, flush=True)
+
+    def _dispatch(self, spec: TaskSpec, worker_id: bytes, gpu_ids: list[int]) -> None:
+        process = self.processes[worker_id]
+        channel = process.channel
+        if spec.function_id not in process.functions:
+            process.functions.add(spec.function_id)
+            channel.send(("fn", spec.function_id, self.functions[spec.function_id]))
+        resolved = self._locations(spec.arg_ids) if spec.arg_ids else None
+        channel.send(("task", spec, resolved, gpu_ids))
+
+    def _locations(self, object_ids: list[bytes]) -> dict:
+        entries = self.store.entries
+        out = {}
+        for oid in object_ids:
+            entry = entries.get(oid)
+            if entry is not None and entry.state == READY:
+                out[oid] = self.store.location(oid)
+        return out
+
+    def _fail_task(self, spec: TaskSpec, reason: str, detail: Any) -> None:
+        self.specs.pop(spec.task_id, None)
+        if reason == "dependency_failed":
+            self._seal_returns_with_error(spec, location=self.store.location(detail))
+            return
+        if reason == "cancelled":
+            error = TaskCancelledError(f"{spec.name} was cancelled")
+        else:
+            error = WorkerCrashedError(
+                f"the worker running {spec.name} died (killed, out of memory, or crashed) and "
+                f"{spec.max_retries} retries are spent; raise max_retries to retry more")
+        self._seal_returns_with_error(spec, error=error)
+        self._release_pins(spec)
+
+    def _interrupt(self, task: Task, worker_id: bytes, force: bool) -> None:
+        process = self.processes.get(worker_id)
+        if process is None:
+            return
+        import signal
+        try:
+            os.kill(process.pid, signal.SIGKILL if force else signal.SIGINT)
+        except ProcessLookupError:
+            pass
+
+    # ======================================================================================
+    # objects
+    # ======================================================================================
+    def put(self, value: Any) -> _refs.ObjectRef:
+        object_id = _ids.new_id()
+        packed = pack_value(value, self.shm_dir, object_id)
+        with self.lock:
+            self.store.create(object_id, 1)
+            self._seal(object_id, packed, is_error=False)
+        return _refs.ObjectRef(object_id, _track=False)
+
+    def _seal_value(self, object_id: bytes, value: Any) -> None:
+        self._seal(object_id, pack_value(value, self.shm_dir, object_id), is_error=False)
+
+    def _seal(self, object_id: bytes, packed: tuple, is_error: bool) -> None:
+        if packed[0] in ("i", "e"):
+            waiters = self.store.seal(object_id, packed[1], None, len(packed[1]), is_error, packed[2])
+        else:
+            waiters = self.store.seal(object_id, None, packed[1], packed[2], is_error, packed[3])
+        for waiter in waiters:
+            waiter.ready(object_id)
+        if object_id in self.scheduler.waiting_on:
+            if is_error:
+                self._act(self.scheduler.object_failed(object_id))
+            else:
+                self._act(self.scheduler.object_available(object_id))
+
+    def _seal_returns_with_error(self, spec: TaskSpec, error: BaseException | None = None,
+                                 location: tuple | None = None) -> None:
+        if location is not None:
+            kind, data = location
+            packed = ("e", data, []) if kind == "e" else ("E", data, os.path.getsize(data), [])
+            if kind == "E":  # share the dependency's error bytes, but in a file of our own
+                with open(data, "rb") as f:
+                    packed = ("e", f.read(), [])
+        else:
+            err = make_task_error(error, spec.name, os.getpid(), "") if not isinstance(
+                error, (WorkerCrashedError, TaskCancelledError, ActorDiedError)) else error
+            packed = ("e",) + pack_value(err, self.shm_dir, _ids.new_id())[1:]
+        for oid in spec.return_ids:
+            self._seal(oid, packed, is_error=True)
+
+    def get(self, refs: list, timeout: float | None) -> list:
+        ids = [r._id for r in refs]
+        locations = self._wait_locations(ids, timeout)
+        values = []
+        for oid, (kind, data) in zip(ids, locations):
+            value = self._read(oid, kind, data, timeout)
+            if kind in ("e", "E"):
+                raise value
+            values.append(value)
+        return values
+
+    def _read(self, object_id: bytes, kind: str, data: Any, timeout: float | None) -> Any:
+        for _ in range(5):
+            try:
+                return unpack_value(kind, data)
+            except FileNotFoundError:
+                with self.lock:
+                    self._object_lost(object_id, data)
+                kind, data = self._wait_locations([object_id], timeout)[0]
+        raise ObjectLostError(f"object {object_id.hex()} keeps vanishing from shared memory")
+
+    def _wait_locations(self, ids: list[bytes], timeout: float | None) -> list[tuple]:
+        with self.lock:
+            self._drain_refs()
+            waiter = self._add_waiter(ids, len(ids), None)
+        if waiter is not None and not waiter.event.wait(timeout):
+            with self.lock:
+                self._remove_waiter(waiter)
+            missing = sum(1 for oid in ids if self.store.entries.get(oid) is None
+                          or self.store.entries[oid].state != READY)
+            raise GetTimeoutError(f"get timed out after {timeout} s: {missing} of {len(ids)} "
+                                  "object(s) not ready yet")
+        with self.lock:
+            return [self._location_or_lost(oid) for oid in ids]
+
+    def _location_or_lost(self, object_id: bytes) -> tuple:
+        entry = self.store.entries.get(object_id)
+        if entry is None:
+            return ("e", pack_value(ObjectLostError(
+                f"object {object_id.hex()} was freed: no reference to it was alive (was the "
+                "ObjectRef rebuilt from its id after being dropped?)"), self.shm_dir, object_id)[1])
+        return self.store.location(object_id)
+
+    def _add_waiter(self, ids: list[bytes], need: int, callback) -> _Waiter | None:
+        """Register a waiter on the pending ones among ``ids`` (under the lock)."""
+        entries = self.store.entries
+        pending = []
+        for oid in ids:
+            entry = entries.get(oid)
+            if entry is None:
+                raise ValueError(f"ObjectRef {oid.hex()} is unknown to this runtime: it belongs to "
+                                 "a runtime that was shut down, or was never created here")
+            if entry.state != READY:
+                pending.append(entry)
+        need = need - (len(ids) - len(pending))
+        if need <= 0:
+            return None
+        waiter = _Waiter(ids, need, callback)
+        for entry in pending:
+            if entry.waiters is None:
+                entry.waiters = [waiter]
+            else:
+                entry.waiters.append(waiter)
+        return waiter
+
+    def _remove_waiter(self, waiter: _Waiter) -> None:
+        for oid in waiter.ids:
+            entry = self.store.entries.get(oid)
+            if entry is not None and entry.waiters and waiter in entry.waiters:
+                entry.waiters.remove(waiter)
+                if not entry.waiters and entry.refs <= 0:
+                    self.store.decref(oid) if False else None
+
+    def wait(self, refs: list, num_returns: int, timeout: float | None,
+             fetch_local: bool = True) -> tuple[list, list]:
+        ids = [r._id for r in refs]
+        with self.lock:
+            self._drain_refs()
+            waiter = self._add_waiter(ids, num_returns, None)
+        if waiter is not None:
+            waiter.event.wait(timeout)
+            with self.lock:
+                self._remove_waiter(waiter)
+        with self.lock:
+            entries = self.store.entries
+            ready_ids = [oid for oid in ids if entries[oid].state == READY][:num_returns]
+        ready_set = set(ready_ids)
+        return [r for r in refs if r._id in ready_set], [r for r in refs if r._id not in ready_set]
+
+    def _object_lost(self, object_id: bytes, path: str) -> None:
+        """A reader found an object's file missing: rebuild it from lineage, or mark it lost."""
+        if not self.store.mark_lost(object_id, path):
+            return
+        entry = self.store.entries[object_id]
+        spec = entry.lineage
+        if spec is None or spec.kind != TASK:
+            self._seal(object_id, ("e", pack_value(ObjectLostError(
+                f"object {object_id.hex()} was lost from shared memory and was made by put() or an "
+                "actor, so it cannot be rebuilt; keep a copy or recompute it in a task"),
+                self.shm_dir, _ids.new_id())[1], []), is_error=True)
+            return
+        print(f"raylite: object {object_id.hex()[:12]} was lost; re-running {spec.name} to rebuild "
+              "it", file=sys.stderr, flush=True)
+        for oid in spec.return_ids:
+            other = self.store.entries.get(oid)
+            if other is not None and other.state == READY and oid != object_id:
+                continue
+        self.specs[spec.task_id] = spec
+        task = Task(spec.task_id, spec.name, spec.resources, spec.function_id,
+                    spec.max_retries, spec.placement, spec)
+        self._act(self.scheduler.submit(task, set()))
+
+    def _on_lineage_free(self, entry) -> None:
+        spec = entry.lineage
+        entry.lineage = None
+        if all(oid not in self.store.entries for oid in spec.return_ids):
+            self._release_pins(spec)
+
+    def _release_pins(self, spec: TaskSpec) -> None:
+        if spec.contained:
+            contained, spec.contained = spec.contained, []
+            for oid in contained:
+                self.store.decref(oid)
+        if type(spec.args) is tuple:
+            try:
+                os.unlink(spec.args[1])
+            except FileNotFoundError:
+                pass
+
+    def _drain_refs(self) -> None:
+        released = _refs.drain_released()
+        if released:
+            decref = self.store.decref
+            for oid in released:
+                decref(oid)
+
+    # ======================================================================================
+    # actors
+    # ======================================================================================
+    def _create_actor(self, spec: TaskSpec) -> None:
+        record = _ActorRecord(spec)
+        if record.name:
+            key = (record.namespace, record.name)
+            if key in self.named_actors and self.actors[self.named_actors[key]].state != record.DEAD:
+                self.specs.pop(spec.task_id, None)
+                raise ValueError(f"an actor named {record.name!r} already exists in namespace "
+                                 f"{record.namespace!r}; pick another name or use "
+                                 "get_actor(name) / .options(get_if_exists=True)")
+            self.named_actors[key] = spec.actor_id
+        self.actors[spec.actor_id] = record
+        self._act(self.scheduler.request_actor(
+            SchedActor(spec.actor_id, spec.name, spec.resources, spec.placement)))
+
+    def _route_call(self, spec: TaskSpec) -> None:
+        record = self.actors.get(spec.actor_id)
+        if record is None or record.state == record.DEAD:
+            cause = record.death_cause if record else "it does not exist in this runtime"
+            self.specs.pop(spec.task_id, None)
+            self._seal_returns_with_error(spec, error=ActorDiedError(
+                f"cannot call {spec.name}: the actor is dead ({cause})"))
+            self._release_pins(spec)
+        elif record.state == record.ALIVE:
+            record.in_flight[spec.task_id] = spec
+            record.process.channel.send(("call", spec, self._locations(spec.arg_ids)
+                                         if spec.arg_ids else None))
+        else:
+            record.queue.append(spec)
+
+    def _actor_ready(self, process: _Process, error: tuple | None) -> None:
+        record = self.actors.get(process.actor_id)
+        if record is None:
+            return
+        creation = record.spec
+        if error is not None:
+            record.state = record.DEAD
+            record.death_cause = "its constructor raised"
+            self._seal(creation.return_ids[0], error, is_error=True)
+            for spec in record.queue:
+                self._seal(spec.return_ids[0], error, is_error=True) if len(spec.return_ids) == 1 \
+                    else [self._seal(oid, error, is_error=True) for oid in spec.return_ids]
+                self.specs.pop(spec.task_id, None)
+            record.queue.clear()
+            self._kill_process(process)
+            self._act(self.scheduler.actor_exited(record.actor_id))
+            return
+        record.state = record.ALIVE
+        if creation.return_ids and self.store.entries.get(creation.return_ids[0]) is not None \
+                and self.store.entries[creation.return_ids[0]].state != READY:
+            self._seal_value(creation.return_ids[0], None)
+        queued, record.queue = record.queue, []
+        for spec in queued:
+            self._route_call(spec)
+
+    def _actor_died(self, process: _Process) -> None:
+        record = self.actors.get(process.actor_id)
+        if record is None or record.state == record.DEAD:
+            return
+        lost = list(record.in_flight.values())
+        record.in_flight.clear()
+        if record.restarts_left != 0 and not getattr(record, "killed", False):
+            record.restarts_left -= 1
+            record.state = record.RESTARTING
+            retry = [s for s in lost if record.max_task_retries != 0]
+            for spec in lost:
+                if spec not in retry:
+                    self._fail_call(spec, record, "the actor's process died while running it; "
+                                    "it was restarted (set max_task_retries to retry calls)")
+            record.queue[:0] = retry
+            print(f"raylite: actor {record.class_name} died; restarting it "
+                  f"({'unlimited' if record.restarts_left < 0 else record.restarts_left} restarts "
+                  "left)", file=sys.stderr, flush=True)
+            self._spawn_later(lambda: self._spawn_actor(record))
+            return
+        record.state = record.DEAD
+        record.death_cause = record.death_cause or "its process died"
+        for spec in lost + record.queue:
+            self._fail_call(spec, record, record.death_cause)
+        record.queue.clear()
+        self._act(self.scheduler.actor_exited(record.actor_id))
+
+    def _fail_call(self, spec: TaskSpec, record: _ActorRecord, why: str) -> None:
+        self.specs.pop(spec.task_id, None)
+        self._seal_returns_with_error(spec, error=ActorDiedError(
+            f"{spec.name} failed: actor {record.class_name} is dead or restarting ({why})"))
+        self._release_pins(spec)
+
+    def kill_actor(self, actor_id: bytes, no_restart: bool = True) -> None:
+        with self.lock:
+            record = self.actors.get(actor_id)
+            if record is None or record.state == record.DEAD:
+                return
+            if no_restart:
+                record.killed = True
+                record.restarts_left = 0
+                record.death_cause = "it was killed with raylite.kill()"
+            if record.process is not None:
+                self._kill_process(record.process)
+            elif record.state == record.PENDING:
+                record.state = record.DEAD
+                for spec in record.queue:
+                    self._fail_call(spec, record, record.death_cause)
+                record.queue.clear()
+                self._act(self.scheduler.actor_exited(actor_id))
+
+    def get_actor(self, name: str, namespace: str | None) -> tuple:
+        with self.lock:
+            actor_id = self.named_actors.get((namespace or self.namespace, name))
+            record = self.actors.get(actor_id) if actor_id else None
+            if record is None or record.state == record.DEAD:
+                known = sorted(n for (ns, n), a in self.named_actors.items()
+                               if ns == (namespace or self.namespace) and self.actors[a].state != "DEAD")
+                raise ValueError(f"Failed to look up actor with name {name!r} in namespace "
+                                 f"{namespace or self.namespace!r}: no live actor has that name. "
+                                 f"Named actors there: {known or 'none'}. Create it with "
+                                 f"Cls.options(name={name!r}).remote() first.")
+            return record.actor_id, record.class_name, record.meta
+
+    def list_named_actors(self, all_namespaces: bool) -> list:
+        with self.lock:
+            out = []
+            for (ns, name), aid in self.named_actors.items():
+                if self.actors[aid].state == "DEAD":
+                    continue
+                if all_namespaces:
+                    out.append({"name": name, "namespace": ns})
+                elif ns == self.namespace:
+                    out.append(name)
+            return out
+
+    # ======================================================================================
+    # cancel, resources, placement groups
+    # ======================================================================================
+    def cancel(self, object_id: bytes, force: bool) -> None:
+        with self.lock:
+            entry = self.store.entries.get(object_id)
+            spec = entry.lineage if entry is not None else None
+            if spec is None:
+                for candidate in self.specs.values():
+                    if object_id in candidate.return_ids:
+                        spec = candidate
+                        break
+            if spec is None or spec.kind != TASK:
+                if spec is not None and spec.kind == ACTOR_CALL:
+                    raise ValueError("cancel() of actor method calls is not supported; kill the "
+                                     "actor with raylite.kill(handle) instead")
+                return
+            if spec.task_id in self.scheduler.tasks:
+                self._act(self.scheduler.cancel(spec.task_id, force))
+
+    def cluster_resources(self) -> dict[str, float]:
+        with self.lock:
+            return dict(self.scheduler.pool.total)
+
+    def available_resources(self) -> dict[str, float]:
+        with self.lock:
+            return self.scheduler.available()
+
+    def nodes(self) -> list[dict]:
+        with self.lock:
+            return [{"NodeID": self.node_id, "Alive": True, "NodeManagerAddress": "127.0.0.1",
+                     "NodeManagerHostname": os.uname().nodename, "NodeName": "127.0.0.1",
+                     "Resources": dict(self.scheduler.pool.total),
+                     "ObjectStoreSocketName": self.shm_dir, "alive": True}]
+
+    def create_placement_group(self, bundles: list[dict], strategy: str, name: str) -> tuple:
+        group_id = _ids.new_id()
+        ready_id = _ids.new_id()
+        group = PlacementGroup(group_id, bundles, strategy, name)
+        with self.lock:
+            self.store.create(ready_id, 1)
+            self.group_ready_ids[group_id] = ready_id
+            self.groups[group_id] = group
+            self._act(self.scheduler.create_group(group))
+        return group_id, _refs.ObjectRef(ready_id, _track=False)
+
+    def remove_placement_group(self, group_id: bytes) -> None:
+        with self.lock:
+            self.groups.pop(group_id, None)
+            self._act(self.scheduler.remove_group(group_id))
+
+    def placement_group_table(self) -> dict:
+        with self.lock:
+            return {gid.hex(): {"name": g.name, "strategy": g.strategy, "bundles": dict(enumerate(g.bundles)),
+                                "state": "CREATED" if g.ready else "PENDING"} for gid, g in self.groups.items()}
+
+    # ======================================================================================
+    # processes (spawned on the I/O thread only)
+    # ======================================================================================
+    def _spawn_later(self, fn: Callable) -> None:
+        self.spawn_queue.append(fn)
+        self._wake()
+
+    def _spawn(self, actor_id: bytes | None = None, gpu_ids=None) -> _Process:
+        parent, child = make_pair()
+        worker_id = _ids.new_id()
+        context = {"sys_path": [p for p in sys.path if p], "namespace": self.namespace,
+                   "node_id": self.node_id, "job_id": self.job_id, "worker_id": worker_id.hex(),
+                   "session_dir": self.session_dir}
+        env = dict(os.environ, RAYLITE_FD=str(child.fileno()), RAYLITE_SHM_DIR=self.shm_dir,
+                   RAYLITE_CONTEXT=json.dumps(context), PYTHONUNBUFFERED="1")
+        if gpu_ids is not None:
+            env["CUDA_VISIBLE_DEVICES"] = ",".join(str(g) for g in gpu_ids)
+        popen = subprocess.Popen([sys.executable, "-m", "raylite.core._worker"],
+                                 pass_fds=(child.fileno(),), env=env, stdin=subprocess.DEVNULL,
+                                 stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+        child.close()
+        channel = Channel(parent, self._on_backlog)
+        process = _Process(worker_id, popen, channel, actor_id)
+        self.processes[worker_id] = process
+        self.selector.register(channel.fileno, selectors.EVENT_READ, ("worker", process))
+        for stream, target in ((popen.stdout, "out"), (popen.stderr, "err")):
+            os.set_blocking(stream.fileno(), False)
+            self.selector.register(stream.fileno(), selectors.EVENT_READ, (target, stream))
+        return process
+
+    def _spawn_task_worker(self) -> None:
+        self._spawn()
+
+    def _spawn_actor(self, record: _ActorRecord) -> None:
+        with self.lock:
+            if record.state == record.DEAD:
+                return
+            record.state = record.STARTING
+            record.process = self._spawn(record.actor_id, record.gpu_ids)
+            spec = record.spec
+            resolved = self._locations(spec.arg_ids) if spec.arg_ids else None
+            record.process.channel.send(("actor_init", spec, resolved, record.gpu_ids))
+
+    def _kill_process(self, process: _Process) -> None:
+        try:
+            process.popen.kill()
+        except ProcessLookupError:
+            pass
+
+    # ======================================================================================
+    # the I/O thread
+    # ======================================================================================
+    def _wake(self) -> None:
+        try:
+            os.write(self._wake_w, b"x")
+        except (BlockingIOError, OSError):
+            pass
+
+    def _on_backlog(self, channel: Channel) -> None:
+        self._spawn_later(lambda: self._watch_writes(channel))
+
+    def _watch_writes(self, channel: Channel) -> None:
+        try:
+            key = self.selector.get_key(channel.fileno)
+            self.selector.modify(channel.fileno, selectors.EVENT_READ | selectors.EVENT_WRITE, key.data)
+        except (KeyError, ValueError):
+            pass
+
+    def _io_loop(self) -> None:
+        select = self.selector.select
+        while not self.stopping:
+            timeout = 0.05
+            if self.timers:
+                timeout = max(0.0, min(timeout, self.timers[0][0] - time.monotonic()))
+            for key, events in select(timeout):
+                tag, obj = key.data
+                if tag == "worker":
+                    if events & selectors.EVENT_WRITE and obj.channel.flush():
+                        self.selector.modify(key.fd, selectors.EVENT_READ, key.data)
+                    if events & selectors.EVENT_READ:
+                        self._on_readable(obj)
+                elif tag == "wake":
+                    try:
+                        os.read(self._wake_r, 4096)
+                    except BlockingIOError:
+                        pass
+                else:
+                    self._forward_output(key.fd, obj, tag)
+            while self.spawn_queue and not self.stopping:
+                try:
+                    self.spawn_queue.pop(0)()
+                except Exception as exc:  # a failed spawn must not stop the I/O thread
+                    print(f"raylite: could not start a worker process: {exc}", file=sys.stderr)
+            self._run_timers()
+            if _refs._released:
+                with self.lock:
+                    self._drain_refs()
+
+    def _forward_output(self, fd: int, stream, tag: str) -> None:
+        try:
+            data = os.read(fd, 65536)
+        except (BlockingIOError, InterruptedError):
+            return
+        except OSError:
+            data = b""
+        if not data:
+            self.selector.unregister(fd)
+            stream.close()
+            return
+        if self.log_to_driver:
+            target = sys.stdout if tag == "out" else sys.stderr
+            try:
+                target.write(data.decode("utf-8", "replace"))
+                target.flush()
+            except Exception:
+                pass
+
+    def _on_readable(self, process: _Process) -> None:
+        messages = process.channel.receive()
+        with self.lock:
+            if messages is None:
+                self._on_process_exit(process)
+                return
+            for message in messages:
+                handler = self._handlers.get(message[0])
+                handler(self, process, message)
+
+    def _on_process_exit(self, process: _Process) -> None:
+        if self.processes.pop(process.worker_id, None) is None:
+            return
+        try:
+            self.selector.unregister(process.channel.fileno)
+        except (KeyError, ValueError):
+            pass
+        process.channel.close()
+        if process.popen.poll() is None:
+            self._kill_process(process)
+        self._spawn_later(lambda: process.popen.wait())
+        if self.stopping:
+            return
+        if process.actor_id is not None:
+            self._actor_died(process)
+        else:
+            self._act(self.scheduler.worker_died(process.worker_id))
+
+    # ----- message handlers (under the lock, on the I/O thread) --------------------------------
+    def _h_ready(self, process: _Process, message: tuple) -> None:
+        process.ready = True
+        if process.actor_id is None:
+            self._act(self.scheduler.worker_started(process.worker_id))
+
+    def _h_done(self, process: _Process, message: tuple) -> None:
+        _, task_id, results, duration = message
+        spec = self.specs.pop(task_id, None)
+        if spec is None:
+            return
+        if spec.kind == ACTOR_CALL:
+            record = self.actors.get(spec.actor_id)
+            if record is not None:
+                record.in_flight.pop(task_id, None)
+        if spec.kind == TASK and results and results[0][0] in ("e", "E") and self._should_retry(spec, results[0]):
+            return
+        for oid, packed in zip(spec.return_ids, results):
+            self._seal(oid, packed, is_error=packed[0] in ("e", "E"))
+        if spec.kind == TASK:
+            self._act(self.scheduler.task_finished(process.worker_id, task_id, duration))
+        else:
+            self._release_pins(spec)
+
+    def _should_retry(self, spec: TaskSpec, packed: tuple) -> bool:
+        retry = spec.retry_exceptions
+        task = self.scheduler.tasks.get(spec.task_id)
+        if not retry or task is None or task.attempt >= spec.max_retries:
+            return False
+        if retry is not True:
+            error = unpack_value(packed[0], packed[1])
+            if not isinstance(error.cause, tuple(retry)):
+                return False
+        task.attempt += 1
+        self.specs[spec.task_id] = spec
+        worker_id = task.worker_id
+        self._act(self.scheduler.task_finished(worker_id, spec.task_id, 0.0))
+        self.scheduler.tasks[spec.task_id] = task
+        task.state = task.state.__class__.READY
+        self.scheduler._enqueue(task)
+        self._act(self.scheduler.schedule())
+        return True
+
+    def _h_submit(self, process: _Process, message: tuple) -> None:
+        spec = message[1]
+        try:
+            self._submit(spec, holder=False)
+        except ValueError as exc:
+            self._seal_returns_with_error(spec, error=exc)
+
+    def _h_put(self, process: _Process, message: tuple) -> None:
+        _, object_id, packed = message
+        self.store.create(object_id)
+        self._seal(object_id, packed, is_error=False)
+
+    def _h_refs(self, process: _Process, message: tuple) -> None:
+        _, borrowed, released = message
+        store = self.store
+        for oid in borrowed:
+            store.incref(oid)
+        for oid in released:
+            store.decref(oid)
+
+    def _h_get(self, process: _Process, message: tuple) -> None:
+        _, request_id, ids, timeout = message
+        blocked = [False]
+
+        def reply(waiter: _Waiter | None) -> None:
+            if waiter is not None and waiter.target_left > 0:
+                return
+            process.channel.send(("r", request_id, [self._location_or_lost(oid) for oid in ids]))
+            if blocked[0]:
+                blocked[0] = False
+                self._act(self.scheduler.worker_unblocked(process.worker_id))
+
+        try:
+            waiter = self._add_waiter(ids, len(ids), reply)
+        except ValueError as exc:
+            process.channel.send(("r", request_id, [("lost", str(exc))] * len(ids)))
+            return
+        if waiter is None:
+            reply(None)
+            return
+        if process.actor_id is None:
+            blocked[0] = True
+            self._act(self.scheduler.worker_blocked(process.worker_id))
+        if timeout is not None:
+            def expire() -> None:
+                if waiter.target_left > 0:
+                    waiter.target_left = -1  # never fire
+                    self._remove_waiter(waiter)
+                    process.channel.send(("r", request_id, "timeout"))
+                    if blocked[0]:
+                        blocked[0] = False
+                        self._act(self.scheduler.worker_unblocked(process.worker_id))
+            self._add_timer(timeout, expire)
+
+    def _h_wait(self, process: _Process, message: tuple) -> None:
+        _, request_id, ids, num_returns, timeout = message
+        done = [False]
+
+        def reply(waiter=None) -> None:
+            if done[0]:
+                return
+            done[0] = True
+            entries = self.store.entries
+            ready = [oid for oid in ids if oid in entries and entries[oid].state == READY]
+            process.channel.send(("r", request_id, ready[:num_returns]))
+            if waiter is not None:
+                self._remove_waiter(waiter)
+
+        waiter = self._add_waiter(ids, num_returns, reply)
+        if waiter is None:
+            reply()
+        elif timeout is not None:
+            self._add_timer(timeout, lambda: reply(waiter))
+
+    def _h_lost(self, process: _Process, message: tuple) -> None:
+        self._object_lost(message[1], message[2])
+
+    def _h_actor_ready(self, process: _Process, message: tuple) -> None:
+        self._actor_ready(process, message[2])
+
+    def _h_api(self, process: _Process, message: tuple) -> None:
+        _, request_id, name, args = message
+        try:
+            result = (True, getattr(self, name)(*args))
+        except Exception as exc:
+            result = (False, exc)
+        process.channel.send(("r", request_id, result))
+
+    _handlers = {"ready": _h_ready, "done": _h_done, "submit": _h_submit, "put": _h_put,
+                 "refs": _h_refs, "get": _h_get, "wait": _h_wait, "lost": _h_lost,
+                 "actor_ready": _h_actor_ready, "api": _h_api}
+
+    # ----- timers ----------------------------------------------------------------------------
+    def _add_timer(self, delay: float, callback: Callable) -> None:
+        heapq.heappush(self.timers, (time.monotonic() + delay, next(self._timer_seq), callback))
+        self._wake()
+
+    def _run_timers(self) -> None:
+        now = time.monotonic()
+        while self.timers and self.timers[0][0] <= now:
+            _, _, callback = heapq.heappop(self.timers)
+            with self.lock:
+                callback()
+
+    # ======================================================================================
+    # shutdown and introspection
+    # ======================================================================================
+    def shutdown(self) -> None:
+        with self.lock:
+            if self.stopping:
+                return
+            self.stopping = True
+            processes = list(self.processes.values())
+        self._wake()
+        if self.io_thread is not threading.current_thread():
+            self.io_thread.join(timeout=2)
+        for process in processes:
+            process.channel.send(("exit",))
+        deadline = time.monotonic() + 0.5
+        for process in processes:
+            try:
+                process.popen.wait(timeout=max(0.0, deadline - time.monotonic()))
+            except subprocess.TimeoutExpired:
+                process.popen.kill()
+                process.popen.wait()
+            for stream in (process.popen.stdout, process.popen.stderr):
+                self._drain_output(stream, sys.stdout if stream is process.popen.stdout else sys.stderr)
+            process.channel.close()
+        self.selector.close()
+        os.close(self._wake_r)
+        os.close(self._wake_w)
+        _refs.set_tracker(None)
+        shutil.rmtree(self.shm_dir, ignore_errors=True)
+        shutil.rmtree(self.session_dir, ignore_errors=True)
+
+    def _drain_output(self, stream, target) -> None:
+        if stream is None or stream.closed:
+            return
+        try:
+            data = stream.read()
+        except Exception:
+            data = None
+        if data and self.log_to_driver:
+            try:
+                target.write(data.decode("utf-8", "replace"))
+                target.flush()
+            except Exception:
+                pass
+        stream.close()
+
+    def worker_pids(self) -> list[int]:
+        with self.lock:
+            return [p.pid for p in self.processes.values()]
+
+    def memory_summary(self) -> dict:
+        with self.lock:
+            return self.store.stats()
+
+
+def _cleanup_stale_sessions() -> None:
+    """Remove shared-memory folders of raylite drivers that died without cleaning up."""
+    try:
+        names = os.listdir(SHM_ROOT)
+    except OSError:
+        return
+    for name in names:
+        if not name.startswith("raylite-"):
+            continue
+        try:
+            pid = int(name.split("-")[1])
+        except (IndexError, ValueError):
+            continue
+        if pid == os.getpid() or _alive(pid):
+            continue
+        shutil.rmtree(os.path.join(SHM_ROOT, name), ignore_errors=True)
+
+
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True

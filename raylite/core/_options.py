@@ -1,0 +1,99 @@
+"""Checking the options of ``@remote``, ``.options()`` and ``init`` and turning them into resources."""
+
+from __future__ import annotations
+
+import difflib
+import math
+from typing import Any
+
+TASK_OPTIONS = frozenset({
+    "num_cpus", "num_gpus", "memory", "resources", "num_returns", "max_retries",
+    "retry_exceptions", "name", "placement_group", "placement_group_bundle_index",
+    "placement_group_capture_child_tasks", "scheduling_strategy", "runtime_env", "max_calls",
+    "accelerator_type", "object_store_memory", "_metadata",
+})
+ACTOR_OPTIONS = frozenset({
+    "num_cpus", "num_gpus", "memory", "resources", "max_restarts", "max_task_retries",
+    "max_concurrency", "name", "namespace", "lifetime", "get_if_exists", "placement_group",
+    "placement_group_bundle_index", "placement_group_capture_child_tasks", "scheduling_strategy",
+    "runtime_env", "accelerator_type", "object_store_memory", "max_pending_calls",
+    "concurrency_groups", "_metadata",
+})
+METHOD_OPTIONS = frozenset({"num_returns", "name", "max_task_retries", "retry_exceptions",
+                            "concurrency_group"})
+
+
+def did_you_mean(word: str, choices) -> str:
+    close = difflib.get_close_matches(word, list(choices), n=2, cutoff=0.6)
+    return f"; did you mean {' or '.join(repr(c) for c in close)}?" if close else ""
+
+
+def check_options(options: dict[str, Any], allowed: frozenset, what: str) -> dict[str, Any]:
+    """Reject unknown option names and bad values with errors that say what would be right."""
+    for key in options:
+        if key not in allowed:
+            raise TypeError(f"{what} got an unexpected option {key!r}{did_you_mean(key, allowed)} "
+                            f"Valid options: {', '.join(sorted(k for k in allowed if not k.startswith('_')))}.")
+    for key in ("num_cpus", "num_gpus", "memory"):
+        value = options.get(key)
+        if value is not None and (not isinstance(value, (int, float)) or value < 0 or math.isnan(value)):
+            raise ValueError(f"{what}: {key} must be a non-negative number, got {value!r}.")
+    if options.get("num_gpus") and options["num_gpus"] > 1 and options["num_gpus"] % 1:
+        raise ValueError(f"{what}: num_gpus above 1 must be a whole number, got {options['num_gpus']}.")
+    resources = options.get("resources")
+    if resources is not None:
+        if not isinstance(resources, dict):
+            raise TypeError(f"{what}: resources must be a dict like {{'my_resource': 1}}, got "
+                            f"{type(resources).__name__}.")
+        for name, amount in resources.items():
+            if name in ("CPU", "GPU", "memory"):
+                raise ValueError(f"{what}: use num_cpus / num_gpus / memory instead of "
+                                 f"resources={{{name!r}: ...}}.")
+            if not isinstance(amount, (int, float)) or amount < 0:
+                raise ValueError(f"{what}: resource {name!r} must be a non-negative number, got "
+                                 f"{amount!r}.")
+    num_returns = options.get("num_returns")
+    if num_returns is not None and (not isinstance(num_returns, int) or num_returns < 0):
+        raise ValueError(f"{what}: num_returns must be a non-negative int, got {num_returns!r}.")
+    for key in ("max_retries", "max_restarts", "max_task_retries"):
+        value = options.get(key)
+        if value is not None and (not isinstance(value, int) or value < -1):
+            raise ValueError(f"{what}: {key} must be an int >= -1 (-1: unlimited), got {value!r}.")
+    concurrency = options.get("max_concurrency")
+    if concurrency is not None and (not isinstance(concurrency, int) or concurrency < 1):
+        raise ValueError(f"{what}: max_concurrency must be an int >= 1, got {concurrency!r}.")
+    return options
+
+
+def to_resources(options: dict[str, Any], default_cpus: float) -> dict[str, float]:
+    """The scheduler's resource request for a set of options."""
+    cpus = options.get("num_cpus")
+    out = {"CPU": float(default_cpus if cpus is None else cpus)}
+    if options.get("num_gpus"):
+        out["GPU"] = float(options["num_gpus"])
+    if options.get("memory"):
+        out["memory"] = float(options["memory"])
+    for name, amount in (options.get("resources") or {}).items():
+        out[name] = float(amount)
+    return {k: v for k, v in out.items() if v > 0}
+
+
+def placement_of(options: dict[str, Any]) -> tuple[bytes, int] | None:
+    """(group id, bundle index) from placement_group= or a PlacementGroupSchedulingStrategy."""
+    strategy = options.get("scheduling_strategy")
+    group = options.get("placement_group")
+    index = options.get("placement_group_bundle_index", -1)
+    if strategy is not None and not isinstance(strategy, str):
+        group = getattr(strategy, "placement_group", None)
+        index = getattr(strategy, "placement_group_bundle_index", -1)
+    elif isinstance(strategy, str) and strategy not in ("DEFAULT", "SPREAD"):
+        raise ValueError(f"unknown scheduling_strategy {strategy!r}; use 'DEFAULT', 'SPREAD' or "
+                         "PlacementGroupSchedulingStrategy(...)")
+    if group is None or group == "default":
+        return None
+    if index is None:
+        index = -1
+    if index >= len(group.bundle_specs) or index < -1:
+        raise ValueError(f"placement_group_bundle_index {index} is out of range: the group has "
+                         f"{len(group.bundle_specs)} bundles (use -1 for any).")
+    return (group.id.binary(), index)

@@ -1,0 +1,228 @@
+"""Messages between the driver and its worker processes, over Unix socket pairs.
+
+Each message is a pickled tuple ``(kind, ...)`` behind a 4-byte length. The socket pair is made
+by the driver and inherited by the worker, so no address exists that another process could
+connect to.
+
+The driver side (:class:`Channel`) never blocks: sends go straight to the socket and whatever
+does not fit waits in an outbox that the I/O thread flushes. The worker side
+(:class:`Connection`) blocks, and lets several threads share one socket: whichever thread needs
+a message next reads, and hands replies and work to the threads waiting for them
+(leader/follower), so a single-threaded worker pays for no thread hand-off at all.
+"""
+
+from __future__ import annotations
+
+import collections
+import pickle
+import socket
+import struct
+import threading
+from typing import Any
+
+_LEN = struct.Struct("<I")
+_dumps = pickle.dumps
+_loads = pickle.loads
+RECV_SIZE = 1 << 20
+SOCKET_BUFFER = 4 << 20
+
+
+def frame(message: tuple) -> bytes:
+    body = _dumps(message, 5)
+    return _LEN.pack(len(body)) + body
+
+
+def make_pair() -> tuple[socket.socket, socket.socket]:
+    parent, child = socket.socketpair(socket.AF_UNIX, socket.SOCK_STREAM)
+    for s in (parent, child):
+        for opt in (socket.SO_SNDBUF, socket.SO_RCVBUF):
+            try:
+                s.setsockopt(socket.SOL_SOCKET, opt, SOCKET_BUFFER)
+            except OSError:
+                pass
+    return parent, child
+
+
+class _Splitter:
+    """Cuts a byte stream into messages."""
+
+    def __init__(self):
+        self.buffer = bytearray()
+
+    def feed(self, data) -> list:
+        buf = self.buffer
+        buf += data
+        out, pos, n = [], 0, len(buf)
+        while n - pos >= 4:
+            (size,) = _LEN.unpack_from(buf, pos)
+            end = pos + 4 + size
+            if end > n:
+                break
+            out.append(_loads(memoryview(buf)[pos + 4:end]))
+            pos = end
+        if pos:
+            del buf[:pos]
+        return out
+
+
+class Channel:
+    """The driver's end of a worker socket: non-blocking sends with an outbox."""
+
+    def __init__(self, sock: socket.socket, on_backlog):
+        sock.setblocking(False)
+        self.sock = sock
+        self.fileno = sock.fileno()
+        self.outbox = bytearray()
+        self.lock = threading.Lock()
+        self.splitter = _Splitter()
+        self.closed = False
+        self._on_backlog = on_backlog  # called once when the outbox becomes non-empty
+
+    def send(self, message: tuple) -> None:
+        self.send_bytes(frame(message))
+
+    def send_bytes(self, data: bytes) -> None:
+        with self.lock:
+            if self.closed:
+                return
+            if self.outbox:
+                self.outbox += data
+                return
+            try:
+                sent = self.sock.send(data)
+            except BlockingIOError:
+                sent = 0
+            except OSError:
+                return  # the worker is gone; the I/O thread will see EOF
+            if sent < len(data):
+                self.outbox += data[sent:]
+                backlog = True
+            else:
+                backlog = False
+        if backlog:
+            self._on_backlog(self)
+
+    def flush(self) -> bool:
+        """Write what the outbox holds; True when it is empty."""
+        with self.lock:
+            if self.outbox and not self.closed:
+                try:
+                    sent = self.sock.send(self.outbox)
+                    del self.outbox[:sent]
+                except (BlockingIOError, InterruptedError):
+                    pass
+                except OSError:
+                    self.outbox.clear()
+            return not self.outbox
+
+    def receive(self) -> list | None:
+        """Messages available now; None at end of stream."""
+        try:
+            data = self.sock.recv(RECV_SIZE)
+        except (BlockingIOError, InterruptedError):
+            return []
+        except OSError:
+            return None
+        if not data:
+            return None
+        return self.splitter.feed(data)
+
+    def close(self) -> None:
+        with self.lock:
+            self.closed = True
+            self.outbox.clear()
+        try:
+            self.sock.close()
+        except OSError:
+            pass
+
+
+class ConnectionLost(Exception):
+    """The driver is gone."""
+
+
+class Connection:
+    """The worker's end: blocking, shared by threads with leader/follower reading."""
+
+    def __init__(self, sock: socket.socket):
+        sock.setblocking(True)
+        self.sock = sock
+        self.send_lock = threading.Lock()
+        self.cond = threading.Condition(threading.Lock())
+        self.reading = False
+        self.replies: dict[int, Any] = {}
+        self.inbox: collections.deque = collections.deque()
+        self.revoked: set = set()  # pipelined tasks the driver took back: skip them
+        self.splitter = _Splitter()
+        self.closed = False
+        self.before_send = None  # hook returning extra messages to send first (ref counts)
+        self._next_request = 0
+
+    def send(self, message: tuple) -> None:
+        data = frame(message)
+        with self.send_lock:
+            if self.before_send is not None:
+                extra = self.before_send()
+                if extra is not None:
+                    data = frame(extra) + data
+            self.sock.sendall(data)
+
+    def request(self, kind: str, *args) -> Any:
+        """Send ``(kind, request_id, *args)`` and wait for the driver's reply."""
+        with self.cond:
+            self._next_request += 1
+            request_id = self._next_request
+        self.send((kind, request_id) + args)
+        return self._wait(lambda: self.replies.pop(request_id, _MISSING))
+
+    def next_message(self) -> tuple:
+        """The next message that is not a reply (work for this worker)."""
+        return self._wait(lambda: self.inbox.popleft() if self.inbox else _MISSING)
+
+    def _wait(self, take) -> Any:
+        cond = self.cond
+        with cond:
+            while True:
+                item = take()
+                if item is not _MISSING:
+                    return item
+                if self.closed:
+                    raise ConnectionLost()
+                if self.reading:
+                    cond.wait()
+                    continue
+                self.reading = True
+                cond.release()
+                try:
+                    messages = self._read()
+                finally:
+                    cond.acquire()
+                    self.reading = False
+                if messages is None:
+                    self.closed = True
+                else:
+                    for message in messages:
+                        if message[0] == "r":
+                            self.replies[message[1]] = message[2]
+                        elif message[0] == "revoke":
+                            self.revoked.add(message[1])
+                        else:
+                            self.inbox.append(message)
+                cond.notify_all()
+
+    def _read(self) -> list | None:
+        while True:
+            try:
+                data = self.sock.recv(RECV_SIZE)
+            except InterruptedError:
+                continue
+            except OSError:
+                return None
+            if not data:
+                return None
+            messages = self.splitter.feed(data)
+            if messages:
+                return messages
+
+
+_MISSING = object()

@@ -1,0 +1,179 @@
+"""Task specs and the packing of arguments and results, shared by the driver and the workers.
+
+A :class:`TaskSpec` says everything needed to run (and re-run) one task, actor creation or
+actor method call. Arguments are pickled once by the caller; ObjectRefs among the top-level
+arguments are dependencies that the runtime resolves to values before the task runs, while refs
+nested deeper travel as refs (as in Ray).
+"""
+
+from __future__ import annotations
+
+import os
+import pickle
+from typing import Any
+
+from raylite.core._refs import ObjectRef
+from raylite.core._serialization import (INLINE_LIMIT, _PLAIN, describe_unpicklable, loads,
+                                         read_file, serialize)
+
+TASK, ACTOR_CREATE, ACTOR_CALL = "task", "actor_create", "actor_call"
+
+_EMPTY_ARGS = pickle.dumps(((), None), protocol=5)
+
+
+class TaskSpec:
+    """One unit of work. Pickled into messages; the driver keeps it for retries and lineage."""
+
+    __slots__ = ("task_id", "kind", "name", "function_id", "function_blob", "args", "arg_ids",
+                 "contained", "return_ids", "resources", "max_retries", "retry_exceptions",
+                 "placement", "actor_id", "method", "actor_options", "owner")
+
+    def __init__(self, task_id: bytes, kind: str, name: str, function_id: bytes, args: Any,
+                 arg_ids: list[bytes], contained: list[bytes], return_ids: list[bytes],
+                 resources: dict[str, float], max_retries: int = 0, retry_exceptions: Any = False,
+                 placement: tuple | None = None, actor_id: bytes | None = None,
+                 method: str | None = None, actor_options: dict | None = None,
+                 function_blob: bytes | None = None):
+        self.task_id = task_id
+        self.kind = kind
+        self.name = name
+        self.function_id = function_id
+        self.function_blob = function_blob
+        self.args = args  # bytes, or ("s", path) for large arguments in shared memory
+        self.arg_ids = arg_ids
+        self.contained = contained
+        self.return_ids = return_ids
+        self.resources = resources
+        self.max_retries = max_retries
+        self.retry_exceptions = retry_exceptions
+        self.placement = placement
+        self.actor_id = actor_id
+        self.method = method
+        self.actor_options = actor_options
+        self.owner = None  # driver-side: the worker that submitted it (None: the driver)
+
+    def __getstate__(self):
+        return tuple(getattr(self, s) for s in self.__slots__[:-1])
+
+    def __setstate__(self, state):
+        for name, value in zip(self.__slots__[:-1], state):
+            setattr(self, name, value)
+        self.owner = None
+
+
+def pack_args(args: tuple, kwargs: dict, name: str, shm_dir: str | None,
+              new_id) -> tuple[Any, list[bytes], list[bytes]]:
+    """Pickle call arguments. Returns (args payload, top-level ref ids, all contained ref ids)."""
+    if not kwargs:
+        if not args:
+            return _EMPTY_ARGS, [], []
+        if all(type(a) in _PLAIN for a in args):
+            return pickle.dumps((args, None), protocol=5), [], []
+    try:
+        packed = serialize((args, kwargs or None))
+    except Exception as exc:
+        raise _unpicklable_error(args, kwargs, name, exc) from None
+    top = [a._id for a in args if type(a) is ObjectRef]
+    if kwargs:
+        top += [v._id for v in kwargs.values() if type(v) is ObjectRef]
+    if packed.size > INLINE_LIMIT and shm_dir is not None:
+        path = os.path.join(shm_dir, "args-" + new_id().hex())
+        packed.write_file(path)
+        return ("s", path), top, packed.contained
+    if not packed.buffers:
+        return packed.to_bytes(), top, packed.contained
+    return packed.to_bytes(), top, packed.contained
+
+
+def _unpicklable_error(args: tuple, kwargs: dict, name: str, exc: Exception) -> TypeError:
+    labelled = [(f"argument {i}", a) for i, a in enumerate(args)]
+    labelled += [(f"argument {k!r}", v) for k, v in (kwargs or {}).items()]
+    culprit = "one of the arguments"
+    for label, value in labelled:
+        try:
+            serialize(value)
+        except Exception:
+            culprit = describe_unpicklable(value, label)
+            break
+    return TypeError(
+        f"Could not serialize the arguments of {name}(): {culprit} cannot be pickled "
+        f"({type(exc).__name__}: {exc}). Pass something picklable instead (for example a path or "
+        "a config), or create the object inside the task or actor.")
+
+
+def unpack_args(payload: Any) -> tuple[tuple, dict]:
+    """Inverse of ``pack_args`` (refs come back as ObjectRefs; resolve them separately)."""
+    if type(payload) is tuple:
+        args, kwargs = read_file(payload[1])
+    elif payload[:4] == b"RLO1":
+        args, kwargs = loads(payload)
+    else:
+        args, kwargs = pickle.loads(payload)
+    return args, (kwargs or {})
+
+
+def pack_value(value: Any, shm_dir: str, object_id: bytes) -> tuple:
+    """Serialize a result or put value: ("i", bytes, contained) or ("s", path, size, contained)."""
+    if type(value) in _PLAIN:
+        return ("i", pickle.dumps(value, protocol=5), [])
+    packed = serialize(value)
+    if packed.size <= INLINE_LIMIT:
+        return ("i", packed.to_bytes(), packed.contained)
+    path = os.path.join(shm_dir, object_id.hex() + "-" + os.urandom(4).hex())  # unique per attempt
+    size = packed.write_file(path)
+    return ("s", path, size, packed.contained)
+
+
+def unpack_value(kind: str, data: Any) -> Any:
+    """Read a value from its location: inline bytes ("i"/"e") or a shared-memory path ("s"/"E")."""
+    if kind in ("i", "e"):
+        if data[:4] == b"RLO1":
+            return loads(data)
+        return pickle.loads(data)
+    return read_file(data)
+
+
+class SpecSubmitter:
+    """Turns API calls into TaskSpecs; mixed into the backends that run work in processes.
+
+    Subclasses provide ``submit(spec, function_blob)`` and ``shm_dir``.
+    """
+
+    shm_dir: str | None = None
+
+    def submit(self, spec: TaskSpec, function_blob: bytes | None) -> list:
+        raise NotImplementedError
+
+    def submit_task(self, function, args: tuple, kwargs: dict, options: dict,
+                    resources: dict, placement) -> list:
+        from raylite.core._ids import new_id
+        name = options.get("name") or function._name
+        payload, top, contained = pack_args(args, kwargs, name, self.shm_dir, new_id)
+        num_returns = options.get("num_returns", 1)
+        spec = TaskSpec(new_id(), TASK, name, function._function_id, payload, top, contained,
+                        [new_id() for _ in range(num_returns)], resources,
+                        options.get("max_retries", 3), options.get("retry_exceptions", False),
+                        placement)
+        return self.submit(spec, function._blob())
+
+    def create_actor(self, actor_class, args: tuple, kwargs: dict, options: dict,
+                     resources: dict, placement, actor_options: dict) -> bytes:
+        from raylite.core._ids import new_id
+        name = f"{actor_class._name}.__init__"
+        payload, top, contained = pack_args(args, kwargs, name, self.shm_dir, new_id)
+        actor_id = new_id()
+        spec = TaskSpec(new_id(), ACTOR_CREATE, name, actor_class._function_id, payload, top,
+                        contained, [new_id()], resources, placement=placement, actor_id=actor_id,
+                        actor_options=actor_options, function_blob=actor_class._blob())
+        self.submit(spec, None)
+        return actor_id
+
+    def submit_actor_call(self, actor_id: bytes, class_name: str, method: str, args: tuple,
+                          kwargs: dict, num_returns: int, options: dict) -> list:
+        from raylite.core._ids import new_id
+        name = options.get("name") or f"{class_name}.{method}"
+        payload, top, contained = pack_args(args, kwargs, name, self.shm_dir, new_id)
+        spec = TaskSpec(new_id(), ACTOR_CALL, name, b"", payload, top, contained,
+                        [new_id() for _ in range(num_returns)], {}, actor_id=actor_id,
+                        method=method)
+        return self.submit(spec, None)

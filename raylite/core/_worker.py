@@ -1,0 +1,406 @@
+"""A worker process: runs tasks one after another, or hosts a single actor.
+
+    driver ──task/call/fn──▶ Worker.run() ──▶ execute ──done(results)──▶ driver
+                                 │ user code calls raylite.get/remote/put
+                                 └──▶ WorkerClient ──submit/get/put──▶ driver (replies come back)
+
+Started by the driver with ``python -m raylite.core._worker``; the socket to the driver is an
+inherited file descriptor. The process exits when the driver goes away (end of stream, or the
+parent-death signal), cleaning the session's shared memory if it is the last one to notice.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import io
+import json
+import os
+import signal
+import socket
+import sys
+import threading
+import time
+import traceback
+from typing import Any
+
+from raylite.core import _ids, _refs
+from raylite.core._protocol import Connection, ConnectionLost
+from raylite.core._refs import ObjectRef
+from raylite.core._task import SpecSubmitter, pack_value, unpack_args, unpack_value
+from raylite.exceptions import GetTimeoutError, TaskCancelledError, make_task_error
+
+
+class _Tracker:
+    """Counts this process's refs; the first and last one become borrow/release messages."""
+
+    def __init__(self):
+        self.counts: dict[bytes, int] = {}
+        self.lock = threading.Lock()
+        self.borrowed: list[bytes] = []
+
+    def add(self, object_id: bytes) -> None:
+        with self.lock:
+            n = self.counts.get(object_id, 0)
+            self.counts[object_id] = n + 1
+            if n == 0:
+                self.borrowed.append(object_id)
+
+    def flush(self) -> tuple | None:
+        released_ids = _refs.drain_released()
+        with self.lock:
+            released = []
+            for object_id in released_ids:
+                n = self.counts.get(object_id, 0) - 1
+                if n <= 0:
+                    self.counts.pop(object_id, None)
+                    released.append(object_id)
+                else:
+                    self.counts[object_id] = n
+            if not released and not self.borrowed:
+                return None
+            borrowed, self.borrowed = self.borrowed, []
+        return ("refs", borrowed, released)
+
+
+class _PrefixedStream(io.TextIOBase):
+    """Writes each line to the real stream behind ``(task_name pid=N)``, like Ray's log prefix."""
+
+    def __init__(self, raw: Any, worker: "Worker"):
+        self.raw = raw
+        self.worker = worker
+        self.partial = ""
+        self.lock = threading.Lock()
+
+    def writable(self) -> bool:
+        return True
+
+    def write(self, text: str) -> int:
+        with self.lock:
+            text = self.partial + text
+            lines = text.split("\n")
+            self.partial = lines.pop()
+            if lines:
+                prefix = f"({self.worker.label} pid={os.getpid()}) "
+                self.raw.write("".join(prefix + line + "\n" for line in lines))
+                self.raw.flush()
+        return len(text)
+
+    def flush(self) -> None:
+        with self.lock:
+            if self.partial:
+                self.raw.write(f"({self.worker.label} pid={os.getpid()}) {self.partial}")
+                self.partial = ""
+            self.raw.flush()
+
+    def isatty(self) -> bool:
+        return False
+
+    def fileno(self) -> int:
+        return self.raw.fileno()
+
+
+class Worker:
+    """The execution loop of one worker process."""
+
+    def __init__(self, conn: Connection, shm_dir: str):
+        self.conn = conn
+        self.shm_dir = shm_dir
+        self.functions: dict[bytes, Any] = {}
+        self.actor: Any = None
+        self.actor_name = ""
+        self.label = "worker"
+        self.running: bytes | None = None
+        self.gpu_ids: list[int] | None = None
+        self.pool = None
+        self.loop: asyncio.AbstractEventLoop | None = None
+        self.semaphore = None
+        self._last_value: Any = None
+
+    # ----- main loop ------------------------------------------------------------------------
+    def run(self) -> None:
+        handlers = {"task": self.on_task, "fn": self.on_function, "actor_init": self.on_actor_init,
+                    "call": self.on_call, "exit": self.on_exit}
+        while True:
+            message = self.conn.next_message()
+            handlers[message[0]](message)
+
+    def on_function(self, message: tuple) -> None:
+        import cloudpickle
+        self.functions[message[1]] = cloudpickle.loads(message[2])
+
+    def on_exit(self, message: tuple) -> None:
+        _flush_streams()
+        os._exit(0)
+
+    def on_task(self, message: tuple) -> None:
+        _, spec, resolved, gpu_ids = message
+        if self.conn.revoked and spec.task_id in self.conn.revoked:
+            self.conn.revoked.discard(spec.task_id)
+            return
+        self._set_gpus(gpu_ids)
+        self.label = spec.name
+        self.conn.send(("done", spec.task_id) + self.execute(self.functions[spec.function_id], spec, resolved))
+
+    # ----- actors ---------------------------------------------------------------------------
+    def on_actor_init(self, message: tuple) -> None:
+        import cloudpickle
+        _, spec, resolved, gpu_ids = message
+        self._set_gpus(gpu_ids)
+        options = spec.actor_options
+        cls = cloudpickle.loads(spec.function_blob)
+        self.actor_name = self.label = options.get("class_name", cls.__name__)
+        results, _ = self.execute(cls, spec, resolved)
+        if results[0][0] == "e":
+            self.conn.send(("actor_ready", spec.actor_id, results[0]))
+            return
+        self.actor = self._last_value
+        self._last_value = None
+        concurrency = options.get("max_concurrency") or 1
+        if options.get("is_async"):
+            self.loop = asyncio.new_event_loop()
+            self.semaphore = asyncio.Semaphore(concurrency)
+            threading.Thread(target=self.loop.run_forever, name="actor-loop", daemon=True).start()
+        elif concurrency > 1:
+            from concurrent.futures import ThreadPoolExecutor
+            self.pool = ThreadPoolExecutor(concurrency, thread_name_prefix="actor")
+        self.conn.send(("actor_ready", spec.actor_id, None))
+
+    def on_call(self, message: tuple) -> None:
+        _, spec, resolved = message
+        method = getattr(self.actor, spec.method)
+        if self.loop is not None:
+            asyncio.run_coroutine_threadsafe(self._call_async(method, spec, resolved), self.loop)
+        elif self.pool is not None:
+            self.pool.submit(self._call_sync, method, spec, resolved)
+        else:
+            self._call_sync(method, spec, resolved)
+
+    def _call_sync(self, method, spec, resolved) -> None:
+        self.conn.send(("done", spec.task_id) + self.execute(method, spec, resolved))
+
+    async def _call_async(self, method, spec, resolved) -> None:
+        async with self.semaphore:
+            start = time.perf_counter()
+            try:
+                args, kwargs = self.resolve(spec, resolved)
+                value = method(*args, **kwargs)
+                if asyncio.iscoroutine(value):
+                    value = await value
+                results = self.pack_results(spec, value)
+            except BaseException as exc:  # noqa: BLE001 - every failure goes back to the caller
+                results = self.pack_error(spec, exc)
+            self.conn.send(("done", spec.task_id, results, time.perf_counter() - start))
+
+    # ----- execution ------------------------------------------------------------------------
+    def execute(self, fn, spec, resolved) -> tuple[list, float]:
+        start = time.perf_counter()
+        self.running = spec.task_id
+        try:
+            args, kwargs = self.resolve(spec, resolved)
+            value = fn(*args, **kwargs)
+            if spec.kind == "actor_create":
+                self._last_value = value
+                results = [("i", b"\x80\x05N.", [])]
+            else:
+                results = self.pack_results(spec, value)
+        except BaseException as exc:  # noqa: BLE001 - every failure goes back to the caller
+            if isinstance(exc, KeyboardInterrupt):
+                exc = TaskCancelledError(f"{spec.name} was cancelled while running")
+            results = self.pack_error(spec, exc)
+        finally:
+            self.running = None
+        return results, time.perf_counter() - start
+
+    def resolve(self, spec, resolved) -> tuple[tuple, dict]:
+        args, kwargs = unpack_args(spec.args)
+        if not spec.arg_ids:
+            return args, kwargs
+        values = client.fetch(spec.arg_ids, resolved)
+        args = tuple(values[a._id] if type(a) is ObjectRef else a for a in args)
+        kwargs = {k: values[v._id] if type(v) is ObjectRef else v for k, v in kwargs.items()}
+        return args, kwargs
+
+    def pack_results(self, spec, value) -> list:
+        ids = spec.return_ids
+        if len(ids) == 1:
+            return [pack_value(value, self.shm_dir, ids[0])]
+        if not ids:
+            return []
+        values = list(value) if isinstance(value, (list, tuple)) else None
+        if values is None or len(values) != len(ids):
+            raise ValueError(f"{spec.name} was declared with num_returns={len(ids)} but returned "
+                             f"{type(value).__name__} {value!r:.60}; return a tuple or list of "
+                             f"{len(ids)} values.")
+        return [pack_value(v, self.shm_dir, oid) for v, oid in zip(values, ids)]
+
+    def pack_error(self, spec, exc: BaseException) -> list:
+        tb = traceback.format_exc()
+        error = make_task_error(exc, spec.name, os.getpid(), tb)
+        try:
+            packed = pack_value(error, self.shm_dir, _ids.new_id())
+        except Exception:  # the exception itself cannot be pickled: keep its text
+            substitute = RuntimeError(f"{type(exc).__name__}: {exc}")
+            packed = pack_value(make_task_error(substitute, spec.name, os.getpid(), tb),
+                                self.shm_dir, _ids.new_id())
+        kind = "e" if packed[0] == "i" else "E"
+        return [(kind,) + packed[1:]] * max(1, len(spec.return_ids))
+
+    def _set_gpus(self, gpu_ids) -> None:
+        if gpu_ids is not None and gpu_ids != self.gpu_ids:
+            self.gpu_ids = list(gpu_ids)
+            os.environ["CUDA_VISIBLE_DEVICES"] = ",".join(str(g) for g in gpu_ids)
+
+
+class WorkerClient(SpecSubmitter):
+    """The raylite API inside a worker: everything goes to the driver over the connection."""
+
+    kind = "worker"
+
+    def __init__(self, conn: Connection, shm_dir: str, worker: Worker, context: dict):
+        self.conn = conn
+        self.shm_dir = shm_dir
+        self.worker = worker
+        self.context = context
+        self.sent_functions: set[bytes] = set()
+
+    # values ---------------------------------------------------------------------------------
+    def fetch(self, object_ids: list[bytes], resolved: dict | None = None,
+              timeout: float | None = None) -> dict[bytes, Any]:
+        """Values of objects by id, asking the driver for those not given in ``resolved``."""
+        locations = dict(resolved or {})
+        missing = [oid for oid in object_ids if oid not in locations]
+        for _ in range(5):
+            if missing:
+                reply = self.conn.request("get", missing, timeout)
+                if reply == "timeout":
+                    raise GetTimeoutError(f"get timed out after {timeout} s waiting for "
+                                          f"{len(missing)} object(s)")
+                locations.update(zip(missing, reply))
+            values, missing = {}, []
+            for oid in object_ids:
+                kind, data = locations[oid][0], locations[oid][1]
+                if kind == "lost":
+                    from raylite.exceptions import ObjectLostError
+                    raise ObjectLostError(data)
+                try:
+                    value = unpack_value(kind, data)
+                except FileNotFoundError:
+                    self.conn.send(("lost", oid, data))
+                    missing.append(oid)
+                    continue
+                if kind in ("e", "E"):
+                    raise value
+                values[oid] = value
+            if not missing:
+                return values
+            for oid in missing:
+                locations.pop(oid, None)
+        raise RuntimeError("object kept vanishing from shared memory while being read")
+
+    def get(self, refs: list[ObjectRef], timeout: float | None) -> list:
+        values = self.fetch([r._id for r in refs], None, timeout)
+        return [values[r._id] for r in refs]
+
+    def put(self, value: Any) -> ObjectRef:
+        object_id = _ids.new_id()
+        self.conn.send(("put", object_id, pack_value(value, self.shm_dir, object_id)))
+        return ObjectRef(object_id)
+
+    def wait(self, refs: list[ObjectRef], num_returns: int, timeout: float | None,
+             fetch_local: bool) -> tuple[list, list]:
+        ready = set(self.conn.request("wait", [r._id for r in refs], num_returns, timeout))
+        return [r for r in refs if r._id in ready], [r for r in refs if r._id not in ready]
+
+    # work -----------------------------------------------------------------------------------
+    def submit(self, spec, function_blob: bytes | None) -> list[ObjectRef]:
+        if function_blob is not None and spec.function_id not in self.sent_functions:
+            spec.function_blob = function_blob
+            self.sent_functions.add(spec.function_id)
+        self.conn.send(("submit", spec))
+        spec.function_blob = None if spec.kind != "actor_create" else spec.function_blob
+        return [ObjectRef(oid) for oid in spec.return_ids]
+
+    def api(self, name: str, *args) -> Any:
+        ok, value = self.conn.request("api", name, args)
+        if not ok:
+            raise value
+        return value
+
+    def cancel(self, object_id: bytes, force: bool) -> None:
+        self.api("cancel", object_id, force)
+
+    def kill_actor(self, actor_id: bytes, no_restart: bool) -> None:
+        self.api("kill_actor", actor_id, no_restart)
+
+
+client: WorkerClient = None  # type: ignore[assignment]
+
+
+def _flush_streams() -> None:
+    for stream in (sys.stdout, sys.stderr):
+        try:
+            stream.flush()
+        except Exception:
+            pass
+
+
+def _watch_parent(shm_root: str) -> None:
+    """Exit when the driver dies; the first worker to notice removes the session's memory."""
+    try:
+        import ctypes
+        ctypes.CDLL(None).prctl(1, signal.SIGTERM)  # PR_SET_PDEATHSIG
+    except Exception:
+        pass
+    parent = os.getppid()
+
+    def on_term(signum, frame):
+        if os.getppid() != parent:
+            import shutil
+            shutil.rmtree(shm_root, ignore_errors=True)
+        os._exit(1)
+
+    signal.signal(signal.SIGTERM, on_term)
+    if os.getppid() != parent:
+        on_term(0, None)
+
+
+def _on_interrupt(signum, frame) -> None:
+    """The driver cancels a running task with SIGINT; ignore it between tasks."""
+    if _worker is not None and _worker.running is not None:
+        raise KeyboardInterrupt()
+
+
+_worker: Worker | None = None
+
+
+def main() -> None:
+    global client, _worker
+    env = os.environ
+    fd = int(env.pop("RAYLITE_FD"))
+    shm_dir = env["RAYLITE_SHM_DIR"]
+    context = json.loads(env.pop("RAYLITE_CONTEXT"))
+    sys.path[:0] = [p for p in context.pop("sys_path") if p not in sys.path]
+    _watch_parent(os.path.dirname(shm_dir) if context.get("shm_root_is_parent") else shm_dir)
+    signal.signal(signal.SIGINT, _on_interrupt)
+    sock = socket.socket(fileno=fd)
+    conn = Connection(sock)
+    tracker = _Tracker()
+    _refs.set_tracker(tracker)
+    conn.before_send = tracker.flush
+    _worker = worker = Worker(conn, shm_dir)
+    client = WorkerClient(conn, shm_dir, worker, context)
+    sys.stdout = _PrefixedStream(sys.stdout, worker)
+    sys.stderr = _PrefixedStream(sys.stderr, worker)
+    from raylite.core import _api
+    _api.attach_worker(client)
+    conn.send(("ready", os.getpid()))
+    try:
+        worker.run()
+    except ConnectionLost:
+        pass
+    _flush_streams()
+    os._exit(0)
+
+
+if __name__ == "__main__":
+    main()
