@@ -205,7 +205,7 @@ class RemoteFunction:
 
     def __init__(self, function: Callable, options: dict[str, Any]):
         self._function = function
-        self._name = getattr(function, "__qualname__", getattr(function, "__name__", "task"))
+        self._name = getattr(function, "__name__", "task")
         self._options = check_options(dict(options), TASK_OPTIONS, f"@remote on {self._name}")
         self._function_id = _ids.new_id()
         self._pickled: bytes | None = None

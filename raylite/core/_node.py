@@ -246,6 +246,8 @@ class Node(SpecSubmitter):
         if process is None:
             return
         import signal
+        if not force:  # in case the task has not started yet, the worker checks this first
+            process.channel.send(("cancel", task.task_id))
         try:
             os.kill(process.pid, signal.SIGKILL if force else signal.SIGINT)
         except ProcessLookupError:
@@ -298,16 +300,17 @@ class Node(SpecSubmitter):
         locations = self._wait_locations(ids, timeout)
         values = []
         for oid, (kind, data) in zip(ids, locations):
-            value = self._read(oid, kind, data, timeout)
+            kind, value = self._read(oid, kind, data, timeout)
             if kind in ("e", "E"):
                 raise value
             values.append(value)
         return values
 
-    def _read(self, object_id: bytes, kind: str, data: Any, timeout: float | None) -> Any:
+    def _read(self, object_id: bytes, kind: str, data: Any, timeout: float | None) -> tuple:
+        """(kind, value) of an object; a vanished file is rebuilt (or reported lost) first."""
         for _ in range(5):
             try:
-                return unpack_value(kind, data)
+                return kind, unpack_value(kind, data)
             except FileNotFoundError:
                 with self.lock:
                     self._object_lost(object_id, data)
@@ -363,8 +366,6 @@ class Node(SpecSubmitter):
             entry = self.store.entries.get(oid)
             if entry is not None and entry.waiters and waiter in entry.waiters:
                 entry.waiters.remove(waiter)
-                if not entry.waiters and entry.refs <= 0:
-                    self.store.decref(oid) if False else None
 
     def wait(self, refs: list, num_returns: int, timeout: float | None,
              fetch_local: bool = True) -> tuple[list, list]:
@@ -396,10 +397,6 @@ class Node(SpecSubmitter):
             return
         print(f"raylite: object {object_id.hex()[:12]} was lost; re-running {spec.name} to rebuild "
               "it", file=sys.stderr, flush=True)
-        for oid in spec.return_ids:
-            other = self.store.entries.get(oid)
-            if other is not None and other.state == READY and oid != object_id:
-                continue
         self.specs[spec.task_id] = spec
         task = Task(spec.task_id, spec.name, spec.resources, spec.function_id,
                     spec.max_retries, spec.placement, spec)

@@ -153,6 +153,7 @@ class Connection:
         self.replies: dict[int, Any] = {}
         self.inbox: collections.deque = collections.deque()
         self.revoked: set = set()  # pipelined tasks the driver took back: skip them
+        self.cancelled: set = set()  # tasks cancelled before they started: fail them
         self.splitter = _Splitter()
         self.closed = False
         self.before_send = None  # hook returning extra messages to send first (ref counts)
@@ -206,6 +207,8 @@ class Connection:
                             self.replies[message[1]] = message[2]
                         elif message[0] == "revoke":
                             self.revoked.add(message[1])
+                        elif message[0] == "cancel":
+                            self.cancelled.add(message[1])
                         else:
                             self.inbox.append(message)
                 cond.notify_all()

@@ -137,6 +137,11 @@ class Worker:
         if self.conn.revoked and spec.task_id in self.conn.revoked:
             self.conn.revoked.discard(spec.task_id)
             return
+        if self.conn.cancelled and spec.task_id in self.conn.cancelled:
+            self.conn.cancelled.discard(spec.task_id)
+            error = TaskCancelledError(f"{spec.name} was cancelled before it started")
+            self.conn.send(("done", spec.task_id, self.pack_error(spec, error), 0.0))
+            return
         self._set_gpus(gpu_ids)
         self.label = spec.name
         self.conn.send(("done", spec.task_id) + self.execute(self.functions[spec.function_id], spec, resolved))

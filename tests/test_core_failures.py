@@ -1,0 +1,247 @@
+"""Failure injection: killed workers, actors and drivers; lost, spilled and freed objects."""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+import textwrap
+import threading
+
+import numpy as np
+import psutil
+import pytest
+
+import raylite
+from raylite import exceptions
+
+
+@pytest.fixture
+def fresh():
+    raylite.shutdown()
+    yield raylite
+    raylite.shutdown()
+
+
+def _wait_gone(pids, timeout=10.0):
+    procs = []
+    for pid in pids:
+        try:
+            procs.append(psutil.Process(pid))
+        except psutil.NoSuchProcess:
+            pass
+    _, alive = psutil.wait_procs(procs, timeout=timeout)
+    return [p.pid for p in alive if p.status() != psutil.STATUS_ZOMBIE]
+
+
+def test_worker_killed_mid_task_is_replaced_and_task_retried(fresh, tmp_path):
+    fresh.init(num_cpus=2)
+    started = tmp_path / "started"
+
+    @fresh.remote(max_retries=2)
+    def victim(path):
+        if not os.path.exists(path):
+            with open(path, "w") as f:
+                f.write(str(os.getpid()))
+            threading.Event().wait(30)  # killed while here
+        return os.getpid()
+
+    ref = victim.remote(str(started))
+    ready = threading.Event()
+    while not ready.wait(0.02):  # wait for the first attempt to start, by its marker file
+        if started.exists() and started.read_text():
+            break
+    first_pid = int(started.read_text())
+    os.kill(first_pid, signal.SIGKILL)
+    second_pid = fresh.get(ref, timeout=30)
+    assert second_pid != first_pid
+    assert fresh.get(victim.remote(str(started)), timeout=10) > 0
+
+
+def test_retries_spent_gives_worker_crashed_error(fresh):
+    fresh.init(num_cpus=1)
+
+    @fresh.remote(max_retries=1)
+    def crash():
+        os._exit(3)
+
+    with pytest.raises(exceptions.WorkerCrashedError, match="max_retries"):
+        fresh.get(crash.remote(), timeout=30)
+
+    @fresh.remote
+    def fine():
+        return "still works"
+
+    assert fresh.get(fine.remote(), timeout=10) == "still works"
+
+
+def test_actor_restarts_and_retries_calls(fresh):
+    fresh.init(num_cpus=2)
+
+    @fresh.remote(max_restarts=1, max_task_retries=1)
+    class Phoenix:
+        def __init__(self):
+            self.calls = 0
+
+        def pid(self):
+            return os.getpid()
+
+        def die(self):
+            os._exit(1)
+
+    actor = Phoenix.remote()
+    pid = fresh.get(actor.pid.remote(), timeout=10)
+    os.kill(pid, signal.SIGKILL)
+    new_pid = fresh.get(actor.pid.remote(), timeout=20)
+    assert new_pid != pid
+    with pytest.raises(exceptions.ActorDiedError):
+        fresh.get(actor.die.remote(), timeout=20)  # retried once, dies again, out of restarts
+    with pytest.raises(exceptions.ActorDiedError):
+        fresh.get(actor.pid.remote(), timeout=10)
+
+
+def test_killed_driver_leaves_no_workers_and_no_shm(tmp_path):
+    script = textwrap.dedent("""
+        import os, sys, raylite
+        raylite.init(num_cpus=2)
+        @raylite.remote
+        class A:
+            def pid(self):
+                return os.getpid()
+        @raylite.remote
+        def pid():
+            return os.getpid()
+        a = A.remote()
+        ref = raylite.put(bytes(1_000_000))
+        node = raylite.core._api._backend_obj
+        raylite.get([pid.remote() for _ in range(4)] + [a.pid.remote()])
+        print(node.shm_dir, *node.worker_pids(), flush=True)
+        sys.stdin.read()
+    """)
+    proc = subprocess.Popen([sys.executable, "-c", script], stdin=subprocess.PIPE,
+                            stdout=subprocess.PIPE, text=True)
+    line = proc.stdout.readline().split()
+    shm_dir, pids = line[0], [int(p) for p in line[1:]]
+    assert os.path.isdir(shm_dir) and len(pids) >= 3
+    proc.kill()
+    proc.wait()
+    assert _wait_gone(pids) == []
+    raylite.init(num_cpus=1)  # and the next init sweeps whatever is left
+    raylite.shutdown()
+    assert not os.path.exists(shm_dir)
+
+
+def test_shutdown_leaves_nothing_behind(fresh):
+    fresh.init(num_cpus=2)
+    node = fresh.core._api._backend_obj
+    ref = fresh.put(np.ones(1_000_000))
+    pids, shm_dir = node.worker_pids(), node.shm_dir
+    assert os.listdir(shm_dir)
+    fresh.shutdown()
+    assert _wait_gone(pids, timeout=5) == []
+    assert not os.path.exists(shm_dir) and not os.path.exists(node.session_dir)
+    del ref
+
+
+def test_objects_are_freed_when_no_ref_remains(fresh):
+    fresh.init(num_cpus=1)
+    node = fresh.core._api._backend_obj
+    ref = fresh.put(np.ones(1_000_000))
+    assert len(os.listdir(node.shm_dir)) == 1
+    del ref
+    fresh.get(fresh.put(1))  # any API call drains released refs
+    assert os.listdir(node.shm_dir) == []
+
+    @fresh.remote
+    def make():
+        return np.ones(1_000_000)
+
+    @fresh.remote
+    def total(x):
+        return float(x.sum())
+
+    assert fresh.get(total.remote(make.remote())) == 1_000_000  # intermediate freed too
+    fresh.get(fresh.put(1))
+    assert os.listdir(node.shm_dir) == []
+
+
+def test_spill_to_disk_and_restore(fresh):
+    fresh.init(num_cpus=1, object_store_memory=20 << 20)
+    node = fresh.core._api._backend_obj
+    arrays = [np.full(1_000_000, i, dtype=np.float64) for i in range(5)]  # 8 MB each
+    refs = [fresh.put(a) for a in arrays]
+    stats = node.memory_summary()
+    assert stats["shm_bytes"] <= 20 << 20 and stats["spill_count"] >= 3
+    for i, ref in enumerate(refs):  # every one readable, the spilled ones restored
+        assert fresh.get(ref)[0] == i
+    assert node.memory_summary()["restore_count"] >= 3
+
+    @fresh.remote
+    def first(x):
+        return float(x[0])
+
+    assert fresh.get([first.remote(r) for r in refs]) == [0.0, 1.0, 2.0, 3.0, 4.0]
+
+
+def test_lost_object_is_rebuilt_from_lineage(fresh, capfd):
+    fresh.init(num_cpus=1)
+    node = fresh.core._api._backend_obj
+
+    @fresh.remote
+    def make(n):
+        return np.arange(n)
+
+    ref = make.remote(300_000)
+    fresh.wait([ref], timeout=10)
+    for name in os.listdir(node.shm_dir):  # the object vanishes from shared memory
+        os.unlink(os.path.join(node.shm_dir, name))
+    assert fresh.get(ref, timeout=20)[-1] == 299_999
+    assert "re-running make" in capfd.readouterr().err
+    lost = fresh.put(np.arange(300_000))
+    for name in os.listdir(node.shm_dir):
+        if name.startswith(lost.hex()):
+            os.unlink(os.path.join(node.shm_dir, name))
+    with pytest.raises(exceptions.ObjectLostError, match="put"):
+        fresh.get(lost, timeout=10)
+
+
+def test_bad_input_errors_name_the_problem_and_fix(fresh, capfd):
+    fresh.init(num_cpus=2)
+
+    @fresh.remote
+    def f(x=None):
+        return x
+
+    with pytest.raises(TypeError, match=r"f\.remote\(\)"):
+        f(1)
+    with pytest.raises(TypeError, match="expects an ObjectRef.*got int 5"):
+        fresh.get(5)
+    with pytest.raises(TypeError, match="call it with .remote"):
+        fresh.get(f)
+    lock = threading.Lock()
+    with pytest.raises(TypeError, match=r"argument 'x'\['lock'\].*lock"):
+        f.remote(x={"ok": 1, "lock": lock})
+    with pytest.raises(TypeError, match="did you mean 'num_cpus'"):
+        f.options(num_cpu=1)
+    with pytest.raises(ValueError, match="non-negative"):
+        f.options(num_cpus=-1)
+    with pytest.raises(ValueError, match="non-negative"):
+        f.options(resources={"x": -2})
+    with pytest.raises(TypeError, match="did you mean 'num_cpus'"):
+        fresh.remote(num_cpu=1)(lambda: 1)
+    with pytest.raises(TypeError, match="put\\(\\) of an ObjectRef"):
+        fresh.put(f.remote())
+    with pytest.raises(TypeError, match="did you mean"):
+        fresh.shutdown() or fresh.init(num_cpu=2)
+    fresh.init(num_cpus=2)
+
+    @fresh.remote(num_gpus=1)
+    def needs_gpu():
+        return 1
+
+    ref = needs_gpu.remote()
+    with pytest.raises(exceptions.GetTimeoutError):
+        fresh.get(ref, timeout=0.3)
+    err = capfd.readouterr().err
+    assert "needs_gpu needs {CPU: 1, GPU: 1}" in err and "num_gpus" in err

@@ -1,0 +1,227 @@
+"""The scheduler state machine, without processes: events in, actions out."""
+
+from __future__ import annotations
+
+import pytest
+
+from raylite.core._scheduler import (PIPELINE_DEPTH, TASK_TRANSITIONS, Actor, PlacementGroup,
+                                     Scheduler, Task, TaskState)
+
+
+def task(name: str, cpus: float = 1.0, fn: bytes = b"f", retries: int = 0, **res) -> Task:
+    resources = {"CPU": cpus, **res} if cpus else dict(res)
+    return Task(name.encode(), name, resources, fn, retries)
+
+
+def kinds(actions) -> list[str]:
+    return [a[0] for a in actions]
+
+
+def started(s: Scheduler, n: int) -> list[bytes]:
+    """Bring n workers up, as the I/O shell would after start_worker actions."""
+    ids = []
+    for i in range(n):
+        wid = f"w{i}".encode()
+        s.worker_started(wid)
+        ids.append(wid)
+    return ids
+
+
+def test_init_asks_for_one_worker_per_cpu():
+    s = Scheduler({"CPU": 3})
+    assert kinds(s.schedule()) == ["start_worker"] * 3
+    assert s.schedule() == []  # already starting: no more
+
+
+def test_dispatch_takes_resources_and_finish_returns_them():
+    s = Scheduler({"CPU": 2})
+    s.schedule()
+    w0, w1 = started(s, 2)
+    a = s.submit(task("a"), set())
+    assert kinds(a) == ["dispatch"]
+    assert s.available()["CPU"] == 1
+    s.task_finished(a[0][2], b"a", 0.01)
+    assert s.available()["CPU"] == 2
+    assert s.workers[w0].state.value == "IDLE" and s.workers[w1].state.value == "IDLE"
+
+
+def test_tasks_queue_until_resources_free_in_fifo_order():
+    s = Scheduler({"CPU": 1})
+    s.schedule()
+    (w,) = started(s, 1)
+    first = s.submit(task("a"), set())
+    assert kinds(first) == ["dispatch"]
+    assert s.submit(task("b"), set()) == []
+    assert s.submit(task("c"), set()) == []
+    nxt = s.task_finished(w, b"a", 0.5)
+    assert [a[1].name for a in nxt if a[0] == "dispatch"] == ["b"]
+
+
+def test_waiting_for_dependencies_then_ready():
+    s = Scheduler({"CPU": 1})
+    s.schedule()
+    started(s, 1)
+    t = task("t")
+    assert s.submit(t, {b"x", b"y"}) == []
+    assert t.state is TaskState.WAITING
+    assert s.object_available(b"x") == []
+    assert kinds(s.object_available(b"y")) == ["dispatch"]
+    assert t.state is TaskState.RUNNING
+
+
+def test_failed_dependency_fails_the_dependent():
+    s = Scheduler({"CPU": 1})
+    t = task("t")
+    s.submit(t, {b"x"})
+    actions = s.object_failed(b"x")
+    assert actions == [("fail", t, "dependency_failed", b"x")]
+    assert t.state is TaskState.FAILED
+
+
+def test_a_task_that_cannot_fit_does_not_block_other_classes():
+    s = Scheduler({"CPU": 2, "GPU": 1})
+    s.schedule()
+    started(s, 2)
+    gpu_a = s.submit(task("g1", 1, GPU=1), set())
+    assert kinds(gpu_a) == ["dispatch"] and gpu_a[0][3] == [0]  # gets GPU id 0
+    assert kinds(s.submit(task("g2", 1, GPU=1), set())) == []
+    assert kinds(s.submit(task("cpu"), set())) == ["dispatch"]
+
+
+def test_infeasible_request_warns_once_and_waits():
+    s = Scheduler({"CPU": 2})
+    actions = s.submit(task("big", 4), set())
+    warns = [a for a in actions if a[0] == "warn"]
+    assert len(warns) == 1 and "big needs {CPU: 4}" in warns[0][1] and "num_cpus" in warns[0][1]
+    assert [a for a in s.submit(task("big", 4), set()) if a[0] == "warn"] == []
+    assert s.tasks[b"big"].state is TaskState.READY
+
+
+def test_custom_and_fractional_resources():
+    s = Scheduler({"CPU": 1, "custom": 1})
+    s.schedule()
+    started(s, 1)
+    assert kinds(s.submit(task("h1", 0.5), set())) == ["dispatch"]
+    actions = s.submit(task("h2", 0.5), set())  # fits, but no idle worker: start one more
+    assert kinds(actions) == ["start_worker"]
+    s.worker_started(b"extra")
+    assert s.available()["CPU"] == 0.0
+    assert kinds(s.submit(task("c", 0, custom=1), set())) == ["start_worker"]
+
+
+def test_worker_death_retries_then_fails():
+    s = Scheduler({"CPU": 1})
+    s.schedule()
+    (w,) = started(s, 1)
+    t = task("t", retries=1)
+    s.submit(t, set())
+    actions = s.worker_died(w)
+    assert kinds(actions) == ["start_worker"] and t.state is TaskState.READY and t.attempt == 1
+    s.worker_started(b"w-new")
+    assert t.state is TaskState.RUNNING
+    actions = s.worker_died(b"w-new")
+    assert ("fail", t, "worker_crashed", b"w-new") in actions
+    assert s.available()["CPU"] == 1
+
+
+def test_blocked_worker_lends_its_cpu_and_takes_it_back():
+    s = Scheduler({"CPU": 1})
+    s.schedule()
+    (w,) = started(s, 1)
+    s.submit(task("outer"), set())
+    s.submit(task("inner"), set())
+    actions = s.worker_blocked(w)
+    assert kinds(actions) == ["start_worker"]  # the inner task gets a new worker
+    assert kinds(s.worker_started(b"w2")) == ["dispatch"]
+    s.task_finished(b"w2", b"inner", 0.1)
+    s.worker_unblocked(w)
+    assert s.available()["CPU"] == 0
+
+
+def test_fast_functions_are_pipelined_and_slow_ones_are_not():
+    s = Scheduler({"CPU": 1})
+    s.schedule()
+    (w,) = started(s, 1)
+    for i in range(3):  # teach it that "fast" is fast
+        s.submit(task(f"warm{i}", fn=b"fast"), set())
+        s.task_finished(w, f"warm{i}".encode(), 0.0001)
+    actions = []
+    for i in range(PIPELINE_DEPTH + 4):
+        actions += s.submit(task(f"t{i}", fn=b"fast"), set())
+    assert kinds(actions).count("dispatch") == PIPELINE_DEPTH
+    s2 = Scheduler({"CPU": 1})
+    s2.schedule()
+    (w2,) = started(s2, 1)
+    for i in range(3):
+        s2.submit(task(f"warm{i}", fn=b"slow"), set())
+        s2.task_finished(w2, f"warm{i}".encode(), 0.5)
+    actions = s2.submit(task("a", fn=b"slow"), set()) + s2.submit(task("b", fn=b"slow"), set())
+    assert kinds(actions).count("dispatch") == 1
+
+
+def test_blocking_revokes_pipelined_tasks():
+    s = Scheduler({"CPU": 1})
+    s.schedule()
+    (w,) = started(s, 1)
+    for i in range(3):
+        s.submit(task(f"warm{i}", fn=b"fast"), set())
+        s.task_finished(w, f"warm{i}".encode(), 0.0001)
+    for i in range(3):
+        s.submit(task(f"t{i}", fn=b"fast"), set())
+    actions = s.worker_blocked(w)
+    revoked = [a[1].name for a in actions if a[0] == "revoke"]
+    assert sorted(revoked) == ["t1", "t2"]
+    assert all(s.tasks[n.encode()].state is TaskState.READY for n in revoked)
+
+
+def test_cancel_in_each_state():
+    s = Scheduler({"CPU": 1})
+    s.schedule()
+    (w,) = started(s, 1)
+    waiting, queued, running = task("w"), task("q"), task("r")
+    s.submit(running, set())
+    s.submit(waiting, {b"x"})
+    s.submit(queued, set())
+    assert kinds(s.cancel(b"w", False)) == ["fail"] and waiting.state is TaskState.CANCELLED
+    assert kinds(s.cancel(b"q", False)) == ["fail"] and queued.state is TaskState.CANCELLED
+    assert s.cancel(b"r", True) == [("interrupt", running, w, True)]
+    assert kinds(s.worker_died(w)) == ["fail", "start_worker"]
+    assert running.state is TaskState.CANCELLED
+
+
+def test_actor_holds_resources_for_its_life():
+    s = Scheduler({"CPU": 2})
+    a = Actor(b"a", "A", {"CPU": 2})
+    assert "start_actor" in kinds(s.request_actor(a))
+    b = Actor(b"b", "B", {"CPU": 1})
+    assert "start_actor" not in kinds(s.request_actor(b))
+    assert "start_actor" in kinds(s.actor_exited(b"a"))
+
+
+def test_placement_group_reserves_bundles_and_tasks_use_them():
+    s = Scheduler({"CPU": 2})
+    s.schedule()
+    started(s, 2)
+    group = PlacementGroup(b"pg", [{"CPU": 1}, {"CPU": 1}], "PACK")
+    assert kinds(s.create_group(group)) == ["pg_ready"]
+    assert s.available()["CPU"] == 0
+    t = Task(b"t", "t", {"CPU": 1}, b"f", 0, (b"pg", 1))
+    assert kinds(s.submit(t, set())) == ["dispatch"]
+    outside = task("outside")
+    assert kinds(s.submit(outside, set())) == []
+    s.task_finished(t.worker_id, b"t", 0.1)
+    assert kinds(s.remove_group(b"pg")) == ["dispatch"]
+
+
+def test_strict_spread_is_infeasible_on_one_node():
+    s = Scheduler({"CPU": 4})
+    actions = s.create_group(PlacementGroup(b"pg", [{"CPU": 1}, {"CPU": 1}], "STRICT_SPREAD"))
+    assert kinds(actions) == ["warn"] and "STRICT_SPREAD" in actions[0][1]
+
+
+def test_transition_table_rejects_illegal_moves():
+    t = task("t")
+    t.state = TaskState.FINISHED
+    assert TASK_TRANSITIONS[TaskState.FINISHED] == set()
+    with pytest.raises(AssertionError):
+        t.to(TaskState.RUNNING)
