@@ -20,7 +20,7 @@ from __future__ import annotations
 __all__ = [
     "RayliteError", "TaskError", "TaskCancelledError", "WorkerCrashedError", "ActorError",
     "ActorDiedError", "ObjectLostError", "GetTimeoutError", "InfeasibleResourceError",
-    "RuntimeNotInitializedError", "RayError", "RayTaskError", "RayActorError", "TaskCancelledError",
+    "RuntimeNotInitializedError", "RayError", "RayTaskError", "RayActorError",
     "ObjectStoreFullError",
 ]
 
@@ -65,6 +65,11 @@ _dual_classes: dict[type, type] = {}
 def make_task_error(cause: BaseException | None, task_name: str, pid: int,
                     remote_traceback: str) -> TaskError:
     """Build the error ``get`` raises: a TaskError that is also an instance of ``type(cause)``."""
+    if isinstance(cause, TaskError) and cause.cause is not None:
+        # re-raised from a nested task: keep the original class, tell the whole story
+        error = make_task_error(cause.cause, task_name, pid, remote_traceback)
+        error.__cause__ = cause
+        return error
     cause_type = type(cause) if cause is not None else None
     error: TaskError
     if cause_type is None or isinstance(cause, TaskError) or not issubclass(cause_type, Exception):

@@ -210,6 +210,7 @@ class RemoteFunction:
         self._function_id = _ids.new_id()
         self._pickled: bytes | None = None
         self._prepared: tuple | None = None
+        self._source = _source_file(function)
         functools.update_wrapper(self, function)
 
     def __call__(self, *args, **kwargs):
@@ -220,7 +221,7 @@ class RemoteFunction:
         if self._pickled is None:
             from raylite.core._serialization import dumps_function
             try:
-                self._pickled = dumps_function(self._function)
+                self._pickled = dumps_function(self._function, self._source)
             except Exception as exc:
                 raise TypeError(f"Could not serialize the remote function {self._name}: {exc}. "
                                 "It captures something unpicklable in its closure or globals "
@@ -279,6 +280,7 @@ class ActorClass:
         self._options = check_options(dict(options), ACTOR_OPTIONS, f"@remote on class {self._name}")
         self._function_id = _ids.new_id()
         self._pickled: bytes | None = None
+        self._source = _source_file(cls)
         self._meta = _method_meta(cls)
         self.__doc__ = cls.__doc__
         self.__name__ = cls.__name__
@@ -292,7 +294,7 @@ class ActorClass:
     def _blob(self) -> bytes:
         if self._pickled is None:
             from raylite.core._serialization import dumps_function
-            self._pickled = dumps_function(self._cls)
+            self._pickled = dumps_function(self._cls, self._source)
         return self._pickled
 
     def remote(self, *args, **kwargs) -> "ActorHandle":
@@ -435,6 +437,11 @@ def remote(*args, **options):
         raise TypeError("@remote takes either no arguments or only keyword options, as in "
                         "@remote(num_cpus=2)")
     return lambda target: _make_remote(target, options)
+
+
+def _source_file(target) -> str | None:
+    from raylite.core._serialization import source_file
+    return source_file(target)
 
 
 def _make_remote(target, options):

@@ -126,10 +126,52 @@ def read_file(path: str) -> Any:
     return loads(mapped)
 
 
-def dumps_function(fn: Any) -> bytes:
-    """Pickle a function or class by value where needed (cloudpickle)."""
+def source_file(fn: Any) -> str | None:
+    """The file a function or class was defined in, if there is one."""
+    import inspect
+    try:
+        filename = inspect.getsourcefile(fn)
+    except TypeError:
+        return None
+    return filename if filename and not filename.startswith("<") else None
+
+
+def dumps_function(fn: Any, filename: str | None = None) -> bytes:
+    """Pickle a function or class by value where needed (cloudpickle), with its source file.
+
+    cloudpickle blanks the file name of code it pickles by value; ``loads_function`` puts it
+    back so that remote tracebacks point at the user's file and line.
+    """
     import cloudpickle
-    return cloudpickle.dumps(fn, protocol=5)
+    return cloudpickle.dumps((fn, filename or source_file(fn)), protocol=5)
+
+
+def loads_function(blob: bytes) -> Any:
+    import cloudpickle
+    fn, filename = cloudpickle.loads(blob)
+    if filename:
+        _restore_filename(fn, filename)
+    return fn
+
+
+def _restore_filename(obj: Any, filename: str) -> None:
+    targets = [obj]
+    if isinstance(obj, type):
+        targets = [getattr(v, "__func__", v) for v in vars(obj).values()]
+        targets += [v.fget for v in vars(obj).values() if isinstance(v, property) and v.fget]
+    for target in targets:
+        code = getattr(target, "__code__", None)
+        if code is not None and code.co_filename == "<dynamic-code>":
+            try:
+                target.__code__ = _with_filename(code, filename)
+            except (TypeError, ValueError):
+                pass
+
+
+def _with_filename(code, filename: str):
+    consts = tuple(_with_filename(c, filename) if hasattr(c, "co_filename") else c
+                   for c in code.co_consts)
+    return code.replace(co_filename=filename, co_consts=consts)
 
 
 def describe_unpicklable(value: Any, label: str) -> str:

@@ -26,6 +26,7 @@ from typing import Any
 from raylite.core import _ids, _refs
 from raylite.core._protocol import Connection, ConnectionLost
 from raylite.core._refs import ObjectRef
+from raylite.core._serialization import loads_function
 from raylite.core._task import SpecSubmitter, pack_value, unpack_args, unpack_value
 from raylite.exceptions import GetTimeoutError, TaskCancelledError, make_task_error
 
@@ -125,8 +126,7 @@ class Worker:
             handlers[message[0]](message)
 
     def on_function(self, message: tuple) -> None:
-        import cloudpickle
-        self.functions[message[1]] = cloudpickle.loads(message[2])
+        self.functions[message[1]] = loads_function(message[2])
 
     def on_exit(self, message: tuple) -> None:
         _flush_streams()
@@ -148,11 +148,10 @@ class Worker:
 
     # ----- actors ---------------------------------------------------------------------------
     def on_actor_init(self, message: tuple) -> None:
-        import cloudpickle
         _, spec, resolved, gpu_ids = message
         self._set_gpus(gpu_ids)
         options = spec.actor_options
-        cls = cloudpickle.loads(spec.function_blob)
+        cls = loads_function(spec.function_blob)
         self.actor_name = self.label = options.get("class_name", cls.__name__)
         results, _ = self.execute(cls, spec, resolved)
         if results[0][0] == "e":
@@ -239,7 +238,7 @@ class Worker:
         return [pack_value(v, self.shm_dir, oid) for v, oid in zip(values, ids)]
 
     def pack_error(self, spec, exc: BaseException) -> list:
-        tb = traceback.format_exc()
+        tb = _user_traceback(exc)
         error = make_task_error(exc, spec.name, os.getpid(), tb)
         try:
             packed = pack_value(error, self.shm_dir, _ids.new_id())
@@ -254,6 +253,19 @@ class Worker:
         if gpu_ids is not None and gpu_ids != self.gpu_ids:
             self.gpu_ids = list(gpu_ids)
             os.environ["CUDA_VISIBLE_DEVICES"] = ",".join(str(g) for g in gpu_ids)
+
+
+_CORE_DIR = os.path.dirname(os.path.abspath(__file__))
+
+
+def _user_traceback(exc: BaseException) -> str:
+    """The traceback as the user's code sees it: raylite's own frames are left out."""
+    frames = [f for f in traceback.extract_tb(exc.__traceback__)
+              if not f.filename.startswith(_CORE_DIR)]
+    lines = ["Traceback (most recent call last):\n"] if frames else []
+    lines += traceback.format_list(frames)
+    lines += traceback.format_exception_only(type(exc), exc)
+    return "".join(lines)
 
 
 class WorkerClient(SpecSubmitter):
