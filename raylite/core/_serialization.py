@@ -131,7 +131,7 @@ def source_file(fn: Any) -> str | None:
     import inspect
     try:
         filename = inspect.getsourcefile(fn)
-    except TypeError:
+    except (TypeError, OSError):  # builtins, code typed at `python -c` or a REPL
         return None
     return filename if filename and not filename.startswith("<") else None
 
