@@ -28,7 +28,7 @@ from typing import Any, Callable
 from raylite.core import _ids, _refs
 from raylite.core._protocol import Channel, make_pair
 from raylite.core._scheduler import Actor as SchedActor
-from raylite.core._scheduler import PlacementGroup, Scheduler, Task
+from raylite.core._scheduler import PlacementGroup, Scheduler, Task, TaskState
 from raylite.core._store import READY, ObjectTable
 from raylite.core._task import (ACTOR_CALL, TASK, SpecSubmitter, TaskSpec, pack_value,
                                 unpack_value)
@@ -251,7 +251,12 @@ class Node(SpecSubmitter):
         try:
             os.kill(process.pid, signal.SIGKILL if force else signal.SIGINT)
         except ProcessLookupError:
-            pass
+            return
+        if not force:  # a signal that landed just before the task started is ignored: repeat
+            def again() -> None:
+                if task.state is TaskState.RUNNING and task.worker_id == worker_id:
+                    self._interrupt(task, worker_id, False)
+            self._add_timer(0.2, again)
 
     # ======================================================================================
     # objects
