@@ -390,6 +390,17 @@ def _on_interrupt(signum, frame) -> None:
 _worker: Worker | None = None
 
 
+def _warm_up_when_idle(sock: socket.socket) -> None:
+    """Import numpy before the first task needs it, unless work is already waiting."""
+    import select
+    if select.select([sock], [], [], 0)[0]:
+        return
+    try:
+        import numpy  # noqa: F401
+    except ImportError:
+        pass
+
+
 def main() -> None:
     global client, _worker
     env = os.environ
@@ -411,6 +422,7 @@ def main() -> None:
     from raylite.core import _api
     _api.attach_worker(client)
     conn.send(("ready", os.getpid()))
+    _warm_up_when_idle(sock)
     try:
         worker.run()
     except ConnectionLost:
