@@ -101,8 +101,15 @@ def init(address: str | None = None, *, num_cpus: float | None = None,
                 return _context
             raise RuntimeError("raylite.init() was called twice: the runtime is already running. "
                                "Call raylite.shutdown() first, or pass ignore_reinit_error=True.")
-        total = _node_resources(num_cpus, num_gpus, resources, kwargs.get("_memory"))
         namespace = namespace or f"anonymous-{os.urandom(4).hex()}"
+        if address in (None, "auto", "local"):
+            address = os.environ.get("RAYLITE_ADDRESS") or None
+        if address is not None and not local_mode:
+            from raylite.core._dask import DaskBackend  # the scale-out backend (issue: Dask)
+            _backend_obj = DaskBackend.connect(address, namespace)
+            _context = RuntimeInfo(_backend_obj.context_info())
+            return _context
+        total = _node_resources(num_cpus, num_gpus, resources, kwargs.get("_memory"))
         if local_mode:
             from raylite.core._inline import InlineBackend
             backend = InlineBackend(total, namespace)
