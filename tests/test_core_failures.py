@@ -245,3 +245,57 @@ def test_bad_input_errors_name_the_problem_and_fix(fresh, capfd):
         fresh.get(ref, timeout=0.3)
     err = capfd.readouterr().err
     assert "needs_gpu needs {CPU: 1, GPU: 1}" in err and "num_gpus" in err
+
+
+def test_unnamed_actor_exits_when_its_last_handle_goes(fresh):
+    fresh.init(num_cpus=1)
+
+    @fresh.remote
+    class Worker:
+        def pid(self):
+            return os.getpid()
+
+        def slow_echo(self, x):
+            threading.Event().wait(0.2)
+            return x
+
+    actor = Worker.remote()
+    pid = fresh.get(actor.pid.remote())
+    pending = actor.slow_echo.remote("queued before the handle went")
+    named = Worker.options(name="keeper").remote()
+    named_pid = fresh.get(named.pid.remote())
+
+    @fresh.remote
+    def use(handle):
+        return fresh.get(handle.pid.remote())
+
+    assert fresh.get(use.remote(actor)) == pid  # a handle inside a task keeps it alive meanwhile
+    del actor, named
+    assert fresh.get(pending, timeout=10) == "queued before the handle went"
+    assert _wait_gone([pid]) == []
+    assert psutil.pid_exists(named_pid)  # named actors live until killed or shutdown
+    assert fresh.get(fresh.get_actor("keeper").pid.remote()) == named_pid
+
+
+def test_long_chain_of_dependent_tasks_frees_without_recursion(fresh):
+    fresh.init(num_cpus=2)
+
+    @fresh.remote
+    def step(x):
+        return x + 1
+
+    ref = fresh.put(0)
+    for _ in range(3000):
+        ref = step.remote(ref)
+    assert fresh.get(ref, timeout=60) == 3000
+    del ref
+    assert fresh.get(step.remote(1), timeout=10) == 2  # the I/O thread survived the free
+
+
+def test_driver_exiting_without_shutdown_cleans_up():
+    script = ("import raylite\nraylite.init(num_cpus=1)\nnode = raylite.core._api._backend_obj\n"
+              "raylite.get(raylite.put(bytes(1_000_000)))\nprint(node.shm_dir, node.session_dir)\n")
+    out = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, timeout=60)
+    assert out.returncode == 0, out.stderr
+    shm_dir, session_dir = out.stdout.split()
+    assert not os.path.exists(shm_dir) and not os.path.exists(session_dir)

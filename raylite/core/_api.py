@@ -20,7 +20,7 @@ import os
 import threading
 from typing import Any, Callable
 
-from raylite.core import _ids
+from raylite.core import _ids, _refs
 from raylite.core._options import (ACTOR_OPTIONS, METHOD_OPTIONS, TASK_OPTIONS, check_options,
                                    did_you_mean, placement_of, to_resources)
 from raylite.core._refs import ObjectRef
@@ -118,6 +118,7 @@ def init(address: str | None = None, *, num_cpus: float | None = None,
             backend = Node(total, object_store_memory or _default_store_memory(), namespace,
                            log_to_driver=log_to_driver)
         _backend_obj = backend
+        _register_exit_hook()
         _context = RuntimeInfo({
             "node_ip_address": "127.0.0.1", "raylet_ip_address": "127.0.0.1",
             "redis_address": None, "gcs_address": None,
@@ -174,6 +175,18 @@ def _default_store_memory() -> int:
     except OSError:
         pass
     return max(limit, 64 << 20)
+
+
+_exit_hook_registered = False
+
+
+def _register_exit_hook() -> None:
+    """Shut down when the driver exits without calling shutdown(), as the book's scripts do."""
+    global _exit_hook_registered
+    if not _exit_hook_registered:
+        import atexit
+        atexit.register(shutdown)
+        _exit_hook_registered = True
 
 
 def shutdown() -> None:
@@ -368,6 +381,13 @@ class ActorHandle:
         self._actor_id = actor_id
         self._class_name = class_name
         self._meta = meta
+        _refs._tracker.add(actor_id)  # counted like an ObjectRef: unnamed actors end with their handles
+
+    def __del__(self):
+        try:
+            _refs._released.append(self._actor_id)
+        except Exception:  # interpreter shutdown
+            pass
 
     def __getattr__(self, name: str) -> "ActorMethod":
         meta = self.__dict__.get("_meta")
@@ -379,6 +399,9 @@ class ActorHandle:
         return ActorMethod(self, name, meta[name]["num_returns"], {})
 
     def __reduce__(self):
+        collected = getattr(_refs._local, "collected", None)
+        if collected is not None:  # a task or object holding this handle keeps the actor alive
+            collected.append(self._actor_id)
         return (ActorHandle, (self._actor_id, self._class_name, self._meta))
 
     def __repr__(self) -> str:

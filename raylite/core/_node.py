@@ -89,6 +89,7 @@ class _ActorRecord:
         self.restarts_left = options.get("max_restarts", 0)
         self.max_task_retries = options.get("max_task_retries", 0)
         self.death_cause = ""
+        self.killed = False  # by kill() or out of scope: never restarted
         self.gpu_ids: list[int] = []
 
 
@@ -115,6 +116,7 @@ class Node(SpecSubmitter):
         self.store = ObjectTable(self.shm_dir, spill_dir or os.path.join(self.session_dir, "spill"),
                                  object_store_memory)
         self.store.on_free = self._on_lineage_free
+        self.store.on_release = self._on_handles_gone
         self.specs: dict[bytes, TaskSpec] = {}  # running or waiting tasks and calls, by task id
         self.functions: dict[bytes, bytes] = {}
         self.processes: dict[bytes, _Process] = {}
@@ -407,22 +409,27 @@ class Node(SpecSubmitter):
                     spec.max_retries, spec.placement, spec)
         self._act(self.scheduler.submit(task, set()))
 
-    def _on_lineage_free(self, entry) -> None:
+    def _on_lineage_free(self, entry) -> list[bytes]:
+        """A task's result was freed; once all are, the task's pinned arguments go too."""
         spec = entry.lineage
         entry.lineage = None
-        if all(oid not in self.store.entries for oid in spec.return_ids):
-            self._release_pins(spec)
+        if any(oid in self.store.entries for oid in spec.return_ids):
+            return []
+        return self._unpin(spec)
 
     def _release_pins(self, spec: TaskSpec) -> None:
-        if spec.contained:
-            contained, spec.contained = spec.contained, []
-            for oid in contained:
-                self.store.decref(oid)
+        for oid in self._unpin(spec):
+            self.store.decref(oid)
+
+    def _unpin(self, spec: TaskSpec) -> list[bytes]:
+        """Forget a spec's argument pins (returned, for the caller to decref)."""
+        contained, spec.contained = spec.contained, []
         if type(spec.args) is tuple:
             try:
                 os.unlink(spec.args[1])
             except FileNotFoundError:
                 pass
+        return contained
 
     def _drain_refs(self) -> None:
         released = _refs.drain_released()
@@ -494,7 +501,7 @@ class Node(SpecSubmitter):
             return
         lost = list(record.in_flight.values())
         record.in_flight.clear()
-        if record.restarts_left != 0 and not getattr(record, "killed", False):
+        if record.restarts_left != 0 and not record.killed:
             record.restarts_left -= 1
             record.state = record.RESTARTING
             retry = [s for s in lost if record.max_task_retries != 0]
@@ -520,6 +527,23 @@ class Node(SpecSubmitter):
         self._seal_returns_with_error(spec, error=ActorDiedError(
             f"{spec.name} failed: actor {record.class_name} is dead or restarting ({why})"))
         self._release_pins(spec)
+
+    def _on_handles_gone(self, actor_id: bytes) -> None:
+        """The last handle to an actor is gone: unnamed, non-detached actors finish their queued
+        calls and exit, as in Ray."""
+        record = self.actors.get(actor_id)
+        if record is None or record.name or record.spec.actor_options.get("lifetime") == "detached":
+            return
+        if record.state == record.DEAD:
+            return
+        record.killed = True
+        record.restarts_left = 0
+        record.death_cause = "all handles to it went out of scope"
+        if record.process is not None:
+            record.process.channel.send(("exit",))  # after the calls already sent
+        elif record.state == record.PENDING:
+            record.state = record.DEAD
+            self._act(self.scheduler.actor_exited(actor_id))
 
     def kill_actor(self, actor_id: bytes, no_restart: bool = True) -> None:
         with self.lock:
@@ -968,21 +992,22 @@ class Node(SpecSubmitter):
 
 
 def _cleanup_stale_sessions() -> None:
-    """Remove shared-memory folders of raylite drivers that died without cleaning up."""
-    try:
-        names = os.listdir(SHM_ROOT)
-    except OSError:
-        return
-    for name in names:
-        if not name.startswith("raylite-"):
-            continue
+    """Remove the folders of raylite drivers that died without cleaning up."""
+    for root, prefix, field in ((SHM_ROOT, "raylite-", 1),
+                                (tempfile.gettempdir(), "raylite-session-", 2)):
         try:
-            pid = int(name.split("-")[1])
-        except (IndexError, ValueError):
+            names = os.listdir(root)
+        except OSError:
             continue
-        if pid == os.getpid() or _alive(pid):
-            continue
-        shutil.rmtree(os.path.join(SHM_ROOT, name), ignore_errors=True)
+        for name in names:
+            if not name.startswith(prefix):
+                continue
+            try:
+                pid = int(name.split("-")[field])
+            except (IndexError, ValueError):
+                continue
+            if pid != os.getpid() and not _alive(pid):
+                shutil.rmtree(os.path.join(root, name), ignore_errors=True)
 
 
 def _alive(pid: int) -> bool:

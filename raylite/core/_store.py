@@ -54,7 +54,8 @@ class ObjectTable:
         self.spilled_bytes = 0
         self.spill_count = 0
         self.restore_count = 0
-        self.on_free = None  # callback(entry) for lineage release
+        self.on_free = None  # callback(entry) -> ids its lineage held, when an entry is freed
+        self.on_release = None  # callback(object_id) when an id's last reference goes (actors)
 
     # ----- creation -------------------------------------------------------------------------
     def create(self, object_id: bytes, refs: int = 0, lineage: Any = None) -> Entry:
@@ -103,15 +104,22 @@ class ObjectTable:
         entry.refs += n
 
     def decref(self, object_id: bytes) -> None:
-        entry = self.entries.get(object_id)
-        if entry is None:
-            return
-        entry.refs -= 1
-        if entry.refs <= 0 and not entry.waiters:
-            self._free(object_id, entry)
+        """Drop one reference; frees what nothing holds any more, iteratively (a chain of
+        thousands of dependent tasks must not recurse)."""
+        pending = [object_id]
+        while pending:
+            oid = pending.pop()
+            entry = self.entries.get(oid)
+            if entry is None:
+                continue
+            entry.refs -= 1
+            if entry.refs <= 0 and not entry.waiters:
+                pending.extend(self._free(oid, entry))
 
-    def _free(self, object_id: bytes, entry: Entry) -> None:
+    def _free(self, object_id: bytes, entry: Entry) -> list[bytes]:
+        """Forget an entry; returns the ids it held references to."""
         del self.entries[object_id]
+        was_pending = entry.state == PENDING
         entry.state = FREED
         if entry.path:
             size = self.in_memory.pop(object_id, None)
@@ -122,10 +130,12 @@ class ObjectTable:
             self.spilled_bytes -= entry.size
             _unlink(entry.spilled)
         entry.data = None
-        for oid in entry.contained:
-            self.decref(oid)
+        held = list(entry.contained)
         if entry.lineage is not None and self.on_free is not None:
-            self.on_free(entry)
+            held += self.on_free(entry)
+        if was_pending and self.on_release is not None:
+            self.on_release(object_id)
+        return held
 
     # ----- reading --------------------------------------------------------------------------
     def location(self, object_id: bytes) -> tuple:

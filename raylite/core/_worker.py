@@ -129,6 +129,14 @@ class Worker:
         self.functions[message[1]] = loads_function(message[2])
 
     def on_exit(self, message: tuple) -> None:
+        """Finish the calls already started (threaded and async actors), then leave."""
+        if self.pool is not None:
+            self.pool.shutdown(wait=True)
+        if self.loop is not None:
+            async def drain() -> None:
+                current = asyncio.current_task()
+                await asyncio.gather(*(t for t in asyncio.all_tasks() if t is not current))
+            asyncio.run_coroutine_threadsafe(drain(), self.loop).result()
         _flush_streams()
         os._exit(0)
 
