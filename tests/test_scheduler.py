@@ -225,3 +225,13 @@ def test_transition_table_rejects_illegal_moves():
     assert TASK_TRANSITIONS[TaskState.FINISHED] == set()
     with pytest.raises(AssertionError):
         t.to(TaskState.RUNNING)
+
+
+def test_retry_on_error_requeues_and_frees_the_worker():
+    s = Scheduler({"CPU": 1})
+    s.schedule()
+    (w,) = started(s, 1)
+    t = task("t", retries=2)
+    s.submit(t, set())
+    actions = s.task_retry(w, b"t")
+    assert kinds(actions) == ["dispatch"] and t.attempt == 1 and t.state is TaskState.RUNNING

@@ -24,7 +24,6 @@ from raylite.core import _ids, _refs
 from raylite.core._options import (ACTOR_OPTIONS, METHOD_OPTIONS, TASK_OPTIONS, check_options,
                                    did_you_mean, placement_of, to_resources)
 from raylite.core._refs import ObjectRef
-from raylite.exceptions import GetTimeoutError
 
 _lock = threading.RLock()
 _backend_obj: Any = None

@@ -241,6 +241,19 @@ class Scheduler:
             worker.state = WorkerState.IDLE
         return self.schedule()
 
+    def task_retry(self, worker_id: bytes, task_id: bytes) -> list:
+        """The task raised an error it may retry on: free its worker and queue it again."""
+        task = self.tasks[task_id]
+        worker = self.workers.get(worker_id)
+        if worker is not None and task in worker.tasks:
+            worker.tasks.remove(task)
+            if not worker.tasks:
+                self._release_worker(worker)
+                worker.state = WorkerState.IDLE
+        task.attempt += 1
+        self._requeue(task)
+        return self.schedule()
+
     def cancel(self, task_id: bytes, force: bool) -> list:
         task = self.tasks.get(task_id)
         if task is None:
