@@ -299,3 +299,21 @@ def test_driver_exiting_without_shutdown_cleans_up():
     assert out.returncode == 0, out.stderr
     shm_dir, session_dir = out.stdout.split()
     assert not os.path.exists(shm_dir) and not os.path.exists(session_dir)
+
+
+def test_dropping_refs_of_queued_tasks_keeps_their_arguments(fresh):
+    fresh.init(num_cpus=2)
+
+    @fresh.remote
+    def work(block, config):
+        return [x * config[0] for x in block]
+
+    blocks = [fresh.put(list(range(1000))) for _ in range(4)]
+    for i in range(20):
+        config = fresh.put([i])
+        pending = [work.remote(b, config) for b in blocks]
+        assert fresh.get(pending[0], timeout=20)[1] == i
+        del pending, config  # the other results and the argument go while still queued
+    assert fresh.get(work.remote(blocks[0], [2]), timeout=20)[1] == 2
+    node = fresh.core._api._backend_obj
+    assert len(node.processes) == 2  # nobody blocked on a freed argument, no extra workers

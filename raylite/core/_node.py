@@ -379,6 +379,8 @@ class Node(ActorsMixin, ProcessIOMixin, SpecSubmitter):
         """A task's result was freed; once all are, the task's pinned arguments go too."""
         spec = entry.lineage
         entry.lineage = None
+        if spec.task_id in self.specs:  # still queued or running: it needs its arguments
+            return []
         if any(oid in self.store.entries for oid in spec.return_ids):
             return []
         return self._unpin(spec)

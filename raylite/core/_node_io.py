@@ -204,6 +204,8 @@ class ProcessIOMixin:
         for oid, packed in zip(spec.return_ids, results):
             self._seal(oid, packed, is_error=packed[0] in ("e", "E"))
         if spec.kind == TASK:
+            if not any(oid in self.store.entries for oid in spec.return_ids):
+                self._release_pins(spec)  # nobody kept a result: no lineage to keep either
             self._act(self.scheduler.task_finished(process.worker_id, task_id, duration))
         else:
             self._release_pins(spec)

@@ -1,0 +1,668 @@
+"""Dataset: a lazy plan over blocks, with the book's API (map, filter, flat_map, show, take...).
+
+Transforms return a new Dataset at once; work happens when data is consumed (take, show,
+count, iter_rows, iter_batches, to_pandas, write_*, materialize), through the streaming
+executor in _plan.py: one fused task per block, a bounded number in flight.
+"""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING, Any, Callable, Iterator
+
+import raylite
+from raylite.data import _block, _exchange
+from raylite.data._block import Block
+from raylite.data._plan import (AddColumn, Barrier, BlockTask, ExecutionPlan, ExecutionStats,
+                                FilterRows, FlatMapRows, MapBatches, MapRows, RefInput,
+                                SelectColumns, check_columns, execute_to_refs, resolve_metadata,
+                                stream, submit_all)
+
+if TYPE_CHECKING:
+    from raylite.data._pipeline import DatasetPipeline
+
+_REMOTE_ARGS = frozenset({"num_cpus", "num_gpus", "memory", "resources", "max_retries",
+                          "retry_exceptions", "scheduling_strategy", "accelerator_type"})
+
+
+def _check_function(fn: Any, operation: str) -> None:
+    if not callable(fn):
+        raise TypeError(f"{operation}() needs a function (or a callable class), got "
+                        f"{type(fn).__name__} {fn!r:.60}")
+
+
+def _check_remote_args(args: dict, operation: str) -> dict:
+    unknown = sorted(set(args) - _REMOTE_ARGS)
+    if unknown:
+        raise TypeError(f"{operation}() got unexpected keyword argument(s) {unknown}; task "
+                        f"options it accepts: {sorted(_REMOTE_ARGS)}")
+    return args
+
+
+def _column_list(columns: Any, operation: str) -> list[str]:
+    columns = [columns] if isinstance(columns, str) else columns
+    if not isinstance(columns, (list, tuple)) or not all(isinstance(c, str) for c in columns):
+        raise TypeError(f"{operation}() needs a column name or a list of names, got {columns!r}")
+    return list(columns)
+
+
+def _check_positive_int(value: Any, name: str) -> None:
+    if not isinstance(value, int) or isinstance(value, bool) or value < 1:
+        raise ValueError(f"{name} must be a positive int, got {value!r}")
+
+
+def _rebatch(blocks: Iterator[Block], batch_size: int | None, drop_last: bool) -> Iterator[Block]:
+    """Blocks re-cut into batches of exactly ``batch_size`` rows (the last may be short)."""
+    if batch_size is None:
+        yield from (b for b in blocks if _block.num_rows(b))
+        return
+    buffer: list[list] = []  # [block, offset] pairs
+    buffered = 0
+    for block in blocks:
+        rows = _block.num_rows(block)
+        if not rows:
+            continue
+        buffer.append([block, 0])
+        buffered += rows
+        while buffered >= batch_size:
+            yield _take_front(buffer, batch_size)
+            buffered -= batch_size
+    if buffered and not drop_last:
+        yield _take_front(buffer, buffered)
+
+
+def _take_front(buffer: list[list], count: int) -> Block:
+    pieces = []
+    while count:
+        block, offset = buffer[0]
+        available = _block.num_rows(block) - offset
+        take = min(available, count)
+        pieces.append(_block.slice_block(block, offset, offset + take))
+        count -= take
+        if take == available:
+            buffer.pop(0)
+        else:
+            buffer[0][1] = offset + take
+    return _block.concat(pieces)
+
+
+class Dataset:
+    """A distributed collection of rows, split into blocks, transformed lazily and in parallel.
+
+    Example:
+        >>> import raylite as ray
+        >>> ds = ray.data.from_items([{"name": str(i), "data": i} for i in range(10000)])
+        >>> squares = ds.map(lambda x: x["data"] ** 2)
+        >>> squares.filter(lambda x: x % 2 == 0).count()
+        5000
+    """
+
+    def __init__(self, plan: ExecutionPlan):
+        self._plan = plan
+        self._stats: ExecutionStats | None = None
+
+    # --------------------------------------------------------------------------------------
+    # plumbing
+    # --------------------------------------------------------------------------------------
+    def _with_stage(self, stage) -> "Dataset":
+        return Dataset(self._plan.with_stage(stage))
+
+    def _barrier(self, name: str, run: Callable[[list], list]) -> "Dataset":
+        """A dataset whose blocks are ``run(materialized upstream blocks)``, computed once."""
+        upstream = self._plan
+
+        def compute() -> list[BlockTask]:
+            inputs = execute_to_refs(upstream.block_tasks())
+            return [BlockTask(ref) for ref in run(inputs)]
+        return Dataset(ExecutionPlan(Barrier(name, compute)))
+
+    def _new_stats(self) -> ExecutionStats:
+        self._stats = ExecutionStats(operations=self._plan.describe())
+        return self._stats
+
+    def _stream(self, **options) -> Iterator:
+        return stream(self._plan.block_tasks(), stats=self._new_stats(), **options)
+
+    def _iter_blocks(self) -> Iterator[Block]:
+        for block_ref, _meta in self._stream():
+            yield raylite.get(block_ref)
+
+    def _known_schema(self) -> Any:
+        """The schema if known without running anything, else None."""
+        tasks = self._plan.known_block_tasks()
+        if not tasks or not all(task.is_done() for task in tasks):
+            return None
+        for task in tasks:
+            meta = task.source.known_metadata()
+            if meta is None:
+                return None
+            if meta.num_rows:
+                return meta.schema
+        return None
+
+    def _materialized_inputs(self) -> list:
+        return execute_to_refs(self._plan.block_tasks(), stats=self._new_stats())
+
+    def __reduce__(self):  # a dataset sent to a task or actor travels as its block tasks
+        return (Dataset, (ExecutionPlan(self._plan.block_tasks(), ()),))
+
+    # --------------------------------------------------------------------------------------
+    # row-wise transforms (lazy, fused into one task per block)
+    # --------------------------------------------------------------------------------------
+    def map(self, fn: Callable[[Any], Any], *, compute: Any = None,
+            **ray_remote_args: Any) -> "Dataset":
+        """Apply ``fn`` to every row; rows that are dicts make a tabular dataset.
+
+        Example:
+            >>> import raylite as ray
+            >>> ray.data.range(4).map(lambda x: x * 10).take()
+            [0, 10, 20, 30]
+        """
+        _check_function(fn, "map")
+        stage = MapRows(fn)
+        stage.remote_args = _check_remote_args(ray_remote_args, "map")
+        return self._with_stage(stage)
+
+    def filter(self, fn: Callable[[Any], bool], *, compute: Any = None,
+               **ray_remote_args: Any) -> "Dataset":
+        """Keep the rows for which ``fn(row)`` is true.
+
+        Example:
+            >>> import raylite as ray
+            >>> ray.data.range(10).filter(lambda x: x % 2 == 0).count()
+            5
+        """
+        _check_function(fn, "filter")
+        stage = FilterRows(fn)
+        stage.remote_args = _check_remote_args(ray_remote_args, "filter")
+        return self._with_stage(stage)
+
+    def flat_map(self, fn: Callable[[Any], list], *, compute: Any = None,
+                 **ray_remote_args: Any) -> "Dataset":
+        """Replace every row by the rows of the list ``fn(row)`` returns.
+
+        Example:
+            >>> import raylite as ray
+            >>> ray.data.range(2).flat_map(lambda x: [x, x ** 3]).take()
+            [0, 0, 1, 1]
+        """
+        _check_function(fn, "flat_map")
+        stage = FlatMapRows(fn)
+        stage.remote_args = _check_remote_args(ray_remote_args, "flat_map")
+        return self._with_stage(stage)
+
+    def map_batches(self, fn: Callable[[Any], Any], *, batch_size: int | None = 4096,
+                    compute: Any = None, batch_format: str = "default",
+                    fn_args: tuple | None = None, fn_kwargs: dict | None = None,
+                    fn_constructor_args: tuple | None = None,
+                    fn_constructor_kwargs: dict | None = None,
+                    **ray_remote_args: Any) -> "Dataset":
+        """Apply ``fn`` to batches of up to ``batch_size`` rows (None: a whole block).
+
+        ``batch_format``: ``"default"`` (pandas DataFrame for tabular data, list otherwise),
+        ``"pandas"``, ``"pyarrow"``, ``"numpy"`` (dict of column arrays, or one ndarray) or
+        ``"native"`` (pyarrow Table or list). ``fn`` returns a batch in any of these forms.
+        A class for ``fn`` is instantiated once per task (with ``fn_constructor_args``).
+
+        Example:
+            >>> import raylite as ray
+            >>> ds = ray.data.range_table(6).map_batches(lambda df: df * 2, batch_size=4)
+            >>> [row["value"] for row in ds.take()]
+            [0, 2, 4, 6, 8, 10]
+        """
+        _check_function(fn, "map_batches")
+        _block.check_batch_format(batch_format)
+        if batch_size is not None:
+            _check_positive_int(batch_size, "map_batches(batch_size=...)")
+        stage = MapBatches(fn, batch_size, batch_format, fn_args or (), fn_kwargs,
+                           fn_constructor_args or (), fn_constructor_kwargs,
+                           _check_remote_args(ray_remote_args, "map_batches"))
+        return self._with_stage(stage)
+
+    def add_column(self, col: str, fn: Callable[[Any], Any], *, compute: Any = None,
+                   **ray_remote_args: Any) -> "Dataset":
+        """Add (or replace) column ``col`` with ``fn(batch: pandas.DataFrame)``.
+
+        Example:
+            >>> import raylite as ray
+            >>> ray.data.range_table(2).add_column("double", lambda df: df["value"] * 2).take()
+            [ArrowRow({'value': 0, 'double': 0}), ArrowRow({'value': 1, 'double': 2})]
+        """
+        if not isinstance(col, str):
+            raise TypeError(f"add_column() needs a column name (str), got {col!r}")
+        _check_function(fn, "add_column")
+        self._check_tabular("add_column")
+        stage = AddColumn(col, fn)
+        stage.remote_args = _check_remote_args(ray_remote_args, "add_column")
+        return self._with_stage(stage)
+
+    def drop_columns(self, cols: list[str] | str, *, compute: Any = None) -> "Dataset":
+        """Remove the named columns.
+
+        Example:
+            >>> import raylite as ray
+            >>> ray.data.from_items([{"a": 1, "b": 2}]).drop_columns(["b"]).take()
+            [ArrowRow({'a': 1})]
+        """
+        return self._select(_column_list(cols, "drop_columns"), drop=True)
+
+    def select_columns(self, cols: list[str] | str, *, compute: Any = None) -> "Dataset":
+        """Keep only the named columns, in that order.
+
+        Example:
+            >>> import raylite as ray
+            >>> ray.data.from_items([{"a": 1, "b": 2}]).select_columns(["b"]).take()
+            [ArrowRow({'b': 2})]
+        """
+        return self._select(_column_list(cols, "select_columns"), drop=False)
+
+    def _select(self, columns: list[str], drop: bool) -> "Dataset":
+        stage = SelectColumns(columns, drop)
+        self._check_tabular(stage.name)
+        schema = self._known_schema()
+        if schema is not None:
+            check_columns(columns, list(schema.names), stage.name)
+        return self._with_stage(stage)
+
+    def _check_tabular(self, operation: str) -> None:
+        schema = self._known_schema()
+        if schema is not None and not hasattr(schema, "names"):
+            raise ValueError(f"{operation} needs a tabular dataset (rows that are dicts), but "
+                             f"the rows are {schema.__name__}s")
+
+    # --------------------------------------------------------------------------------------
+    # all-to-all transforms (lazy barriers)
+    # --------------------------------------------------------------------------------------
+    def limit(self, limit: int) -> "Dataset":
+        """The first ``limit`` rows; only the blocks needed to find them are computed.
+
+        Example:
+            >>> import raylite as ray
+            >>> ray.data.range(1000).limit(3).take_all()
+            [0, 1, 2]
+        """
+        if not isinstance(limit, int) or isinstance(limit, bool) or limit < 0:
+            raise ValueError(f"limit() needs a non-negative int, got {limit!r}")
+        upstream = self._plan
+
+        def compute() -> list[BlockTask]:
+            collected, total = [], 0
+            if limit:
+                blocks = stream(upstream.block_tasks())
+                for block_ref, meta in blocks:
+                    collected.append(RefInput(block_ref, resolve_metadata(meta)))
+                    total += collected[-1].meta.num_rows
+                    if total >= limit:
+                        break
+                blocks.close()
+            return [BlockTask(ref) for ref in _exchange.slice_ranges(collected, [(0, limit)])[0]]
+        return Dataset(ExecutionPlan(Barrier(f"limit({limit})", compute)))
+
+    def union(self, *others: "Dataset") -> "Dataset":
+        """All rows of this dataset, then those of ``others`` (schemas must match).
+
+        Example:
+            >>> import raylite as ray
+            >>> ray.data.range(2).union(ray.data.range(3)).take_all()
+            [0, 1, 0, 1, 2]
+        """
+        datasets = [self, *others]
+        for i, other in enumerate(others):
+            if not isinstance(other, Dataset):
+                raise TypeError(f"union() takes Datasets, argument {i} is {type(other).__name__}")
+        _check_union_schemas(datasets)
+        plans = [d._plan for d in datasets]
+        if not any(p.is_lazy_barrier for p in plans):
+            return Dataset(ExecutionPlan([t for p in plans for t in p.block_tasks()]))
+        return Dataset(ExecutionPlan(Barrier(
+            "union", lambda: [t for p in plans for t in p.block_tasks()])))
+
+    def repartition(self, num_blocks: int, *, shuffle: bool = False) -> "Dataset":
+        """The same rows in ``num_blocks`` blocks of near-equal size (order kept unless
+        ``shuffle``).
+
+        Example:
+            >>> import raylite as ray
+            >>> ray.data.range(10).repartition(3).num_blocks()
+            3
+        """
+        _check_positive_int(num_blocks, "repartition(num_blocks)")
+        if shuffle:
+            return self.random_shuffle(num_blocks=num_blocks)
+        return self._barrier(f"repartition({num_blocks})",
+                             lambda blocks: _exchange.repartition(blocks, num_blocks))
+
+    def random_shuffle(self, *, seed: int | None = None,
+                       num_blocks: int | None = None) -> "Dataset":
+        """The rows in random order (the same order for the same ``seed``).
+
+        Example:
+            >>> import raylite as ray
+            >>> sorted(ray.data.range(5).random_shuffle(seed=0).take_all())
+            [0, 1, 2, 3, 4]
+        """
+        if seed is not None and (not isinstance(seed, int) or isinstance(seed, bool)):
+            raise TypeError(f"random_shuffle(seed=...) needs an int or None, got {seed!r}")
+        if num_blocks is not None:
+            _check_positive_int(num_blocks, "random_shuffle(num_blocks=...)")
+
+        def run(blocks: list) -> list:
+            if not blocks:
+                return []
+            return _exchange.random_shuffle(blocks, num_blocks or len(blocks), seed)
+        return self._barrier("random_shuffle", run)
+
+    def sort(self, key: Any = None, descending: bool = False) -> "Dataset":
+        """The rows sorted by ``key``: a column name or list of names (tabular data), or
+        None / a function of the row (other data).
+
+        Example:
+            >>> import raylite as ray
+            >>> ray.data.range(5).sort(descending=True).take_all()
+            [4, 3, 2, 1, 0]
+        """
+        sort_key = _exchange.sort_key(key, descending)
+        sort_key.check(self._known_schema())
+
+        def run(blocks: list) -> list:
+            schema = next((b.metadata().schema for b in blocks if b.metadata().num_rows), None)
+            sort_key.check(schema)
+            return _exchange.sort(blocks, sort_key)
+        return self._barrier(f"sort({key!r})", run)
+
+    def split(self, n: int, *, equal: bool = False,
+              locality_hints: list | None = None) -> list["Dataset"]:
+        """``n`` datasets together holding the rows, in order (runs the plan now). With
+        ``equal=True`` each gets exactly ``count() // n`` rows and the rest are dropped.
+
+        Example:
+            >>> import raylite as ray
+            >>> [s.count() for s in ray.data.range(10).split(3, equal=True)]
+            [3, 3, 3]
+        """
+        _check_positive_int(n, "split(n)")
+        blocks = self._materialized_inputs()
+        total = sum(b.metadata().num_rows for b in blocks)
+        groups = _exchange.slice_ranges(blocks, _exchange.even_ranges(total, n, equal))
+        return [_materialized_dataset(group) for group in groups]
+
+    def split_at_indices(self, indices: list[int]) -> list["Dataset"]:
+        """Datasets of the rows ``[0, i0)``, ``[i0, i1)``, ..., ``[ik, end)`` (runs the plan now).
+
+        Example:
+            >>> import raylite as ray
+            >>> [s.take_all() for s in ray.data.range(5).split_at_indices([2])]
+            [[0, 1], [2, 3, 4]]
+        """
+        if not isinstance(indices, (list, tuple)) or not all(
+                isinstance(i, int) and i >= 0 for i in indices) or list(indices) != sorted(indices):
+            raise ValueError(f"split_at_indices() needs a sorted list of non-negative ints, "
+                             f"got {indices!r}")
+        blocks = self._materialized_inputs()
+        total = sum(b.metadata().num_rows for b in blocks)
+        edges = [0] + [min(i, total) for i in indices] + [total]
+        ranges = [(edges[i], edges[i + 1]) for i in range(len(edges) - 1)]
+        return [_materialized_dataset(g) for g in _exchange.slice_ranges(blocks, ranges)]
+
+    def train_test_split(self, test_size: float | int, *, shuffle: bool = False,
+                         seed: int | None = None) -> tuple["Dataset", "Dataset"]:
+        """``(train, test)``: the last ``test_size`` rows (an int, or a fraction in (0, 1))
+        go to ``test``, after an optional seeded shuffle.
+
+        Example:
+            >>> import raylite as ray
+            >>> train, test = ray.data.range(10).train_test_split(0.2)
+            >>> train.count(), test.take_all()
+            (8, [8, 9])
+        """
+        if isinstance(test_size, bool) or not isinstance(test_size, (int, float)) or (
+                isinstance(test_size, float) and not 0 < test_size < 1) or test_size < 0:
+            raise ValueError(f"train_test_split(test_size=...) needs a fraction in (0, 1) or a "
+                             f"number of rows, got {test_size!r}")
+        dataset = self.random_shuffle(seed=seed) if shuffle else self
+        total = dataset.materialize()
+        count = total.count()
+        test_rows = int(count * test_size) if isinstance(test_size, float) else test_size
+        if test_rows > count:
+            raise ValueError(f"train_test_split(test_size={test_size}) asks for more test rows "
+                             f"than the dataset has ({count})")
+        train, test = total.split_at_indices([count - test_rows])
+        return train, test
+
+    # --------------------------------------------------------------------------------------
+    # consuming
+    # --------------------------------------------------------------------------------------
+    def iter_rows(self) -> Iterator[Any]:
+        """The rows, in order, computed a bounded number of blocks ahead.
+
+        Example:
+            >>> import raylite as ray
+            >>> next(iter(ray.data.range(3).iter_rows()))
+            0
+        """
+        for block in self._iter_blocks():
+            yield from _block.rows(block)
+
+    def iter_batches(self, *, batch_size: int | None = 256, batch_format: str = "default",
+                     drop_last: bool = False, prefetch_blocks: int = 0) -> Iterator[Any]:
+        """The rows in batches of ``batch_size`` (None: one batch per block), in
+        ``batch_format`` (see ``map_batches``). ``prefetch_blocks`` is accepted for Ray's sake:
+        the executor already runs up to twice the cluster's CPUs blocks ahead.
+
+        Example:
+            >>> import raylite as ray
+            >>> [len(b) for b in ray.data.range(10).iter_batches(batch_size=4)]
+            [4, 4, 2]
+        """
+        _block.check_batch_format(batch_format)
+        if batch_size is not None:
+            _check_positive_int(batch_size, "iter_batches(batch_size=...)")
+        for block in _rebatch(self._iter_blocks(), batch_size, drop_last):
+            yield _block.to_batch(block, batch_format)
+
+    def take(self, limit: int = 20) -> list:
+        """The first ``limit`` rows as a list.
+
+        Example:
+            >>> import raylite as ray
+            >>> ray.data.range(10000).take(5)
+            [0, 1, 2, 3, 4]
+        """
+        if not isinstance(limit, int) or limit < 0:
+            raise ValueError(f"take() needs a non-negative int, got {limit!r}")
+        out: list = []
+        if limit == 0:
+            return out
+        for block in self._iter_blocks():
+            out.extend(_block.rows(_block.slice_block(block, 0, limit - len(out))))
+            if len(out) >= limit:
+                break
+        return out
+
+    def take_all(self, limit: int | None = None) -> list:
+        """All rows as a list (a ValueError if there are more than ``limit``)."""
+        out: list = []
+        for block in self._iter_blocks():
+            out.extend(_block.rows(block))
+            if limit is not None and len(out) > limit:
+                raise ValueError(f"take_all(limit={limit}): the dataset has more rows than that")
+        return out
+
+    def show(self, limit: int = 20) -> None:
+        """Print the first ``limit`` rows, one per line."""
+        for row in self.take(limit):
+            print(row)
+
+    def count(self) -> int:
+        """The number of rows (known without running anything when no stage can change it).
+
+        Example:
+            >>> import raylite as ray
+            >>> ray.data.range(10000).filter(lambda x: x % 2 == 0).count()
+            5000
+        """
+        tasks = self._plan.block_tasks()
+        known = _known_count(tasks)
+        if known is not None:
+            return known
+        return sum(resolve_metadata(meta).num_rows
+                   for _, _, meta in stream(tasks, ordered=False, stats=self._new_stats()))
+
+    def schema(self) -> Any:
+        """A ``pyarrow.Schema`` for tabular data, the Python type of the rows otherwise
+        (None for an empty dataset); runs the first block(s) if needed."""
+        known = self._known_schema()
+        if known is not None:
+            return known
+        fallback = None
+        for _, meta in self._stream(limit=1):
+            meta = resolve_metadata(meta)
+            if meta.num_rows:
+                return meta.schema
+            fallback = fallback or meta.schema
+        return fallback
+
+    def columns(self) -> list[str] | None:
+        """The column names of a tabular dataset (None when the rows are not dicts)."""
+        schema = self.schema()
+        return list(schema.names) if hasattr(schema, "names") else None
+
+    def num_blocks(self) -> int:
+        """The number of blocks."""
+        return len(self._plan.block_tasks())
+
+    def size_bytes(self) -> int:
+        """The bytes the blocks take (runs the plan if needed)."""
+        return sum(task.source.metadata().size_bytes
+                   for task in self.materialize()._plan.block_tasks())
+
+    def to_pandas(self, limit: int = 100_000):
+        """One pandas DataFrame of all rows (non-tabular rows go in a column ``value``)."""
+        blocks, total = [], 0
+        for block in self._iter_blocks():
+            blocks.append(block)
+            total += _block.num_rows(block)
+            if total > limit:
+                raise ValueError(f"to_pandas(limit={limit}): the dataset has more rows than "
+                                 "that; pass a larger limit or use iter_batches()")
+        return _block.to_pandas(_block.concat(blocks))
+
+    def to_numpy(self, *, column: str | None = None):
+        """An ndarray of the rows (non-tabular data or one column), or a dict of column arrays."""
+        batch = _block.to_batch(_block.concat(list(self._iter_blocks())), "numpy")
+        if not isinstance(batch, dict):
+            if column is not None:
+                raise ValueError(f"to_numpy(column={column!r}): the rows are not tabular")
+            return batch
+        if column is not None:
+            check_columns([column], list(batch), "to_numpy()")
+            return batch[column]
+        return next(iter(batch.values())) if len(batch) == 1 else batch
+
+    def write_parquet(self, path: str, **arrow_parquet_args: Any) -> None:
+        """Write one Parquet file per block into the directory ``path``."""
+        from raylite.data._write import write
+        write(self, path, "parquet", arrow_parquet_args, self._new_stats())
+
+    def write_csv(self, path: str, **arrow_csv_args: Any) -> None:
+        """Write one CSV file (with a header) per block into the directory ``path``."""
+        from raylite.data._write import write
+        write(self, path, "csv", arrow_csv_args, self._new_stats())
+
+    def write_json(self, path: str, **pandas_json_args: Any) -> None:
+        """Write one JSON-lines file per block into the directory ``path``."""
+        from raylite.data._write import write
+        write(self, path, "json", pandas_json_args, self._new_stats())
+
+    def materialize(self) -> "Dataset":
+        """Run the plan now; the returned dataset's blocks sit in the object store."""
+        return _materialized_dataset(self._materialized_inputs())
+
+    fully_executed = materialize  # the Ray 2.0-2.3 name
+
+    def get_internal_block_refs(self) -> list:
+        """The ObjectRefs of the blocks (runs the plan)."""
+        return [task.source.ref for task in self.materialize()._plan.block_tasks()]
+
+    def window(self, *, blocks_per_window: int = 10) -> "DatasetPipeline":
+        """A DatasetPipeline over windows of ``blocks_per_window`` blocks; each window runs
+        while the one before it is consumed."""
+        from raylite.data._pipeline import DatasetPipeline
+        _check_positive_int(blocks_per_window, "window(blocks_per_window=...)")
+        tasks = self._plan.block_tasks()
+        chunks = [tasks[i:i + blocks_per_window] for i in range(0, len(tasks), blocks_per_window)]
+        return DatasetPipeline(lambda: (Dataset(ExecutionPlan(c)) for c in chunks), len(chunks))
+
+    def repeat(self, times: int | None = None) -> "DatasetPipeline":
+        """A DatasetPipeline that yields this whole dataset ``times`` times (None: forever)."""
+        from raylite.data._pipeline import DatasetPipeline
+        if times is not None:
+            _check_positive_int(times, "repeat(times)")
+        base = self.materialize()
+
+        def windows():
+            count = 0
+            while times is None or count < times:
+                yield base
+                count += 1
+        return DatasetPipeline(windows, times)
+
+    def stats(self) -> str:
+        """What the last execution of this dataset did (tasks, blocks in flight, operations)."""
+        if self._stats is None:
+            return "not executed yet; operations: " + (" | ".join(self._plan.describe()) or "read")
+        return self._stats.summary()
+
+    def _start(self) -> "Dataset":
+        """Submit every block task now and return the dataset of their (coming) results."""
+        started = Dataset(ExecutionPlan(submit_all(self._plan.block_tasks(), self._new_stats())))
+        started._stats = self._stats
+        return started
+
+    def __repr__(self) -> str:
+        tasks = self._plan.known_block_tasks()
+        if tasks is None:
+            return f"Dataset(num_blocks=?, num_rows=?, schema=?, plan={self._plan.describe()})"
+        count = _known_count(tasks)
+        schema = self._known_schema()
+        return (f"Dataset(num_blocks={len(tasks)}, num_rows={'?' if count is None else count}, "
+                f"schema={'?' if schema is None else _block.format_schema(schema)})")
+
+    def __iter__(self):
+        raise TypeError("a Dataset is not iterable; use ds.iter_rows() or ds.iter_batches()")
+
+
+def _materialized_dataset(refs: list) -> Dataset:
+    return Dataset(ExecutionPlan([BlockTask(ref) for ref in refs]))
+
+
+def _known_count(tasks: list[BlockTask]) -> int | None:
+    total = 0
+    for task in tasks:
+        if task.is_done():
+            total += task.source.metadata().num_rows
+        elif not task.stages and task.tail is None and getattr(task.source, "num_rows", None) \
+                is not None:
+            total += task.source.num_rows
+        else:
+            return None
+    return total
+
+
+def _check_union_schemas(datasets: list[Dataset]) -> None:
+    schemas = [(i, d.schema()) for i, d in enumerate(datasets)]
+    schemas = [(i, s) for i, s in schemas if s is not None]
+    if not schemas:
+        return
+    first_index, first = schemas[0]
+    for index, schema in schemas[1:]:
+        tabular_a, tabular_b = hasattr(first, "names"), hasattr(schema, "names")
+        if tabular_a != tabular_b:
+            raise ValueError(f"union(): dataset {first_index} has schema "
+                             f"{_block.format_schema(first)} but dataset {index} has "
+                             f"{_block.format_schema(schema)}; tabular and non-tabular "
+                             "datasets cannot be combined")
+        if tabular_a and not first.remove_metadata().equals(schema.remove_metadata()):
+            raise ValueError(f"union(): the schemas differ: dataset {first_index} has "
+                             f"{_block.format_schema(first)}, dataset {index} has "
+                             f"{_block.format_schema(schema)}")
+

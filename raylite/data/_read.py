@@ -1,0 +1,266 @@
+"""Creating datasets: from Python objects (blocks are put from the driver) and from files or
+ranges (lazy ReadTasks that run inside each block's task, so reading fuses with the stages
+after it and a big input never passes through the driver)."""
+
+from __future__ import annotations
+
+import builtins
+import errno
+import functools
+import glob
+import json
+import os
+from typing import Any, Iterable
+
+import raylite
+from raylite.data import _block
+from raylite.data._dataset import Dataset
+from raylite.data._plan import BlockTask, DataContext, ExecutionPlan, ReadTask, RefInput
+
+
+def _dataset_of_blocks(blocks: list) -> Dataset:
+    tasks = [BlockTask(RefInput(raylite.put(block), _block.metadata(block))) for block in blocks]
+    return Dataset(ExecutionPlan(tasks))
+
+
+def _dataset_of_reads(reads: list[ReadTask]) -> Dataset:
+    return Dataset(ExecutionPlan([BlockTask(read) for read in reads]))
+
+
+# ==========================================================================================
+# from Python objects
+# ==========================================================================================
+def from_items(items: Iterable[Any], *, parallelism: int | None = None) -> Dataset:
+    """A dataset of the given items; dicts become tabular rows (``ArrowRow``), anything else
+    stays a plain Python row.
+
+    Example:
+        >>> import raylite as ray
+        >>> ds = ray.data.from_items([{"name": "0", "data": 0}, {"name": "1", "data": 1}])
+        >>> ds.take(1)
+        [ArrowRow({'name': '0', 'data': 0})]
+    """
+    if isinstance(items, (str, bytes, dict)) or not hasattr(items, "__iter__"):
+        raise TypeError(f"from_items() takes a list of items, got {type(items).__name__}")
+    items = list(items)
+    num_blocks = DataContext.get_current().num_blocks_for(len(items), parallelism)
+    blocks = []
+    from raylite.data._exchange import even_ranges
+    for start, stop in even_ranges(len(items), num_blocks):
+        blocks.append(_block.from_rows(items[start:stop]))
+    return _dataset_of_blocks(blocks if items else [])
+
+
+def _read_range(start: int, stop: int, tabular: bool):
+    if not tabular:
+        return list(builtins.range(start, stop))  # `range` here is the dataset function
+    import numpy as np
+    return _block.table_from_columns({_block.SIMPLE_COLUMN: np.arange(start, stop, dtype=np.int64)})
+
+
+def _range_dataset(n: int, parallelism: int | None, tabular: bool, name: str) -> Dataset:
+    if not isinstance(n, int) or isinstance(n, bool) or n < 0:
+        raise ValueError(f"{name}(n) needs a non-negative int, got {n!r}")
+    from raylite.data._exchange import even_ranges
+    num_blocks = DataContext.get_current().num_blocks_for(n, parallelism)
+    reads = [ReadTask(functools.partial(_read_range, start, stop, tabular),
+                      f"{name}[{start}:{stop}]", num_rows=stop - start)
+             for start, stop in even_ranges(n, num_blocks) if stop > start or n == 0]
+    return _dataset_of_reads(reads)
+
+
+def range(n: int, *, parallelism: int | None = None) -> Dataset:  # noqa: A001 (Ray's name)
+    """A dataset of the ints ``0 .. n-1`` (plain ints, as in the book).
+
+    Example:
+        >>> import raylite as ray
+        >>> ray.data.range(10000).map(lambda x: x ** 2).take(5)
+        [0, 1, 4, 9, 16]
+    """
+    return _range_dataset(n, parallelism, tabular=False, name="range")
+
+
+def range_table(n: int, *, parallelism: int | None = None) -> Dataset:
+    """A tabular dataset with one int64 column ``value`` holding ``0 .. n-1``.
+
+    Example:
+        >>> import raylite as ray
+        >>> ray.data.range_table(3).take(1)
+        [ArrowRow({'value': 0})]
+    """
+    return _range_dataset(n, parallelism, tabular=True, name="range_table")
+
+
+def _as_list(value: Any, accepted: tuple, what: str, name: str) -> list:
+    values = list(value) if isinstance(value, (list, tuple)) else [value]
+    for item in values:
+        if not isinstance(item, accepted):
+            raise TypeError(f"{name}() takes a {what} or a list of them, got "
+                            f"{type(item).__name__}")
+    return values
+
+
+def from_pandas(dfs: Any) -> Dataset:
+    """A tabular dataset with one block per pandas DataFrame.
+
+    Example:
+        >>> import pandas as pd, raylite as ray
+        >>> ray.data.from_pandas(pd.DataFrame({"a": [1, 2]})).count()
+        2
+    """
+    import pandas as pd
+    frames = _as_list(dfs, (pd.DataFrame,), "pandas DataFrame", "from_pandas")
+    arrow = _block.pa()
+    return _dataset_of_blocks([arrow.Table.from_pandas(df, preserve_index=False) for df in frames])
+
+
+def from_numpy(ndarrays: Any) -> Dataset:
+    """A tabular dataset with one column ``value`` and one block per array; the rows are the
+    array's first axis (n-d arrays give a tensor column whose cells are ndarrays).
+
+    Example:
+        >>> import numpy as np, raylite as ray
+        >>> ray.data.from_numpy(np.arange(3)).take_all()
+        [ArrowRow({'value': 0}), ArrowRow({'value': 1}), ArrowRow({'value': 2})]
+    """
+    import numpy as np
+    arrays = _as_list(ndarrays, (np.ndarray,), "numpy ndarray", "from_numpy")
+    for array in arrays:
+        if array.ndim == 0:
+            raise ValueError("from_numpy() needs arrays with at least one dimension (rows)")
+    return _dataset_of_blocks([_block.table_from_columns({_block.SIMPLE_COLUMN: a})
+                               for a in arrays])
+
+
+def from_arrow(tables: Any) -> Dataset:
+    """A tabular dataset with one block per pyarrow Table.
+
+    Example:
+        >>> import pyarrow as pa, raylite as ray
+        >>> ray.data.from_arrow(pa.table({"a": [1, 2]})).take(1)
+        [ArrowRow({'a': 1})]
+    """
+    arrow = _block.pa()
+    return _dataset_of_blocks(_as_list(tables, (arrow.Table,), "pyarrow Table", "from_arrow"))
+
+
+# ==========================================================================================
+# from files
+# ==========================================================================================
+_GLOB_CHARS = frozenset("*?[")
+
+
+def resolve_paths(paths: Any) -> list[str]:
+    """Files named by ``paths``: files, directories (all files below, hidden ones and names
+    starting with '_' left out), and glob patterns; a missing one is a FileNotFoundError."""
+    if isinstance(paths, (str, os.PathLike)):
+        paths = [paths]
+    if not isinstance(paths, (list, tuple)) or not paths:
+        raise ValueError(f"expected a path or a non-empty list of paths, got {paths!r}")
+    files: list[str] = []
+    for path in paths:
+        path = os.path.expanduser(os.fspath(path))
+        if any(ch in _GLOB_CHARS for ch in path):
+            matches = sorted(glob.glob(path, recursive=True))
+            if not matches:
+                raise FileNotFoundError(errno.ENOENT, "no file matches the pattern", path)
+            for match in matches:
+                files.extend(_files_below(match))
+        elif os.path.exists(path):
+            found = _files_below(path)
+            if not found:
+                raise FileNotFoundError(errno.ENOENT, "no files in the directory", path)
+            files.extend(found)
+        else:
+            raise FileNotFoundError(errno.ENOENT, "no such file or directory", path)
+    return files
+
+
+def _files_below(path: str) -> list[str]:
+    if not os.path.isdir(path):
+        return [path]
+    out = []
+    for root, dirs, names in os.walk(path):
+        dirs[:] = sorted(d for d in dirs if not d.startswith((".", "_")))
+        out.extend(os.path.join(root, n) for n in sorted(names) if not n.startswith((".", "_")))
+    return out
+
+
+def _read_files(reader, files: list[str], options: dict):
+    return _block.concat([reader(path, **options) for path in files])
+
+
+def _file_dataset(paths: Any, reader, parallelism: int | None, options: dict,
+                  name: str) -> Dataset:
+    files = resolve_paths(paths)
+    groups = [[f] for f in files]
+    if parallelism is not None:
+        if not isinstance(parallelism, int) or parallelism < 1:
+            raise ValueError(f"parallelism must be a positive int, got {parallelism!r}")
+        from raylite.data._exchange import even_ranges
+        groups = [files[a:b] for a, b in even_ranges(len(files), min(parallelism, len(files)))]
+    reads = [ReadTask(functools.partial(_read_files, reader, group, options),
+                      f"{name}({group[0]}{' ...' if len(group) > 1 else ''})") for group in groups]
+    return _dataset_of_reads(reads)
+
+
+def _read_parquet_file(path: str, **options):
+    import pyarrow.parquet as pq
+    return pq.read_table(path, **options)
+
+
+def _read_csv_file(path: str, **options):
+    import pyarrow.csv as pcsv
+    return pcsv.read_csv(path, **options)
+
+
+def _read_json_file(path: str, **options):
+    with open(path, "rb") as f:
+        head = f.read(4096).lstrip()
+    if head.startswith(b"["):  # one JSON array rather than JSON lines
+        with open(path, encoding="utf-8") as f:
+            return _block.from_rows(json.load(f))
+    import pyarrow.json as pjson
+    return pjson.read_json(path, **options)
+
+
+def _read_text_file(path: str, encoding: str, errors: str, drop_empty_lines: bool):
+    with open(path, encoding=encoding, errors=errors) as f:
+        lines = f.read().splitlines()
+    return [line for line in lines if line.strip()] if drop_empty_lines else lines
+
+
+def read_parquet(paths: Any, *, columns: list[str] | None = None,
+                 parallelism: int | None = None, **arrow_parquet_args: Any) -> Dataset:
+    """A tabular dataset from Parquet files (a file, a directory, a glob, or a list of them).
+
+    Example:
+        >>> import raylite as ray, tempfile
+        >>> d = tempfile.mkdtemp(); ray.data.range_table(4).write_parquet(d)
+        >>> ray.data.read_parquet(d).count()
+        4
+    """
+    options = dict(arrow_parquet_args)
+    if columns is not None:
+        options["columns"] = list(columns)
+    return _file_dataset(paths, _read_parquet_file, parallelism, options, "read_parquet")
+
+
+def read_csv(paths: Any, *, parallelism: int | None = None, **arrow_csv_args: Any) -> Dataset:
+    """A tabular dataset from CSV files with a header row (pyarrow.csv.read_csv options pass
+    through: ``read_options``, ``parse_options``, ``convert_options``)."""
+    return _file_dataset(paths, _read_csv_file, parallelism, arrow_csv_args, "read_csv")
+
+
+def read_json(paths: Any, *, parallelism: int | None = None, **arrow_json_args: Any) -> Dataset:
+    """A tabular dataset from JSON-lines files (one object per line); a file holding one JSON
+    array of objects is read too."""
+    return _file_dataset(paths, _read_json_file, parallelism, arrow_json_args, "read_json")
+
+
+def read_text(paths: Any, *, encoding: str = "utf-8", errors: str = "ignore",
+              drop_empty_lines: bool = False, parallelism: int | None = None) -> Dataset:
+    """A dataset of the lines of text files, one plain ``str`` row per line (as in the book's
+    Ray; line endings removed). ``errors`` is passed to ``open`` (Ray's default: "ignore")."""
+    options = {"encoding": encoding, "errors": errors, "drop_empty_lines": drop_empty_lines}
+    return _file_dataset(paths, _read_text_file, parallelism, options, "read_text")
