@@ -1,0 +1,151 @@
+"""What the parts of Serve share: names, the replica lifecycle, a deployment's configuration.
+
+Nothing here imports fastapi, starlette or uvicorn, so every process can import it cheaply.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import difflib
+import enum
+import sys
+from typing import Any
+
+CONTROLLER_NAME = "SERVE_CONTROLLER"
+SERVE_NAMESPACE = "serve"
+DEFAULT_HOST = "127.0.0.1"
+DEFAULT_PORT = 8000
+DEFAULT_MAX_ONGOING_REQUESTS = 100   # the book's (Ray 1.x) max_concurrent_queries default
+DEFAULT_MAX_QUEUED_REQUESTS = 64     # per deployment, at the proxy; beyond it a request gets 503
+DEFAULT_APP_NAME = "default"
+
+# The options ``ray_actor_options`` may carry, as in Ray Serve.
+ACTOR_OPTION_KEYS = frozenset({"num_cpus", "num_gpus", "memory", "resources", "accelerator_type",
+                               "object_store_memory", "runtime_env"})
+
+
+class ReplicaState(str, enum.Enum):
+    """The lifecycle of one replica actor, kept by the controller.
+
+        STARTING ──ready──▶ RUNNING ──redeploy/delete──▶ STOPPING ──▶ (gone)
+            │                  │                            ▲
+            └──constructor─────┴──▶ UNHEALTHY ──────────────┘
+               raised / died
+    """
+
+    STARTING = "STARTING"
+    RUNNING = "RUNNING"
+    UNHEALTHY = "UNHEALTHY"
+    STOPPING = "STOPPING"
+
+
+REPLICA_TRANSITIONS: dict[ReplicaState, frozenset[ReplicaState]] = {
+    ReplicaState.STARTING: frozenset({ReplicaState.RUNNING, ReplicaState.UNHEALTHY,
+                                      ReplicaState.STOPPING}),
+    ReplicaState.RUNNING: frozenset({ReplicaState.UNHEALTHY, ReplicaState.STOPPING}),
+    ReplicaState.UNHEALTHY: frozenset({ReplicaState.STOPPING}),
+    ReplicaState.STOPPING: frozenset(),
+}
+
+
+class DeploymentStatus(str, enum.Enum):
+    UPDATING = "UPDATING"
+    HEALTHY = "HEALTHY"
+    UNHEALTHY = "UNHEALTHY"
+
+
+@dataclasses.dataclass
+class DeploymentConfig:
+    """How a deployment runs; the controller keeps one per deployment.
+
+    ``route_prefix`` None means the deployment is not reachable over HTTP (only by handle).
+    """
+
+    num_replicas: int = 1
+    route_prefix: str | None = None
+    ray_actor_options: dict = dataclasses.field(default_factory=dict)
+    max_ongoing_requests: int = DEFAULT_MAX_ONGOING_REQUESTS
+    max_queued_requests: int = DEFAULT_MAX_QUEUED_REQUESTS
+    user_config: Any = None
+    version: str | None = None
+    graceful_shutdown_timeout_s: float = 20.0
+
+    def replace(self, **changes: Any) -> DeploymentConfig:
+        return dataclasses.replace(self, **changes)
+
+
+def did_you_mean(word: str, choices) -> str:
+    """A '; did you mean ...?' hint for a misspelt name, or ''."""
+    close = difflib.get_close_matches(word, list(choices), n=2, cutoff=0.6)
+    return f"; did you mean {' or '.join(repr(c) for c in close)}?" if close else "."
+
+
+def check_route_prefix(route_prefix: Any, where: str) -> None:
+    if route_prefix is None:
+        return
+    if not isinstance(route_prefix, str) or not route_prefix.startswith("/"):
+        raise ValueError(f"{where}: route_prefix must be a string starting with '/', such as "
+                         f"'/model', got {route_prefix!r}")
+    if len(route_prefix) > 1 and route_prefix.endswith("/"):
+        raise ValueError(f"{where}: route_prefix must not end with '/' (got {route_prefix!r}); "
+                         f"use {route_prefix.rstrip('/')!r}")
+    if "{" in route_prefix or "}" in route_prefix:
+        raise ValueError(f"{where}: route_prefix cannot contain path parameters "
+                         f"({route_prefix!r}); "
+                         "put them in a FastAPI route with @serve.ingress")
+
+
+def check_actor_options(options: Any, where: str) -> dict:
+    if options is None:
+        return {}
+    if not isinstance(options, dict):
+        raise TypeError(f"{where}: ray_actor_options must be a dict such as {{'num_cpus': 1}}, "
+                        f"got {type(options).__name__}")
+    for key in options:
+        if key not in ACTOR_OPTION_KEYS:
+            raise ValueError(f"{where}: ray_actor_options got {key!r}, which a replica cannot "
+                             f"take{did_you_mean(key, ACTOR_OPTION_KEYS)} Valid keys: "
+                             f"{', '.join(sorted(ACTOR_OPTION_KEYS))}.")
+    return dict(options)
+
+
+def check_positive_int(value: Any, name: str, where: str, minimum: int = 1) -> int:
+    if isinstance(value, bool) or not isinstance(value, int) or value < minimum:
+        raise ValueError(f"{where}: {name} must be an int >= {minimum}, got {value!r}")
+    return value
+
+
+def route_matches(prefix: str, path: str) -> bool:
+    """Whether a request path falls under a route prefix ('/a' serves '/a' and '/a/b',
+    not '/ab')."""
+    if prefix == "/":
+        return True
+    return path == prefix or path.startswith(prefix) and path[len(prefix)] == "/"
+
+
+def dumps_callable(target: Any) -> bytes:
+    """Pickle a deployment's function or class (by value where needed, like cloudpickle).
+
+    Starlette's ``State`` (``app.state`` of an ingress FastAPI app) cannot round-trip through
+    pickle as it is (its ``__getattr__`` recurses while unpickling), so it is rebuilt from its dict.
+    """
+    import io
+
+    import cloudpickle
+
+    state_class = getattr(sys.modules.get("starlette.datastructures"), "State", None)
+
+    class _Pickler(cloudpickle.Pickler):
+        def reducer_override(self, obj: Any) -> Any:
+            if state_class is not None and type(obj) is state_class:
+                return state_class, (dict(obj._state),)
+            return super().reducer_override(obj)
+
+    buffer = io.BytesIO()
+    _Pickler(buffer, protocol=5).dump(target)
+    return buffer.getvalue()
+
+
+def loads_callable(blob: bytes) -> Any:
+    import cloudpickle
+    return cloudpickle.loads(blob)

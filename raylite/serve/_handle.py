@@ -1,0 +1,204 @@
+"""Handles: calling a deployment from Python, in the driver or inside another deployment.
+
+    handle.remote(x) ─▶ ReplicaSet (this process's, fetched from the controller) ─▶ least loaded
+                        replica.handle_call.remote("__call__", x) ─▶ DeploymentResponse
+                                                                      (await it / .result())
+
+Three flavours, as in Ray Serve:
+
+- ``DeploymentHandle`` (2.x; what ``serve.run`` returns and what bound deployments receive):
+  ``.remote()`` gives a ``DeploymentResponse`` to ``await`` or to ``.result()``; passing one as
+  an argument to another handle call hands over its value without a round trip to the caller.
+- ``RayServeSyncHandle`` (1.x ``Deployment.get_handle()``): ``.remote()`` gives an ObjectRef
+  for ``ray.get``.
+- ``RayServeHandle`` (1.x ``get_handle(sync=False)``): ``await handle.remote()`` gives an
+  ObjectRef to ``await``.
+
+``handle.method_name.remote(...)`` (or ``handle.options(method_name=...)``) calls another method.
+Each process caches the replica list of a deployment for ``REFRESH_S`` seconds; the driver's
+serve API drops the cache whenever it changes deployments.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import concurrent.futures
+import threading
+import time
+from typing import Any
+
+import raylite
+from raylite.serve._common import CONTROLLER_NAME, SERVE_NAMESPACE
+from raylite.serve._router import ReplicaSet, watcher
+
+REFRESH_S = 2.0
+
+_cache_lock = threading.Lock()
+_replica_sets: dict[str, tuple[ReplicaSet, float]] = {}
+_controller_handle: list = []
+
+
+def controller() -> Any:
+    """The controller actor's handle (cached in this process)."""
+    if not _controller_handle:
+        try:
+            _controller_handle.append(raylite.get_actor(CONTROLLER_NAME, namespace=SERVE_NAMESPACE))
+        except ValueError:
+            raise RuntimeError("Serve is not running: call serve.start() or serve.run(...) "
+                               "first") from None
+    return _controller_handle[0]
+
+
+def invalidate(name: str | None = None) -> None:
+    """Forget cached replica lists (all of them, or one deployment's)."""
+    with _cache_lock:
+        if name is None:
+            _replica_sets.clear()
+            _controller_handle.clear()
+        else:
+            _replica_sets.pop(name, None)
+
+
+def _replica_set(name: str, refresh: bool = False) -> ReplicaSet:
+    now = time.monotonic()
+    with _cache_lock:
+        cached = _replica_sets.get(name)
+    if cached is not None and not refresh and now - cached[1] < REFRESH_S:
+        return cached[0]
+    version, (_, replicas, max_ongoing, max_queued) = raylite.get(
+        controller().get_replicas.remote(name))
+    with _cache_lock:
+        current = _replica_sets.get(name)
+        if current is None:
+            replica_set = ReplicaSet(name, replicas, max_ongoing, max_queued, version)
+        else:
+            replica_set = current[0]
+            replica_set.update(replicas, max_ongoing, max_queued, version)
+        _replica_sets[name] = (replica_set, now)
+    return replica_set
+
+
+def _unwrap(value: Any) -> Any:
+    return value._ref if isinstance(value, DeploymentResponse) else value
+
+
+def _choose(name: str, refresh: bool) -> tuple[ReplicaSet, str | None, Any]:
+    replica_set = _replica_set(name, refresh=refresh)
+    chosen = replica_set.choose(enforce_limit=False)
+    with replica_set.lock:
+        actor = replica_set.handles.get(chosen)
+    if chosen is not None and actor is None:  # removed meanwhile
+        replica_set.release(chosen)
+    return replica_set, chosen, actor
+
+
+def submit(name: str, method: str, args: tuple, kwargs: dict, on_done=None) -> Any:
+    """Send one call to the least loaded replica; returns its ObjectRef."""
+    replica_set, chosen, actor = _choose(name, refresh=False)
+    if actor is None:
+        replica_set, chosen, actor = _choose(name, refresh=True)
+        if actor is None:
+            raise RuntimeError(f"deployment {name!r} has no running replicas")
+    args = tuple(_unwrap(a) for a in args)
+    kwargs = {k: _unwrap(v) for k, v in kwargs.items()}
+    ref = actor.handle_call.remote(method, *args, **kwargs)
+
+    def done(ok: bool, value: Any) -> None:
+        replica_set.release(chosen)
+        if not ok and isinstance(value, raylite.exceptions.ActorDiedError):
+            invalidate(name)
+        if on_done is not None:
+            on_done(ok, value)
+
+    watcher().watch(ref, done)
+    return ref
+
+
+class DeploymentResponse:
+    """The future result of a handle call: ``await response`` or ``response.result()``."""
+
+    def __init__(self, ref: Any, future: concurrent.futures.Future):
+        self._ref = ref
+        self._future = future
+
+    def result(self, *, timeout_s: float | None = None) -> Any:
+        """Block until the call is done and return its value (or raise its exception)."""
+        try:
+            return self._future.result(timeout_s)
+        except concurrent.futures.TimeoutError:
+            raise TimeoutError(f"the deployment call did not finish within {timeout_s} s") from None
+
+    def __await__(self):
+        return asyncio.wrap_future(self._future).__await__()
+
+    def _to_object_ref_sync(self) -> Any:
+        return self._ref
+
+    async def _to_object_ref(self) -> Any:
+        return self._ref
+
+    def __repr__(self) -> str:
+        return f"DeploymentResponse({self._ref!r})"
+
+
+class DeploymentHandle:
+    """A handle to a deployment (Ray Serve 2.x).
+
+    Example:
+        >>> # inside a deployment that was bound with another one's Application:
+        >>> # result = await self.model.remote(x)          # or self.model.predict.remote(x)
+    """
+
+    def __init__(self, deployment_name: str, app_name: str | None = None, *,
+                 method_name: str = "__call__"):
+        self.deployment_name = deployment_name
+        self.app_name = app_name
+        self._method_name = method_name
+
+    def options(self, *, method_name: str | None = None, **_ignored: Any) -> DeploymentHandle:
+        """A handle that calls another method (other Ray options are accepted and ignored)."""
+        return type(self)(self.deployment_name, self.app_name,
+                          method_name=method_name or self._method_name)
+
+    def __getattr__(self, name: str) -> DeploymentHandle:
+        if name.startswith("_"):
+            raise AttributeError(name)
+        return self.options(method_name=name)
+
+    def remote(self, *args: Any, **kwargs: Any) -> DeploymentResponse:
+        future: concurrent.futures.Future = concurrent.futures.Future()
+
+        def settle(ok: bool, value: Any) -> None:
+            if ok:
+                future.set_result(value)
+            else:
+                future.set_exception(value)
+
+        ref = submit(self.deployment_name, self._method_name, args, kwargs, settle)
+        return DeploymentResponse(ref, future)
+
+    def __reduce__(self):
+        return (_rebuild_handle, (type(self), self.deployment_name, self.app_name,
+                                  self._method_name))
+
+    def __repr__(self) -> str:
+        return f"{type(self).__name__}(deployment={self.deployment_name!r}, " \
+               f"method={self._method_name!r})"
+
+
+def _rebuild_handle(cls: type, name: str, app_name: str | None, method_name: str):
+    return cls(name, app_name, method_name=method_name)
+
+
+class RayServeSyncHandle(DeploymentHandle):
+    """Ray Serve 1.x's handle: ``.remote()`` returns an ObjectRef for ``ray.get``."""
+
+    def remote(self, *args: Any, **kwargs: Any) -> Any:
+        return submit(self.deployment_name, self._method_name, args, kwargs)
+
+
+class RayServeHandle(DeploymentHandle):
+    """Ray Serve 1.x's async handle: ``ref = await handle.remote(x)``, then ``await ref``."""
+
+    async def remote(self, *args: Any, **kwargs: Any) -> Any:  # type: ignore[override]
+        return submit(self.deployment_name, self._method_name, args, kwargs)
