@@ -582,18 +582,19 @@ def _call(name: str, *args):
     return getattr(backend, name)(*args)
 
 
+_resolver: concurrent.futures.ThreadPoolExecutor | None = None
+
+
 def ref_future(ref: ObjectRef) -> concurrent.futures.Future:
-    """A Future for a ref, completed by a helper thread."""
-    future: concurrent.futures.Future = concurrent.futures.Future()
-
-    def resolve() -> None:
-        try:
-            future.set_result(get(ref))
-        except BaseException as exc:  # noqa: BLE001
-            future.set_exception(exc)
-
-    threading.Thread(target=resolve, daemon=True, name="raylite-future").start()
-    return future
+    """A Future for a ref. The local runtime completes it when the object is sealed; elsewhere
+    a shared pool of resolver threads waits for it."""
+    global _resolver
+    backend = _backend()
+    if hasattr(backend, "future"):
+        return backend.future(ref)
+    if _resolver is None:
+        _resolver = concurrent.futures.ThreadPoolExecutor(64, thread_name_prefix="raylite-future")
+    return _resolver.submit(get, ref)
 
 
 # ==========================================================================================

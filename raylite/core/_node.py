@@ -12,6 +12,7 @@ which lives as long as the node, so the workers' parent-death signal is tied to 
 
 from __future__ import annotations
 
+import concurrent.futures
 import itertools
 import os
 import selectors
@@ -95,6 +96,8 @@ class Node(ActorsMixin, ProcessIOMixin, SpecSubmitter):
         self.spawn_queue: list[Callable] = []
         self.task_events: list[tuple] = []  # (name, start, end, pid) for the timeline
         self.stopping = False
+        self._future_pool: concurrent.futures.ThreadPoolExecutor | None = None
+        self._future_pool: concurrent.futures.ThreadPoolExecutor | None = None
         self.selector = selectors.DefaultSelector()
         self._wake_r, self._wake_w = os.pipe()
         os.set_blocking(self._wake_r, False)
@@ -339,6 +342,41 @@ class Node(ActorsMixin, ProcessIOMixin, SpecSubmitter):
             entry = self.store.entries.get(oid)
             if entry is not None and entry.waiters and waiter in entry.waiters:
                 entry.waiters.remove(waiter)
+
+    def future(self, ref: _refs.ObjectRef) -> concurrent.futures.Future:
+        """A Future completed when the object is sealed: no thread waits for it."""
+        future: concurrent.futures.Future = concurrent.futures.Future()
+
+        def complete(waiter: _Waiter | None = None) -> None:
+            kind, data = self._location_or_lost(ref._id)
+            if kind not in ("i", "e"):  # in shared memory: read it off the I/O thread
+                self._futures_pool().submit(self._complete_future, future, ref)
+                return
+            try:  # small and inline: unpickling is cheaper than a thread hop
+                value = unpack_value(kind, data)
+            except BaseException as exc:  # noqa: BLE001
+                future.set_exception(exc)
+                return
+            future.set_exception(value) if kind == "e" else future.set_result(value)
+
+        with self.lock:
+            self._drain_refs()
+            if self._add_waiter([ref._id], 1, complete) is None:
+                complete()
+        return future
+
+    def _complete_future(self, future: concurrent.futures.Future, ref: _refs.ObjectRef) -> None:
+        try:
+            future.set_result(self.get([ref], None)[0])
+        except BaseException as exc:  # noqa: BLE001 - the awaiting caller gets it
+            future.set_exception(exc)
+
+    def _futures_pool(self) -> concurrent.futures.ThreadPoolExecutor:
+        """One thread that reads values for completed futures, off the I/O thread."""
+        if self._future_pool is None:
+            self._future_pool = concurrent.futures.ThreadPoolExecutor(
+                1, thread_name_prefix="raylite-futures")
+        return self._future_pool
 
     def wait(self, refs: list, num_returns: int, timeout: float | None,
              fetch_local: bool = True) -> tuple[list, list]:
