@@ -1,0 +1,151 @@
+"""The Ray 2.x surface: ``Tuner(trainable, param_space, tune_config, run_config).fit()``.
+
+It translates into one ``tune.run`` call and wraps the outcome in a ResultGrid. Unlike
+``tune.run``, failed trials do not raise: they appear in ``ResultGrid.errors``.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from collections.abc import Callable
+from typing import Any
+
+from raylite.tune._analysis import ResultGrid
+
+
+@dataclasses.dataclass
+class TuneConfig:
+    """How to search: metric, mode, number of samples, searcher, scheduler, concurrency."""
+
+    metric: str | None = None
+    mode: str | None = None
+    search_alg: Any = None
+    scheduler: Any = None
+    num_samples: int = 1
+    max_concurrent_trials: int | None = None
+    time_budget_s: float | None = None
+    reuse_actors: bool | None = None
+    trial_name_creator: Callable | None = None
+    trial_dirname_creator: Callable | None = None
+
+
+@dataclasses.dataclass
+class FailureConfig:
+    """``max_failures``: retries per trial; ``fail_fast``: stop the experiment at the first failure."""
+
+    max_failures: int = 0
+    fail_fast: bool | str = False
+
+
+@dataclasses.dataclass
+class CheckpointConfig:
+    """When class trainables save: every ``checkpoint_frequency`` iterations and/or at the end."""
+
+    num_to_keep: int | None = None
+    checkpoint_score_attribute: str | None = None
+    checkpoint_score_order: str = "max"
+    checkpoint_frequency: int = 0
+    checkpoint_at_end: bool | None = None
+
+
+@dataclasses.dataclass
+class RunConfig:
+    """Where and how long: experiment name, storage path, stop conditions, callbacks, verbosity."""
+
+    name: str | None = None
+    storage_path: str | None = None
+    stop: Any = None
+    callbacks: list | None = None
+    failure_config: FailureConfig | None = None
+    checkpoint_config: CheckpointConfig | None = None
+    progress_reporter: Any = None
+    verbose: int = 2
+    log_to_file: bool = False
+    local_dir: str | None = None
+    sync_config: Any = None
+
+
+class Tuner:
+    """Tune a trainable over a parameter space (Ray 2.x API).
+
+    Example:
+        >>> from raylite import tune
+        >>> def trainable(config):
+        ...     tune.report({"loss": (config["x"] - 1) ** 2})
+        >>> tuner = tune.Tuner(trainable, param_space={"x": tune.grid_search([0, 1, 2])},
+        ...                    tune_config=tune.TuneConfig(metric="loss", mode="min"),
+        ...                    run_config=tune.RunConfig(verbose=0))
+        >>> tuner.fit().get_best_result().config
+        {'x': 1}
+    """
+
+    def __init__(self, trainable: Any = None, *, param_space: dict | None = None,
+                 tune_config: TuneConfig | None = None, run_config: RunConfig | None = None):
+        if trainable is None:
+            raise TypeError("Tuner needs a trainable: Tuner(train_function, param_space=...)")
+        for value, kind, name in ((tune_config, TuneConfig, "tune_config"),
+                                  (run_config, RunConfig, "run_config")):
+            if value is not None and not isinstance(value, kind):
+                raise TypeError(f"{name} must be a tune.{kind.__name__}, got {type(value).__name__}")
+        self.trainable = trainable
+        self.param_space = param_space
+        self.tune_config = tune_config or TuneConfig()
+        self.run_config = run_config or RunConfig()
+        self._resume: bool | str = False
+
+    @classmethod
+    def restore(cls, path: str, trainable: Any, *, param_space: dict | None = None,
+                resume_errored: bool = False, tune_config: TuneConfig | None = None,
+                run_config: RunConfig | None = None) -> Tuner:
+        """Take up the experiment in ``path`` where it stopped (after a crash or Ctrl-C):
+        finished trials are kept, the others run again from their last checkpoint.
+
+        Example:
+            >>> tuner = Tuner.restore("~/raylite_results/my_experiment", trainable=train)  # doctest: +SKIP
+        """
+        import os
+
+        from raylite.tune._runner import load_state
+        path = os.path.abspath(os.path.expanduser(os.fspath(path)))
+        state = load_state(path)
+        if state is None:
+            raise ValueError(f"no experiment to restore in {path!r}")
+        run_config = dataclasses.replace(run_config or RunConfig(),
+                                         name=os.path.basename(path),
+                                         storage_path=os.path.dirname(path))
+        tune_config = tune_config or TuneConfig(metric=state.get("metric"), mode=state.get("mode"))
+        tuner = cls(trainable, param_space=param_space if param_space is not None else state["space"],
+                    tune_config=tune_config, run_config=run_config)
+        tuner._resume = "ERRORED_ONLY" if resume_errored else True
+        return tuner
+
+    @classmethod
+    def can_restore(cls, path: str) -> bool:
+        """Whether ``path`` holds an experiment that :meth:`restore` can take up."""
+        import os
+
+        from raylite.tune._runner import STATE_PICKLE
+        return os.path.exists(os.path.join(os.path.expanduser(os.fspath(path)), STATE_PICKLE))
+
+    def fit(self) -> ResultGrid:
+        """Run the experiment; returns a ResultGrid (failed trials are in ``.errors``)."""
+        from raylite.tune._runner import run
+        tc, rc = self.tune_config, self.run_config
+        failure = rc.failure_config or FailureConfig()
+        checkpoint = rc.checkpoint_config or CheckpointConfig()
+        analysis = run(
+            self.trainable, config=self.param_space, metric=tc.metric, mode=tc.mode,
+            search_alg=tc.search_alg, scheduler=tc.scheduler, num_samples=tc.num_samples,
+            max_concurrent_trials=tc.max_concurrent_trials, time_budget_s=tc.time_budget_s,
+            reuse_actors=tc.reuse_actors, trial_name_creator=tc.trial_name_creator,
+            trial_dirname_creator=tc.trial_dirname_creator, name=rc.name,
+            storage_path=rc.storage_path or rc.local_dir, stop=rc.stop, callbacks=rc.callbacks,
+            progress_reporter=rc.progress_reporter, verbose=rc.verbose,
+            max_failures=failure.max_failures, fail_fast=failure.fail_fast,
+            checkpoint_freq=checkpoint.checkpoint_frequency,
+            checkpoint_at_end=bool(checkpoint.checkpoint_at_end),
+            raise_on_failed_trial=False, resume=self._resume)
+        return ResultGrid(analysis)
+
+    def get_results(self) -> ResultGrid:
+        raise RuntimeError("call Tuner.fit() first; it returns the ResultGrid")

@@ -1,0 +1,7 @@
+"""Trial schedulers (``from raylite.tune.schedulers import ASHAScheduler``)."""
+
+from raylite.tune._scheduler import (ASHAScheduler, AsyncHyperBandScheduler, FIFOScheduler,
+                                     MedianStoppingRule, TrialScheduler)
+
+__all__ = ["TrialScheduler", "FIFOScheduler", "AsyncHyperBandScheduler", "ASHAScheduler",
+           "MedianStoppingRule"]

@@ -1,0 +1,5 @@
+"""``from raylite.tune.suggest.basic_variant import BasicVariantGenerator``"""
+
+from raylite.tune._searcher import BasicVariantGenerator
+
+__all__ = ["BasicVariantGenerator"]
