@@ -54,8 +54,14 @@ def _positive_int(text: str) -> int:
     return value
 
 
+def _add_session_commands(subparsers: argparse._SubParsersAction) -> None:
+    from raylite.cli import _session
+    _session.add_parsers(subparsers)
+
+
 _SUBCOMMANDS: tuple[Callable[[argparse._SubParsersAction], None], ...] = (
     _add_microbenchmark,
+    _add_session_commands,
 )
 
 

@@ -12,6 +12,7 @@ which lives as long as the node, so the workers' parent-death signal is tied to 
 
 from __future__ import annotations
 
+import collections
 import concurrent.futures
 import itertools
 import os
@@ -94,7 +95,7 @@ class Node(ActorsMixin, ProcessIOMixin, SpecSubmitter):
         self.timers: list = []
         self._timer_seq = itertools.count()
         self.spawn_queue: list[Callable] = []
-        self.task_events: list[tuple] = []  # (name, start, end, pid) for the timeline
+        self.task_events: collections.deque = collections.deque(maxlen=100_000)  # timeline
         self.stopping = False
         self._future_pool: concurrent.futures.ThreadPoolExecutor | None = None
         self._future_pool: concurrent.futures.ThreadPoolExecutor | None = None
@@ -109,6 +110,13 @@ class Node(ActorsMixin, ProcessIOMixin, SpecSubmitter):
         self.io_thread.start()
         with self.lock:
             self._act(self.scheduler.schedule())  # start the initial workers
+        from raylite.core._control import ControlServer
+        self.control = ControlServer(self.session_dir, {
+            "started": self.started, "node_id": self.node_id, "namespace": namespace,
+            "resources": resources})
+        for name, handler in (("status", self.status), ("memory", self.memory_table),
+                              ("timeline", self.timeline_events)):
+            self.control.register(name, handler)
 
     # ======================================================================================
     # submission
@@ -524,6 +532,7 @@ class Node(ActorsMixin, ProcessIOMixin, SpecSubmitter):
             for stream in (process.popen.stdout, process.popen.stderr):
                 self._drain_output(stream, sys.stdout if stream is process.popen.stdout else sys.stderr)
             process.channel.close()
+        self.control.close()
         self.selector.close()
         os.close(self._wake_r)
         os.close(self._wake_w)
@@ -545,6 +554,48 @@ class Node(ActorsMixin, ProcessIOMixin, SpecSubmitter):
             except Exception:
                 pass
         stream.close()
+
+    def status(self) -> dict[str, Any]:
+        """What ``raylite status`` shows: resources, processes, tasks, actors, objects."""
+        with self.lock:
+            sched = self.scheduler
+            workers = [{"pid": self.processes[w.worker_id].pid, "state": w.state.value,
+                        "task": w.tasks[0].name if w.tasks else ""}
+                       for w in sched.workers.values() if w.worker_id in self.processes]
+            actors = [{"class": r.class_name, "name": r.name or "", "state": r.state,
+                       "pid": r.process.pid if r.process else None}
+                      for r in self.actors.values()]
+            tasks: dict[str, int] = {}
+            for task in sched.tasks.values():
+                tasks[task.state.value] = tasks.get(task.state.value, 0) + 1
+            return {"node_id": self.node_id, "uptime_s": time.time() - self.started,
+                    "resources": dict(sched.pool.total), "available": sched.available(),
+                    "workers": workers, "actors": actors, "tasks": tasks,
+                    "objects": {**self.store.stats(), "objects": sum(
+                        1 for oid in self.store.entries if oid not in self.actors)},
+                    "driver_pid": os.getpid()}
+
+    def memory_table(self) -> list[dict[str, Any]]:
+        """What ``raylite memory`` shows: each object, its size, where it is, who holds it."""
+        with self.lock:
+            rows = []
+            for oid, entry in self.store.entries.items():
+                if oid in self.actors:
+                    continue
+                where = ("spilled" if entry.spilled else "shared memory" if entry.path
+                         else "inline" if entry.data is not None else "pending")
+                rows.append({"object_id": oid.hex(), "size": entry.size, "where": where,
+                             "refs": entry.refs, "error": entry.is_error,
+                             "made_by": entry.lineage.name if entry.lineage else "put"})
+            return rows
+
+    def timeline_events(self) -> list[dict[str, Any]]:
+        """Task executions as Chrome-trace events (view in Perfetto or chrome://tracing)."""
+        with self.lock:
+            events = list(self.task_events)
+        return [{"name": name, "cat": "task", "ph": "X", "ts": start * 1e6,
+                 "dur": duration * 1e6, "pid": pid, "tid": pid,
+                 "args": {"ok": ok}} for name, pid, start, duration, ok in events]
 
     def worker_pids(self) -> list[int]:
         with self.lock:

@@ -195,6 +195,8 @@ class ProcessIOMixin:
         spec = self.specs.pop(task_id, None)
         if spec is None:
             return
+        self.task_events.append((spec.name, process.pid, time.time() - duration, duration,
+                                 results[0][0] not in ("e", "E") if results else True))
         if spec.kind == ACTOR_CALL:
             record = self.actors.get(spec.actor_id)
             if record is not None:
