@@ -121,7 +121,10 @@ class Worker:
     def run(self) -> None:
         handlers = {"task": self.on_task, "fn": self.on_function, "actor_init": self.on_actor_init,
                     "call": self.on_call, "exit": self.on_exit}
+        warm = False
         while True:
+            if not warm and not self.conn.inbox:  # the first idle moment: import numpy
+                warm = _warm_up_when_idle(self.conn.sock)
             message = self.conn.next_message()
             handlers[message[0]](message)
 
@@ -398,15 +401,16 @@ def _on_interrupt(signum, frame) -> None:
 _worker: Worker | None = None
 
 
-def _warm_up_when_idle(sock: socket.socket) -> None:
-    """Import numpy before the first task needs it, unless work is already waiting."""
+def _warm_up_when_idle(sock: socket.socket) -> bool:
+    """Import numpy before a task needs it, unless work is waiting; True once done."""
     import select
     if select.select([sock], [], [], 0)[0]:
-        return
+        return False
     try:
         import numpy  # noqa: F401
     except ImportError:
         pass
+    return True
 
 
 def main() -> None:
@@ -430,7 +434,6 @@ def main() -> None:
     from raylite.core import _api
     _api.attach_worker(client)
     conn.send(("ready", os.getpid()))
-    _warm_up_when_idle(sock)
     try:
         worker.run()
     except ConnectionLost:
