@@ -364,5 +364,6 @@ def test_proxy_listens_on_loopback_only(url):
     proxy = serve._api._state.proxy
     addresses = {s.getsockname()[0] for server in proxy._server.servers for s in server.sockets}
     assert addresses == {"127.0.0.1"}
-    assert requests.post(f"{url}/-/routes", data=b"deploy please").json() == {}
+    assert requests.post(f"{url}/-/routes", data=b"deploy please").status_code == 405
+    assert requests.get(f"{url}/-/routes").json() == {}
     assert requests.get(f"{url}/-/healthz").text == "success"

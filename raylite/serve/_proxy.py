@@ -178,6 +178,9 @@ class HTTPProxy:
             return
         path = scope["path"]
         if path.startswith("/-/"):
+            if scope.get("method", "GET") not in ("GET", "HEAD"):
+                await _respond(send, 405, _TEXT, b"the proxy's own paths are read-only: GET or HEAD")
+                return
             await self._builtin(path, send)
             return
         route = self._match(path)
