@@ -26,7 +26,6 @@ import subprocess
 import sys
 import time
 from pathlib import Path
-from typing import Any
 
 STATE_FILE = "cluster.json"
 START_TIMEOUT_S = 60.0
@@ -36,8 +35,12 @@ STOP_TIMEOUT_S = 10.0
 # ==========================================================================================
 # argument parsing
 # ==========================================================================================
-def add_parsers(subparsers: argparse._SubParsersAction) -> None:
-    """Add ``start``, ``stop`` and ``status`` to a ``raylite`` subparsers object."""
+def add_parsers(subparsers: argparse._SubParsersAction, include_status: bool = True) -> None:
+    """Add ``start``, ``stop`` (and ``status``) to a ``raylite`` subparsers object.
+
+    ``include_status=False`` leaves ``status`` to another command (the local driver's); that
+    command can call :func:`status_command` when :func:`cluster_address` finds a cluster.
+    """
     start = subparsers.add_parser(
         "start", help="start a Dask cluster node for raylite (--head, or --address to join)",
         description="Start a Dask scheduler and a worker on this machine (--head), or one more "
@@ -64,6 +67,9 @@ def add_parsers(subparsers: argparse._SubParsersAction) -> None:
                        help="port of the Dask dashboard with --head (default: 8787; 0: any)")
     start.add_argument("--include-dashboard", type=_boolean, default=True, metavar="BOOL",
                        help="start the Dask dashboard with --head (default: true)")
+    start.add_argument("--idle-timeout", type=float, default=None, metavar="S",
+                       help="with --head: stop the scheduler after S seconds without any task "
+                            "activity (its workers follow within a minute); default: never")
     start.add_argument("--block", action="store_true",
                        help="stay in the foreground; Ctrl-C stops what was started")
     start.set_defaults(run=start_command)
@@ -75,6 +81,8 @@ def add_parsers(subparsers: argparse._SubParsersAction) -> None:
                       help="seconds to wait for a clean exit before killing (default: 10)")
     stop.set_defaults(run=stop_command)
 
+    if not include_status:
+        return
     status = subparsers.add_parser("status", help="show the cluster's nodes and resources",
                                    description="Show the Dask workers (raylite's nodes) of the "
                                                "cluster, their resources and what they run.")
@@ -174,6 +182,20 @@ def write_state(state: dict) -> None:
     os.replace(temporary, path)
 
 
+def recorded_address() -> str | None:
+    """The scheduler address `raylite start --head` recorded here, if that scheduler still runs.
+
+    For ``raylite.init(address="auto")``: Ray connects "auto" to the cluster `ray start` started.
+    """
+    state = read_state()
+    if not state or not state.get("address"):
+        return None
+    schedulers = [p for p in state.get("processes", []) if p.get("role") == "scheduler"]
+    if schedulers and not any(alive(p["pid"]) for p in schedulers):
+        return None
+    return state["address"]
+
+
 def alive(pid: int) -> bool:
     """Whether a process runs (reaping it first if it is an exited child of ours)."""
     try:
@@ -257,6 +279,8 @@ def _start_scheduler(args: argparse.Namespace, directory: Path, state: dict) -> 
     log_path = directory / "logs" / f"scheduler-{stamp}.log"
     command = [sys.executable, "-m", "distributed.cli.dask_scheduler", "--host", args.host,
                "--port", str(args.port), "--scheduler-file", str(scheduler_file)]
+    if args.idle_timeout:
+        command += ["--idle-timeout", f"{args.idle_timeout}s"]
     if args.include_dashboard:
         command += ["--dashboard-address", f"{args.host}:{args.dashboard_port}"]
     else:
@@ -338,7 +362,9 @@ def _print_started(args: argparse.Namespace, state: dict, worker: dict) -> None:
     if args.head:
         print(f"Started a raylite cluster: Dask scheduler at {address} and one worker ({resources}).")
         if state.get("dashboard"):
-            print(f"Dask dashboard: {state['dashboard']}")
+            import importlib.util
+            note = "" if importlib.util.find_spec("bokeh") else "  (pip install bokeh for its pages)"
+            print(f"Dask dashboard: {state['dashboard']}{note}")
     else:
         print(f"Started a worker ({resources}) joining the Dask scheduler at {address}.")
     print()
@@ -348,7 +374,7 @@ def _print_started(args: argparse.Namespace, state: dict, worker: dict) -> None:
     print("or, for every program started from this shell:")
     print(f"    export RAYLITE_ADDRESS=dask://{plain}")
     print()
-    print(f"To add a worker (on another machine, start this node with --host <its address>):")
+    print("To add a worker (on another machine, start this node with --host <its address>):")
     print(f"    raylite start --address {plain} --num-cpus N")
     print("To see the nodes: raylite status.  To stop what was started here: raylite stop.")
     print(f"Logs: {state_dir() / 'logs'}")
@@ -409,10 +435,15 @@ def _signal_group(pid: int, signum: int) -> None:
 # ==========================================================================================
 # status
 # ==========================================================================================
+def cluster_address(explicit: str | None = None) -> str | None:
+    """The cluster ``raylite status`` shows: --address, RAYLITE_ADDRESS, or the recorded one."""
+    return explicit or os.environ.get("RAYLITE_ADDRESS") or recorded_address()
+
+
 def status_command(args: argparse.Namespace) -> int:
     from raylite.core._dask import scheduler_address
     state = read_state()
-    address = args.address or os.environ.get("RAYLITE_ADDRESS") or (state or {}).get("address")
+    address = cluster_address(getattr(args, "address", None))
     if not address:
         print("raylite status: no cluster address: pass --address HOST:PORT, set RAYLITE_ADDRESS, "
               "or start one with `raylite start --head`.", file=sys.stderr)
@@ -443,7 +474,7 @@ def status_command(args: argparse.Namespace) -> int:
 
 def format_status(address: str, info: dict, pids: dict, dashboard: str | None) -> str:
     """The status table: one row per Dask worker (raylite's nodes)."""
-    from raylite.core._dask import _worker_resources
+    from raylite.core._dask_cluster import _worker_resources
     workers = info.get("workers") or {}
     lines = [f"Dask scheduler: {address}   raylite address: dask://{address.split('://')[-1]}"]
     if dashboard:

@@ -59,9 +59,15 @@ def _add_session_commands(subparsers: argparse._SubParsersAction) -> None:
     _session.add_parsers(subparsers)
 
 
+def _add_cluster_commands(subparsers: argparse._SubParsersAction) -> None:
+    from raylite.cli import _cluster
+    _cluster.add_parsers(subparsers, include_status=False)  # status: see _session
+
+
 _SUBCOMMANDS: tuple[Callable[[argparse._SubParsersAction], None], ...] = (
     _add_microbenchmark,
     _add_session_commands,
+    _add_cluster_commands,
 )
 
 

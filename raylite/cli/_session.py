@@ -20,6 +20,10 @@ def add_parsers(subparsers: argparse._SubParsersAction) -> None:
         parser = subparsers.add_parser(name, help=text, description=text)
         parser.add_argument("--pid", type=int, default=None,
                             help="the driver's pid (default: the newest running driver)")
+        if name == "status":
+            parser.add_argument("--address", default=None,
+                                help="show this Dask cluster instead (default: a local driver, "
+                                     "else RAYLITE_ADDRESS or the cluster `raylite start` made)")
         if name == "timeline":
             parser.add_argument("--output", "-o", default="timeline.json",
                                 help="file to write (default: timeline.json)")
@@ -39,6 +43,11 @@ def _ask(args: argparse.Namespace, request: str) -> Any:
         client.close()
 
 
+def _no_local_driver() -> bool:
+    from raylite.core._control import running_sessions
+    return not running_sessions()
+
+
 def table(rows: list[dict[str, Any]], columns: list[str]) -> str:
     """A plain text table with a header row."""
     cells = [[str(row.get(c, "")) for c in columns] for row in rows]
@@ -49,6 +58,9 @@ def table(rows: list[dict[str, Any]], columns: list[str]) -> str:
 
 
 def _status(args: argparse.Namespace) -> int:
+    from raylite.cli import _cluster
+    if args.address or (args.pid is None and _no_local_driver() and _cluster.cluster_address()):
+        return _cluster.status_command(args)
     status = _ask(args, "status")
     if status is None:
         return 1

@@ -101,12 +101,17 @@ def init(address: str | None = None, *, num_cpus: float | None = None,
             raise RuntimeError("raylite.init() was called twice: the runtime is already running. "
                                "Call raylite.shutdown() first, or pass ignore_reinit_error=True.")
         namespace = namespace or f"anonymous-{os.urandom(4).hex()}"
-        if address in (None, "auto", "local"):
-            address = os.environ.get("RAYLITE_ADDRESS") or None
+        address = _cluster_address(address)
         if address is not None and not local_mode:
-            from raylite.core._dask import DaskBackend  # the scale-out backend (issue: Dask)
-            _backend_obj = DaskBackend.connect(address, namespace)
-            _context = RuntimeInfo(_backend_obj.context_info())
+            if num_cpus is not None or num_gpus is not None or resources:
+                raise ValueError("num_cpus / num_gpus / resources describe a local runtime; a "
+                                 "cluster's resources are its workers' (raylite start "
+                                 "--num-cpus ...). Drop them, or drop address=.")
+            from raylite.core._dask import DaskBackend  # the scale-out backend
+            backend = DaskBackend.connect(address, namespace)
+            context = RuntimeInfo(backend.context_info())
+            _backend_obj, _context = backend, context
+            _register_exit_hook()
             return _context
         total = _node_resources(num_cpus, num_gpus, resources, kwargs.get("_memory"))
         if local_mode:
@@ -128,6 +133,24 @@ def init(address: str | None = None, *, num_cpus: float | None = None,
             "namespace": namespace, "address": "local",
         })
         return _context
+
+
+def _cluster_address(address: Any) -> Any:
+    """None for a local runtime, else the cluster to connect to (RAYLITE_ADDRESS, or the one
+    ``raylite start`` recorded when address="auto")."""
+    if address == "local":
+        return None
+    if address in (None, "auto"):
+        explicit = os.environ.get("RAYLITE_ADDRESS") or None
+        if explicit is not None or address is None:
+            return explicit
+        from raylite.cli._cluster import recorded_address
+        recorded = recorded_address()
+        if recorded is None:
+            raise ConnectionError("init(address='auto') found no running cluster: start one with "
+                                  "`raylite start --head`, or set RAYLITE_ADDRESS")
+        return recorded
+    return address
 
 
 def _node_resources(num_cpus, num_gpus, resources, memory) -> dict[str, float]:

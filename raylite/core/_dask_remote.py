@@ -12,18 +12,18 @@ holding an :class:`ActorHost`, and each actor method call is one Dask task runni
     worker: call_actor ──▶ ActorHost.call ──▶ instance.m(x)   (errors are *returned* as Failed,
             so the next call, which depends on this one to keep the caller's order, still runs)
 
-A task that blocks in ``raylite.get``/``wait`` secedes from the worker's thread pool while it
-waits (:func:`blocking`), so tasks waiting on nested tasks cannot starve the worker of threads.
+A task that blocks in ``raylite.get``/``wait`` secedes from the worker's thread pool
+(:func:`leave_thread_pool`), so tasks waiting on nested tasks cannot starve the worker of threads.
 """
 
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import ctypes
 import os
 import pickle
 import threading
+import time
 import traceback
 from typing import Any
 
@@ -33,7 +33,8 @@ from raylite.core._task import unpack_args
 from raylite.exceptions import ActorDiedError, TaskError, make_task_error
 
 _CORE_DIR = os.path.dirname(os.path.abspath(__file__))
-_local = threading.local()  # .seceded: the Dask key of the task that already seceded; .namespace
+PROTOCOL = 1  # bump when the wrappers' signatures change: drivers and workers must agree
+_local = threading.local()  # .namespace of the running task, .upstream: an argument's error
 
 
 # ==========================================================================================
@@ -67,7 +68,7 @@ class Pickled:
     """A put() value pickled by the caller with cloudpickle (so classes defined in the caller's
     own modules travel by value); unpickled where it is used. Buffers stay out of band."""
 
-    __slots__ = ("data", "buffers")
+    __slots__ = ("buffers", "data")
 
     def __init__(self, data: bytes, buffers: list):
         self.data = data
@@ -87,7 +88,7 @@ class Pickled:
 try:  # Dask's memory accounting (spilling) needs the real size of the wrapped value
     from dask.sizeof import sizeof as _sizeof
     _sizeof.register(Pickled)(lambda value: value.nbytes)
-except Exception:  # pragma: no cover - dask without sizeof
+except Exception:  # noqa: BLE001, S110 - pragma: no cover - dask without sizeof
     pass
 
 
@@ -135,7 +136,7 @@ def task_error(exc: BaseException, name: str) -> BaseException:
     try:
         import cloudpickle
         cloudpickle.dumps(error)
-    except Exception:  # the exception itself cannot be pickled: keep its text
+    except Exception:  # noqa: BLE001 - the exception itself cannot be pickled: keep its text
         substitute = RuntimeError(f"{type(exc).__name__}: {exc}")
         error = make_task_error(substitute, name, os.getpid(), user_traceback(exc))
     return error
@@ -175,14 +176,50 @@ def _call_user(function, args, kwargs) -> Any:
 
 
 def _enter(namespace: str | None) -> None:
-    _local.seceded = None
     _local.upstream = None
     _local.namespace = namespace
+    _local.submitted = []
+
+
+def note_submitted(future: Any) -> None:
+    """Remember work a running task submitted (see :func:`_confirm_submitted`)."""
+    submitted = getattr(_local, "submitted", None)
+    if submitted is not None:
+        submitted.append(future)
+
+
+def _confirm_submitted() -> None:
+    """Before a task reports done: wait until the scheduler has the work the task submitted.
+
+    Submissions travel on the worker client's connection, the task's completion on the worker's
+    own; without this, a caller who sees the task done could get ahead of the task's own calls
+    (the book's Example 2-10 counts the increments its tasks sent an actor right after them).
+    """
+    futures, _local.submitted = getattr(_local, "submitted", None), None
+    if futures:
+        wait_until_known(futures[0].client, [future.key for future in futures])
+
+
+def wait_until_known(client: Any, keys: list, timeout: float = 30.0) -> None:
+    """Wait until the scheduler has these keys (sent on another connection than the caller's)."""
+    deadline = time.monotonic() + timeout
+    try:
+        while keys and time.monotonic() < deadline:
+            status = client.sync(client.scheduler.get_task_status, keys=keys)
+            keys = [key for key in keys if status.get(key) is None]
+            if keys:
+                time.sleep(0.002)
+    except Exception:  # noqa: BLE001, S110 - best effort; the scheduler may be going away
+        pass
 
 
 def run_task(function_id: bytes, blob: bytes, name: str, payload: Any, num_returns: int,
-             retry: bytes | None, namespace: str | None, *deps: Any) -> Any:
-    """A raylite task, as Dask runs it. ``retry``: cloudpickled (max_retries, exception classes)."""
+             retry: bytes | None, namespace: str | None, deps: list) -> Any:
+    """A raylite task, as Dask runs it.
+
+    ``deps``: the values of the top-level ObjectRef arguments (Dask resolved their Futures);
+    ``retry``: cloudpickled (max_retries, exception classes) for ``retry_exceptions=[...]``.
+    """
     worker_backend()
     _enter(namespace)
     try:
@@ -201,11 +238,12 @@ def run_task(function_id: bytes, blob: bytes, name: str, payload: Any, num_retur
                     raise
                 attempts += 1
         return _check_returns(value, num_returns, name)
-    except BaseException as exc:  # noqa: BLE001 - every failure goes back to the caller
+    except BaseException as exc:  # noqa: BLE001
         error = task_error(exc, name)
         raise error
     finally:
         _local.upstream = None
+        _confirm_submitted()
 
 
 def pick_item(value: Any, index: int) -> Any:
@@ -220,31 +258,21 @@ def raise_error(error: BaseException) -> None:
 # ==========================================================================================
 # blocking inside a task: leave the worker's thread pool while waiting
 # ==========================================================================================
-@contextlib.contextmanager
-def blocking():
-    """Around a blocking wait inside a Dask task: secede from the thread pool, then rejoin.
+def leave_thread_pool() -> None:
+    """Before a wait that needs other tasks to progress: secede from the worker's thread pool.
 
-    The first wait of a task tells the worker the task is long-running (``secede``); later
-    waits of the same task only leave the pool (the worker already counts it as not using a
-    thread). Outside task threads (actor threads, the driver) this does nothing.
+    The task keeps running outside the pool (the worker starts another thread in its place,
+    the way Ray lends a blocked task's CPU out) and never rejoins: rejoining would wait for a
+    pool thread to come free, which could be never. Outside Dask task threads (actor threads,
+    the driver) and when already seceded, this does nothing.
     """
     from distributed import threadpoolexecutor as tpe
     from distributed.utils import thread_state
-    key = getattr(thread_state, "key", None)
-    if key is None or getattr(thread_state, "actor", False) or \
+    if getattr(thread_state, "key", None) is None or getattr(thread_state, "actor", False) or \
             not getattr(tpe.thread_state, "proceed", False):
-        yield
         return
-    if getattr(_local, "seceded", None) != key:
-        from distributed import secede
-        secede()
-        _local.seceded = key
-    else:
-        tpe.secede()
-    try:
-        yield
-    finally:
-        tpe.rejoin()
+    from distributed import secede
+    secede()
 
 
 # ==========================================================================================
@@ -275,6 +303,7 @@ class ActorHost:
             raise task_error(exc, f"{class_name}.__init__")
         finally:
             _local.upstream = None
+            _confirm_submitted()
         if self.is_async:
             self.loop = asyncio.new_event_loop()
             self.async_slots = None
@@ -301,6 +330,7 @@ class ActorHost:
             return Failed(task_error(exc, name))
         finally:
             _local.upstream = None
+            _confirm_submitted()
 
     async def remote_call(self, method: str, name: str, payload: Any, num_returns: int) -> Any:
         """Entry point for calls that reach the actor from another worker (through Dask's RPC)."""
@@ -330,12 +360,12 @@ class ActorHost:
 
     def _call_sync(self, bound, args, kwargs) -> Any:
         if self.max_concurrency > 1:
-            with blocking():  # a threaded actor's calls may wait on each other: free the slot
-                with self.slots:
-                    return self._run_tracked(bound, args, kwargs)
+            leave_thread_pool()  # a threaded actor's calls may wait on each other
+            with self.slots:
+                return self._run_tracked(bound, args, kwargs)
         if not self.slots.acquire(blocking=False):
-            with blocking():
-                self.slots.acquire()
+            leave_thread_pool()  # another caller's call runs: wait outside the pool
+            self.slots.acquire()
         try:
             return self._run_tracked(bound, args, kwargs)
         finally:
@@ -368,11 +398,11 @@ class ActorHost:
                     value = await value
                 return value
         future = asyncio.run_coroutine_threadsafe(run(), self.loop)
-        with blocking():
-            try:
-                return future.result()
-            except asyncio.CancelledError:
-                raise _Killed() from None
+        leave_thread_pool()
+        try:
+            return future.result()
+        except asyncio.CancelledError:
+            raise _Killed() from None
 
     # ----- kill -------------------------------------------------------------------------------
     def kill(self) -> None:
@@ -398,14 +428,20 @@ class _Killed(BaseException):
 
 def call_actor(actor: Any, method: str, name: str, payload: Any, num_returns: int,
                previous: Any = None) -> Any:
-    """An actor method call, as Dask runs it (``previous``: the caller's last call, for order)."""
+    """An actor method call, as Dask runs it (``previous``: the caller's last call, for order).
+
+    ``actor`` is the actor's key once the caller knows the actor's worker (the call is sent
+    there), else the actor's Future, which Dask resolves to a proxy once the actor exists.
+    """
     backend = worker_backend()
-    host = backend.local_actor(actor.key)
+    host = backend.local_actor(actor if isinstance(actor, str) else actor.key)
     if host is not None:
         return host.call(method, name, payload, num_returns)
+    if isinstance(actor, str):  # sent to the actor's worker, but the actor is not there
+        return Failed(ActorDiedError(f"{name}: the actor is gone (killed, or its worker died)"))
     try:  # the actor lives on another worker: call it through Dask's actor RPC
-        with blocking():
-            return actor.remote_call(method, name, payload, num_returns).result()
+        leave_thread_pool()
+        return actor.remote_call(method, name, payload, num_returns).result()
     except Exception as exc:  # noqa: BLE001
         return Failed(ActorDiedError(f"{name}: could not reach the actor ({exc})"))
 
@@ -439,6 +475,7 @@ def _install() -> Any:
     with _install_lock:
         if _installed is None:
             from distributed import get_client, get_worker
+
             from raylite.core import _api, _refs
             from raylite.core._dask import WorkerBackend
             backend = WorkerBackend(get_client(), get_worker())
@@ -448,6 +485,12 @@ def _install() -> Any:
                 _refs.set_tracker(backend.table)
             _installed = backend
         return _installed
+
+
+def worker_protocol() -> tuple:
+    """What a worker runs (checked by drivers when they connect, through ``client.run``)."""
+    import raylite
+    return (raylite.__version__, PROTOCOL)
 
 
 def current_namespace() -> str | None:

@@ -1,0 +1,147 @@
+"""Object references on Dask: each ObjectRef is a Dask key, held alive by a Dask Future.
+
+``ref._id`` is the key's bytes ("<name>-<32 hex>"), so any process can look a ref up by its id.
+The :class:`RefTable` is the process's ref tracker (``_refs.set_tracker``)::
+
+    ObjectRef created ──add──▶ entry(count += 1, Future)     unknown key: adopt it (a Future plus
+    ObjectRef dropped ──_refs queue──drain──▶ count -= 1      "client desires key" to the scheduler)
+                                             └ 0: release the Future (fire_and_forget if not done)
+"""
+
+from __future__ import annotations
+
+import itertools
+import os
+import threading
+from typing import Any
+
+from raylite.core import _refs
+
+_KEY_PREFIX = os.urandom(8).hex()
+_key_counter = itertools.count()
+
+
+def _new_key(name: str) -> str:
+    """A unique Dask key naming the task: "<name>-<32 hex>" (this process's prefix + a count)."""
+    return f"{name}-{_KEY_PREFIX}{next(_key_counter):016x}"
+
+
+# ==========================================================================================
+# references: the Dask Future behind every ObjectRef alive in this process
+# ==========================================================================================
+class _Entry:
+    __slots__ = ("actor", "count", "future", "pending", "pins")
+
+    def __init__(self, future: Any, pins: list | None = None, actor: str | None = None):
+        self.count = 0
+        self.future = future
+        self.pins = pins
+        self.actor = actor
+        self.pending = False  # a task still in the submission buffer (future not yet made)
+
+
+class RefTable:
+    """The process's ref tracker: ObjectRef lifetimes hold Dask Futures.
+
+    ``add`` runs whenever an ObjectRef is created (also while unpickling one that arrived in a
+    value); a ref this process has not seen is *adopted*: a Future plus a "client desires this
+    key" message, so the key stays alive while the ref does. Dropped refs are drained from
+    ``_refs``' queue on the next API call (and once a second on workers).
+    """
+
+    def __init__(self, client: Any):
+        self.client = client
+        self.lock = threading.Lock()
+        self.entries: dict[bytes, _Entry] = {}
+        self.pinned: dict[str, tuple] = {}  # task key -> (task future, futures of nested refs)
+        self.flush: Any = None  # the backend's submission-buffer flush, for pending entries
+
+    def register(self, object_id: bytes, future: Any, pins: list | None = None,
+                 actor: str | None = None) -> _Entry:
+        entry = _Entry(future, pins, actor)
+        with self.lock:
+            self.entries[object_id] = entry
+        return entry
+
+    def add(self, object_id: bytes) -> None:
+        with self.lock:
+            entry = self.entries.get(object_id)
+            if entry is not None:
+                entry.count += 1
+                return
+        future = self.adopt(object_id)
+        with self.lock:
+            entry = self.entries.setdefault(object_id, _Entry(future))
+            entry.count += 1
+
+    def adopt(self, object_id: bytes) -> Any:
+        from distributed import Future
+        try:
+            key = object_id.decode()
+        except UnicodeDecodeError:
+            return None  # not a Dask-backed ref (made by another runtime)
+        client = self.client
+        known = key in client.futures
+        future = Future(key, client)
+        if not known:
+            client._send_to_scheduler({"op": "client-desires-keys", "keys": [key],
+                                       "client": client.id})
+        return future
+
+    def future(self, object_id: bytes) -> Any:
+        with self.lock:
+            entry = self.entries.get(object_id)
+        if entry is not None and entry.pending:
+            self.flush()
+        if entry is not None and entry.future is not None:
+            return entry.future
+        future = self.adopt(object_id)
+        if future is None:
+            raise ValueError(f"ObjectRef({object_id.hex()}) does not belong to this Dask "
+                             "cluster (it was made by another raylite runtime)")
+        with self.lock:
+            entry = self.entries.setdefault(object_id, _Entry(future))
+            if entry.count == 0:
+                entry.count = 1  # a ref that escaped counting (unpickled before install)
+            entry.future = entry.future or future
+            return entry.future
+
+    def actor_of(self, key: str) -> str | None:
+        entry = self.entries.get(key.encode())
+        return entry.actor if entry is not None else None
+
+    def pin(self, future: Any, pins: list) -> None:
+        with self.lock:
+            self.pinned[future.key] = (future, pins)
+
+    def drain(self) -> None:
+        """Release the Futures of refs dropped since the last call."""
+        if self.pinned:
+            with self.lock:
+                for key in [k for k, (f, _) in self.pinned.items() if f.done()]:
+                    del self.pinned[key]
+        ids = _refs.drain_released()
+        if not ids:
+            return
+        dropped = []
+        with self.lock:
+            for object_id in ids:
+                entry = self.entries.get(object_id)
+                if entry is None:
+                    continue
+                entry.count -= 1
+                if entry.count <= 0:
+                    del self.entries[object_id]
+                    dropped.append(entry)
+        if dropped:
+            from distributed import fire_and_forget
+            if any(entry.pending for entry in dropped):
+                self.flush()
+            for entry in dropped:  # Ray runs a task even when every ref to it is dropped
+                if entry.future is not None and not entry.future.done():
+                    fire_and_forget(entry.future)
+
+    def clear(self) -> None:
+        with self.lock:
+            self.entries.clear()
+            self.pinned.clear()
