@@ -235,3 +235,22 @@ def test_retry_on_error_requeues_and_frees_the_worker():
     s.submit(t, set())
     actions = s.task_retry(w, b"t")
     assert kinds(actions) == ["dispatch"] and t.attempt == 1 and t.state is TaskState.RUNNING
+
+
+def test_extra_workers_retire_when_idle_long_enough():
+    now = [0.0]
+    s = Scheduler({"CPU": 1}, clock=lambda: now[0])
+    s.schedule()
+    (w,) = started(s, 1)
+    s.submit(task("outer"), set())
+    s.submit(task("inner"), set())
+    s.worker_blocked(w)
+    s.worker_started(b"extra")
+    s.task_finished(b"extra", b"inner", 0.1)
+    s.worker_unblocked(w)
+    s.task_finished(w, b"outer", 0.2)
+    now[0] = 1.0
+    assert s.retire_idle(2.0) == []
+    now[0] = 5.0
+    assert s.retire_idle(2.0) == [("stop_worker", w)]  # the longest idle goes, one stays
+    assert list(s.workers) == [b"extra"] and s.retire_idle(2.0) == []

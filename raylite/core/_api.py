@@ -17,6 +17,7 @@ import concurrent.futures
 import functools
 import inspect
 import os
+import sys
 import threading
 from typing import Any, Callable
 
@@ -123,16 +124,38 @@ def init(address: str | None = None, *, num_cpus: float | None = None,
                            log_to_driver=log_to_driver)
         _backend_obj = backend
         _register_exit_hook()
+        webui_url = None if local_mode else _start_dashboard(backend, kwargs)
         _context = RuntimeInfo({
             "node_ip_address": "127.0.0.1", "raylet_ip_address": "127.0.0.1",
             "redis_address": None, "gcs_address": None,
             "object_store_address": getattr(backend, "shm_dir", None),
-            "raylet_socket_name": None, "webui_url": None,
+            "raylet_socket_name": None, "webui_url": webui_url,
             "session_dir": getattr(backend, "session_dir", None),
             "metrics_export_port": None, "node_id": getattr(backend, "node_id", "local"),
             "namespace": namespace, "address": "local",
         })
         return _context
+
+
+def _start_dashboard(backend: Any, kwargs: dict) -> str | None:
+    """Start the dashboard (raylite.dashboard) unless turned off; its "host:port", or None."""
+    include = kwargs.get("include_dashboard")
+    if include is None:
+        include = os.environ.get("RAYLITE_DASHBOARD", "1") != "0"
+    if not include:
+        return None
+    from raylite import dashboard
+    try:
+        port = kwargs.get("dashboard_port")
+        url = dashboard.start(backend, host=kwargs.get("dashboard_host") or "127.0.0.1",
+                              port=8265 if port is None else port)  # 0: any free port
+    except (OSError, ValueError) as exc:  # the runtime is up: go on without a dashboard
+        print(f"raylite: the dashboard did not start: {exc}", file=sys.stderr, flush=True)
+        return None
+    if url is None:
+        return None
+    print(f"View the dashboard at {url}", file=sys.stderr, flush=True)
+    return url.split("://", 1)[1]
 
 
 def _cluster_address(address: Any) -> Any:
@@ -214,6 +237,8 @@ def _register_exit_hook() -> None:
 def shutdown() -> None:
     """Stop the runtime: workers, actors and shared memory are gone afterwards. Idempotent."""
     global _backend_obj, _context
+    if "raylite.dashboard" in sys.modules:  # stopped first, while the runtime it reads still runs
+        sys.modules["raylite.dashboard"].stop()
     with _lock:
         backend, _backend_obj, _context = _backend_obj, None, None
     if backend is not None and getattr(backend, "kind", "") != "worker":

@@ -295,7 +295,7 @@ class DaskBackend(ActorsMixin, ClusterMixin):
 
     def _returns(self, future: Any, num_returns: int, actor: str | None = None) -> list:
         if self.kind == "worker":
-            remote.note_submitted(future)
+            remote.note_submitted(future, actor_call=actor is not None)
         if num_returns == 1:
             return [self._ref(future, actor)]
         if num_returns == 0:

@@ -181,11 +181,11 @@ def _enter(namespace: str | None) -> None:
     _local.submitted = []
 
 
-def note_submitted(future: Any) -> None:
+def note_submitted(future: Any, actor_call: bool = False) -> None:
     """Remember work a running task submitted (see :func:`_confirm_submitted`)."""
     submitted = getattr(_local, "submitted", None)
     if submitted is not None:
-        submitted.append(future)
+        submitted.append((future, actor_call))
 
 
 def _confirm_submitted() -> None:
@@ -195,9 +195,21 @@ def _confirm_submitted() -> None:
     own; without this, a caller who sees the task done could get ahead of the task's own calls
     (the book's Example 2-10 counts the increments its tasks sent an actor right after them).
     """
-    futures, _local.submitted = getattr(_local, "submitted", None), None
-    if futures:
-        wait_until_known(futures[0].client, [future.key for future in futures])
+    submitted, _local.submitted = getattr(_local, "submitted", None), None
+    if not submitted:
+        return
+    futures = [future for future, _ in submitted]
+    wait_until_known(futures[0].client, [future.key for future in futures])
+    # Actor calls are Dask tasks that may run in any order with other callers' calls: let the
+    # task's own calls finish first, so a caller who then asks the actor sees them (Example 2-10).
+    calls = [future for future, actor_call in submitted if actor_call]
+    if calls:
+        from distributed import wait
+        leave_thread_pool()
+        try:
+            wait(calls, timeout=30)
+        except Exception:  # noqa: BLE001, S110 - a failed or slow call is the caller's to see
+            pass
 
 
 def wait_until_known(client: Any, keys: list, timeout: float = 30.0) -> None:

@@ -185,6 +185,11 @@ class Node(ActorsMixin, ProcessIOMixin, SpecSubmitter):
                 ready_id = self.group_ready_ids.get(action[1].group_id)
                 if ready_id is not None:
                     self._seal_value(ready_id, True)
+            elif kind == "stop_worker":
+                process = self.processes.get(action[1])
+                if process is not None:
+                    process.retired = True
+                    process.channel.send(("exit",))
             elif kind == "warn":
                 print(f"raylite: warning: {action[1]}", file=sys.stderr, flush=True)
 

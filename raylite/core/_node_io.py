@@ -36,7 +36,11 @@ class _Process:
         self.actor_id = actor_id
         self.functions: set[bytes] = set()
         self.ready = False
+        self.retired = False  # asked to exit by the scheduler: not a death to react to
 
+
+
+RETIRE_IDLE_S = 2.0  # extra workers idle this long exit, down to one per CPU
 
 
 class ProcessIOMixin:
@@ -133,6 +137,9 @@ class ProcessIOMixin:
                 except Exception as exc:  # a failed spawn must not stop the I/O thread
                     print(f"raylite: could not start a worker process: {exc}", file=sys.stderr)
             self._run_timers()
+            if len(self.scheduler.workers) > self.scheduler.min_workers:
+                with self.lock:
+                    self._act(self.scheduler.retire_idle(RETIRE_IDLE_S))
             if _refs._released:
                 with self.lock:
                     self._drain_refs()
@@ -181,7 +188,7 @@ class ProcessIOMixin:
             return
         if process.actor_id is not None:
             self._actor_died(process)
-        else:
+        elif not process.retired:
             self._act(self.scheduler.worker_died(process.worker_id))
 
     # ----- message handlers (under the lock, on the I/O thread) --------------------------------

@@ -9,6 +9,7 @@ I/O shell (``raylite.core._node``) to carry out::
     ("fail", task, reason, detail)           the task ends without a result
     ("interrupt", task, worker_id, force)    cancel a running task
     ("revoke", task, worker_id)              the worker must skip a pipelined task it was sent
+    ("stop_worker", worker_id)               an extra worker idle long enough: let it exit
     ("start_actor", actor, gpu_ids)          resources granted: start the actor's process
     ("pg_ready", group)                      a placement group's bundles are reserved
     ("warn", message)                        tell the user (infeasible requests)
@@ -31,9 +32,10 @@ from __future__ import annotations
 
 import collections
 import math
+import time
 from dataclasses import dataclass, field
 from enum import Enum
-from typing import Any
+from typing import Any, Callable
 
 PIPELINE_DEPTH = 16
 PIPELINE_BELOW_S = 0.002
@@ -100,6 +102,7 @@ class Worker:
     held: dict[str, float] | None = None  # resources held for the running class
     held_from: Any = None  # the pool they came from
     gpu_ids: list[int] = field(default_factory=list)
+    idle_since: float = 0.0
 
 
 @dataclass(eq=False)
@@ -175,7 +178,8 @@ class Scheduler:
     """Resource and worker bookkeeping for one node, as a state machine."""
 
     def __init__(self, resources: dict[str, float], min_workers: int | None = None,
-                 max_extra_workers: int = 4):
+                 max_extra_workers: int = 4, clock: Callable[[], float] = time.monotonic):
+        self.clock = clock
         self.pool = ResourcePool(resources)
         cpus = resources.get("CPU", 1.0)
         self.min_workers = min_workers if min_workers is not None else max(1, math.ceil(cpus))
@@ -238,7 +242,7 @@ class Scheduler:
             worker.tasks.remove(task)
         if not worker.tasks:
             self._release_worker(worker)
-            worker.state = WorkerState.IDLE
+            self._idle(worker)
         return self.schedule()
 
     def task_retry(self, worker_id: bytes, task_id: bytes) -> list:
@@ -249,7 +253,7 @@ class Scheduler:
             worker.tasks.remove(task)
             if not worker.tasks:
                 self._release_worker(worker)
-                worker.state = WorkerState.IDLE
+                self._idle(worker)
         task.attempt += 1
         self._requeue(task)
         return self.schedule()
@@ -285,8 +289,24 @@ class Scheduler:
 
     def worker_started(self, worker_id: bytes) -> list:
         self.starting = max(0, self.starting - 1)
-        self.workers[worker_id] = Worker(worker_id, WorkerState.IDLE)
+        self.workers[worker_id] = Worker(worker_id, WorkerState.IDLE, idle_since=self.clock())
         return self.schedule()
+
+    def retire_idle(self, idle_s: float) -> list:
+        """Stop extra workers (started while others were blocked) idle for ``idle_s`` seconds,
+        down to one per CPU: actions ("stop_worker", worker_id)."""
+        extra = len(self.workers) - self.min_workers
+        if extra <= 0:
+            return []
+        now = self.clock()
+        idle = sorted((w for w in self.workers.values() if w.state is WorkerState.IDLE
+                       and now - w.idle_since >= idle_s), key=lambda w: w.idle_since)
+        actions = []
+        for worker in idle[:extra]:
+            del self.workers[worker.worker_id]
+            worker.state = WorkerState.DEAD
+            actions.append(("stop_worker", worker.worker_id))
+        return actions
 
     def worker_blocked(self, worker_id: bytes) -> list:
         """The worker waits in ``get``: lend its CPU back and take back its pipelined tasks
@@ -443,6 +463,10 @@ class Scheduler:
         task.to(TaskState.READY)
         task.worker_id = None
         self._enqueue(task, front=True)
+
+    def _idle(self, worker: Worker) -> None:
+        worker.state = WorkerState.IDLE
+        worker.idle_since = self.clock()
 
     def _is_fast(self, function_id: bytes) -> bool:
         """Seen at least 3 times, and even its slow runs (a decaying maximum) were quick."""

@@ -1,0 +1,82 @@
+"""raylite.dashboard: a read-only web dashboard of the local runtime, like Ray's on port 8265.
+
+``raylite.init()`` starts it (``include_dashboard=False`` or RAYLITE_DASHBOARD=0 turn it off) and
+prints its address; ``raylite.shutdown()`` stops it. One page polls a JSON API (``GET /api``
+lists the endpoints): cluster resources and utilisation, workers, tasks by state with recent
+failures and their tracebacks, actors, objects in the store, Tune experiments with a live trial
+table and metric plot, Serve deployments with replica health, and RLlib training curves.
+
+Security: every endpoint only reads (other methods get 405); it binds 127.0.0.1 unless told
+otherwise, and warns when told; requests whose Host header does not name the served address
+get 403 (no DNS rebinding); no CORS headers are sent.
+
+Pieces: ``_server`` (port, thread, uvicorn), ``_app`` (FastAPI app and the guard in front of it),
+``_views`` (what each endpoint returns), ``_node_views`` and ``_tune_files`` (the reading), and
+``index.html`` (the page: plain HTML, CSS and JavaScript, no build step).
+
+Example:
+    >>> import raylite
+    >>> ctx = raylite.init(num_cpus=1)  # doctest: +SKIP
+    View the dashboard at http://127.0.0.1:8265
+    >>> ctx.dashboard_url  # doctest: +SKIP
+    '127.0.0.1:8265'
+"""
+
+from __future__ import annotations
+
+import sys
+import threading
+from typing import Any
+
+from raylite.dashboard._server import Dashboard, dependencies_missing, is_loopback
+
+__all__ = ["start", "stop"]
+
+_lock = threading.Lock()
+_current: Dashboard | None = None
+_told_missing = False
+
+
+def start(node: Any, host: str = "127.0.0.1", port: int = 8265) -> str | None:
+    """Serve the dashboard of ``node`` from a daemon thread; returns its URL at once.
+
+    The port is bound before this returns (``port`` or the next free one above it; 0 picks any);
+    FastAPI and uvicorn are imported in the thread, so the caller does not wait for them.
+    Returns None, with a note on stderr, when fastapi or uvicorn is not installed.
+
+    Args:
+        node: the local runtime (``raylite.core._node.Node``) to show.
+        host: the address to listen on. Anything but loopback is reachable from other
+            machines: allowed, with a warning.
+        port: the first port to try.
+    """
+    global _current, _told_missing
+    if not isinstance(host, str) or not host:
+        raise ValueError(f"dashboard_host must be a host name or IP address, got {host!r}")
+    missing = dependencies_missing()
+    if missing:
+        if not _told_missing:
+            _told_missing = True
+            print(f"raylite: the dashboard needs {' and '.join(missing)} (pip install "
+                  "'raylite[serve]'); running without it", file=sys.stderr, flush=True)
+        return None
+    stop()
+    with _lock:
+        dashboard = Dashboard(node, host, port)
+        _current = dashboard
+        url = dashboard.start()
+    if not is_loopback(host):
+        print(f"raylite: warning: the dashboard listens on {host}:{dashboard.port}, reachable "
+              "from other machines. It is read-only but shows task names, tracebacks, configs "
+              "and metrics; keep the default 127.0.0.1 unless you need remote access.",
+              file=sys.stderr, flush=True)
+    return url
+
+
+def stop() -> None:
+    """Stop the dashboard if one runs (waits up to ~2 s for in-flight requests). Idempotent."""
+    global _current
+    with _lock:
+        dashboard, _current = _current, None
+    if dashboard is not None:
+        dashboard.stop()

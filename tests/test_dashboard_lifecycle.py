@@ -1,0 +1,159 @@
+"""The dashboard's life with init and shutdown: the printed URL, the next free port, turning it
+off, another host (with a warning), and nothing left behind after shutdown."""
+
+from __future__ import annotations
+
+import socket
+import threading
+import time
+
+import pytest
+
+requests = pytest.importorskip("requests")
+pytest.importorskip("fastapi")
+pytest.importorskip("uvicorn")
+
+import raylite
+from raylite.dashboard import _server
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+def poll(condition, what: str, timeout_s: float = 20.0):
+    deadline = time.monotonic() + timeout_s
+    while time.monotonic() < deadline:
+        try:
+            value = condition()
+        except requests.ConnectionError:
+            value = None
+        if value:
+            return value
+        time.sleep(0.02)
+    pytest.fail(f"timed out waiting for {what}")
+
+
+def get(url: str, host: str | None = None):
+    session = requests.Session()
+    session.trust_env = False
+    return session.get(url, timeout=10, headers={"Host": host} if host else None)
+
+
+def dashboard_threads() -> list[threading.Thread]:
+    return [t for t in threading.enumerate() if t.name == "raylite-dashboard"]
+
+
+def port_is_free(port: int) -> bool:
+    """No one listens there (closed connections may linger in TIME_WAIT: allowed)."""
+    with socket.socket() as sock:
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        try:
+            sock.bind(("127.0.0.1", port))
+            sock.listen(1)
+        except OSError:
+            return False
+    return True
+
+
+@pytest.fixture(autouse=True)
+def _fresh():
+    raylite.shutdown()
+    yield
+    raylite.shutdown()
+
+
+def test_init_prints_the_url_serves_and_shutdown_stops_it(capfd):
+    port = free_port()
+    ctx = raylite.init(num_cpus=1, dashboard_port=port)
+    assert f"View the dashboard at http://127.0.0.1:{port}" in capfd.readouterr().err
+    assert ctx["webui_url"] == f"127.0.0.1:{port}" and ctx.dashboard_url == f"127.0.0.1:{port}"
+    page = poll(lambda: (r := get(f"http://127.0.0.1:{port}/")).status_code == 200 and r,
+                "the page")
+    assert "<title>raylite dashboard</title>" in page.text
+    raylite.shutdown()
+    poll(lambda: not dashboard_threads(), "the dashboard thread to end", 5)
+    assert port_is_free(port)
+    with pytest.raises(requests.ConnectionError):
+        get(f"http://127.0.0.1:{port}/api")
+
+
+def test_default_port_is_8265_or_the_next_free_one():
+    ctx = raylite.init(num_cpus=1)
+    host, port = ctx["webui_url"].split(":")
+    assert host == "127.0.0.1" and 8265 <= int(port) < 8265 + _server.PORT_TRIES
+
+
+def test_taken_port_moves_to_the_next_free_one():
+    taken = socket.socket()
+    taken.bind(("127.0.0.1", 0))
+    taken.listen(1)
+    port = taken.getsockname()[1]
+    try:
+        ctx = raylite.init(num_cpus=1, dashboard_port=port)
+        chosen = int(ctx["webui_url"].rsplit(":", 1)[1])
+        assert port < chosen < port + _server.PORT_TRIES
+        assert poll(lambda: get(f"http://127.0.0.1:{chosen}/api").status_code == 200,
+                    "the dashboard on the next port")
+    finally:
+        taken.close()
+
+
+def test_bind_first_free_checks_its_port():
+    with pytest.raises(ValueError, match="dashboard_port"):
+        _server.bind_first_free("127.0.0.1", 70000)
+    with pytest.raises(ValueError, match="dashboard_port"):
+        _server.bind_first_free("127.0.0.1", "8265")
+    sock = _server.bind_first_free("127.0.0.1", 0)
+    try:
+        assert sock.getsockname()[1] > 0
+    finally:
+        sock.close()
+
+
+@pytest.mark.parametrize("how", ["argument", "environment", "local_mode"])
+def test_turned_off_starts_nothing(how, monkeypatch, capfd):
+    if how == "argument":
+        ctx = raylite.init(num_cpus=1, include_dashboard=False)
+    elif how == "environment":
+        monkeypatch.setenv("RAYLITE_DASHBOARD", "0")
+        ctx = raylite.init(num_cpus=1)
+    else:
+        ctx = raylite.init(local_mode=True)
+    assert ctx["webui_url"] is None and ctx.dashboard_url == ""
+    assert "View the dashboard" not in capfd.readouterr().err
+    assert not dashboard_threads()
+    from raylite import dashboard
+    assert dashboard._current is None
+
+
+def test_explicit_true_overrides_the_environment(monkeypatch):
+    monkeypatch.setenv("RAYLITE_DASHBOARD", "0")
+    ctx = raylite.init(num_cpus=1, include_dashboard=True, dashboard_port=0)
+    assert ctx["webui_url"] and len(dashboard_threads()) == 1
+
+
+def test_another_host_warns_and_still_checks_the_host_header(capfd):
+    ctx = raylite.init(num_cpus=1, dashboard_host="0.0.0.0", dashboard_port=0)
+    err = capfd.readouterr().err
+    port = int(ctx["webui_url"].rsplit(":", 1)[1])
+    assert "warning" in err and f"0.0.0.0:{port}" in err and "other machines" in err
+    url = f"http://127.0.0.1:{port}/api/cluster"
+    assert poll(lambda: get(url).status_code == 200, "the dashboard on 0.0.0.0")
+    assert get(url, host=f"evil.example:{port}").status_code == 403
+    assert get(url, host=f"{socket.gethostname()}:{port}").status_code == 200
+
+
+def test_loopback_binding_does_not_warn(capfd):
+    raylite.init(num_cpus=1, dashboard_port=0)
+    assert "warning" not in capfd.readouterr().err
+
+
+def test_shutdown_right_after_init_leaves_nothing():
+    ctx = raylite.init(num_cpus=1, dashboard_port=0)
+    port = int(ctx["webui_url"].rsplit(":", 1)[1])
+    raylite.shutdown()  # the thread may still be importing FastAPI
+    poll(lambda: not dashboard_threads(), "the dashboard thread to end", 10)
+    assert port_is_free(port)
