@@ -19,6 +19,7 @@ from raylite.tune import schedulers, search, session, stopper, suggest
 from raylite.tune._analysis import ExperimentAnalysis, Result, ResultGrid
 from raylite.tune._logger import (Callback, CSVLoggerCallback, JsonLoggerCallback, LoggerCallback,
                                   TBXLoggerCallback)
+from raylite.tune._registry import register_env, register_trainable
 from raylite.tune._progress import CLIReporter, JupyterNotebookReporter, ProgressReporter
 from raylite.tune._runner import TuneError, run
 from raylite.tune._search_space import (choice, grid_search, lograndint, loguniform, qlograndint,
@@ -47,5 +48,5 @@ __all__ = [
     # plugins and output
     "Stopper", "Callback", "LoggerCallback", "JsonLoggerCallback", "CSVLoggerCallback",
     "TBXLoggerCallback", "CLIReporter", "JupyterNotebookReporter", "ProgressReporter",
-    "schedulers", "search", "suggest", "stopper",
+    "schedulers", "search", "suggest", "stopper", "register_env", "register_trainable",
 ]

@@ -1,0 +1,179 @@
+"""raylite.rllib's learning and speed figures (a benchmark, not a test).
+
+    python bench/rllib.py pendulum [--seeds 1 2 3] [--framework torch|tf] [--steps 200000]
+    python bench/rllib.py cartpole [--seeds 1 2 3] [--framework torch|tf]
+    python bench/rllib.py book          # rllib train -f configs/pendulum.yml, then rollout
+    python bench/rllib.py all           # the three above (torch and tf), then the plot
+
+``pendulum`` and ``cartpole`` train the tuned example files (configs/pendulum-ppo.yml,
+configs/cartpole-ppo.yml) through the Python API for a fixed step budget, one JSON line per
+iteration, and a summary line: steps and seconds to a mean return of -400 / -200 (Pendulum)
+or 475 (CartPole), the return at 120k / 200k steps, env steps per second while training.
+``book`` runs the book's Example 1-5 as a reader does and times it to its stop criterion.
+Every run's curve is appended to $RLLIB_BENCH_CURVES (default: a file in the temp dir) and
+all of them are plotted into bench/rllib_curves.png when matplotlib is installed. RLlib 2.60's figures for comparison
+(../shared/bench/rllib_ppo_ray.py, same machine kind): 970 env steps/s; -400 at 92k steps,
+-200 at 104k (108 s), -138 at 200k.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import re
+import subprocess
+import sys
+import tempfile
+import time
+
+import yaml
+
+HERE = os.path.dirname(os.path.abspath(__file__))
+REPO = os.path.dirname(HERE)
+CURVES = os.environ.get("RLLIB_BENCH_CURVES") or os.path.join(tempfile.gettempdir(),
+                                                              "raylite_rllib_curves.jsonl")
+PLOT = os.path.join(HERE, "rllib_curves.png")
+RLLIB_260 = [(92_000, -400), (104_000, -200), (200_000, -138)]
+
+
+def load_example(name: str) -> tuple[dict, dict]:
+    with open(os.path.join(REPO, "configs", f"{name}.yml")) as f:
+        [(_, spec)] = yaml.safe_load(f).items()
+    return {**spec["config"], "env": spec["env"]}, spec["stop"]
+
+
+def train_curve(name: str, framework: str, seed: int, budget: int) -> dict:
+    """Train example ``name`` for ``budget`` env steps; the curve and the summary."""
+    import raylite
+    from raylite.rllib import PPO
+    config, _ = load_example(name)
+    config.update(framework=framework, seed=seed)
+    if not raylite.is_initialized():
+        raylite.init(num_cpus=2)
+    start = time.perf_counter()
+    algo = PPO(config=config)
+    setup_s = time.perf_counter() - start
+    start = time.perf_counter()
+    curve, steps = [], 0
+    while steps < budget:
+        result = algo.train()
+        steps = result["timesteps_total"]
+        point = {"steps": steps, "return": round(result["episode_reward_mean"], 1),
+                 "t": round(time.perf_counter() - start, 1)}
+        curve.append(point)
+        print(json.dumps(point), flush=True)
+    greedy = algo.evaluate()["evaluation"]["episode_reward_mean"]
+    algo.stop()
+    run = {"name": name, "framework": framework, "seed": seed, "setup_s": round(setup_s, 1),
+           "curve": curve, "greedy_return_10_episodes": round(greedy, 1),
+           "env_steps_per_s": round(steps / curve[-1]["t"])}
+    run.update(milestones(curve, [-400, -200] if "pendulum" in name else [475]))
+    run.update({f"return_at_{k // 1000}k": value_at(curve, k) for k in (100_000, 120_000, 200_000)
+                if k <= budget})
+    return run
+
+
+def milestones(curve: list[dict], targets: list[float]) -> dict:
+    out = {}
+    for target in targets:
+        hit = next((p for p in curve if p["return"] >= target), None)
+        out[f"to_{target}"] = [hit["steps"], hit["t"]] if hit else None
+    return out
+
+
+def value_at(curve: list[dict], steps: int) -> float | None:
+    before = [p for p in curve if p["steps"] <= steps]
+    return before[-1]["return"] if before else None
+
+
+def book_run(timeout_s: int = 600) -> dict:
+    """``rllib train -f configs/pendulum.yml`` then ``rllib rollout`` of its last checkpoint
+    over 10 episodes, as subprocesses, timed from the command's start."""
+    results = tempfile.mkdtemp(prefix="rllib_book_")
+    env = {**os.environ, "PYTHONPATH": REPO, "SDL_VIDEODRIVER": "dummy"}
+    command = [sys.executable, "-m", "raylite.cli._rllib", "train", "-f",
+               os.path.join(REPO, "configs", "pendulum.yml"), "--local-dir", results]
+    start = time.perf_counter()
+    done = subprocess.run(command, env=env, capture_output=True, text=True, timeout=timeout_s,
+                          check=True)
+    wall = time.perf_counter() - start
+    print(done.stdout[-3000:], done.stderr[-2000:], sep="\n", flush=True)
+    curve = []
+    for line in done.stdout.splitlines():
+        match = re.search(r"steps\s+([\d,]+)\s+reward\s+(-?[\d.]+|nan).*?([\d.]+) s$", line)
+        if match and match.group(2) != "nan":
+            curve.append({"steps": int(match.group(1).replace(",", "")),
+                          "return": float(match.group(2)), "t": float(match.group(3))})
+    checkpoint = done.stdout.split("Last checkpoint: ")[1].split()[0]
+    rollout = subprocess.run([sys.executable, "-m", "raylite.cli._rllib", "rollout", checkpoint,
+                              "--run", "PPO", "--env", "Pendulum-v1", "--episodes", "10",
+                              "--no-render"], env=env, capture_output=True, text=True, timeout=300,
+                             check=True)
+    mean = float(re.search(r"Mean reward over 10 episode\(s\): (-?[\d.]+)", rollout.stdout).group(1))
+    return {"name": "book pendulum.yml", "framework": "torch", "seed": None, "curve": curve,
+            "wall_s_to_stop": round(wall, 1), "steps_at_stop": curve[-1]["steps"] if curve else None,
+            "rollout_mean_10_episodes": mean, "checkpoint": checkpoint}
+
+
+def record(run: dict) -> None:
+    summary = {k: v for k, v in run.items() if k != "curve"}
+    print("SUMMARY " + json.dumps(summary), flush=True)
+    with open(CURVES, "a") as f:
+        f.write(json.dumps({**run, "date": time.strftime("%Y-%m-%d %H:%M")}) + "\n")
+
+
+def plot() -> None:
+    try:
+        import matplotlib
+        matplotlib.use("Agg")
+        import matplotlib.pyplot as plt
+    except ImportError:
+        print("matplotlib is not installed: no plot", file=sys.stderr)
+        return
+    with open(CURVES) as f:
+        runs = [json.loads(line) for line in f if line.strip()]
+    fig, axes = plt.subplots(1, 2, figsize=(13, 4.8))
+    for run in runs:
+        ax = axes[1] if run["name"].startswith("cartpole") else axes[0]
+        steps = [p["steps"] / 1000 for p in run["curve"]]
+        label = f"{run['name']} {run['framework']}" + (f" seed {run['seed']}" if run["seed"] is not None else "")
+        ax.plot(steps, [p["return"] for p in run["curve"]], label=label, linewidth=1.2)
+    axes[0].plot([s / 1000 for s, _ in RLLIB_260], [r for _, r in RLLIB_260], "k*", markersize=10,
+                 label="RLlib 2.60 (anchor)")
+    axes[0].axhline(-200, color="grey", linestyle=":")
+    axes[0].axhline(-800, color="grey", linestyle=":")
+    axes[1].axhline(475, color="grey", linestyle=":")
+    for ax, title in zip(axes, ("Pendulum-v1", "CartPole-v1")):
+        ax.set_title(f"raylite.rllib PPO on {title}")
+        ax.set_xlabel("env steps (thousands)")
+        ax.set_ylabel("episode_reward_mean")
+        ax.grid(alpha=0.3)
+        ax.legend(fontsize=7)
+    fig.tight_layout()
+    fig.savefig(PLOT, dpi=110)
+    print(f"plot: {PLOT}")
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("what", choices=("pendulum", "cartpole", "book", "all", "plot"))
+    parser.add_argument("--seeds", type=int, nargs="+", default=[1])
+    parser.add_argument("--framework", choices=("torch", "tf"), default="torch")
+    parser.add_argument("--steps", type=int, default=None)
+    args = parser.parse_args()
+    jobs = {"pendulum": [("pendulum-ppo", args.framework, args.steps or 200_000)],
+            "cartpole": [("cartpole-ppo", args.framework, args.steps or 100_000)],
+            "all": [("pendulum-ppo", "torch", 200_000), ("pendulum-ppo", "tf", 200_000),
+                    ("cartpole-ppo", "torch", 100_000)]}.get(args.what, [])
+    for name, framework, budget in jobs:
+        for seed in args.seeds:
+            record(train_curve(name, framework, seed, budget))
+    if args.what in ("book", "all"):
+        record(book_run())
+    if args.what != "plot" or os.path.exists(CURVES):
+        plot()
+
+
+if __name__ == "__main__":
+    main()

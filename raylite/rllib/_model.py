@@ -1,0 +1,169 @@
+"""The network, framework-neutral: its parameter shapes, their initial values and its forward
+pass written once against an ``ops`` namespace (see ``_distributions``).
+
+    ModelSpec (sizes, activation, sharing) ──shapes()──> {"policy/hidden_0/kernel": (3, 256), ...}
+    init_weights(spec, seed) ──> numpy arrays: the torch and tf policies start from these, so
+                                 both frameworks begin identical for a given seed
+    forward(ops, params, obs, spec) ──> (action distribution inputs, values)
+
+Weights travel as ``{name: numpy array}`` (kernels ``[in, out]``): between the learner and the
+rollout workers, in checkpoints, and through ``get_weights()`` / ``set_weights()``. Acting
+(``NumpyPolicy``) runs this forward pass on numpy, so rollout workers and ``rllib rollout``
+never import torch or TensorFlow.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+
+from raylite.rllib._distributions import (
+    NUMPY_OPS,
+    Categorical,
+    DiagGaussian,
+    activation,
+)
+
+
+@dataclass(frozen=True)
+class ModelSpec:
+    """What the network looks like; built from the env's spaces and the ``model`` config."""
+
+    obs_size: int
+    discrete: bool
+    action_size: int            # number of actions (discrete) or action dimensions
+    hiddens: tuple[int, ...] = (256, 256)
+    activation: str = "tanh"
+    vf_share_layers: bool = False
+    free_log_std: bool = False
+
+    @property
+    def dist_class(self) -> type:
+        return Categorical if self.discrete else DiagGaussian
+
+    @property
+    def num_outputs(self) -> int:
+        """Outputs of the policy layer (log stds excluded when they are free parameters)."""
+        if self.discrete:
+            return self.action_size
+        return self.action_size if self.free_log_std else 2 * self.action_size
+
+    def shapes(self) -> dict[str, tuple[int, ...]]:
+        """Every parameter's name and shape, in a fixed order."""
+        shapes: dict[str, tuple[int, ...]] = {}
+        towers = ("policy",) if self.vf_share_layers else ("policy", "value")
+        for tower in towers:
+            size = self.obs_size
+            for i, hidden in enumerate(self.hiddens):
+                shapes[f"{tower}/hidden_{i}/kernel"] = (size, hidden)
+                shapes[f"{tower}/hidden_{i}/bias"] = (hidden,)
+                size = hidden
+        last = self.hiddens[-1] if self.hiddens else self.obs_size
+        shapes["policy/out/kernel"] = (last, self.num_outputs)
+        shapes["policy/out/bias"] = (self.num_outputs,)
+        if self.free_log_std and not self.discrete:
+            shapes["policy/log_std"] = (self.action_size,)
+        shapes["value/out/kernel"] = (last, 1)
+        shapes["value/out/bias"] = (1,)
+        return shapes
+
+
+def init_weights(spec: ModelSpec, seed: int | None = None) -> dict[str, np.ndarray]:
+    """RLlib's initialisation: columns normalised to norm 1 (hidden), 0.01 (policy output,
+    so the first policy is near uniform / zero-mean with std 1) and 1 (value); biases 0."""
+    rng = np.random.default_rng(seed)
+    weights = {}
+    for name, shape in spec.shapes().items():
+        if name.endswith("kernel"):
+            scale = 0.01 if name.startswith("policy/out") else 1.0
+            matrix = rng.standard_normal(shape)
+            matrix *= scale / np.sqrt(np.square(matrix).sum(axis=0, keepdims=True))
+            weights[name] = matrix.astype(np.float32)
+        else:
+            weights[name] = np.zeros(shape, dtype=np.float32)
+    return weights
+
+
+def check_weights(spec: ModelSpec, weights: dict[str, Any]) -> None:
+    """Raise ValueError unless ``weights`` has exactly the spec's names and shapes."""
+    expected = spec.shapes()
+    if set(weights) != set(expected):
+        raise ValueError(f"weights do not fit this model: missing {sorted(set(expected) - set(weights))}, "
+                         f"unexpected {sorted(set(weights) - set(expected))}")
+    for name, shape in expected.items():
+        if tuple(np.shape(weights[name])) != shape:
+            raise ValueError(f"weight {name!r} has shape {tuple(np.shape(weights[name]))}, "
+                             f"this model needs {shape}")
+
+
+def forward(ops: Any, params: dict[str, Any], obs: Any, spec: ModelSpec) -> tuple[Any, Any]:
+    """``(action distribution inputs [batch, k], values [batch])`` for ``obs [batch, obs_size]``."""
+    act = activation(ops, spec.activation)
+
+    def tower(name: str, hidden: Any) -> Any:
+        for i in range(len(spec.hiddens)):
+            hidden = act(hidden @ params[f"{name}/hidden_{i}/kernel"] + params[f"{name}/hidden_{i}/bias"])
+        return hidden
+
+    policy_hidden = tower("policy", obs)
+    dist_inputs = policy_hidden @ params["policy/out/kernel"] + params["policy/out/bias"]
+    if spec.free_log_std and not spec.discrete:
+        dist_inputs = ops.concat([dist_inputs, ops.zeros_like(dist_inputs) + params["policy/log_std"]])
+    value_hidden = policy_hidden if spec.vf_share_layers else tower("value", obs)
+    values = (value_hidden @ params["value/out/kernel"] + params["value/out/bias"])[:, 0]
+    return dist_inputs, values
+
+
+class ActionAdapter:
+    """Between the policy's actions and the env's: ints for Discrete; for Box, the policy acts
+    in [-1, 1] (``normalize_actions``), rescaled to the bounds and clipped."""
+
+    def __init__(self, discrete: bool, low: np.ndarray | None = None,
+                 high: np.ndarray | None = None, shape: tuple[int, ...] = (),
+                 normalize: bool = True):
+        self.discrete = discrete
+        self.shape = shape
+        if not discrete:
+            self.low = np.asarray(low, dtype=np.float32).reshape(-1)
+            self.high = np.asarray(high, dtype=np.float32).reshape(-1)
+            bounded = np.all(np.isfinite(self.low)) and np.all(np.isfinite(self.high))
+            self.normalize = normalize and bool(bounded)
+
+    def to_env(self, actions: np.ndarray) -> list[Any]:
+        """One env action per row."""
+        if self.discrete:
+            return [int(a) for a in actions]
+        if self.normalize:
+            actions = self.low + (actions + 1.0) * 0.5 * (self.high - self.low)
+        actions = np.clip(actions, self.low, self.high)
+        return [a.reshape(self.shape) for a in actions.astype(np.float32)]
+
+
+class NumpyPolicy:
+    """Acting with the network on numpy: the rollout workers' and ``rllib rollout``'s policy."""
+
+    def __init__(self, spec: ModelSpec, actions: ActionAdapter,
+                 weights: dict[str, np.ndarray] | None = None):
+        self.spec = spec
+        self.actions = actions
+        self.weights = weights if weights is not None else init_weights(spec, 0)
+
+    def set_weights(self, weights: dict[str, np.ndarray]) -> None:
+        check_weights(self.spec, weights)
+        self.weights = {k: np.asarray(v, dtype=np.float32) for k, v in weights.items()}
+
+    def compute_actions(self, obs: np.ndarray, explore: bool,
+                        rng: np.random.Generator) -> dict[str, np.ndarray]:
+        """Act on a batch of (filtered) observations; returns the actions, their env form,
+        log-probabilities, distribution inputs and values."""
+        dist_inputs, values = forward(NUMPY_OPS, self.weights, obs.astype(np.float32), self.spec)
+        dist = self.spec.dist_class(NUMPY_OPS, dist_inputs)
+        actions = dist.sample(rng) if explore else dist.deterministic()
+        return {"actions": actions, "env_actions": self.actions.to_env(actions),
+                "action_logp": dist.logp(actions).astype(np.float32),
+                "action_dist_inputs": dist_inputs, "vf_preds": values}
+
+    def values(self, obs: np.ndarray) -> np.ndarray:
+        return forward(NUMPY_OPS, self.weights, obs.astype(np.float32), self.spec)[1]

@@ -1,0 +1,181 @@
+"""Rollout workers: actors that act in their envs with the latest weights and return batches.
+
+    trainer                                        RolloutWorker actor (x num_workers)
+    sync(weights, filter state) ─ one put ───────> set_state(...)
+    sample(train_batch_size):  rounds of ────────> sample(): rollout_fragment_length steps of
+                               sample.remote()     num_envs_per_worker envs (a VectorEnv),
+                             <──────────────────── GAE done here; (batch, episodes, filter delta)
+    merge filter deltas, concatenate batches
+
+With ``num_workers: 0`` one RolloutWorker runs inside the trainer. Workers act with
+``NumpyPolicy`` and never import torch or TensorFlow.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import Any
+
+import numpy as np
+
+import raylite
+from raylite.rllib._buffer import RolloutBuffer, batch_size, concat_batches
+from raylite.rllib._config import AlgorithmConfig
+from raylite.rllib._envs import EnvSpec, LegacyEnv, VectorEnv, action_info, preprocessor
+from raylite.rllib._filters import make_filter
+from raylite.rllib._model import ActionAdapter, ModelSpec, NumpyPolicy
+
+
+def action_adapter(action_space: Any, normalize: bool) -> ActionAdapter:
+    discrete, _ = action_info(action_space)
+    if discrete:
+        return ActionAdapter(True)
+    return ActionAdapter(False, action_space.low, action_space.high, action_space.shape, normalize)
+
+
+class RolloutWorker:
+    """Samples fragments of experience from a VectorEnv with a NumpyPolicy."""
+
+    def __init__(self, env_spec: EnvSpec, config: AlgorithmConfig, model_spec: ModelSpec,
+                 worker_index: int = 0):
+        self.config = config
+        self.env = VectorEnv(env_spec, config.num_envs_per_worker, config.seed, config.horizon,
+                             worker_index)
+        self.filter = make_filter(config.observation_filter, (self.env.obs_size,))
+        self.policy = NumpyPolicy(model_spec, action_adapter(self.env.action_space,
+                                                             config.normalize_actions))
+        seed = None if config.seed is None else config.seed + 7919 * worker_index
+        self.rng = np.random.default_rng(seed)
+        self._obs: np.ndarray | None = None  # the raw observations the next step acts on
+
+    def set_state(self, state: tuple[dict[str, np.ndarray], Any]) -> None:
+        """Take the trainer's weights and observation filter."""
+        weights, filter_state = state
+        self.policy.set_weights(weights)
+        if filter_state is not None:
+            self.filter.set_state(filter_state)
+
+    def sample(self) -> dict[str, Any]:
+        """One fragment: ``rollout_fragment_length`` steps of every env (with
+        ``complete_episodes``, then on until each env's episode ends)."""
+        config = self.config
+        complete = config.batch_mode == "complete_episodes"
+        buffer = RolloutBuffer(self.env.num_envs)
+        raw_obs = self.env.reset() if self._obs is None else self._obs
+        active = np.ones(self.env.num_envs, bool)
+        while True:
+            obs = self.filter(raw_obs)
+            out = self.policy.compute_actions(obs, explore=True, rng=self.rng)
+            next_obs, rewards, terminated, truncated, final_obs = self.env.step(
+                out["env_actions"], active if complete else None)
+            if truncated.any():  # a time limit is not an end of the task: bootstrap the value
+                final = self.filter(final_obs[truncated], update=False)
+                rewards[truncated] += config.gamma * self.policy.values(final)
+            dones = terminated | truncated
+            buffer.add(obs=obs, actions=out["actions"], action_logp=out["action_logp"],
+                       action_dist_inputs=out["action_dist_inputs"], vf_preds=out["vf_preds"],
+                       rewards=rewards, dones=dones, valid=active.copy())
+            raw_obs = np.where(active[:, None], next_obs, raw_obs)
+            if complete and len(buffer) >= config.rollout_fragment_length:
+                active &= ~dones
+                if not active.any():
+                    break
+            elif not complete and len(buffer) >= config.rollout_fragment_length:
+                break
+        self._obs = raw_obs
+        last_values = self.policy.values(self.filter(raw_obs, update=False))
+        batch = buffer.finish(last_values, config.gamma, config.lambda_, config.use_gae,
+                              config.use_critic)
+        return {"batch": batch, "episodes": self.env.take_episodes(),
+                "filter_delta": self.filter.take_delta()}
+
+    def ping(self) -> bool:
+        return True
+
+    def close(self) -> None:
+        self.env.close()
+
+
+class WorkerSet:
+    """The trainer's rollout workers: remote actors, or one local worker (``num_workers: 0``)."""
+
+    def __init__(self, env_spec: EnvSpec, config: AlgorithmConfig, model_spec: ModelSpec):
+        self.local: RolloutWorker | None = None
+        self.remote: list[Any] = []
+        if config.num_workers == 0:
+            self.local = RolloutWorker(env_spec, config, model_spec, 0)
+        else:
+            actor = raylite.remote(RolloutWorker).options(num_cpus=config.num_cpus_per_worker)
+            self.remote = [actor.remote(env_spec, config, model_spec, i + 1)
+                           for i in range(config.num_workers)]
+            raylite.get([worker.ping.remote() for worker in self.remote])  # raise setup errors now
+
+    def sync(self, weights: dict[str, np.ndarray], filter_state: Any) -> None:
+        """Send the weights and the filter's state to every worker (one object for all)."""
+        if self.local is not None:
+            self.local.set_state((weights, filter_state))
+            return
+        state = raylite.put((weights, filter_state))
+        for worker in self.remote:
+            worker.set_state.remote(state)
+
+    def sample(self, min_steps: int, merge_delta: Callable[[Any], None]
+               ) -> tuple[dict[str, np.ndarray], list[tuple[float, int]]]:
+        """Rounds of one fragment per worker until ``min_steps`` steps are in: the batch and
+        the finished episodes' (return, length). Filter deltas go to ``merge_delta``."""
+        batches, episodes, steps = [], [], 0
+        while steps < min_steps:
+            if self.local is not None:
+                outs = [self.local.sample()]
+            else:
+                outs = raylite.get([worker.sample.remote() for worker in self.remote])
+            for out in outs:
+                batches.append(out["batch"])
+                episodes.extend(out["episodes"])
+                merge_delta(out["filter_delta"])
+                steps += batch_size(out["batch"])
+        return concat_batches(batches), episodes
+
+    def stop(self) -> None:
+        if self.local is not None:
+            self.local.close()
+        for worker in self.remote:
+            raylite.kill(worker)
+        self.remote = []
+
+
+def run_episodes(env: Any, act: Callable[[np.ndarray], Any], flatten: Callable[[Any], np.ndarray],
+                 *, max_episodes: int | None = None, max_steps: int | None = None,
+                 render: bool = False, on_step: Callable[..., None] | None = None,
+                 on_episode: Callable[[int, float, int, bool], None] | None = None
+                 ) -> list[tuple[float, int, bool]]:
+    """Run ``env`` with ``act(flat obs) -> env action`` until ``max_episodes`` episodes or
+    ``max_steps`` steps; returns each episode's (return, length, finished). ``on_step(obs,
+    action, next_obs, reward, done)`` sees every step and ``on_episode(number, return, length,
+    finished)`` every episode; envs on the old API are rendered here (Gymnasium envs made with
+    render_mode="human" render themselves)."""
+    episodes: list[tuple[float, int, bool]] = []
+    steps = 0
+    render_by_hand = render and isinstance(env, LegacyEnv)
+    while (max_episodes is None or len(episodes) < max_episodes) and (
+            max_steps is None or steps < max_steps):
+        obs, _ = env.reset()
+        total, length, done = 0.0, 0, False
+        while not done and (max_steps is None or steps < max_steps):
+            action = act(flatten(obs))
+            next_obs, reward, terminated, truncated, _ = env.step(action)
+            done = bool(terminated or truncated)
+            total, length, steps = total + float(reward), length + 1, steps + 1
+            if render_by_hand:
+                env.render()
+            if on_step is not None:
+                on_step(obs, action, next_obs, float(reward), done)
+            obs = next_obs
+        episodes.append((total, length, done))
+        if on_episode is not None:
+            on_episode(len(episodes), total, length, done)
+    return episodes
+
+
+def flattener(env: Any) -> Callable[[Any], np.ndarray]:
+    return preprocessor(env.observation_space)[1]
