@@ -451,3 +451,16 @@ def test_auto_init_on_first_use():
     finally:
         raylite.shutdown()
     raylite.shutdown()  # idempotent
+
+
+def test_placement_group_created_inside_a_task(ray):
+    from raylite.util import placement_group, remove_placement_group
+
+    @ray.remote(num_cpus=0)
+    def make_group():
+        pg = placement_group([{"CPU": 1}])
+        ready = ray.get(pg.ready(), timeout=10)
+        remove_placement_group(pg)
+        return ready
+
+    assert ray.get(make_group.remote(), timeout=20) is True

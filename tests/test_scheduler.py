@@ -254,3 +254,16 @@ def test_extra_workers_retire_when_idle_long_enough():
     now[0] = 5.0
     assert s.retire_idle(2.0) == [("stop_worker", w)]  # the longest idle goes, one stays
     assert list(s.workers) == [b"extra"] and s.retire_idle(2.0) == []
+
+
+def test_blocked_actor_lends_its_cpu():
+    s = Scheduler({"CPU": 1})
+    s.schedule()
+    started(s, 1)
+    s.request_actor(Actor(b"a", "A", {"CPU": 1}))
+    assert kinds(s.submit(task("child"), set())) == []  # the actor holds the only CPU
+    assert kinds(s.actor_blocked(b"a")) == ["dispatch"]
+    assert s.actor_blocked(b"a") == []  # a second waiting call lends nothing more
+    s.actor_unblocked(b"a")
+    s.actor_unblocked(b"a")
+    assert s.available()["CPU"] == 0  # taken back (the child still runs: overcommitted)

@@ -497,15 +497,18 @@ class Node(ActorsMixin, ProcessIOMixin, SpecSubmitter):
         ready_id = _ids.new_id()
         group = PlacementGroup(group_id, bundles, strategy, name)
         with self.lock:
-            self.store.create(ready_id, 1)
-            self.group_ready_ids[group_id] = ready_id
+            self.store.create(ready_id, 1)  # held by the group itself until it is removed, so
+            self.group_ready_ids[group_id] = ready_id  # a ref sent to a worker stays valid
             self.groups[group_id] = group
             self._act(self.scheduler.create_group(group))
-        return group_id, _refs.ObjectRef(ready_id, _track=False)
+        return group_id, _refs.ObjectRef(ready_id)
 
     def remove_placement_group(self, group_id: bytes) -> None:
         with self.lock:
             self.groups.pop(group_id, None)
+            ready_id = self.group_ready_ids.pop(group_id, None)
+            if ready_id is not None:
+                self.store.decref(ready_id)
             self._act(self.scheduler.remove_group(group_id))
 
     def placement_group_table(self) -> dict:

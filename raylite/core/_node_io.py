@@ -262,7 +262,7 @@ class ProcessIOMixin:
             process.channel.send(("r", request_id, [self._location_or_lost(oid) for oid in ids]))
             if blocked[0]:
                 blocked[0] = False
-                self._act(self.scheduler.worker_unblocked(process.worker_id))
+                self._act(self._unblock(process))
 
         try:
             waiter = self._add_waiter(ids, len(ids), reply)
@@ -272,9 +272,9 @@ class ProcessIOMixin:
         if waiter is None:
             reply(None)
             return
-        if process.actor_id is None:
-            blocked[0] = True
-            self._act(self.scheduler.worker_blocked(process.worker_id))
+        blocked[0] = True
+        self._act(self.scheduler.worker_blocked(process.worker_id) if process.actor_id is None
+                  else self.scheduler.actor_blocked(process.actor_id))
         if timeout is not None:
             def expire() -> None:
                 if waiter.target_left > 0:
@@ -283,8 +283,13 @@ class ProcessIOMixin:
                     process.channel.send(("r", request_id, "timeout"))
                     if blocked[0]:
                         blocked[0] = False
-                        self._act(self.scheduler.worker_unblocked(process.worker_id))
+                        self._act(self._unblock(process))
             self._add_timer(timeout, expire)
+
+    def _unblock(self, process: _Process) -> list:
+        if process.actor_id is None:
+            return self.scheduler.worker_unblocked(process.worker_id)
+        return self.scheduler.actor_unblocked(process.actor_id)
 
     def _h_wait(self, process: _Process, message: tuple) -> None:
         _, request_id, ids, num_returns, timeout = message

@@ -116,6 +116,7 @@ class Actor:
     payload: Any = None
     held_from: Any = None
     gpu_ids: list[int] = field(default_factory=list)
+    blocked: int = 0  # calls of this actor waiting in get(): while > 0 its CPU is lent out
 
 
 class ResourcePool:
@@ -333,6 +334,26 @@ class Scheduler:
             worker.held_from.acquire(_without_gpu(worker.held))  # may overcommit for a moment
         return []
 
+    def actor_blocked(self, actor_id: bytes) -> list:
+        """An actor's call waits in ``get``: lend its CPU (not its GPU) back, like a task's."""
+        actor = self.actors.get(actor_id)
+        if actor is None or actor.held_from is None:
+            return []
+        actor.blocked += 1
+        if actor.blocked > 1:
+            return []
+        actor.held_from.release(_without_gpu(actor.resources), [])
+        return self.schedule()
+
+    def actor_unblocked(self, actor_id: bytes) -> list:
+        actor = self.actors.get(actor_id)
+        if actor is None or actor.held_from is None or actor.blocked == 0:
+            return []
+        actor.blocked -= 1
+        if actor.blocked == 0:
+            actor.held_from.acquire(_without_gpu(actor.resources))  # may overcommit for a moment
+        return []
+
     def worker_died(self, worker_id: bytes) -> list:
         worker = self.workers.pop(worker_id, None)
         actions: list = []
@@ -366,7 +387,9 @@ class Scheduler:
         if actor in self.pending_actors:
             self.pending_actors.remove(actor)
         elif actor.held_from is not None:
-            actor.held_from.release(actor.resources, actor.gpu_ids)
+            lent = _without_gpu(actor.resources) if actor.blocked else {}
+            actor.held_from.release({k: v for k, v in actor.resources.items() if k not in lent},
+                                    actor.gpu_ids)
         return self.schedule()
 
     def create_group(self, group: PlacementGroup) -> list:
