@@ -464,3 +464,17 @@ def test_placement_group_created_inside_a_task(ray):
         return ready
 
     assert ray.get(make_group.remote(), timeout=20) is True
+
+
+def test_zero_copy_arrow_table(ray):
+    pa = pytest.importorskip("pyarrow")
+    table = pa.table({"x": np.arange(1_000_000, dtype=np.int64)})
+    ref = ray.put(table)
+    value = ray.get(ref)
+    assert value.equals(table)
+    path = ray.core._api._backend_obj.store.entries[ref._id].path
+    address = value.column("x").chunk(0).buffers()[1].address
+    with open("/proc/self/maps") as maps:  # the column lies inside the mapping of the object file
+        ranges = [line.split()[0] for line in maps if line.rstrip().endswith(path)]
+    assert any(int(lo, 16) <= address < int(hi, 16)
+               for lo, hi in (r.split("-") for r in ranges)), (path, ranges)
