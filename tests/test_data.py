@@ -301,7 +301,9 @@ def test_early_stop_leaves_no_stuck_workers():
     # Workers started while others waited in get() are extra; idle, they exit within seconds.
     deadline = time.monotonic() + 20
     while True:
-        workers = [p for p in psutil.Process().children(recursive=True) if p.status() != "zombie"]
+        pids = ray.core._api._backend_obj.worker_pids()  # this runtime's, not other tests' children
+        workers = [pid for pid in pids if psutil.pid_exists(pid)
+                   and psutil.Process(pid).status() != psutil.STATUS_ZOMBIE]
         if len(workers) <= 2 or time.monotonic() > deadline:
             break
         time.sleep(0.1)  # polling the process table, with a deadline
