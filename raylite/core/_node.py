@@ -29,6 +29,7 @@ from raylite.core import _ids, _refs
 from raylite.core._node_actors import ActorsMixin
 from raylite.core._node_io import ProcessIOMixin
 from raylite.core._scheduler import PlacementGroup, Scheduler, Task, TaskState
+from raylite.core._serialization import serialize
 from raylite.core._store import READY, ObjectTable
 from raylite.core._task import (ACTOR_CALL, TASK, SpecSubmitter, TaskSpec, pack_value,
                                 unpack_value)
@@ -271,16 +272,16 @@ class Node(ActorsMixin, ProcessIOMixin, SpecSubmitter):
 
     def _seal_returns_with_error(self, spec: TaskSpec, error: BaseException | None = None,
                                  location: tuple | None = None) -> None:
-        if location is not None:
+        if location is not None:  # the same error as a dependency's
             kind, data = location
-            packed = ("e", data, []) if kind == "e" else ("E", data, os.path.getsize(data), [])
-            if kind == "E":  # share the dependency's error bytes, but in a file of our own
+            if kind == "E":  # it lives in a file: take its bytes inline
                 with open(data, "rb") as f:
-                    packed = ("e", f.read(), [])
+                    data = f.read()
+            packed = ("e", data, [])
         else:
             err = make_task_error(error, spec.name, os.getpid(), "") if not isinstance(
                 error, (WorkerCrashedError, TaskCancelledError, ActorDiedError)) else error
-            packed = ("e",) + pack_value(err, self.shm_dir, _ids.new_id())[1:]
+            packed = ("e", serialize(err).to_bytes(), [])
         for oid in spec.return_ids:
             self._seal(oid, packed, is_error=True)
 
