@@ -17,13 +17,7 @@ pytest.importorskip("pyarrow")
 pytest.importorskip("pandas")
 
 
-@pytest.fixture(scope="module", autouse=True)
-def runtime():
-    if ray.is_initialized():
-        ray.shutdown()
-    ray.init(num_cpus=2)
-    yield
-    ray.shutdown()
+pytestmark = pytest.mark.usefixtures("ray")  # conftest: a 2-CPU runtime for this module
 
 
 # ==========================================================================================

@@ -12,13 +12,7 @@ import raylite as ray
 pytest.importorskip("pyarrow")
 
 
-@pytest.fixture(scope="module", autouse=True)
-def runtime():
-    if ray.is_initialized():
-        ray.shutdown()
-    ray.init(num_cpus=2)
-    yield
-    ray.shutdown()
+pytestmark = pytest.mark.usefixtures("ray")  # conftest: a 2-CPU runtime for this module
 
 
 def test_limit_is_lazy_and_runs_only_needed_blocks():

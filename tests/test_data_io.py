@@ -16,13 +16,7 @@ pa = pytest.importorskip("pyarrow")
 pd = pytest.importorskip("pandas")
 
 
-@pytest.fixture(scope="module", autouse=True)
-def runtime():
-    if ray.is_initialized():
-        ray.shutdown()
-    ray.init(num_cpus=2)
-    yield
-    ray.shutdown()
+pytestmark = pytest.mark.usefixtures("ray")  # conftest: a 2-CPU runtime for this module
 
 
 ROWS = [{"id": i, "name": f"item-{i}", "score": i / 4} for i in range(25)]

@@ -9,13 +9,7 @@ import raylite as ray
 pytest.importorskip("pyarrow")
 
 
-@pytest.fixture(scope="module", autouse=True)
-def runtime():
-    if ray.is_initialized():
-        ray.shutdown()
-    ray.init(num_cpus=2)
-    yield
-    ray.shutdown()
+pytestmark = pytest.mark.usefixtures("ray")  # conftest: a 2-CPU runtime for this module
 
 
 def test_window_splits_blocks_and_transforms_apply_per_window():
