@@ -27,6 +27,8 @@ import sys
 import time
 from pathlib import Path
 
+from raylite.cli._common import non_negative_int, positive_int, run_subcommand
+
 STATE_FILE = "cluster.json"
 START_TIMEOUT_S = 60.0
 STOP_TIMEOUT_S = 10.0
@@ -55,9 +57,9 @@ def add_parsers(subparsers: argparse._SubParsersAction, include_status: bool = T
     start.add_argument("--host", default="127.0.0.1",
                        help="the address to bind to and advertise (default: 127.0.0.1, this "
                             "machine only; use this machine's network address to let others join)")
-    start.add_argument("--num-cpus", type=_positive_int, default=None, metavar="N",
+    start.add_argument("--num-cpus", type=positive_int, default=None, metavar="N",
                        help="CPUs of the worker: its threads and its CPU resource (default: all)")
-    start.add_argument("--num-gpus", type=_non_negative_int, default=0, metavar="N",
+    start.add_argument("--num-gpus", type=non_negative_int, default=0, metavar="N",
                        help="GPUs of the worker (its GPU resource; default: 0)")
     start.add_argument("--resources", type=_resources, default={}, metavar="JSON",
                        help="custom resources of the worker, e.g. '{\"accelerator\": 2}'")
@@ -99,26 +101,6 @@ def _port(text: str) -> int:
         value = -1
     if not 0 <= value <= 65535:
         raise argparse.ArgumentTypeError(f"expected a port number 0-65535, got {text!r}")
-    return value
-
-
-def _positive_int(text: str) -> int:
-    try:
-        value = int(text)
-    except ValueError:
-        value = 0
-    if value < 1:
-        raise argparse.ArgumentTypeError(f"expected a whole number of at least 1, got {text!r}")
-    return value
-
-
-def _non_negative_int(text: str) -> int:
-    try:
-        value = int(text)
-    except ValueError:
-        value = -1
-    if value < 0:
-        raise argparse.ArgumentTypeError(f"expected a whole number of at least 0, got {text!r}")
     return value
 
 
@@ -530,14 +512,7 @@ def main(argv: list[str] | None = None) -> int:
     """``python -m raylite.cli._cluster start|stop|status ...``"""
     parser = argparse.ArgumentParser(prog="raylite", description="raylite cluster commands")
     add_parsers(parser.add_subparsers(title="commands", metavar="COMMAND"))
-    args = parser.parse_args(argv)
-    if not hasattr(args, "run"):
-        parser.print_help(sys.stderr)
-        return 2
-    try:
-        return args.run(args)
-    except KeyboardInterrupt:
-        return 130
+    return run_subcommand(parser, argv)
 
 
 if __name__ == "__main__":

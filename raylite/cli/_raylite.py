@@ -16,6 +16,7 @@ import sys
 from typing import Callable
 
 import raylite
+from raylite.cli._common import positive_int, run_subcommand
 
 
 def _add_microbenchmark(subparsers: argparse._SubParsersAction) -> None:
@@ -25,7 +26,7 @@ def _add_microbenchmark(subparsers: argparse._SubParsersAction) -> None:
                     "name, value, unit (/s: higher is better; s: lower is better).")
     parser.add_argument("--quick", action="store_true",
                         help="run a fifth of the calls (scale 0.2), for a fast check")
-    parser.add_argument("--num-cpus", type=_positive_int, default=2, metavar="N",
+    parser.add_argument("--num-cpus", type=positive_int, default=2, metavar="N",
                         help="CPUs (worker processes) to start raylite with (default: 2)")
     parser.set_defaults(run=_microbenchmark)
 
@@ -42,16 +43,6 @@ def _microbenchmark(args: argparse.Namespace) -> int:
         unit = figure.unit if value is not None else "(needs numpy)"
         print(f"{figure.label:<{width}}  {workloads.format_value(value):>10} {unit}", flush=True)
     return 0
-
-
-def _positive_int(text: str) -> int:
-    try:
-        value = int(text)
-    except ValueError:
-        value = 0
-    if value < 1:
-        raise argparse.ArgumentTypeError(f"expected a whole number of at least 1, got {text!r}")
-    return value
 
 
 def _add_session_commands(subparsers: argparse._SubParsersAction) -> None:
@@ -89,15 +80,7 @@ def main(argv: list[str] | None = None) -> int:
         >>> main(["--version"])  # doctest: +SKIP
         raylite 0.1.0
     """
-    parser = build_parser()
-    args = parser.parse_args(argv)
-    if not hasattr(args, "run"):
-        parser.print_help(sys.stderr)
-        return 2
-    try:
-        return args.run(args)
-    except KeyboardInterrupt:
-        return 130
+    return run_subcommand(build_parser(), argv)
 
 
 if __name__ == "__main__":

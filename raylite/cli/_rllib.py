@@ -26,6 +26,8 @@ import sys
 import time
 from typing import Any
 
+from raylite.cli._common import non_negative_int
+
 EXPERIMENT_KEYS = ("run", "env", "stop", "config", "checkpoint_freq", "checkpoint_at_end",
                    "local_dir", "storage_path", "num_samples", "keep_checkpoints_num",
                    "checkpoint_score_attr", "max_failures", "resources_per_trial")
@@ -76,7 +78,7 @@ def _add_train_flags(parser: argparse.ArgumentParser) -> None:
                         help='stop criteria, e.g. \'{"episode_reward_mean": 450}\'')
     parser.add_argument("--config", type=_json_dict, default=None, metavar="JSON",
                         help="algorithm config (merged over the file's)")
-    parser.add_argument("--checkpoint-freq", type=_non_negative_int, default=None, metavar="N",
+    parser.add_argument("--checkpoint-freq", type=non_negative_int, default=None, metavar="N",
                         help="checkpoint every N iterations")
     parser.add_argument("--no-checkpoint-at-end", dest="checkpoint_at_end", default=None,
                         action="store_false", help="do not checkpoint when training ends")
@@ -87,7 +89,7 @@ def _add_train_flags(parser: argparse.ArgumentParser) -> None:
                         help="deep learning framework (default: torch)")
     parser.add_argument("--experiment-name", "--name", dest="name", default=None,
                         help="experiment name without -f (default: 'default')")
-    parser.add_argument("--num-cpus", type=_non_negative_int, default=None, metavar="N",
+    parser.add_argument("--num-cpus", type=non_negative_int, default=None, metavar="N",
                         help="CPUs to start raylite with (default: all)")
     parser.add_argument("-v", "--verbose", action="store_true",
                         help="print the learner's stats each iteration")
@@ -101,9 +103,9 @@ def _add_rollout(commands: argparse._SubParsersAction, name: str, help_text: str
     parser.add_argument(algo_flag, "--run" if algo_flag == "--algo" else "--algo", dest="algo",
                         metavar="ALGO", help="the algorithm that wrote the checkpoint (PPO)")
     parser.add_argument("--env", help="the env (default: the checkpoint's)")
-    parser.add_argument("--steps", type=_non_negative_int, default=None, metavar="N",
+    parser.add_argument("--steps", type=non_negative_int, default=None, metavar="N",
                         help="stop after N steps (default: 10000 unless --episodes is given)")
-    parser.add_argument("--episodes", type=_non_negative_int, default=0, metavar="N",
+    parser.add_argument("--episodes", type=non_negative_int, default=0, metavar="N",
                         help="stop after N episodes")
     parser.add_argument("--no-render", action="store_true", help="do not render")
     parser.add_argument("--explore", action="store_true",
@@ -137,16 +139,6 @@ def _json_dict(text: str) -> dict:
         raise argparse.ArgumentTypeError(f"not JSON: {text!r} ({exc})") from None
     if not isinstance(value, dict):
         raise argparse.ArgumentTypeError(f"expected a JSON object like '{{\"key\": 1}}', got {text!r}")
-    return value
-
-
-def _non_negative_int(text: str) -> int:
-    try:
-        value = int(text)
-    except ValueError:
-        value = -1
-    if value < 0:
-        raise argparse.ArgumentTypeError(f"expected a whole number >= 0, got {text!r}")
     return value
 
 

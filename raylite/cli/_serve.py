@@ -34,6 +34,7 @@ import threading
 import time
 from typing import Any
 
+from raylite.cli._common import run_subcommand
 from raylite.cli._session import table
 
 LOG = os.path.join(os.path.expanduser("~"), ".raylite", "serve.log")
@@ -271,12 +272,7 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = build_parser()
-    args = parser.parse_args(argv)
-    if not hasattr(args, "run"):
-        parser.print_help(sys.stderr)
-        return 2
-    return args.run(args)
+    return run_subcommand(build_parser(), argv)
 
 
 if __name__ == "__main__":
