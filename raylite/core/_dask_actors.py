@@ -81,7 +81,7 @@ class ActorsMixin:
             future = self.client.submit(  # once the actor's worker is known, no dependency on it
                 remote.call_actor, actor_key if where else actor, method, name, payload,
                 num_returns, previous, key=_new_key(name), pure=False, workers=where,
-                allow_other_workers=where is not None)
+                allow_other_workers=False)  # by key, the call must run where the actor lives
             if not actor_key.endswith("-concurrent"):
                 self.last_call[actor_key] = future
         if contained:
