@@ -232,6 +232,7 @@ def _train_experiment(name: str, spec: dict, args: argparse.Namespace) -> str | 
     label = env_name.replace("/", "_").replace(":", "_")
     print(f"== {name}: {spec['run']} on {env_name}; stop at "
           f"{_describe_stop(stop) or 'never (Ctrl-C to end)'} ==", flush=True)
+    progress = _progress(args.verbose, stop)
     try:
         analysis = tune.run(
             trainable, name=name, config=config, stop=_stop_criteria(stop) if stop else None,
@@ -245,10 +246,12 @@ def _train_experiment(name: str, spec: dict, args: argparse.Namespace) -> str | 
             trial_name_creator=lambda trial: f"{algo_class.__name__}_{label}_{trial.trial_id}",
             trial_dirname_creator=lambda trial: (f"{algo_class.__name__}_{label}_{trial.trial_id}"
                                                  f"_{trial.experiment_tag}_{stamp}"),
-            verbose=0, callbacks=[_progress(args.verbose)])
+            verbose=0, callbacks=[progress])
     except tune.TuneError as exc:
         print(f"rllib: training failed: {exc}", file=sys.stderr, flush=True)
         return None
+    finally:
+        progress.bar.close()
     return _summarize(analysis.trials, spec["run"], env_name, stop)
 
 
@@ -306,11 +309,22 @@ def _stop_criteria(criteria: dict) -> Any:
     return StopCriteria()
 
 
-def _progress(verbose: bool) -> Any:
-    """A tune.Callback printing one line per training iteration."""
+def _progress(verbose: bool, stop: dict) -> Any:
+    """A tune.Callback printing one line per training iteration, with a bar on a terminal.
+
+    The bar counts toward the stop criterion when it is a count (env steps or iterations), and
+    shows the latest mean reward against a reward target.
+    """
     from raylite import tune
+    from raylite._progress import progress_bar
+
+    counted = next((key for key in ("timesteps_total", "training_iteration") if key in stop), None)
+    unit = {"timesteps_total": "env steps", "training_iteration": "iterations"}.get(counted, "iter")
+    target = stop.get("episode_reward_mean")
 
     class Progress(tune.Callback):
+        bar = progress_bar("training", total=stop.get(counted) if counted else None, unit=unit)
+
         def on_trial_result(self, iteration: int, trials: list, trial: Any, result: dict,
                             **info: Any) -> None:
             print(_progress_line(trial, result), flush=True)
@@ -318,6 +332,10 @@ def _progress(verbose: bool) -> Any:
                 stats = result.get("info", {}).get("learner", {}).get("default_policy", {}).get(
                     "learner_stats", {})
                 print("    " + "  ".join(f"{k} {v:.4g}" for k, v in stats.items()), flush=True)
+            reward = result.get("episode_reward_mean", math.nan)
+            self.bar.update(completed=result.get(counted or "training_iteration", 0),
+                            description=f"{trial} reward {reward:.1f}"
+                            + (f" (stop at {target:g})" if target is not None else ""))
 
         def on_trial_error(self, iteration: int, trials: list, trial: Any, **info: Any) -> None:
             print(f"{trial}: failed: {trial.error_msg} (see {trial.error_file})", flush=True)
@@ -369,6 +387,7 @@ def _rollout(args: argparse.Namespace) -> int:
     import numpy as np
 
     from raylite import rllib
+    from raylite._progress import progress_bar
     from raylite.rllib import _checkpoint
     from raylite.rllib._filters import make_filter
     from raylite.rllib._model import ModelSpec, NumpyPolicy
@@ -406,9 +425,25 @@ def _rollout(args: argparse.Namespace) -> int:
 
     print(f"Rolling out {state['algorithm']} ({os.path.basename(_checkpoint.find(args.checkpoint))}"
           f") on {env_spec.name}{'' if render else ', without rendering'}", flush=True)
-    episodes = run_episodes(env, act, flatten, max_episodes=args.episodes or None,
-                            max_steps=steps, render=render, on_step=record if args.out else None,
-                            on_episode=_print_episode)
+    bar = progress_bar("rollout", total=args.episodes or steps,
+                       unit="episodes" if args.episodes else "steps")
+
+    def on_step(*transition: Any) -> None:
+        if args.out:
+            record(*transition)
+        if not args.episodes:
+            bar.advance()
+
+    def on_episode(index: int, total: float, length: int, finished: bool) -> None:
+        _print_episode(index, total, length, finished)
+        if args.episodes:
+            bar.advance()
+
+    with bar:
+        episodes = run_episodes(env, act, flatten, max_episodes=args.episodes or None,
+                                max_steps=steps, render=render,
+                                on_step=on_step if (args.out or bar.shown) else None,
+                                on_episode=on_episode)
     env.close()
     finished = [ret for ret, _, done in episodes if done]
     if finished:
