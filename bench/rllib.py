@@ -4,6 +4,8 @@
     python bench/rllib.py cartpole [--seeds 1 2 3] [--framework torch|tf]
     python bench/rllib.py book          # rllib train -f configs/pendulum.yml, then rollout
     python bench/rllib.py all           # the three above (torch and tf), then the plot
+    python bench/rllib.py compare [--steps 200000] [--ray-python /work/rayenv/bin/python]
+                                        # RLlib 2.60 and raylite on Pendulum, same run
 
 ``pendulum`` and ``cartpole`` train the tuned example files (configs/pendulum-ppo.yml,
 configs/cartpole-ppo.yml) through the Python API for a fixed step budget, one JSON line per
@@ -116,6 +118,40 @@ def book_run(timeout_s: int = 600) -> dict:
             "rollout_mean_10_episodes": mean, "checkpoint": checkpoint}
 
 
+def ray_run(python: str, budget: int, timeout_s: int = 1800) -> dict:
+    """RLlib's own anchor script (../shared/bench/rllib_ppo_ray.py) in Ray's venv, as a curve."""
+    script = os.path.join(REPO, "..", "shared", "bench", "rllib_ppo_ray.py")
+    env = {**os.environ, "RAY_AUTH_MODE": "disabled", "PYTHONWARNINGS": "ignore"}
+    done = subprocess.run([python, script, str(budget)], env=env, capture_output=True, text=True,
+                          timeout=timeout_s)
+    lines = [json.loads(line) for line in done.stdout.splitlines() if line.startswith("{")]
+    if done.returncode or not lines:
+        raise RuntimeError(f"RLlib run failed ({done.returncode}): {done.stderr[-3000:]}")
+    curve = [{"steps": p["steps"], "return": p["return_mean"], "t": p["t"]}
+             for p in lines if "return_mean" in p and p["return_mean"] == p["return_mean"]]
+    summary = lines[-1]
+    run = {"name": "pendulum rllib-2.60", "framework": "torch", "seed": None, "curve": curve,
+           "env_steps_per_s": summary["steps_per_s"], "wall_s": summary["wall_s"]}
+    run.update(milestones(curve, [-400, -200]))
+    run.update({f"return_at_{k // 1000}k": value_at(curve, k) for k in (100_000, 120_000, 200_000)
+                if k <= budget})
+    return run
+
+
+def compare(python: str, budget: int) -> None:
+    """RLlib 2.60 then raylite on Pendulum-v1 with the same step budget, one after the other."""
+    theirs = ray_run(python, budget)
+    record(theirs)
+    ours = train_curve("pendulum-ppo", "torch", 1, budget)
+    record(ours)
+    rows = [("env steps/s while training", "env_steps_per_s"), ("steps, s to return >= -400", "to_-400"),
+            ("steps, s to return >= -200", "to_-200"), ("return at 120k", "return_at_120k"),
+            ("return at 200k", "return_at_200k")]
+    print("| figure | raylite | RLlib 2.60 |\n|---|---|---|")
+    for label, key in rows:
+        print(f"| {label} | {ours.get(key)} | {theirs.get(key)} |")
+
+
 def record(run: dict) -> None:
     summary = {k: v for k, v in run.items() if k != "curve"}
     print("SUMMARY " + json.dumps(summary), flush=True)
@@ -157,7 +193,9 @@ def plot() -> None:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("what", choices=("pendulum", "cartpole", "book", "all", "plot"))
+    parser.add_argument("what", choices=("pendulum", "cartpole", "book", "all", "plot", "compare"))
+    parser.add_argument("--ray-python", default="/work/rayenv/bin/python",
+                        help="a Python with ray[rllib] 2.60 installed (for compare)")
     parser.add_argument("--seeds", type=int, nargs="+", default=[1])
     parser.add_argument("--framework", choices=("torch", "tf"), default="torch")
     parser.add_argument("--steps", type=int, default=None)
@@ -169,6 +207,8 @@ def main() -> None:
     for name, framework, budget in jobs:
         for seed in args.seeds:
             record(train_curve(name, framework, seed, budget))
+    if args.what == "compare":
+        compare(args.ray_python, args.steps or 200_000)
     if args.what in ("book", "all"):
         record(book_run())
     if args.what != "plot" or os.path.exists(CURVES):
