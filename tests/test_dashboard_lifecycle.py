@@ -157,3 +157,44 @@ def test_shutdown_right_after_init_leaves_nothing():
     raylite.shutdown()  # the thread may still be importing FastAPI
     poll(lambda: not dashboard_threads(), "the dashboard thread to end", 10)
     assert port_is_free(port)
+
+
+COST_PROBE = r"""
+import json, sys, time, urllib.request
+import psutil
+import raylite
+from raylite.core import _api
+started = {}
+real_start = _api._start_dashboard
+def timed(*args):
+    t = time.perf_counter()
+    try:
+        return real_start(*args)
+    finally:
+        started["s"] = time.perf_counter() - t
+_api._start_dashboard = timed
+ctx = raylite.init(num_cpus=1)
+me = psutil.Process()
+rss_init = me.memory_info().rss
+for path in ("/", "/api/cluster", "/api/tasks", "/api/objects"):
+    urllib.request.urlopen(f"http://{ctx.dashboard_url}{path}", timeout=60).read()
+rss_open = me.memory_info().rss
+raylite.shutdown()
+print(json.dumps({"start_s": started["s"], "added_bytes": rss_open - rss_init}))
+"""
+
+
+def test_dashboard_costs_init_little_time_and_under_30_mb_once_opened():
+    """The issue's budget: <= 0.2 s added to init, <= 30 MB (bench/dashboard.py measures both
+    against a driver without it)."""
+    import json
+    import subprocess
+    import sys
+    psutil = pytest.importorskip("psutil")
+    assert psutil
+    out = subprocess.run([sys.executable, "-c", COST_PROBE], capture_output=True, text=True,
+                         timeout=120, env={**__import__("os").environ, "RAYLITE_DASHBOARD": "1"})
+    assert out.returncode == 0, out.stderr[-2000:]
+    cost = json.loads(out.stdout.strip().splitlines()[-1])
+    assert cost["start_s"] <= 0.2, cost
+    assert cost["added_bytes"] <= 30 * (1 << 20), cost
