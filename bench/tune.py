@@ -1,17 +1,21 @@
 """Tune benchmark: raylite.tune's bookkeeping overhead, and the book's Example 1-7 at full length.
 
 usage: python bench/tune.py [--trials N] [--reports M] [--repeat R] [--book] [--book-sleep S]
-                            [--ray] [--ray-python PATH] [--output FILE]
+                            [--asha] [--asha-trials N] [--ray] [--ray-python PATH] [--output FILE]
 
     bench/tune.py ──┬─ overhead: N trivial trials x M reports on 2 CPUs (the workload of the
                     │            reference tune_overhead.py: grid over x, tune.report(score=x*i),
                     │            best config by max score), each repeat in a fresh subprocess
-                    └─ book:     Example 1-7 as printed (25 trials sleeping 10 s; ideal ~130 s on
-                                 2 CPUs), only with --book
+                    ├─ book:     Example 1-7 as printed (25 trials sleeping 10 s; ideal ~130 s on
+                    │            2 CPUs), only with --book
+                    └─ asha:     ASHA on synthetic learning curves (81 trials, up to 27 reports:
+                                 acc = quality * (1 - 0.8**t) + noise): the fraction of trials
+                                 stopped early and whether the best quality was found, with --asha
 
-Prints one JSON line per run and a Markdown table; ANCHORS.md's targets: overhead <= 4 s
-(Ray Tune 2.60: 411 s), book <= 135 s. With --ray the overhead workload also runs in Ray's venv
-(bench/README.md says how to make one); it needs ray[tune] there.
+Prints one JSON line per run and a Markdown table; targets: overhead <= 4 s (Ray Tune 2.60:
+411 s), book <= 135 s (ANCHORS.md), ASHA stops >= 60% early and finds the best config (the
+issue). With --ray the overhead workload also runs in Ray's venv (bench/README.md says how to
+make one); it needs ray[tune] there.
 """
 
 from __future__ import annotations
@@ -90,6 +94,36 @@ print(json.dumps({"workload": "book_1_7", "runtime": "raylite", "sleep_s": SLEEP
                   "ideal_s": round(13 * SLEEP, 2), "wall_s": round(dt, 2), "best": best}))
 """
 
+# ASHA on a synthetic learning-curve problem: a grid of qualities, curves that rank early the
+# way they rank at the end, plus noise; the best config is the highest quality.
+ASHA_CHILD = """
+import json, random, sys, tempfile, time
+import raylite
+from raylite import tune
+from raylite.tune.schedulers import ASHAScheduler
+n, max_t = int(sys.argv[1]), int(sys.argv[2])
+raylite.init(num_cpus=2)
+qualities = [round(0.5 + 0.5 * i / (n - 1), 4) for i in range(n)]
+random.Random(0).shuffle(qualities)
+
+def curve(config):
+    noise = random.Random(config["quality"])
+    for t in range(1, max_t + 1):
+        tune.report(acc=config["quality"] * (1 - 0.8 ** t) + noise.gauss(0, 0.01))
+
+t = time.perf_counter()
+analysis = tune.run(curve, config={"quality": tune.grid_search(qualities)}, metric="acc",
+                    mode="max", local_dir=tempfile.mkdtemp(), verbose=0,
+                    scheduler=ASHAScheduler(max_t=max_t, grace_period=1, reduction_factor=3))
+dt = time.perf_counter() - t
+iterations = [trial.last_result["training_iteration"] for trial in analysis.trials]
+early = sum(1 for it in iterations if it < max_t) / len(iterations)
+best = analysis.best_config["quality"]
+print(json.dumps({"workload": "asha", "runtime": "raylite", "trials": n, "max_t": max_t,
+                  "stopped_early_fraction": round(early, 3), "best": best,
+                  "best_found": best == max(qualities), "wall_s": round(dt, 2)}))
+"""
+
 
 def run_child(python: str, code: str, args: list[str]) -> dict:
     env = dict(os.environ, PYTHONPATH=str(REPO), RAY_USAGE_STATS_ENABLED="0",
@@ -112,6 +146,10 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser.add_argument("--book", action="store_true", help="also run Example 1-7 (~130 s)")
     parser.add_argument("--book-sleep", type=float, default=10.0, metavar="S",
                         help="seconds each Example 1-7 trial sleeps (the book: 10)")
+    parser.add_argument("--asha", action="store_true",
+                        help="also run ASHA on synthetic learning curves")
+    parser.add_argument("--asha-trials", type=int, default=81, metavar="N")
+    parser.add_argument("--asha-only", action="store_true", help="run only the ASHA workload")
     parser.add_argument("--ray", action="store_true", help="also run the overhead workload in Ray")
     parser.add_argument("--ray-python", default=DEFAULT_RAY_PYTHON, metavar="PATH")
     parser.add_argument("--output", metavar="FILE", help="write all runs as JSON here")
@@ -122,8 +160,11 @@ def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
     runs: list[dict] = []
     sizes = [str(args.trials), str(args.reports)]
-    for _ in range(args.repeat):
+    for _ in range(0 if args.asha_only else args.repeat):
         runs.append(run_child(sys.executable, OVERHEAD_CHILD, ["raylite", *sizes]))
+        print(json.dumps(runs[-1]), flush=True)
+    if args.asha or args.asha_only:
+        runs.append(run_child(sys.executable, ASHA_CHILD, [str(args.asha_trials), "27"]))
         print(json.dumps(runs[-1]), flush=True)
     if args.ray:
         runs.append(run_child(args.ray_python, OVERHEAD_CHILD, ["ray", *sizes]))
@@ -147,6 +188,10 @@ def table(runs: list[dict], args: argparse.Namespace) -> str:
     for r in runs:
         if r.get("runtime") == "ray" and "wall_s" in r:
             rows.append(f"| the same in Ray (s) | {r['wall_s']} | (Ray) |")
+        if r.get("workload") == "asha" and "wall_s" in r:
+            rows.append(f"| ASHA, {r['trials']} synthetic curves up to {r['max_t']} reports: "
+                        f"stopped early / best config found ({r['wall_s']} s) | "
+                        f"{r['stopped_early_fraction']:.0%} / {r['best_found']} | >= 60% / True |")
         if r.get("workload") == "book_1_7":
             rows.append(f"| Example 1-7, 25 trials sleeping {r['sleep_s']} s (s; ideal "
                         f"{r['ideal_s']}) | {r['wall_s']} | <= {round(13 * r['sleep_s'] + 5, 1)} |")

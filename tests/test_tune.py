@@ -486,3 +486,93 @@ def test_resume_after_a_crash(ray, tmp_path, api):
     assert [read(tmp_path / name) for name in ran[:2]] == ["x", "x"]  # not run again
     with pytest.raises(ValueError, match="nothing to resume"):
         run_quiet(count_runs, tmp_path, name="never_ran", config=space, resume=True)
+
+
+@pytest.mark.parametrize("score_attr, kept", [(None, [4, 5]), ("min-count", [1, 5])])
+def test_keep_checkpoints_num(ray, tmp_path, score_attr, kept):
+    analysis = run_quiet(Counter, tmp_path, stop={"training_iteration": 5}, checkpoint_freq=1,
+                         keep_checkpoints_num=2, checkpoint_score_attr=score_attr)
+    (trial,) = analysis.trials
+    names = sorted(n for n in os.listdir(trial.logdir) if n.startswith("checkpoint_"))
+    assert names == [f"checkpoint_{i:06d}" for i in kept]
+    assert os.path.basename(trial.checkpoint) == "checkpoint_000005"
+    with pytest.raises(ValueError, match="keep_checkpoints_num"):
+        run_quiet(Counter, tmp_path, keep_checkpoints_num=0)
+
+
+def reads_the_registry(config):
+    from raylite.tune import _registry
+    creator = _registry.env_creator("tune_test_env")
+    tune.report(env_value=creator({"n": config["n"]}) if creator else None)
+
+
+def test_registered_trainables_and_envs_reach_the_trials(ray, tmp_path):
+    tune.register_env("tune_test_env", lambda env_config: env_config["n"] * 10)
+    tune.register_trainable("registry_reader", reads_the_registry)
+    analysis = run_quiet("registry_reader", tmp_path, config={"n": tune.grid_search([1, 2])})
+    assert sorted(t.last_result["env_value"] for t in analysis.trials) == [10, 20]
+    assert all(str(t).startswith("registry_reader_") for t in analysis.trials)
+    with pytest.raises(ValueError, match="unknown trainable 'registry_readr'.*did you mean "
+                                         "'registry_reader'"):
+        run_quiet("registry_readr", tmp_path)
+
+
+def test_ppo_by_name_with_a_registered_env(ray, tmp_path):
+    gym = pytest.importorskip("gymnasium")
+    pytest.importorskip("torch")
+    tune.register_env("tune_short_cartpole",
+                      lambda cfg: gym.make("CartPole-v1", max_episode_steps=cfg["steps"]))
+    config = {"env": "tune_short_cartpole", "env_config": {"steps": 20}, "num_workers": 0,
+              "train_batch_size": 100, "sgd_minibatch_size": 50, "num_sgd_iter": 1,
+              "rollout_fragment_length": 100, "model": {"fcnet_hiddens": [8]}}
+    analysis = run_quiet("PPO", tmp_path, config=config, stop={"training_iteration": 1})
+    (trial,) = analysis.trials
+    assert trial.status == "TERMINATED" and str(trial).startswith("PPO_")
+    assert trial.last_result["episode_len_mean"] <= 20  # the env registered in this process
+
+
+def test_placement_group_factory_through_with_resources(ray, tmp_path):
+    pg = tune.PlacementGroupFactory([{"CPU": 1}, {"CPU": 1}])
+    analysis = run_quiet(tune.with_resources(timed, pg), tmp_path, num_samples=2)
+    spans = sorted((t.last_result["start"], t.last_result["end"]) for t in analysis.trials)
+    assert spans[0][1] <= spans[1][0]  # 2 CPUs each on a 2-CPU node: one at a time
+    assert analysis.trials[0].resources == {"CPU": 2, "GPU": 0}
+    with pytest.raises(ValueError, match="asks for 3 CPU"):
+        run_quiet(tune.with_resources(timed, tune.PlacementGroupFactory([{"CPU": 3}])), tmp_path)
+
+
+class Resettable(tune.Trainable):
+    builds = 0
+
+    def setup(self, config):
+        Resettable.builds += 1
+        self.builds_here, self.resets = Resettable.builds, 0
+
+    def reset_config(self, new_config):
+        self.resets += 1
+        return True
+
+    def step(self):
+        return {"x": self.config["x"], "builds": self.builds_here, "resets": self.resets,
+                "done": True}
+
+
+def test_reset_config_reuses_class_instances(ray, tmp_path):
+    analysis = run_quiet(Resettable, tmp_path, config={"x": tune.grid_search([1, 2, 3])},
+                         max_concurrent_trials=1)
+    results = [t.last_result for t in analysis.trials]
+    assert [r["x"] for r in results] == [1, 2, 3]
+    assert [r["resets"] for r in results] == [0, 1, 2]  # one instance, reset twice
+    assert len({(r["pid"], r["builds"]) for r in results}) == 1
+
+
+def test_tuner_checkpoint_config_keeps_the_best(ray, tmp_path):
+    tuner = tune.Tuner(Counter, param_space={"start": 0}, run_config=tune.RunConfig(
+        storage_path=str(tmp_path), verbose=0, stop={"training_iteration": 4},
+        checkpoint_config=tune.CheckpointConfig(num_to_keep=2, checkpoint_frequency=1,
+                                                checkpoint_score_attribute="count",
+                                                checkpoint_score_order="min")))
+    (result,) = tuner.fit()
+    names = sorted(n for n in os.listdir(result.path) if n.startswith("checkpoint_"))
+    assert names == ["checkpoint_000001", "checkpoint_000004"]  # the best (lowest) and the latest
+    assert result.checkpoint.to_dict() == {"count": 4}

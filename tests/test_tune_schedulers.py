@@ -1,6 +1,8 @@
-"""Schedulers and stoppers: as state machines (no processes), then ASHA and the median rule
-end to end on synthetic learning curves."""
+"""Schedulers and stoppers: as state machines (no processes), then ASHA, HyperBand and the
+median rule end to end on synthetic learning curves."""
 
+import json
+import os
 import random
 
 import pytest
@@ -8,17 +10,26 @@ import pytest
 from raylite import tune
 from raylite.tune import _scheduler as sched_mod
 from raylite.tune.schedulers import (ASHAScheduler, AsyncHyperBandScheduler, FIFOScheduler,
-                                     MedianStoppingRule, TrialScheduler)
+                                     HyperBandScheduler, MedianStoppingRule, TrialScheduler)
 from raylite.tune.stopper import (CombinedStopper, MaximumIterationStopper, TimeoutStopper,
                                   TrialPlateauStopper)
 
 
 class FakeRunner:
-    def __init__(self, trials=()):
+    def __init__(self, trials=(), search_finished=False):
         self.trials = list(trials)
+        self.finished = search_finished
+        self.stopped = []
 
     def live_trials(self):
         return [t for t in self.trials if not t.is_finished()]
+
+    def search_finished(self):
+        return self.finished
+
+    def stop_trial(self, trial):
+        self.stopped.append(trial.trial_id)
+        trial.status = tune.Trial.TERMINATED
 
 
 def make_trial(i, status=tune.Trial.RUNNING):
@@ -194,3 +205,74 @@ def test_paused_trials_resume_from_their_checkpoint(ray, tmp_path):
     for trial in analysis.trials:
         assert trial.status == "TERMINATED"
         assert trial.last_result["count"] == 4 and trial.last_result["training_iteration"] == 4
+
+
+# ---- HyperBand (synchronous) ---------------------------------------------------------------
+def test_hyperband_brackets_pause_then_halve():
+    scheduler = HyperBandScheduler(metric="acc", mode="max", max_t=9, reduction_factor=3)
+    assert [(b["trials"], b["first_milestone"]) for b in scheduler.bracket_plan()] == [
+        (9, 1), (5, 3), (3, 9)]
+    trials = [make_trial(i) for i in range(10)]
+    runner = FakeRunner(trials)
+    for trial in trials:
+        scheduler.on_trial_add(runner, trial)
+    decide = lambda trial, it, acc: scheduler.on_trial_result(
+        runner, trial, {"training_iteration": it, "acc": acc})
+    for trial in trials[:8]:  # the first bracket holds 9: wait for all of them
+        assert decide(trial, 1, float(trial.config["i"])) == TrialScheduler.PAUSE
+        trial.status = tune.Trial.PAUSED
+    assert scheduler.choose_trial_to_run(runner) is None  # nobody promoted yet
+    assert decide(trials[8], 1, 8.0) == TrialScheduler.CONTINUE  # the best third goes on
+    assert sorted(runner.stopped) == [f"t{i:02d}" for i in range(6)]
+    chosen = scheduler.choose_trial_to_run(runner)
+    assert chosen.trial_id in ("t06", "t07")
+    assert decide(trials[8], 2, 8.5) == TrialScheduler.CONTINUE  # next milestone is 3
+    assert decide(trials[8], 9, 9.0) == TrialScheduler.STOP      # max_t
+    assert scheduler._bracket_of["t09"].capacity == 5           # the next bracket
+
+
+def test_hyperband_halves_a_partial_bracket_once_the_search_ends():
+    scheduler = HyperBandScheduler(metric="loss", mode="min", max_t=9, reduction_factor=3)
+    trials = [make_trial(i) for i in range(3)]
+    runner = FakeRunner(trials)
+    for trial in trials:
+        scheduler.on_trial_add(runner, trial)
+        assert scheduler.on_trial_result(runner, trial, {"training_iteration": 1,
+                                                         "loss": trial.config["i"]}) == "PAUSE"
+        trial.status = tune.Trial.PAUSED
+    runner.finished = True
+    assert scheduler.choose_trial_to_run(runner) is trials[0]  # lowest loss kept
+    assert runner.stopped == ["t01", "t02"]
+
+
+class Curve(tune.Trainable):
+    """A learning curve whose height is config["quality"]; checkpoints its step count."""
+
+    def setup(self, config):
+        self.steps = 0
+
+    def step(self):
+        self.steps += 1
+        return {"acc": self.config["quality"] * (1 - 0.8 ** self.steps), "steps": self.steps}
+
+    def save_checkpoint(self, checkpoint_dir):
+        return {"steps": self.steps}
+
+    def load_checkpoint(self, checkpoint):
+        self.steps = checkpoint["steps"]
+
+
+def test_hyperband_end_to_end(ray, tmp_path):
+    qualities = [3, 9, 1, 7, 5, 2, 8, 4, 6]
+    scheduler = HyperBandScheduler(max_t=9, reduction_factor=3)
+    analysis = tune.run(Curve, config={"quality": tune.grid_search(qualities)},
+                        scheduler=scheduler, metric="acc", mode="max",
+                        storage_path=str(tmp_path), verbose=0)
+    iterations = {t.config["quality"]: t.last_result["training_iteration"] for t in analysis.trials}
+    assert sorted(iterations.values()) == [1] * 6 + [3] * 2 + [9]
+    assert iterations[9] == 9 and iterations[8] == iterations[7] == 3
+    assert analysis.best_config == {"quality": 9}
+    assert scheduler.num_stopped == 8
+    for trial in analysis.trials:  # paused and resumed from checkpoints, never restarted
+        lines = [json.loads(x) for x in open(os.path.join(trial.logdir, "result.json"))]
+        assert [r["steps"] for r in lines] == list(range(1, iterations[trial.config["quality"]] + 1))

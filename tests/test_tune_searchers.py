@@ -8,7 +8,7 @@ import pytest
 
 from raylite import tune
 from raylite.tune import _search_space as space_mod
-from raylite.tune.search import BasicVariantGenerator, ConcurrencyLimiter, Searcher
+from raylite.tune.search import BasicVariantGenerator, ConcurrencyLimiter, Repeater, Searcher
 
 SPACE = {
     "lr": tune.loguniform(1e-4, 1e-1),
@@ -129,13 +129,25 @@ def make_hyperopt():
     return HyperOptSearch(random_state_seed=0, n_initial_points=5)
 
 
+def make_bayesopt():
+    from raylite.tune.search.bayesopt import BayesOptSearch
+    return BayesOptSearch(random_state=0, random_search_steps=5,
+                          gp_params={"n_restarts_optimizer": 0})
+
+
 def make_limited():
     from raylite.tune.search.optuna import OptunaSearch
     return ConcurrencyLimiter(OptunaSearch(seed=1), max_concurrent=2)
 
 
+def make_repeated():
+    from raylite.tune.search.optuna import OptunaSearch
+    return Repeater(OptunaSearch(seed=0), repeat=2)
+
+
 SEARCHERS = {"basic": make_basic, "optuna": make_optuna, "hyperopt": make_hyperopt,
-             "limited_optuna": make_limited, "custom": make_custom}
+             "bayesopt": make_bayesopt, "limited_optuna": make_limited,
+             "repeated_optuna": make_repeated, "custom": make_custom}
 
 
 @pytest.fixture(params=sorted(SEARCHERS))
@@ -251,18 +263,19 @@ def test_concurrency_limiter_in_a_run(ray, tmp_path):
     assert all(a_end <= b_start for (_, a_end), (b_start, _) in itertools.pairwise(spans))
 
 
-@pytest.mark.parametrize("make", [make_optuna, make_hyperopt])
+@pytest.mark.parametrize("make", [make_optuna, make_hyperopt, make_bayesopt])
 def test_searchers_reject_grid_search(make):
     with pytest.raises(ValueError, match="'x'.*grid_search"):
         make().set_search_properties("loss", "min", {"x": tune.grid_search([1, 2])})
 
 
-@pytest.mark.parametrize("make", [make_optuna, make_hyperopt])
+@pytest.mark.parametrize("make", [make_optuna, make_hyperopt, make_bayesopt])
 def test_searcher_with_its_own_space(ray, make, tmp_path):
     from raylite.tune.search.hyperopt import HyperOptSearch
     from raylite.tune.search.optuna import OptunaSearch
     cls = type(make())
-    kwargs = {"seed": 0} if cls is OptunaSearch else {"random_state_seed": 0}
+    kwargs = {OptunaSearch: {"seed": 0}, HyperOptSearch: {"random_state_seed": 0}}.get(
+        cls, {"random_state": 0})
     searcher = cls({"x": tune.uniform(0, 1)}, metric="loss", mode="min",
                    points_to_evaluate=[{"x": 0.3}], **kwargs)
     analysis = tune.run(timed, search_alg=searcher, num_samples=3, config={"fixed": 1},
@@ -277,16 +290,60 @@ def test_searcher_with_its_own_space(ray, make, tmp_path):
 
 def test_both_import_paths_give_the_same_classes():
     import raylite.tune.search.basic_variant as s_basic
+    import raylite.tune.search.bayesopt as s_bayesopt
     import raylite.tune.search.hyperopt as s_hyperopt
     import raylite.tune.search.optuna as s_optuna
+    import raylite.tune.search.repeater as s_repeater
     import raylite.tune.suggest.basic_variant as g_basic
+    import raylite.tune.suggest.bayesopt as g_bayesopt
     import raylite.tune.suggest.hyperopt as g_hyperopt
     import raylite.tune.suggest.optuna as g_optuna
+    import raylite.tune.suggest.repeater as g_repeater
     from raylite.tune import search, suggest
     assert s_optuna.OptunaSearch is g_optuna.OptunaSearch is search.OptunaSearch
     assert s_hyperopt.HyperOptSearch is g_hyperopt.HyperOptSearch is suggest.HyperOptSearch
+    assert s_bayesopt.BayesOptSearch is g_bayesopt.BayesOptSearch is suggest.BayesOptSearch
     assert s_basic.BasicVariantGenerator is g_basic.BasicVariantGenerator
+    assert s_repeater.Repeater is g_repeater.Repeater is suggest.Repeater
     assert search.ConcurrencyLimiter is suggest.ConcurrencyLimiter
+
+
+def test_bayesopt_maps_every_domain_and_rejects_randn():
+    from raylite.tune.search.bayesopt import BayesOptSearch
+    search = BayesOptSearch(SPACE, metric="loss", mode="min", random_state=3,
+                            random_search_steps=2,
+                            points_to_evaluate=[{"lr": 0.01, "momentum": 0.5, "dropout": 0.2,
+                                                 "layers": 2, "width": 32, "act": "tanh",
+                                                 "net": {"decay": 0.1}}])
+    first = search.suggest("0")
+    assert first["layers"] == 2 and first["width"] == 32 and first["act"] == "tanh"
+    assert first["lr"] == pytest.approx(0.01) and first["net"]["decay"] == pytest.approx(0.1)
+    with pytest.raises(ValueError, match="'noise'.*BayesOptSearch cannot search"):
+        BayesOptSearch({"noise": tune.randn(0, 1)}, metric="loss", mode="min")
+    with pytest.raises(ValueError, match="kind"):
+        BayesOptSearch(utility_kwargs={"kind": "best"})
+
+
+def test_repeater_averages_the_repeats():
+    class Recording(BasicVariantGenerator):
+        def on_trial_complete(self, trial_id, result=None, error=False):
+            self.told = (trial_id, result)
+            super().on_trial_complete(trial_id, result, error)
+
+    inner = Recording(random_state=0)
+    repeated = Repeater(inner, repeat=3)
+    repeated.set_search_properties("loss", "min", {"x": tune.uniform(0, 1)}, num_samples=9)
+    configs = [repeated.suggest(f"t{i}") for i in range(3)]
+    assert [c["__trial_index__"] for c in configs] == [0, 1, 2]
+    assert len({c["x"] for c in configs}) == 1
+    repeated.on_trial_complete("t0", {"loss": 1.0})
+    repeated.on_trial_complete("t1", None, error=True)
+    assert not hasattr(inner, "told")  # not before every repeat has ended
+    repeated.on_trial_complete("t2", {"loss": 3.0})
+    assert inner.told == ("t0", {"loss": 2.0})
+    assert repeated.suggest("t3")["x"] != configs[0]["x"]
+    with pytest.raises(ValueError, match="repeat"):
+        Repeater(inner, repeat=0)
 
 
 def test_search_alg_by_name(ray, tmp_path):

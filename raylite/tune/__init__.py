@@ -10,9 +10,12 @@
     print(analysis.get_best_config(metric="score", mode="min"))
 
 Trials run as actors (reused from trial to trial); results stream back to the driver as they
-are reported. Searchers: ``tune.search`` (also ``tune.suggest``); schedulers:
-``tune.schedulers``; stoppers: ``tune.stopper``. Optuna, HyperOpt, pandas and tensorboardX are
-imported only when used.
+are reported, and every trial event is journaled in the experiment folder so that
+``resume="AUTO"`` / ``Tuner.restore`` finish an interrupted run. Searchers: ``tune.search``
+(also ``tune.suggest``: grid/random, Optuna, HyperOpt, BayesOpt, ConcurrencyLimiter,
+Repeater); schedulers: ``tune.schedulers`` (FIFO, ASHA, HyperBand, median stopping, PBT);
+stoppers: ``tune.stopper``; Keras callbacks: ``tune.integration.keras``. Optuna, HyperOpt,
+bayes_opt, Keras and pandas are imported only when used.
 """
 
 from raylite.tune import schedulers, search, session, stopper, suggest

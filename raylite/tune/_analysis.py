@@ -6,7 +6,6 @@ the methods that return DataFrames.
 
 from __future__ import annotations
 
-import json
 import math
 import os
 from collections.abc import Iterator
@@ -49,11 +48,11 @@ class ExperimentAnalysis:
 
     @staticmethod
     def _load(path: str, metric, mode):
+        from raylite.tune._experiment_state import load_json_state
         file = path if path.endswith(".json") else os.path.join(path, "experiment_state.json")
         if not os.path.exists(file):
             raise ValueError(f"no experiment at {path!r}: {file} does not exist")
-        with open(file) as f:
-            state = json.load(f)
+        state = load_json_state(file)
         trials = [Trial.from_state(t) for t in state["trials"]]
         return trials, metric or state.get("metric"), mode or state.get("mode")
 

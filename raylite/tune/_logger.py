@@ -5,7 +5,7 @@
         params.pkl       the same, pickled
         result.json      one JSON object a line, one line per result
         progress.csv     the same results as a table  (CSVLoggerCallback)
-        events.out.tfevents.*   TensorBoard scalars    (TBXLoggerCallback, if tensorboardX is installed)
+        events.out.tfevents.*   TensorBoard scalars    (TBXLoggerCallback)
         error.txt        the traceback(s) of a failed trial (written by the runner)
 
 All run in the driver, synchronously, with files held open while a trial runs; the runner
@@ -19,7 +19,6 @@ import json
 import math
 import os
 import pickle
-import socket
 import time
 from typing import Any
 
@@ -210,26 +209,21 @@ _AUTO_SKIP = {"timestamp", "pid", "training_iteration", "time_total_s", "done", 
 
 
 class TBXLoggerCallback(LoggerCallback):
-    """TensorBoard scalars of every numeric result field (needs tensorboardX).
+    """TensorBoard scalars of every numeric result field, under ``ray/tune/<field>``.
 
-    Writes one event per result straight into the trial's event file (no writer thread), so
-    thousands of short trials cost little; ``tensorboard --logdir <experiment dir>`` reads them.
+    Writes one event per result straight into the trial's event file (``_tfevents``: no
+    tensorboardX or TensorFlow import, no writer thread), so thousands of short trials cost
+    little; ``tensorboard --logdir <experiment dir>`` reads them.
     """
 
     def __init__(self) -> None:
-        from tensorboardX.proto.event_pb2 import Event
-        from tensorboardX.proto.summary_pb2 import Summary
-        from tensorboardX.record_writer import RecordWriter
-        self._Event, self._Summary, self._RecordWriter = Event, Summary, RecordWriter
         self._writers: dict[str, Any] = {}
 
     def log_trial_start(self, trial: Trial) -> None:
+        from raylite.tune._tfevents import EventFileWriter
         if trial.logdir is None or trial.trial_id in self._writers:
             return
-        name = f"events.out.tfevents.{time.time():.6f}.{socket.gethostname()}"
-        writer = self._RecordWriter(os.path.join(trial.logdir, name))
-        writer.write(self._Event(wall_time=time.time(), file_version="brain.Event:2").SerializeToString())
-        self._writers[trial.trial_id] = writer
+        self._writers[trial.trial_id] = EventFileWriter(trial.logdir)
 
     def log_trial_result(self, iteration, trial, result) -> None:
         writer = self._writers.get(trial.trial_id)
@@ -240,11 +234,8 @@ class TBXLoggerCallback(LoggerCallback):
             if key in _AUTO_SKIP or isinstance(value, bool) or not isinstance(value, (int, float)):
                 continue
             if math.isfinite(value):
-                values.append(self._Summary.Value(tag=f"ray/tune/{key}", simple_value=float(value)))
-        step = result.get("training_iteration", trial.num_results)
-        event = self._Event(wall_time=time.time(), step=int(step), summary=self._Summary(value=values))
-        writer.write(event.SerializeToString())
-        getattr(writer, "_writer", writer).flush()  # RecordWriter.flush would also fsync
+                values.append((f"ray/tune/{key}", float(value)))
+        writer.add_scalars(int(result.get("training_iteration", trial.num_results)), values)
 
     def log_trial_end(self, trial, failed=False) -> None:
         writer = self._writers.pop(trial.trial_id, None)
@@ -258,15 +249,11 @@ class TBXLoggerCallback(LoggerCallback):
 
 
 def default_loggers() -> list[LoggerCallback]:
-    """JSON and CSV always; TensorBoard when tensorboardX is installed (as Ray does)."""
-    loggers: list[LoggerCallback] = [JsonLoggerCallback(), CSVLoggerCallback()]
+    """JSON, CSV and TensorBoard files (as Ray does), unless
+    $TUNE_DISABLE_AUTO_CALLBACK_LOGGERS=1."""
     if os.environ.get("TUNE_DISABLE_AUTO_CALLBACK_LOGGERS") == "1":
         return []
-    try:
-        loggers.append(TBXLoggerCallback())
-    except ImportError:
-        pass
-    return loggers
+    return [JsonLoggerCallback(), CSVLoggerCallback(), TBXLoggerCallback()]
 
 
 def write_error(trial: Trial, error: str) -> str:

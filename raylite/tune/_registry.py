@@ -2,7 +2,8 @@
 
 A registry lives in one process. Trials and rollout workers run in other processes, so what
 was registered travels with the work: ``snapshot()`` in the driver, ``install(snapshot)`` in
-the process that runs the trial (the ``rllib`` CLI does this; ``tune.run`` should too). The
+the process that runs the trial (``tune.run`` ships it to every trial actor; the ``rllib``
+CLI also puts it on the algorithm class). The
 creators are pickled by value when they are not importable (lambdas, ``__main__``
 functions), by cloudpickle, as raylite pickles every task.
 """
@@ -60,6 +61,30 @@ def trainable(name: str) -> Any:
 
 def registered_trainables() -> list[str]:
     return sorted(_TRAINABLES)
+
+
+def resolve_trainable(name: str) -> Any:
+    """The trainable called ``name``: one given to :func:`register_trainable`, else an RLlib
+    algorithm (``"PPO"``, any case); ValueError with a "did you mean" otherwise."""
+    import difflib
+    found = _TRAINABLES.get(name)
+    if found is not None:
+        return found
+    algorithms: list[str] = []
+    try:
+        from raylite import rllib
+        algorithms = list(rllib.ALGORITHMS)
+        return rllib.get_algorithm_class(name)
+    except ImportError:
+        pass
+    except ValueError:
+        pass
+    known = sorted(_TRAINABLES) + algorithms
+    close = difflib.get_close_matches(name, known, n=1, cutoff=0.5)
+    hint = f"; did you mean {close[0]!r}?" if close else ""
+    raise ValueError(f"unknown trainable {name!r}{hint} (registered: {', '.join(known) or 'none'}). "
+                     "Register it first with tune.register_trainable(name, trainable), or pass "
+                     "the function or class itself")
 
 
 def snapshot() -> dict[str, dict[str, Any]]:

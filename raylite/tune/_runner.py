@@ -7,14 +7,18 @@
 
 One loop step: create trials while there is room, start waiting trials on idle hosts (actors
 are reused from trial to trial), wait for any host's reply, handle it. A host's reply is either
-a batch of results (each goes through the stop conditions, the searcher, the scheduler and the
-callbacks, in order; a STOP drops the rest of the batch), or the end of a stop request.
+a batch of results (each goes through the stop conditions, the callbacks, the searcher and -
+unless a stop condition ended the trial - the scheduler; a STOP or PAUSE drops the rest of the
+batch), or the end of a stop, pause or restart request.
+
+Every trial event (created, new checkpoint, ended) is appended to the experiment's journal as
+it happens, and a snapshot of the whole experiment is written every STATE_SAVE_INTERVAL_S
+(``_experiment_state``), so a driver killed at any point can be resumed.
 """
 
 from __future__ import annotations
 
 import difflib
-import math
 import os
 import random
 import time
@@ -24,23 +28,28 @@ from typing import Any
 
 import raylite
 from raylite.exceptions import RayliteError
+from raylite.tune import _experiment_state as state_mod
 from raylite.tune import _search_space as space_mod
+from raylite.tune._checkpoints import CheckpointKeeper, clone_checkpoint
+from raylite.tune._experiment_state import STATE_PICKLE, load_state
 from raylite.tune._logger import Callback, default_loggers, to_json, write_error
 from raylite.tune._progress import AUTO_RESULT_KEYS, CLIReporter, ProgressReporter, result_line
+from raylite.tune._resources import concurrency_limit, trial_actor_options
 from raylite.tune._scheduler import FIFOScheduler, TrialScheduler, scheduler_from_name
 from raylite.tune._searcher import (BasicVariantGenerator, Searcher, check_mode,
                                     searcher_from_name)
 from raylite.tune._session import timestamp_string
 from raylite.tune._stopper import Stopper, make_stopper
 from raylite.tune._trainable import (FUNCTION_STOP_TIMEOUT_S, TrialHost, check_trainable,
-                                     pack_trainable, trainable_name)
+                                     default_resources, is_class_trainable, pack_trainable,
+                                     resolve_trainable, trainable_name)
 from raylite.tune._trial import Trial
 
 DEFAULT_RESULTS_DIR = "~/raylite_results"
 STATE_SAVE_INTERVAL_S = 5.0
-STATE_PICKLE = "experiment_state.pkl"
-SEARCHER_PICKLE = "searcher_state.pkl"
 RESUME_MODES = (False, True, "LOCAL", "AUTO", "ERRORED_ONLY")
+MAX_EAGER_TRIALS = 16
+__all__ = ["run", "TuneError", "ExperimentRunner", "STATE_PICKLE", "load_state", "results_root"]
 
 
 class TuneError(RayliteError):
@@ -55,66 +64,6 @@ def results_root(storage_path: str | None = None) -> str:
     return os.path.abspath(os.path.expanduser(str(root).removeprefix("file://")))
 
 
-def trial_actor_options(resources: Any) -> tuple[dict, dict]:
-    """(the actor options for a trial's resources, the resources as shown) from
-    ``resources_per_trial``: a dict like {"cpu": 1, "gpu": 0} or a PlacementGroupFactory."""
-    if resources is None:
-        resources = {"cpu": 1, "gpu": 0}
-    bundles = getattr(resources, "bundles", None)
-    if bundles is not None:
-        total: dict[str, float] = {}
-        for bundle in bundles:
-            for key, value in bundle.items():
-                total[key] = total.get(key, 0) + value
-        resources = {k.lower() if k in ("CPU", "GPU") else k: v for k, v in total.items()}
-    if not isinstance(resources, dict):
-        raise TypeError(f"resources_per_trial must be a dict like {{'cpu': 1, 'gpu': 0}}, got "
-                        f"{type(resources).__name__}")
-    options: dict[str, Any] = {"num_cpus": 0, "num_gpus": 0}
-    custom = {}
-    for key, value in resources.items():
-        if not isinstance(value, (int, float)) or value < 0:
-            raise ValueError(f"resources_per_trial[{key!r}] must be a non-negative number, got {value!r}")
-        if key in ("cpu", "extra_cpu"):
-            options["num_cpus"] += value
-        elif key in ("gpu", "extra_gpu"):
-            options["num_gpus"] += value
-        elif key in ("memory", "extra_memory"):
-            options["memory"] = options.get("memory", 0) + value
-        elif key == "custom_resources":
-            custom.update(value)
-        elif key in ("CPU", "GPU"):
-            raise ValueError(f"resources_per_trial: write {key.lower()!r}, not {key!r}")
-        else:
-            custom[key] = value
-    if custom:
-        options["resources"] = custom
-    shown = {"CPU": options["num_cpus"], "GPU": options["num_gpus"], **custom}
-    return options, shown
-
-
-def concurrency_limit(shown: dict[str, float], max_concurrent_trials: int | None) -> int:
-    """How many trials fit in the cluster at once (and within ``max_concurrent_trials``)."""
-    cluster = raylite.cluster_resources()
-    limit = math.inf
-    for name, amount in shown.items():
-        if not amount:
-            continue
-        have = cluster.get(name, 0)
-        fits = math.floor(have / amount + 1e-9)
-        if fits < 1:
-            raise ValueError(f"each trial asks for {amount} {name} but the cluster has {have}; "
-                             "lower resources_per_trial or start raylite with more")
-        limit = min(limit, fits)
-    if limit == math.inf:
-        limit = max(1, int(cluster.get("CPU", 1)))
-    if max_concurrent_trials:
-        if not isinstance(max_concurrent_trials, int) or max_concurrent_trials < 1:
-            raise ValueError(f"max_concurrent_trials must be an int >= 1, got {max_concurrent_trials!r}")
-        limit = min(limit, max_concurrent_trials)
-    return int(limit)
-
-
 class ExperimentRunner:
     """Runs the trials of one experiment to the end; see the module docstring."""
 
@@ -126,9 +75,10 @@ class ExperimentRunner:
                  verbose: int, time_budget_s: float | None, checkpoint_freq: int,
                  checkpoint_at_end: bool, reuse_actors: bool,
                  trial_name_creator: Callable | None, trial_dirname_creator: Callable | None,
-                 seed: int | None = None):
+                 seed: int | None = None, keeper: CheckpointKeeper | None = None):
         self.trainable = trainable
         self.trainable_name = trainable_name(trainable)
+        self.is_class = is_class_trainable(trainable)
         self.space = space
         self.searcher, self.scheduler, self.stopper = searcher, scheduler, stopper
         self.num_samples = num_samples
@@ -160,6 +110,8 @@ class ExperimentRunner:
         self._trainable_ref = None
         self._last_state_save = 0.0
         self._first_error: BaseException | None = None
+        self.journal = state_mod.Journal(experiment_dir)
+        self.keeper = keeper or CheckpointKeeper(None)
 
     # ---- what schedulers may ask --------------------------------------------------------------
     def live_trials(self) -> list[Trial]:
@@ -169,9 +121,58 @@ class ExperimentRunner:
     def get_trials(self) -> list[Trial]:
         return list(self.trials)
 
+    def search_finished(self) -> bool:
+        """True once the searcher will create no more trials."""
+        return self._search_done
+
+    def stop_trial(self, trial: Trial) -> None:
+        """End ``trial`` now (a scheduler's call, e.g. HyperBand dropping a paused trial)."""
+        if trial.is_finished():
+            return
+        if trial.status == Trial.RUNNING:
+            self._stop_trial(trial, trial.last_result)
+        else:
+            self._complete(trial, trial.last_result or None)
+
+    def save_trial(self, trial: Trial) -> str | None:
+        """A checkpoint of ``trial`` as it is now, for a scheduler to clone (PBT): a class
+        trainable saves at once; a function trainable's is the last one it reported."""
+        host = self._running.get(trial.trial_id)
+        if not self.is_class or host is None or trial.status != Trial.RUNNING:
+            return trial.checkpoint
+        path = raylite.get(host.save.remote(trial.trial_id))
+        if path:
+            self._set_checkpoint(trial, path, trial.last_result)
+        return path
+
+    def restart_trial(self, trial: Trial, config: dict, checkpoint: str | None,
+                      restore_point: tuple[int, float] = (0, 0.0), pause: bool = False) -> None:
+        """Run ``trial`` again from a copy of ``checkpoint`` (another trial's, as PBT exploits)
+        with a new ``config``: its current run ends without saving; it goes back to PENDING
+        (or PAUSED, to wait its turn) and starts from the copy as if restored."""
+        if trial.status == Trial.RUNNING:
+            host = self._running.get(trial.trial_id)
+            if host is not None:
+                self._drop_inflight(trial)
+                self._inflight[host.stop.remote(trial.trial_id, False)] = ("restart", trial, host)
+        trial.set_status(Trial.PAUSED if pause else Trial.PENDING)
+        trial.config = config
+        for path_name in list(trial.evaluated_params):
+            try:
+                trial.evaluated_params[path_name] = space_mod.get_path(
+                    config, tuple(path_name.split("/")))
+            except (KeyError, IndexError, TypeError):
+                pass
+        if checkpoint:
+            copy = clone_checkpoint(checkpoint, trial.logdir, restore_point[0])
+            trial.checkpoint = copy
+            trial.checkpoint_iteration, trial.checkpoint_time_s = restore_point
+        self.journal.record("checkpoint", trial.to_state())
+
     # ---- the loop ---------------------------------------------------------------------------
     def run(self) -> list[Trial]:
         os.makedirs(self.experiment_dir, exist_ok=True)
+        self.save_state()  # from here on, the experiment can be taken up again after a crash
         self._trainable_ref = raylite.put(pack_trainable(self.trainable))
         for callback in self.callbacks:
             callback.setup(experiment_dir=self.experiment_dir, name=self.name)
@@ -218,9 +219,15 @@ class ExperimentRunner:
 
     # ---- creating and starting trials -------------------------------------------------------
     def _create_trials(self) -> None:
+        """Ask the searcher for trials while there is room: one more than can run, so that
+        searchers learn from as many results as possible; a scheduler that ranks a whole
+        population (PBT) asks for up to MAX_EAGER_TRIALS waiting besides."""
+        room = self.max_concurrent
+        if getattr(self.scheduler, "eager_trials", False):
+            room += MAX_EAGER_TRIALS
         while not self._search_done:
             active = sum(1 for t in self._live.values() if t.status in (Trial.PENDING, Trial.RUNNING))
-            if active >= self.max_concurrent:
+            if active >= room:
                 return
             if self._suggested >= self._max_trials:
                 self._search_done = True
@@ -258,6 +265,10 @@ class ExperimentRunner:
         self.trials.append(trial)
         self._live[trial.trial_id] = trial
         self.scheduler.on_trial_add(self, trial)
+        self.journal.record("add", trial.to_state())
+        blob = state_mod.searcher_blob(self.searcher)
+        if blob is not None:
+            self.journal.record("searcher", blob)
 
     def _start_trials(self) -> None:
         while len(self._running) < self.max_concurrent:
@@ -285,8 +296,8 @@ class ExperimentRunner:
         info = {"trial_id": trial.trial_id, "trial_name": str(trial), "logdir": trial.logdir,
                 "config": trial.config, "resources": self.resources,
                 "experiment_name": self.name, "checkpoint": trial.checkpoint,
-                "iteration": trial.last_result.get("training_iteration", 0) if trial.checkpoint else 0,
-                "time_total_s": trial.last_result.get("time_total_s", 0.0) if trial.checkpoint else 0.0,
+                "iteration": trial.checkpoint_iteration if trial.checkpoint else 0,
+                "time_total_s": trial.checkpoint_time_s if trial.checkpoint else 0.0,
                 "checkpoint_freq": self.checkpoint_freq, "checkpoint_at_end": self.checkpoint_at_end}
         self._inflight[host.start.remote(info)] = ("results", trial, host)
         hook = "on_trial_restore" if restoring else "on_trial_start"
@@ -313,19 +324,21 @@ class ExperimentRunner:
             if kind == "results":
                 self._handle_results(trial, host, *reply)
             else:
-                self._handle_stopped(trial, host, *reply)
+                self._handle_stopped(kind, trial, host, *reply)
 
     def _handle_results(self, trial: Trial, host: Any, results: list, finished: bool,
                         error: str | None) -> None:
         last = len(results) - 1
         for i, (result, checkpoint) in enumerate(results):
             if checkpoint:
-                trial.checkpoint = checkpoint
+                self._set_checkpoint(trial, checkpoint, result)
             decision = self._process_result(trial, result)
+            if checkpoint:
+                self.journal.record("checkpoint", trial.to_state())
+            if trial.status != Trial.RUNNING:
+                return  # stopped, paused or restarted: the host was told; drop the rest
             if finished and i == last:
                 break  # the trial ended on its own with this result
-            if trial.status != Trial.RUNNING:
-                return  # stopped or paused: the host was told, drop the rest of the batch
             if decision == TrialScheduler.STOP:
                 self._stop_trial(trial, result)
                 return
@@ -357,10 +370,9 @@ class ExperimentRunner:
         if self.verbose >= 3 and self.reporter is not None and not _is_live(self.reporter):
             print(result_line(trial, result), flush=True)
         self.searcher.on_trial_result(trial.trial_id, result)
-        decision = self.scheduler.on_trial_result(self, trial, result)
         if stop or result.get("done"):
-            return TrialScheduler.STOP
-        return decision
+            return TrialScheduler.STOP  # the scheduler hears of it in on_trial_complete
+        return self.scheduler.on_trial_result(self, trial, result)
 
     def _check_metric(self, trial: Trial, result: dict) -> None:
         if self.metric is None or self.metric in result:
@@ -402,24 +414,41 @@ class ExperimentRunner:
     def _pause_trial(self, trial: Trial, host: Any) -> None:
         self._drop_inflight(trial)
         trial.set_status(Trial.PAUSED)
-        self._inflight[host.stop.remote(trial.trial_id, True)] = ("pause", trial, host)
+        saved = bool(trial.checkpoint) and trial.checkpoint_iteration == trial.last_result.get(
+            "training_iteration")  # e.g. PBT just saved it: do not write it again
+        self._inflight[host.stop.remote(trial.trial_id, not saved)] = ("pause", trial, host)
 
     def _drop_inflight(self, trial: Trial) -> None:
         for ref, (kind, other, _) in list(self._inflight.items()):
             if other is trial and kind == "results":
                 del self._inflight[ref]
 
-    def _handle_stopped(self, trial: Trial, host: Any, clean: bool, checkpoint: str | None) -> None:
-        if checkpoint:
-            trial.checkpoint = checkpoint
+    def _handle_stopped(self, kind: str, trial: Trial, host: Any, clean: bool,
+                        checkpoint: str | None) -> None:
+        """A host let go of ``trial``: stopped, paused (with a checkpoint saved) or restarted.
+        A function trainable's own latest checkpoint may belong to results the driver dropped,
+        so a paused function trial keeps the last checkpoint the driver saw instead."""
+        keep = checkpoint and kind != "restart" and (kind == "stop" or self.is_class)
+        if keep:
+            self._set_checkpoint(trial, checkpoint, trial.last_result)
+            self.journal.record("checkpoint", trial.to_state())
             for callback in self.callbacks:
                 callback.on_checkpoint(iteration=self.iteration, trials=self.trials, trial=trial,
                                        checkpoint=checkpoint)
         self._release(trial, host, reusable=clean)
 
+    def _set_checkpoint(self, trial: Trial, path: str, result: dict | None) -> None:
+        """``path`` is now ``trial``'s checkpoint, taken after ``result``."""
+        result = result or {}
+        trial.checkpoint = path
+        trial.checkpoint_iteration = int(result.get("training_iteration", 0) or 0)
+        trial.checkpoint_time_s = float(result.get("time_total_s", 0.0) or 0.0)
+        self.keeper.on_checkpoint(trial, path, result)
+
     def _complete(self, trial: Trial, result: dict | None) -> None:
         trial.set_status(Trial.TERMINATED)
         self._live.pop(trial.trial_id, None)
+        self.journal.record("end", trial.to_state())
         self.searcher.on_trial_complete(trial.trial_id, result=result, error=False)
         self.scheduler.on_trial_complete(self, trial, result)
         for callback in self.callbacks:
@@ -445,6 +474,7 @@ class ExperimentRunner:
             return
         trial.set_status(Trial.ERROR)
         self._live.pop(trial.trial_id, None)
+        self.journal.record("end", trial.to_state())
         self.searcher.on_trial_complete(trial.trial_id, result=trial.last_result or None, error=True)
         self.scheduler.on_trial_error(self, trial)
         for callback in self.callbacks:
@@ -473,6 +503,7 @@ class ExperimentRunner:
         for callback in self.callbacks:
             callback.on_experiment_end(trials=self.trials)
         self.save_state()
+        self.journal.close()
         if self.reporter is not None and self.verbose >= 1:
             self.reporter.report(self.trials, True, *self._sys_info())
         if self._first_error is not None:
@@ -487,34 +518,33 @@ class ExperimentRunner:
                 f"Result logdir: {self.experiment_dir}"]
 
     def save_state(self) -> None:
-        """Write what resuming needs into the experiment directory:
-
-            experiment_state.json   every trial's config, status, last result, checkpoint (JSON)
-            experiment_state.pkl    the same plus the search space, exactly (cloudpickle)
-            searcher_state.pkl      Searcher.save()
-        """
+        """Write the snapshot that resuming starts from (see ``_experiment_state``): the JSON
+        and pickled experiment state and the searcher, all stamped with the journal position."""
         import cloudpickle
         self._last_state_save = time.time()
         trials = [t.to_state() for t in self.trials]
         state = {"name": self.name, "timestamp": time.time(), "metric": self.metric,
                  "mode": self.mode, "trials": trials, "exp_hex": self._exp_hex,
-                 "suggested": self._suggested, "search_done": self._search_done}
-        _write_atomic(os.path.join(self.experiment_dir, "experiment_state.json"), to_json(state).encode())
+                 "suggested": self._suggested, "search_done": self._search_done,
+                 "journal_seq": self.journal.seq}
+        # the searcher first: a snapshot must never be newer than the searcher it goes with
+        state_mod.save_searcher(self.searcher, self.experiment_dir, self.journal.seq)
+        state_mod.write_atomic(os.path.join(self.experiment_dir, state_mod.STATE_JSON),
+                               to_json(state).encode())
         try:
             blob = cloudpickle.dumps({**state, "space": self.space})
         except Exception:  # noqa: BLE001 - an unpicklable config: the JSON state still helps
             return
-        _write_atomic(os.path.join(self.experiment_dir, STATE_PICKLE), blob)
-        try:
-            self.searcher.save(os.path.join(self.experiment_dir, SEARCHER_PICKLE))
-        except Exception:  # noqa: BLE001, S110 - a searcher that cannot save restarts afresh
-            pass
+        if state_mod.write_atomic(os.path.join(self.experiment_dir, STATE_PICKLE), blob):
+            self.journal.truncate()  # the snapshot now holds all the journal said
 
     def restore_state(self, state: dict, restart_errored: bool) -> None:
         """Take up an earlier run of this experiment: finished trials stay finished, the others
-        start again (from their last checkpoint), the searcher goes on where it was."""
+        start again (from their last checkpoint), the searcher goes on where it was, told of
+        the trials that ended after it was last saved."""
         self._exp_hex, self._suggested = state["exp_hex"], state["suggested"]
         self._search_done = state["search_done"]
+        self.journal.seq = state.get("journal_seq", 0)
         for entry in state["trials"]:
             trial = Trial.from_state(entry)
             trial.experiment_dir, trial.resources = self.experiment_dir, self.resources
@@ -525,29 +555,13 @@ class ExperimentRunner:
             if not trial.is_finished():
                 self._live[trial.trial_id] = trial
                 self.scheduler.on_trial_add(self, trial)
-        searcher_file = os.path.join(self.experiment_dir, SEARCHER_PICKLE)
-        if os.path.exists(searcher_file):
-            self.searcher.restore(searcher_file)
-
-
-def _write_atomic(path: str, data: bytes) -> None:
-    tmp = path + ".tmp"
-    try:
-        with open(tmp, "wb") as f:
-            f.write(data)
-        os.replace(tmp, path)
-    except OSError:
-        pass
-
-
-def load_state(experiment_dir: str) -> dict | None:
-    """The state save_state wrote in ``experiment_dir``, or None."""
-    import cloudpickle
-    path = os.path.join(experiment_dir, STATE_PICKLE)
-    if not os.path.exists(path):
-        return None
-    with open(path, "rb") as f:
-        return cloudpickle.load(f)
+        seen = state_mod.restore_searcher(self.searcher, self.experiment_dir)
+        if seen is None:
+            return
+        for _, kind, entry in state_mod.read_journal(self.experiment_dir, seen):
+            if kind == "end":
+                self.searcher.on_trial_complete(entry["trial_id"], result=entry["last_result"] or None,
+                                                error=entry["status"] == Trial.ERROR)
 
 
 def _is_live(reporter: ProgressReporter) -> bool:
@@ -579,12 +593,14 @@ def run(run_or_experiment: Any, name: str | None = None, metric: str | None = No
         raise_on_failed_trial: bool = True, callbacks: list[Callback] | None = None,
         max_concurrent_trials: int | None = None, trial_name_creator: Callable | None = None,
         trial_dirname_creator: Callable | None = None, seed: int | None = None,
-        resume: bool | str = False, **unsupported: Any):
+        resume: bool | str = False, keep_checkpoints_num: int | None = None,
+        checkpoint_score_attr: str | None = None, **unsupported: Any):
     """Run an experiment: ``num_samples`` x grid trials of ``run_or_experiment`` over ``config``.
 
     Args:
-        run_or_experiment: a function ``f(config)`` that calls ``tune.report``, or a
-            ``tune.Trainable`` subclass.
+        run_or_experiment: a function ``f(config)`` that calls ``tune.report``, a
+            ``tune.Trainable`` subclass, or the name of one (``tune.register_trainable``, or
+            an RLlib algorithm such as ``"PPO"``).
         config: the search space: plain values, ``tune.grid_search([...])``, ``tune.uniform``...
         num_samples: samples of the space (each grid point is run this many times).
         metric, mode: the metric to optimize and "min"/"max"; used by searchers, schedulers
@@ -593,11 +609,16 @@ def run(run_or_experiment: Any, name: str | None = None, metric: str | None = No
         scheduler: a TrialScheduler (ASHAScheduler, MedianStoppingRule, ...); default: FIFO.
         stop: a dict ``{"training_iteration": 10}``, a function ``(trial_id, result) -> bool``
             or a ``tune.Stopper``.
-        resources_per_trial: e.g. ``{"cpu": 1, "gpu": 0}`` (the default).
+        resources_per_trial: e.g. ``{"cpu": 1, "gpu": 0}`` (the default, or what a class
+            trainable's ``default_resource_request(config)`` asks), or a
+            ``tune.PlacementGroupFactory`` (its bundles are summed onto the trial's actor).
         local_dir / storage_path: where experiments go (default ``~/raylite_results`` or
             $RAYLITE_RESULTS_DIR); ``name``: the experiment's directory name.
         max_concurrent_trials: at most this many trials at once.
         max_failures: retries of a failing trial (from its last checkpoint).
+        checkpoint_freq, checkpoint_at_end: when class trainables save.
+        keep_checkpoints_num: keep only this many checkpoints per trial (the latest, and the
+            best by ``checkpoint_score_attr``, e.g. "mean_accuracy" or "min-loss").
         raise_on_failed_trial: raise TuneError at the end if any trial failed.
         verbose: 0 silent, 1 the status table, 2 + trial ends, 3 + every result.
         callbacks: ``tune.Callback`` objects.
@@ -619,8 +640,9 @@ def run(run_or_experiment: Any, name: str | None = None, metric: str | None = No
     """
     from raylite.tune._analysis import ExperimentAnalysis
     _reject_unsupported(unsupported)
-    trainable = run_or_experiment
+    trainable = resolve_trainable(run_or_experiment)
     check_trainable(trainable)
+    shown_name = run_or_experiment if isinstance(run_or_experiment, str) else trainable_name(trainable)
     check_mode(mode, "tune.run")
     if not isinstance(num_samples, int) or (num_samples < 1 and num_samples != -1):
         raise ValueError(f"num_samples must be an int >= 1, got {num_samples!r}")
@@ -629,7 +651,9 @@ def run(run_or_experiment: Any, name: str | None = None, metric: str | None = No
     config = dict(config or {})
     space_mod.validate_space(config)
     actor_options, shown = trial_actor_options(getattr(trainable, "__raylite_resources__", None)
-                                               or resources_per_trial)
+                                               or resources_per_trial
+                                               or default_resources(trainable, config))
+    keeper = CheckpointKeeper(keep_checkpoints_num, checkpoint_score_attr)
     searcher = _make_searcher(search_alg, metric, mode, config, num_samples)
     scheduler = _make_scheduler(scheduler, metric, mode)
     metric = metric or searcher.metric or scheduler.metric
@@ -640,7 +664,7 @@ def run(run_or_experiment: Any, name: str | None = None, metric: str | None = No
         raise ValueError("resume=... needs the name of the experiment to take up: "
                          "tune.run(..., name='my_experiment', resume=True)")
     root = results_root(storage_path or local_dir)
-    name = name or _fresh_name(root, trainable_name(trainable))
+    name = name or _fresh_name(root, shown_name)
     experiment_dir = os.path.join(root, name)
     state = load_state(experiment_dir) if resume else None
     if resume and resume != "AUTO" and state is None:
@@ -664,7 +688,8 @@ def run(run_or_experiment: Any, name: str | None = None, metric: str | None = No
         checkpoint_at_end=checkpoint_at_end,
         reuse_actors=True if reuse_actors is None else reuse_actors,
         trial_name_creator=trial_name_creator, trial_dirname_creator=trial_dirname_creator,
-        seed=seed)
+        seed=seed, keeper=keeper)
+    runner.trainable_name = shown_name
     if state is not None:
         runner.restore_state(state, restart_errored=resume == "ERRORED_ONLY")
     trials = runner.run()
@@ -676,8 +701,7 @@ def run(run_or_experiment: Any, name: str | None = None, metric: str | None = No
                               default_mode=mode)
 
 
-_UNSUPPORTED_OK = {"sync_config", "keep_checkpoints_num", "checkpoint_score_attr",
-                   "log_to_file", "queue_trials", "loggers", "server_port",
+_UNSUPPORTED_OK = {"sync_config", "log_to_file", "queue_trials", "loggers", "server_port",
                    "export_formats", "max_pending_trials", "chdir_to_trial_dir"}
 
 

@@ -5,7 +5,11 @@
     runner --on_trial_complete / on_trial_error--------> scheduler
     runner --choose_trial_to_run(runner)---------------> scheduler -> a PENDING or PAUSED trial
 
-``runner`` offers ``live_trials()`` (trials not yet ended). Decisions are strings, as in Ray.
+``runner`` offers ``live_trials()`` (trials not yet ended), ``search_finished()``, and for
+schedulers that act on other trials than the one reporting: ``stop_trial(trial)``,
+``save_trial(trial) -> checkpoint path`` and ``restart_trial(trial, config, checkpoint, ...)``
+(HyperBand and PBT use them). Decisions are strings, as in Ray; NOOP means the scheduler has
+already changed the trial's status through the runner.
 """
 
 from __future__ import annotations
@@ -28,6 +32,8 @@ class TrialScheduler:
 
     _metric: str | None = None
     _mode: str | None = None
+    #: True asks the runner to create waiting trials up front (a population to rank, as PBT)
+    eager_trials = False
 
     @property
     def metric(self) -> str | None:
@@ -300,9 +306,12 @@ class MedianStoppingRule(TrialScheduler):
 
 
 def scheduler_from_name(name: str) -> TrialScheduler:
+    """``scheduler="asha"`` and friends, as Ray accepts (PBT needs arguments: pass an instance)."""
+    from raylite.tune._hyperband import HyperBandScheduler
     key = name.lower()
     table = {"fifo": FIFOScheduler, "async_hyperband": AsyncHyperBandScheduler,
-             "asha": AsyncHyperBandScheduler, "median_stopping_rule": MedianStoppingRule}
+             "asha": AsyncHyperBandScheduler, "median_stopping_rule": MedianStoppingRule,
+             "hyperband": HyperBandScheduler}
     if key not in table:
         raise ValueError(f"unknown scheduler {name!r}; choose one of {sorted(table)} or pass a "
                          "TrialScheduler instance")

@@ -12,13 +12,15 @@ are unique. The runner merges a suggestion into the space's constant values and 
 ``sample_from`` left in it, so a searcher returns only the values it chose.
 
 Plugins here: :class:`BasicVariantGenerator` (grid search and random sampling),
-:class:`ConcurrencyLimiter` (wraps another searcher); ``OptunaSearch`` and ``HyperOptSearch``
-live in their own modules so their libraries are imported only when used.
+:class:`ConcurrencyLimiter` and :class:`Repeater` (wrap another searcher); ``OptunaSearch``,
+``HyperOptSearch`` and ``BayesOptSearch`` live in their own modules so their libraries are
+imported only when used.
 """
 
 from __future__ import annotations
 
 import abc
+import copy
 import pickle
 import random
 from typing import Any
@@ -92,20 +94,27 @@ class Searcher(abc.ABC):
                             pruned: bool = False, intermediate_values: list | None = None) -> None:
         raise NotImplementedError(f"{type(self).__name__} cannot take evaluated points")
 
-    def save(self, checkpoint_path: str) -> None:
-        """Write this searcher's state to ``checkpoint_path`` (for resuming an experiment)."""
-        with open(checkpoint_path, "wb") as f:
-            pickle.dump(self.__getstate__(), f)
+    def get_state(self) -> Any:
+        """This searcher's state, picklable (what :meth:`save` writes)."""
+        return self.__getstate__()
 
-    def restore(self, checkpoint_path: str) -> None:
-        """Load the state :meth:`save` wrote."""
-        with open(checkpoint_path, "rb") as f:
-            state = pickle.load(f)
+    def set_state(self, state: Any) -> None:
+        """Take back a state from :meth:`get_state`."""
         setstate = getattr(self, "__setstate__", None)
         if setstate is not None:
             setstate(state)
         else:
             self.__dict__.update(state)
+
+    def save(self, checkpoint_path: str) -> None:
+        """Write this searcher's state to ``checkpoint_path`` (for resuming an experiment)."""
+        with open(checkpoint_path, "wb") as f:
+            pickle.dump(self.get_state(), f)
+
+    def restore(self, checkpoint_path: str) -> None:
+        """Load the state :meth:`save` wrote."""
+        with open(checkpoint_path, "rb") as f:
+            self.set_state(pickle.load(f))
 
     def total_samples(self) -> int | None:
         """How many trials this searcher will produce, when it knows (for progress)."""
@@ -241,6 +250,80 @@ class ConcurrencyLimiter(Searcher):
             self._batch_open = True
 
 
+class _RepeatGroup:
+    """One config of the wrapped searcher and the trials that repeat it."""
+
+    def __init__(self, group_id: str, config: dict):
+        self.group_id, self.config = group_id, config
+        self.handed_out = 0
+        self.results: list[dict | None] = []
+
+
+class Repeater(Searcher):
+    """Run every config of the wrapped searcher ``repeat`` times (e.g. over random seeds); the
+    wrapped searcher hears of it once, with the metric averaged over the repeats.
+
+    ``num_samples`` counts all trials, so make it a multiple of ``repeat``. With ``set_index``
+    each repeat's config has ``"__trial_index__"``: 0 .. repeat - 1.
+
+    Example:
+        >>> repeated = Repeater(BasicVariantGenerator(random_state=0), repeat=2)
+        >>> repeated.set_search_properties("loss", "min", {"x": 1}, num_samples=4)
+        True
+        >>> [repeated.suggest(t) for t in "ab"]
+        [{'x': 1, '__trial_index__': 0}, {'x': 1, '__trial_index__': 1}]
+    """
+
+    TRIAL_INDEX = "__trial_index__"
+
+    def __init__(self, searcher: Searcher, repeat: int = 1, set_index: bool = True):
+        if not isinstance(searcher, Searcher):
+            raise TypeError(f"Repeater wraps a Searcher, got {type(searcher).__name__}")
+        if not isinstance(repeat, int) or repeat < 1:
+            raise ValueError(f"repeat must be an int >= 1, got {repeat!r}")
+        super().__init__(searcher.metric, searcher.mode)
+        self.searcher = searcher
+        self.repeat = repeat
+        self.set_index = set_index
+        self._current: _RepeatGroup | None = None
+        self._group_of: dict[str, _RepeatGroup] = {}
+
+    def set_search_properties(self, metric, mode, config, **spec) -> bool:
+        ok = self.searcher.set_search_properties(metric, mode, config, **spec)
+        self._metric, self._mode = self.searcher.metric, self.searcher.mode
+        return ok
+
+    def suggest(self, trial_id: str) -> dict | None | str:
+        group = self._current
+        if group is None or group.handed_out >= self.repeat:
+            config = self.searcher.suggest(trial_id)
+            if not isinstance(config, dict):
+                return config
+            group = self._current = _RepeatGroup(trial_id, config)
+        config = copy.deepcopy(group.config)
+        if self.set_index:
+            config[self.TRIAL_INDEX] = group.handed_out
+        group.handed_out += 1
+        self._group_of[trial_id] = group
+        return config
+
+    def on_trial_complete(self, trial_id, result=None, error=False) -> None:
+        group = self._group_of.pop(trial_id, None)
+        if group is None:
+            return
+        group.results.append(None if error else result)
+        if len(group.results) < self.repeat:
+            return
+        values = [r[self._metric] for r in group.results
+                  if r and isinstance(r.get(self._metric), (int, float))]
+        if not values:
+            self.searcher.on_trial_complete(group.group_id, result=None, error=True)
+            return
+        last = next(r for r in reversed(group.results) if r)
+        self.searcher.on_trial_complete(group.group_id,
+                                        result={**last, self._metric: sum(values) / len(values)})
+
+
 def searcher_from_name(name: str) -> Searcher:
     """``search_alg="optuna"`` and friends, as Ray accepts."""
     key = name.lower()
@@ -252,5 +335,8 @@ def searcher_from_name(name: str) -> Searcher:
     if key == "hyperopt":
         from raylite.tune._hyperopt import HyperOptSearch
         return HyperOptSearch()
-    raise ValueError(f"unknown search_alg {name!r}; choose 'random', 'optuna' or 'hyperopt', or "
-                     "pass a Searcher instance")
+    if key in ("bayesopt", "bayes_opt"):
+        from raylite.tune._bayesopt import BayesOptSearch
+        return BayesOptSearch()
+    raise ValueError(f"unknown search_alg {name!r}; choose 'random', 'optuna', 'hyperopt' or "
+                     "'bayesopt', or pass a Searcher instance")

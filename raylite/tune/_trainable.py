@@ -49,8 +49,12 @@ class Trainable:
 
     def __init__(self, config: dict | None = None, logger_creator: Callable | None = None,
                  trial_info: dict | None = None):
-        info = trial_info or {}
         self.config = dict(config or {})
+        self._begin_trial(trial_info or {})
+        self.setup(dict(self.config))
+
+    def _begin_trial(self, info: dict) -> None:
+        """Take the identity and counters of the trial described by ``info``."""
         self._iteration = info.get("iteration", 0)
         self._restore_iteration = self._iteration
         self._time_total = info.get("time_total_s", 0.0)
@@ -59,7 +63,6 @@ class Trainable:
         self._trial_name = info.get("trial_name", "default")
         self._resources = info.get("resources", {})
         self._start = time.time()
-        self.setup(dict(self.config))
 
     # ---- override these -------------------------------------------------------------------
     def setup(self, config: dict) -> None:
@@ -80,6 +83,10 @@ class Trainable:
         """Release resources at the end of the trial."""
 
     def reset_config(self, new_config: dict) -> bool:
+        """Make this instance run the next trial, with ``new_config``, without being rebuilt
+        (the trial actor is reused; PBT restarts a trial with a new config). Return True when
+        done; False (the default) has a fresh instance built instead. ``self.config`` is set
+        to ``new_config`` afterwards; a checkpoint, if any, is loaded after."""
         return False
 
     # ---- the driver calls these -----------------------------------------------------------
@@ -156,6 +163,13 @@ class Trainable:
         self.cleanup()
 
 
+def _stop_quietly(instance: Trainable) -> None:
+    try:
+        instance.stop()
+    except Exception:  # noqa: BLE001, S110 - cleanup of a trial that is over
+        pass
+
+
 def is_class_trainable(trainable: Any) -> bool:
     return inspect.isclass(trainable) and issubclass(trainable, Trainable)
 
@@ -173,11 +187,40 @@ def check_trainable(trainable: Any) -> None:
         raise TypeError(f"the trainable class {trainable.__name__} must subclass tune.Trainable "
                         "(define setup() and step())")
     if not callable(trainable):
-        raise TypeError(f"trainable must be a function f(config) or a tune.Trainable subclass, "
-                        f"got {type(trainable).__name__} {trainable!r:.60}")
-    if isinstance(trainable, str):
-        raise TypeError(f"registered trainable names such as {trainable!r} are not supported; "
-                        "pass the function or class itself")
+        raise TypeError(f"trainable must be a function f(config), a tune.Trainable subclass or "
+                        f"a registered name, got {type(trainable).__name__} {trainable!r:.60}")
+
+
+def resolve_trainable(trainable: Any) -> Any:
+    """The trainable itself: a name (``"PPO"``, or one given to ``tune.register_trainable``) is
+    looked up; anything else is returned as it is."""
+    if not isinstance(trainable, str):
+        return trainable
+    from raylite.tune import _registry
+    return _registry.resolve_trainable(trainable)
+
+
+def default_resources(trainable: Any, config: dict) -> Any:
+    """What a class trainable asks for by itself (``default_resource_request(config)``, as
+    RLlib's algorithms define it), or None. The config's first grid point stands for all."""
+    request = getattr(trainable, "default_resource_request", None)
+    if not is_class_trainable(trainable) or request is None:
+        return None
+    try:
+        return request(_first_variant(config or {}))
+    except Exception:  # noqa: BLE001 - a request that needs the sampled values: the default
+        return None
+
+
+def _first_variant(value: Any) -> Any:
+    """``value`` with each grid_search replaced by its first value and search domains left out."""
+    from raylite.tune import _search_space as space_mod
+    if space_mod.is_grid(value):
+        return _first_variant(value["grid_search"][0])
+    if isinstance(value, dict):
+        return {key: _first_variant(item) for key, item in value.items()
+                if not isinstance(item, space_mod.Domain)}
+    return value
 
 
 def _user_traceback() -> str:
@@ -190,14 +233,31 @@ def _user_traceback() -> str:
     return "".join(traceback.format_exception(type(exc), exc, tb))
 
 
-def pack_trainable(trainable: Any) -> tuple[Any, str | None]:
-    """(trainable, its source file): code pickled by value loses its file name; the host puts
-    it back so that tracebacks point at the user's file and line."""
+def pack_trainable(trainable: Any) -> tuple[Any, str | None, dict]:
+    """(trainable, its source file, the registry): code pickled by value loses its file name,
+    which the host puts back so that tracebacks point at the user's file and line; the envs
+    and trainables registered in the driver are registered again in the host's process."""
+    from raylite.tune import _registry
     try:
         filename = inspect.getsourcefile(trainable)
     except (TypeError, OSError):
         filename = None
-    return trainable, filename
+    return trainable, filename, _picklable(_registry.snapshot())
+
+
+def _picklable(registered: dict[str, dict[str, Any]]) -> dict[str, dict[str, Any]]:
+    """The registry without entries that cannot travel (they stay usable in the driver)."""
+    import cloudpickle
+    out: dict[str, dict[str, Any]] = {}
+    for kind, entries in registered.items():
+        out[kind] = {}
+        for name, value in entries.items():
+            try:
+                cloudpickle.dumps(value)
+            except Exception:  # noqa: BLE001, S112 - pickling raises many types
+                continue
+            out[kind][name] = value
+    return out
 
 
 def _restore_filenames(trainable: Any, filename: str | None) -> None:
@@ -241,8 +301,10 @@ class TrialHost:
     ``results`` call is still waiting; the driver never has more than that pair in flight.
     """
 
-    def __init__(self, packed: tuple[Any, str | None]):
-        trainable, filename = packed
+    def __init__(self, packed: tuple[Any, str | None, dict]):
+        from raylite.tune import _registry
+        trainable, filename, registered = packed
+        _registry.install(registered)
         _restore_filenames(trainable, filename)
         self._trainable = trainable
         self._is_class = is_class_trainable(trainable)
@@ -254,6 +316,7 @@ class TrialHost:
         self._class_error: str | None = None
         self._step_lock = threading.Lock()
         self._info: dict = {}
+        self._spare: Trainable | None = None  # a finished class instance to reset_config
 
     def start(self, info: dict) -> tuple[list, bool, str | None]:
         """Begin the trial described by ``info`` (id, name, logdir, config, checkpoint, ...)
@@ -273,12 +336,30 @@ class TrialHost:
 
     def _start_class(self, info: dict) -> None:
         self._instance, self._class_error = None, None
+        spare, self._spare = self._spare, None
         try:
-            self._instance = self._trainable(info["config"], trial_info=info)
+            if spare is not None and spare.reset_config(dict(info["config"])):
+                spare.config = dict(info["config"])
+                spare._begin_trial(info)
+                self._instance = spare
+            else:
+                if spare is not None:
+                    _stop_quietly(spare)
+                self._instance = self._trainable(info["config"], trial_info=info)
             if info.get("checkpoint"):
                 self._instance.restore(info["checkpoint"])
         except Exception:  # noqa: BLE001 - reported to the driver as the trial's error
             self._class_error = _user_traceback()
+
+    def _retire(self, instance: Trainable) -> None:
+        """A trial's instance is done: keep it for the next trial if it can be reset
+        (overrides ``reset_config``), else stop it."""
+        if type(instance).reset_config is not Trainable.reset_config:
+            if self._spare is not None:
+                _stop_quietly(self._spare)
+            self._spare = instance
+        else:
+            _stop_quietly(instance)
 
     def _run_function(self, session: TrialSession) -> None:
         _session.activate(session)
@@ -319,9 +400,16 @@ class TrialHost:
         if finished and self._info.get("checkpoint_at_end") and path is None:
             path = self._instance.save()
         if finished:
-            self._instance.stop()
+            self._retire(self._instance)
             self._instance = None
         return [(result, path)], finished, None
+
+    def save(self, trial_id: str) -> str | None:
+        """Save the running class trial ``trial_id`` now (between steps); its checkpoint path."""
+        with self._step_lock:
+            if self._trial_id != trial_id or self._instance is None:
+                return None
+            return self._instance.save()
 
     def stop(self, trial_id: str, save: bool = False,
              timeout: float = FUNCTION_STOP_TIMEOUT_S) -> tuple[bool, str | None]:
@@ -346,10 +434,7 @@ class TrialHost:
         if instance is None:
             return None
         path = instance.save() if save else None
-        try:
-            instance.stop()
-        except Exception:  # noqa: BLE001, S110 - cleanup of a trial that is over
-            pass
+        self._retire(instance)
         return path
 
     def ping(self) -> int:

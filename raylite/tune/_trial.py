@@ -52,6 +52,8 @@ class Trial:
         self.num_failures = 0
         self.error_msg: str | None = None
         self.checkpoint: str | None = None
+        self.checkpoint_iteration = 0      # training_iteration / time_total_s at which
+        self.checkpoint_time_s = 0.0       # ``checkpoint`` was taken: a restart goes on from there
         self.start_time: float | None = None
         self.end_time: float | None = None
         self.experiment_dir = experiment_dir
@@ -147,6 +149,8 @@ class Trial:
                 "status": self.status, "config": self.config, "logdir": self.logdir,
                 "experiment_tag": self.experiment_tag, "num_failures": self.num_failures,
                 "error_msg": self.error_msg, "checkpoint": self.checkpoint,
+                "checkpoint_iteration": self.checkpoint_iteration,
+                "checkpoint_time_s": self.checkpoint_time_s,
                 "last_result": self.last_result, "metric_analysis": self.metric_analysis,
                 "metric_n_steps": self.metric_n_steps, "num_results": self.num_results,
                 "evaluated_params": self.evaluated_params, "dirname": self.dirname,
@@ -161,6 +165,8 @@ class Trial:
         trial.num_failures = state.get("num_failures", 0)
         trial.error_msg = state.get("error_msg")
         trial.checkpoint = state.get("checkpoint")
+        trial.checkpoint_iteration = state.get("checkpoint_iteration", 0)
+        trial.checkpoint_time_s = state.get("checkpoint_time_s", 0.0)
         trial.last_result = state.get("last_result") or {}
         trial.metric_analysis = state.get("metric_analysis") or {}
         trial.metric_n_steps = state.get("metric_n_steps") or {}

@@ -39,7 +39,9 @@ class FailureConfig:
 
 @dataclasses.dataclass
 class CheckpointConfig:
-    """When class trainables save: every ``checkpoint_frequency`` iterations and/or at the end."""
+    """When class trainables save (every ``checkpoint_frequency`` iterations and/or at the end)
+    and how many checkpoints a trial keeps (``num_to_keep``: the latest, and the best by
+    ``checkpoint_score_attribute`` in ``checkpoint_score_order``)."""
 
     num_to_keep: int | None = None
     checkpoint_score_attribute: str | None = None
@@ -144,8 +146,21 @@ class Tuner:
             max_failures=failure.max_failures, fail_fast=failure.fail_fast,
             checkpoint_freq=checkpoint.checkpoint_frequency,
             checkpoint_at_end=bool(checkpoint.checkpoint_at_end),
+            keep_checkpoints_num=checkpoint.num_to_keep,
+            checkpoint_score_attr=_score_attr(checkpoint),
             raise_on_failed_trial=False, resume=self._resume)
         return ResultGrid(analysis)
 
     def get_results(self) -> ResultGrid:
         raise RuntimeError("call Tuner.fit() first; it returns the ResultGrid")
+
+
+def _score_attr(checkpoint: CheckpointConfig) -> str | None:
+    """CheckpointConfig's attribute and order as tune.run's ``checkpoint_score_attr``."""
+    attribute = checkpoint.checkpoint_score_attribute
+    if attribute is None:
+        return None
+    if checkpoint.checkpoint_score_order not in ("min", "max"):
+        raise ValueError(f"CheckpointConfig.checkpoint_score_order must be 'min' or 'max', got "
+                         f"{checkpoint.checkpoint_score_order!r}")
+    return f"min-{attribute}" if checkpoint.checkpoint_score_order == "min" else attribute

@@ -1,0 +1,3 @@
+"""Callbacks that connect training libraries to Tune: ``raylite.tune.integration.keras``."""
+
+__all__ = ["keras"]

@@ -1,0 +1,5 @@
+"""``from raylite.tune.suggest.bayesopt import BayesOptSearch`` (needs bayesian-optimization)"""
+
+from raylite.tune._bayesopt import BayesOptSearch
+
+__all__ = ["BayesOptSearch"]
