@@ -97,6 +97,26 @@ def test_rows_are_dicts_and_map_to_ints_is_not_tabular():
     assert repr(ds) == "Dataset(num_blocks=1, num_rows=10, schema={data: int64})"
 
 
+def test_the_book_examples_run_on_python_rows_without_pyarrow_or_pandas():
+    """Cold start: Examples 1-2/1-3 import neither pyarrow nor pandas nor numpy in the driver
+    (together they cost ~0.5 s), yet the rows still print as ArrowRow and the schema is
+    Arrow's when asked for."""
+    code = EXAMPLE_1_2 + EXAMPLE_1_3 + textwrap.dedent("""
+        import sys
+        print([m for m in ("pyarrow", "pandas", "numpy") if m in sys.modules])
+        print(repr(ds))
+        print(ds.schema().types)
+    """)
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
+                         check=True, timeout=60)
+    lines = out.stdout.splitlines()
+    assert lines[:5] == BOOK_SHOW_5.splitlines()
+    assert lines[5] == str(FIRST_TEN)
+    assert lines[6] == "[]"
+    assert lines[7] == "Dataset(num_blocks=10, num_rows=10000, schema={name: string, data: int64})"
+    assert lines[8] == "[DataType(string), DataType(int64)]"
+
+
 def test_import_raylite_stays_free_of_pyarrow():
     code = ("import sys, raylite, raylite.data; "
             "print('pyarrow' in sys.modules, 'pandas' in sys.modules)")
@@ -164,6 +184,135 @@ def test_map_batches_with_a_callable_class():
 
     ds = ray.data.range(5).map_batches(AddOffset, fn_constructor_args=(100,), compute="actors")
     assert ds.take_all() == [100, 101, 102, 103, 104]
+
+
+class _Tagged:
+    """A stateful batch function: remembers its process and which instance it is."""
+
+    def __init__(self, counter, offset=0):
+        ray.get(counter.add.remote(1))  # one construction per actor
+        self.offset = offset
+        self.tag = (os.getpid(), id(self))
+
+    def __call__(self, batch):
+        return [(x + self.offset, self.tag) for x in batch]
+
+
+@pytest.mark.parametrize("options", [
+    {"compute": "actors"},
+    {"concurrency": (1, 2)},
+    {"compute": "ActorPoolStrategy(size=2)"},
+    {},  # a class runs on an actor pool even when not told
+])
+def test_callable_class_runs_on_an_actor_pool_built_once_per_actor(options):
+    if options.get("compute") == "ActorPoolStrategy(size=2)":
+        options = {"compute": ray.data.ActorPoolStrategy(size=2)}
+    counter = _Counter.remote()
+    ds = ray.data.range(40, parallelism=8).map(lambda x: x + 1).map_batches(
+        _Tagged, batch_size=3, fn_constructor_args=(counter,),
+        fn_constructor_kwargs={"offset": 100}, **options)
+    rows = ds.take_all()
+    assert [x for x, _ in rows] == list(range(101, 141))
+    actors = ds._stats.actors_started
+    assert 1 <= actors <= 2
+    assert ray.get(counter.value.remote()) == actors  # constructed once per actor
+    assert len({tag for _, tag in rows}) == actors
+    assert ds.stats().startswith(f"8 tasks, {actors} actors")
+
+
+def test_actor_pool_options_and_errors():
+    with pytest.raises(ValueError, match=r"compute='gpu'.*'tasks', 'actors' or ActorPoolStr"):
+        ray.data.range(3).map_batches(lambda b: b, compute="gpu")
+    with pytest.raises(ValueError, match=r"concurrency=0.*positive int"):
+        ray.data.range(3).map_batches(lambda b: b, concurrency=0)
+    with pytest.raises(ValueError, match="max_size .1. is smaller than min_size .2."):
+        ray.data.ActorPoolStrategy(2, 1)
+    with pytest.raises(ValueError, match="positive int"):
+        ray.data.ActorPoolStrategy(size=0)
+
+    class Broken:
+        def __init__(self):
+            raise OSError("no model file")
+
+        def __call__(self, batch):
+            return batch
+
+    with pytest.raises(OSError, match=r"map_batches\(Broken\) failed on constructing Broken"):
+        ray.data.range(3).map_batches(Broken, compute="actors").take_all()
+    plain = ray.data.range(6, parallelism=2).map(lambda x: -x, compute="actors", num_cpus=0.5)
+    assert plain.take_all() == [0, -1, -2, -3, -4, -5]
+    too_big = ray.data.range(4, parallelism=2).map_batches(
+        lambda b: b, compute=ray.data.ActorPoolStrategy(size=3), num_cpus=1)
+    with pytest.warns(UserWarning, match="pool of 3 actors, each with num_cpus=1, does not fit"
+                                         " in the cluster; using 2"):
+        assert too_big.take_all() == [0, 1, 2, 3]
+    window = ray.data.range(6, parallelism=3).window(blocks_per_window=1).map_batches(
+        lambda b: [x * 2 for x in b], compute=ray.data.ActorPoolStrategy(size=1))
+    assert window.take_all() == [0, 2, 4, 6, 8, 10]
+
+
+def test_numpy_batches_of_range_skip_python_ints_but_match():
+    fast = ray.data.range(1000, parallelism=3).map_batches(
+        lambda b: {"y": b * 2}, batch_format="numpy", batch_size=128)
+    slow = ray.data.range(1000, parallelism=3).map(lambda x: x).map_batches(
+        lambda b: {"y": b * 2}, batch_format="numpy", batch_size=128)
+    assert fast.take_all() == slow.take_all() == [{"y": 2 * i} for i in range(1000)]
+    with pytest.raises(ValueError, match=r"map_batches\(bad\) failed on a batch of 128 rows "
+                                         r"\(rows 256..\) starting with row 256"):
+        def bad(batch):
+            if batch[0] == 256:
+                raise ValueError("nope")
+            return batch
+        ray.data.range(1000, parallelism=1).map_batches(bad, batch_format="numpy",
+                                                        batch_size=128).take_all()
+
+
+# ==========================================================================================
+# progress bars
+# ==========================================================================================
+class _FakeTerminal:
+    """A text stream that says it is a terminal."""
+
+    def __init__(self):
+        self.parts: list[str] = []
+
+    def write(self, text):
+        self.parts.append(text)
+        return len(text)
+
+    def flush(self):
+        pass
+
+    def isatty(self):
+        return True
+
+
+def test_progress_bars_are_off_when_not_a_terminal(capsys):
+    from raylite.data import _progress
+    assert not _progress.bars_enabled()  # pytest captures stdout: not a terminal
+    ray.data.range(100, parallelism=4).map(lambda x: x).take_all()
+    assert capsys.readouterr().err == ""
+
+
+def test_progress_bar_shows_one_line_per_operator_on_a_terminal(monkeypatch):
+    pytest.importorskip("rich")
+    monkeypatch.delenv("RAYLITE_PROGRESS", raising=False)
+    context = ray.data.DataContext.get_current()
+    monkeypatch.setattr(context, "progress_bar_delay_s", 0.0)
+    terminal = _FakeTerminal()
+    monkeypatch.setattr(sys, "stdout", terminal)
+    monkeypatch.setattr(sys, "stderr", terminal)
+    ray.data.range(100, parallelism=4).map(lambda x: x).filter(lambda x: x % 2).take_all()
+    text = "".join(terminal.parts)
+    assert "map(<lambda>)->filter(<lambda>)" in text and "4/4" in text
+    monkeypatch.setattr(context, "enable_progress_bars", False)
+    terminal.parts.clear()
+    ray.data.range(10).map(lambda x: x).take_all()
+    assert terminal.parts == []
+    monkeypatch.setattr(context, "enable_progress_bars", True)
+    monkeypatch.setenv("RAYLITE_PROGRESS", "0")   # raylite's switch for every library's bars
+    ray.data.range(10).map(lambda x: x).take_all()
+    assert terminal.parts == []
 
 
 def test_columns_add_drop_select():

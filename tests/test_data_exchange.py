@@ -133,3 +133,20 @@ def test_split_at_indices_and_train_test_split():
         ds.train_test_split(11)
     with pytest.raises(ValueError, match="sorted list"):
         ds.split_at_indices([5, 2])
+
+
+def test_zip_joins_rows_across_different_block_boundaries():
+    left = ray.data.range(10, parallelism=3)
+    right = ray.data.range(10, parallelism=4).map(lambda x: x * 10)
+    zipped = left.zip(right)
+    assert zipped.num_blocks() == 3
+    assert zipped.take_all() == [(i, 10 * i) for i in range(10)]
+    a = ray.data.from_items([{"x": i, "y": -i} for i in range(5)], parallelism=2)
+    b = ray.data.range_table(5, parallelism=3).map_batches(lambda df: df, batch_format="pandas")
+    both = a.zip(b).zip(a)
+    assert both.columns() == ["x", "y", "value", "x_1", "y_1"]
+    assert both.take(2)[1] == {"x": 1, "y": -1, "value": 1, "x_1": 1, "y_1": -1}
+    with pytest.raises(ValueError, match="same number of rows; this one has 10, the other 5"):
+        left.zip(ray.data.range(5)).take_all()
+    with pytest.raises(TypeError, match="takes a Dataset"):
+        left.zip([1, 2])

@@ -172,3 +172,54 @@ def test_from_items_mixed_and_odd_rows():
     objects = ray.data.from_items([{"o": pathlib.Path("/x")}])  # not Arrow-able: stays Python
     assert objects.take_all() == [{"o": pathlib.Path("/x")}]
     assert ray.data.from_items([]).count() == 0 and ray.data.from_items([]).take() == []
+    mixed = ray.data.from_items([{"a": 1}, 5, {2: "int key"}])  # not tabular: rows as given
+    assert mixed.take_all() == [{"a": 1}, 5, {2: "int key"}] and mixed.columns() is None
+    assert mixed.map(lambda r: r if isinstance(r, int) else len(r)).take_all() == [1, 5, 1]
+
+
+# ==========================================================================================
+# numpy files and tensors
+# ==========================================================================================
+def test_read_numpy_round_trip_and_paths(tmp_path):
+    images = np.arange(2 * 6 * 4).reshape(12, 2, 2)
+    ray.data.from_numpy(images).repartition(3).write_numpy(tmp_path / "t")
+    assert len(list((tmp_path / "t").glob("*.npy"))) == 3
+    back = ray.data.read_numpy(tmp_path / "t")
+    assert back.count() == 12 and back.num_blocks() == 3
+    assert np.array_equal(back.to_numpy(), images)  # tensors keep shape and order
+    np.save(tmp_path / "one.npy", np.arange(5))
+    assert [r["value"] for r in ray.data.read_numpy(tmp_path / "one.npy").take_all()] == [
+        0, 1, 2, 3, 4]
+    assert ray.data.read_numpy(str(tmp_path / "t" / "*.npy")).count() == 12
+    assert ray.data.read_numpy([tmp_path / "one.npy", tmp_path / "t"]).count() == 17
+    ray.data.range(6, parallelism=2).write_numpy(tmp_path / "ints")
+    assert ray.data.read_numpy(tmp_path / "ints").to_numpy().tolist() == list(range(6))
+    with pytest.raises(FileNotFoundError, match="missing.npy"):
+        ray.data.read_numpy(tmp_path / "missing.npy")
+    with pytest.raises(ValueError, match=r"no column 'nope'"):
+        ray.data.from_items([{"a": 1}]).write_numpy(tmp_path / "x", column="nope")
+
+
+def test_range_tensor_rows_are_filled_arrays():
+    ds = ray.data.range_tensor(10, shape=(2, 3), parallelism=3)
+    assert ds.count() == 10 and ds.num_blocks() == 3
+    row = ds.take(5)[4]["value"]
+    assert row.shape == (2, 3) and (row == 4).all()
+    batch = next(ds.iter_batches(batch_size=4, batch_format="numpy"))["value"]
+    assert batch.shape == (4, 2, 3) and batch[:, 0, 0].tolist() == [0, 1, 2, 3]
+    doubled = ds.map_batches(lambda b: {"value": b["value"] * 2}, batch_format="numpy")
+    assert doubled.take(2)[1]["value"].tolist() == [[2, 2, 2], [2, 2, 2]]
+    with pytest.raises(ValueError, match="shape"):
+        ray.data.range_tensor(3, shape=(0,))
+
+
+def test_to_arrow_pandas_and_numpy_refs():
+    ds = ray.data.from_items([{"a": i} for i in range(6)], parallelism=2)
+    tables = ray.get(ds.to_arrow_refs())
+    assert all(isinstance(t, pa.Table) for t in tables)
+    assert sum(t.num_rows for t in tables) == 6
+    frames = ray.get(ds.to_pandas_refs())
+    assert pd.concat(frames)["a"].tolist() == list(range(6))
+    arrays = ray.get(ray.data.range(4, parallelism=2).to_numpy_refs())
+    assert [a.tolist() for a in arrays] == [[0, 1], [2, 3]]
+    assert ray.get(ray.data.range(3).to_arrow_refs()[0]).column_names == ["value"]

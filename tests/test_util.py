@@ -552,3 +552,24 @@ def test_inspect_serializability_rejects_bad_arguments():
         inspect_serializability(1, depth=-1)
     with pytest.raises(TypeError, match="print_file"):
         inspect_serializability(1, print_file="out.txt")
+
+
+def test_object_store_stats_follow_a_large_object(ray):
+    import numpy as np
+    from raylite.util import object_store_stats
+    before = object_store_stats()
+    ref = ray.put(np.ones(4 << 20, dtype=np.uint8))
+    held = object_store_stats()
+    assert held["shm_bytes"] >= before["shm_bytes"] + (4 << 20)
+    assert held["objects"] == before["objects"] + 1
+    assert {"spilled_bytes", "spill_count", "restore_count", "limit"} <= set(held)
+    del ref
+
+
+def test_object_store_stats_before_init_says_so():
+    import subprocess
+    import sys
+    probe = ("from raylite.util import object_store_stats\n"
+             "try:\n    object_store_stats()\nexcept RuntimeError as exc:\n    print(exc)\n")
+    out = subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True, timeout=60)
+    assert "not initialized: call raylite.init() first" in out.stdout, out.stderr

@@ -12,24 +12,72 @@
 
     ds.window(blocks_per_window=2).map(...).show()   # a DatasetPipeline: windows overlap
 
-Creation: from_items, range, range_table, from_pandas, from_numpy, from_arrow,
-read_parquet, read_csv, read_json, read_text. Everything else is a method of Dataset or
-DatasetPipeline. pyarrow and pandas are imported on first use.
+Creation: from_items, range, range_table, range_tensor, from_pandas, from_numpy, from_arrow,
+from_dask, from_torch, read_parquet, read_csv, read_json, read_text, read_numpy. Everything
+else is a method of Dataset (groupby gives GroupedData) or DatasetPipeline; aggregations for
+``aggregate()`` are in ``raylite.data.aggregate``. pyarrow, numpy and pandas are imported on
+first use, and only where needed: the book's examples run on plain Python rows.
 """
 
 from __future__ import annotations
 
+import importlib
+
 from raylite.data._block import ArrowRow, BlockMetadata
 from raylite.data._dataset import Dataset
-from raylite.data._pipeline import DatasetPipeline
-from raylite.data._plan import DataContext
+from raylite.data._plan import DataContext, ExecutionStats
 from raylite.data._read import (from_arrow, from_items, from_numpy, from_pandas, range,
-                                range_table, read_csv, read_json, read_parquet, read_text)
+                                range_table, range_tensor, read_csv, read_json, read_numpy,
+                                read_parquet, read_text)
+
+# loaded on first use, to keep `import raylite.data` (and every worker that unpickles a stage)
+# light: name -> (module, attribute or None for the module itself)
+_LAZY = {
+    "DatasetPipeline": ("raylite.data._pipeline", "DatasetPipeline"),
+    "ActorPoolStrategy": ("raylite.data._actors", "ActorPoolStrategy"),
+    "GroupedData": ("raylite.data._aggregate", "GroupedData"),
+    "aggregate": ("raylite.data.aggregate", None),
+}
+
+
+def __getattr__(name: str):
+    if name in _LAZY:
+        module_name, attribute = _LAZY[name]
+        module = importlib.import_module(module_name)
+        value = module if attribute is None else getattr(module, attribute)
+        globals()[name] = value
+        return value
+    raise AttributeError(f"module 'raylite.data' has no attribute {name!r}")
+
+
+def __dir__() -> list[str]:
+    return sorted(set(globals()) | set(_LAZY))
+
+
+def from_dask(df):
+    """A tabular dataset with one block per partition of a ``dask.dataframe.DataFrame``.
+
+    Example:
+        >>> import dask.dataframe as dd, pandas as pd, raylite as ray
+        >>> ray.data.from_dask(dd.from_pandas(pd.DataFrame({"a": [1, 2]}), npartitions=2)).count()
+        2
+    """
+    from raylite.data._convert import from_dask as convert
+    return convert(df)
+
+
+def from_torch(dataset):
+    """A dataset of ``{"item": sample}`` rows from a torch Dataset (map-style or iterable)."""
+    from raylite.data._convert import from_torch as convert
+    return convert(dataset)
+
 
 DatasetContext = DataContext  # the Ray 1.x/2.0 name
 
 __all__ = [
     "Dataset", "DatasetPipeline", "DataContext", "DatasetContext", "ArrowRow", "BlockMetadata",
-    "from_items", "range", "range_table", "from_pandas", "from_numpy", "from_arrow",
-    "read_parquet", "read_csv", "read_json", "read_text",
+    "ActorPoolStrategy", "ExecutionStats", "GroupedData", "aggregate",
+    "from_items", "range", "range_table", "range_tensor", "from_pandas", "from_numpy",
+    "from_arrow", "from_dask", "from_torch",
+    "read_parquet", "read_csv", "read_json", "read_text", "read_numpy",
 ]

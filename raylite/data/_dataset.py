@@ -12,16 +12,26 @@ from typing import TYPE_CHECKING, Any, Callable, Iterator
 import raylite
 from raylite.data import _block, _exchange
 from raylite.data._block import Block
-from raylite.data._plan import (AddColumn, Barrier, BlockTask, ExecutionPlan, ExecutionStats,
-                                FilterRows, FlatMapRows, MapBatches, MapRows, RefInput,
-                                SelectColumns, check_columns, execute_to_refs, resolve_metadata,
-                                stream, submit_all)
+from raylite.data._export import ExportMethods
+from raylite.data._plan import (Barrier, BlockTask, ExecutionPlan, ExecutionStats, RefInput,
+                                execute_to_refs, resolve_metadata, stream, submit_all)
+from raylite.data._stages import (AddColumn, FilterRows, FlatMapRows, MapBatches, MapRows,
+                                  SelectColumns, check_columns)
 
 if TYPE_CHECKING:
+    from raylite.data._aggregate import AggregateFn, GroupedData
     from raylite.data._pipeline import DatasetPipeline
 
 _REMOTE_ARGS = frozenset({"num_cpus", "num_gpus", "memory", "resources", "max_retries",
                           "retry_exceptions", "scheduling_strategy", "accelerator_type"})
+
+
+def compute_strategy(compute: Any, concurrency: Any, fn: Any, operation: str) -> Any:
+    """None (tasks) unless an actor pool is asked for (or ``fn`` is a callable class)."""
+    if compute is None and concurrency is None and not isinstance(fn, type):
+        return None
+    from raylite.data._actors import compute_strategy as strategy
+    return strategy(compute, concurrency, fn, operation)
 
 
 def _check_function(fn: Any, operation: str) -> None:
@@ -85,7 +95,7 @@ def _take_front(buffer: list[list], count: int) -> Block:
     return _block.concat(pieces)
 
 
-class Dataset:
+class Dataset(ExportMethods):
     """A distributed collection of rows, split into blocks, transformed lazily and in parallel.
 
     Example:
@@ -99,6 +109,7 @@ class Dataset:
     def __init__(self, plan: ExecutionPlan):
         self._plan = plan
         self._stats: ExecutionStats | None = None
+        self._keep_alive: Any = None
 
     # --------------------------------------------------------------------------------------
     # plumbing
@@ -111,7 +122,8 @@ class Dataset:
         upstream = self._plan
 
         def compute() -> list[BlockTask]:
-            inputs = execute_to_refs(upstream.block_tasks())
+            inputs = execute_to_refs(upstream.block_tasks(),
+                                     ExecutionStats(operations=upstream.describe()))
             return [BlockTask(ref) for ref in run(inputs)]
         return Dataset(ExecutionPlan(Barrier(name, compute)))
 
@@ -160,6 +172,7 @@ class Dataset:
         _check_function(fn, "map")
         stage = MapRows(fn)
         stage.remote_args = _check_remote_args(ray_remote_args, "map")
+        stage.compute = compute_strategy(compute, None, None, "map")
         return self._with_stage(stage)
 
     def filter(self, fn: Callable[[Any], bool], *, compute: Any = None,
@@ -174,6 +187,7 @@ class Dataset:
         _check_function(fn, "filter")
         stage = FilterRows(fn)
         stage.remote_args = _check_remote_args(ray_remote_args, "filter")
+        stage.compute = compute_strategy(compute, None, None, "filter")
         return self._with_stage(stage)
 
     def flat_map(self, fn: Callable[[Any], list], *, compute: Any = None,
@@ -188,20 +202,26 @@ class Dataset:
         _check_function(fn, "flat_map")
         stage = FlatMapRows(fn)
         stage.remote_args = _check_remote_args(ray_remote_args, "flat_map")
+        stage.compute = compute_strategy(compute, None, None, "flat_map")
         return self._with_stage(stage)
 
     def map_batches(self, fn: Callable[[Any], Any], *, batch_size: int | None = 4096,
                     compute: Any = None, batch_format: str = "default",
                     fn_args: tuple | None = None, fn_kwargs: dict | None = None,
                     fn_constructor_args: tuple | None = None,
-                    fn_constructor_kwargs: dict | None = None,
-                    **ray_remote_args: Any) -> "Dataset":
+                    fn_constructor_kwargs: dict | None = None, concurrency: Any = None,
+                    zero_copy_batch: bool = False, **ray_remote_args: Any) -> "Dataset":
         """Apply ``fn`` to batches of up to ``batch_size`` rows (None: a whole block).
 
         ``batch_format``: ``"default"`` (pandas DataFrame for tabular data, list otherwise),
         ``"pandas"``, ``"pyarrow"``, ``"numpy"`` (dict of column arrays, or one ndarray) or
         ``"native"`` (pyarrow Table or list). ``fn`` returns a batch in any of these forms.
-        A class for ``fn`` is instantiated once per task (with ``fn_constructor_args``).
+
+        A callable class for ``fn`` (a model to load once, say) runs on a pool of actors, each
+        constructing it once with ``fn_constructor_args``: size it with
+        ``compute=ActorPoolStrategy(min_size, max_size)`` or Ray 2.x's ``concurrency=n`` (or
+        ``(min, max)``); ``compute="actors"`` runs a plain function on a pool too.
+        ``num_cpus`` / ``num_gpus`` reserve resources for each task or actor.
 
         Example:
             >>> import raylite as ray
@@ -213,9 +233,10 @@ class Dataset:
         _block.check_batch_format(batch_format)
         if batch_size is not None:
             _check_positive_int(batch_size, "map_batches(batch_size=...)")
+        strategy = compute_strategy(compute, concurrency, fn, "map_batches")
         stage = MapBatches(fn, batch_size, batch_format, fn_args or (), fn_kwargs,
                            fn_constructor_args or (), fn_constructor_kwargs,
-                           _check_remote_args(ray_remote_args, "map_batches"))
+                           _check_remote_args(ray_remote_args, "map_batches"), strategy)
         return self._with_stage(stage)
 
     def add_column(self, col: str, fn: Callable[[Any], Any], *, compute: Any = None,
@@ -287,7 +308,8 @@ class Dataset:
         def compute() -> list[BlockTask]:
             collected, total = [], 0
             if limit:
-                blocks = stream(upstream.block_tasks())
+                blocks = stream(upstream.block_tasks(),
+                                stats=ExecutionStats(operations=upstream.describe()))
                 for block_ref, meta in blocks:
                     collected.append(RefInput(block_ref, resolve_metadata(meta)))
                     total += collected[-1].meta.num_rows
@@ -428,6 +450,132 @@ class Dataset:
         train, test = total.split_at_indices([count - test_rows])
         return train, test
 
+    def zip(self, other: "Dataset") -> "Dataset":
+        """Row ``i`` of the result joins row ``i`` of this dataset and of ``other`` (both must
+        have the same number of rows): the columns of both for tabular data (a clashing name
+        from ``other`` gets a suffix ``_1``), ``(a, b)`` tuples otherwise.
+
+        Example:
+            >>> import raylite as ray
+            >>> ray.data.range(3).zip(ray.data.range(3).map(lambda x: x * 10)).take_all()
+            [(0, 0), (1, 10), (2, 20)]
+        """
+        if not isinstance(other, Dataset):
+            raise TypeError(f"zip() takes a Dataset, got {type(other).__name__}")
+        left_plan, right_plan = self._plan, other._plan
+
+        def compute() -> list[BlockTask]:
+            left = execute_to_refs(left_plan.block_tasks(),
+                                   ExecutionStats(operations=left_plan.describe()))
+            right = execute_to_refs(right_plan.block_tasks(),
+                                    ExecutionStats(operations=right_plan.describe()))
+            return [BlockTask(ref) for ref in _exchange.zip_blocks(left, right)]
+        return Dataset(ExecutionPlan(Barrier("zip", compute)))
+
+    def groupby(self, key: str | list[str]) -> "GroupedData":
+        """Group the rows by column(s) ``key``; then ``count()``, ``sum(on)``, ``min``,
+        ``max``, ``mean``, ``std``, ``aggregate(...)`` or ``map_groups(fn)``.
+
+        Example:
+            >>> import raylite as ray
+            >>> ds = ray.data.from_items([{"k": i % 3, "x": i} for i in range(9)])
+            >>> [row["count()"] for row in ds.groupby("k").count().take_all()]
+            [3, 3, 3]
+        """
+        from raylite.data._aggregate import GroupedData
+        return GroupedData(self, key)
+
+    def aggregate(self, *aggs: "AggregateFn") -> dict:
+        """The aggregations over all rows, as ``{name: value}``.
+
+        Example:
+            >>> import raylite as ray
+            >>> from raylite.data.aggregate import Count, Max
+            >>> ray.data.range(5).aggregate(Count(), Max())
+            {'count()': 5, 'max()': 4}
+        """
+        from raylite.data._aggregate import check_aggs
+        return self._aggregate(check_aggs(aggs), "aggregate()")
+
+    def _aggregate(self, aggs: list, operation: str) -> dict:
+        from raylite.data._aggregate import aggregate_dataset
+        self._check_agg_columns(aggs, operation)
+        rows = aggregate_dataset(self, [], aggs, operation).take_all()
+        if not rows:
+            return {agg.name: None for agg in aggs}
+        return dict(rows[0])
+
+    def _check_agg_columns(self, aggs: list, operation: str) -> None:
+        from raylite.data._aggregate import Count
+        schema = self._known_schema()
+        if schema is not None and hasattr(schema, "names"):
+            if any(a.on is None and not isinstance(a, Count) for a in aggs):
+                raise ValueError(f"{operation} of a tabular dataset needs on=<column>; columns: "
+                                 f"{list(schema.names)}")
+            check_columns([a.on for a in aggs if a.on is not None], list(schema.names),
+                          operation)
+
+    def _scalar_aggregate(self, cls: type, on: Any, name: str, **options: Any) -> Any:
+        from raylite.data._aggregate import make_aggs
+        aggs = make_aggs(cls, on, name, **options)
+        result = self._aggregate(aggs, f"{name}({on!r})" if on is not None else f"{name}()")
+        values = [result[agg.name] for agg in aggs]
+        return values[0] if len(values) == 1 and not isinstance(on, (list, tuple)) else result
+
+    def sum(self, on: str | list[str] | None = None, ignore_nulls: bool = True) -> Any:
+        """The sum of a column (or of the rows, for non-tabular data); a dict for a list.
+
+        Example:
+            >>> import raylite as ray
+            >>> ray.data.range(5).sum()
+            10
+        """
+        from raylite.data._aggregate import Sum
+        return self._scalar_aggregate(Sum, on, "sum", ignore_nulls=ignore_nulls)
+
+    def min(self, on: str | list[str] | None = None, ignore_nulls: bool = True) -> Any:
+        """The smallest value of a column (or of the rows)."""
+        from raylite.data._aggregate import Min
+        return self._scalar_aggregate(Min, on, "min", ignore_nulls=ignore_nulls)
+
+    def max(self, on: str | list[str] | None = None, ignore_nulls: bool = True) -> Any:
+        """The largest value of a column (or of the rows)."""
+        from raylite.data._aggregate import Max
+        return self._scalar_aggregate(Max, on, "max", ignore_nulls=ignore_nulls)
+
+    def mean(self, on: str | list[str] | None = None, ignore_nulls: bool = True) -> Any:
+        """The mean of a column (or of the rows)."""
+        from raylite.data._aggregate import Mean
+        return self._scalar_aggregate(Mean, on, "mean", ignore_nulls=ignore_nulls)
+
+    def std(self, on: str | list[str] | None = None, ddof: int = 1,
+            ignore_nulls: bool = True) -> Any:
+        """The standard deviation of a column (or of the rows); ``ddof=1`` as pandas."""
+        from raylite.data._aggregate import Std
+        return self._scalar_aggregate(Std, on, "std", ddof=ddof, ignore_nulls=ignore_nulls)
+
+    def unique(self, column: str | None = None) -> list:
+        """The distinct values of ``column`` (of the rows, for non-tabular data), in the order
+        first seen.
+
+        Example:
+            >>> import raylite as ray
+            >>> ray.data.from_items([{"k": "b"}, {"k": "a"}, {"k": "b"}]).unique("k")
+            ['b', 'a']
+        """
+        from raylite.data._aggregate import UniqueValues
+        if column is not None and not isinstance(column, str):
+            raise TypeError(f"unique() takes a column name, got {column!r}")
+        if column is not None:
+            schema = self._known_schema()
+            if schema is not None and hasattr(schema, "names"):
+                check_columns([column], list(schema.names), f"unique({column!r})")
+        seen: dict = {}
+        for block in self._with_stage(UniqueValues(column))._iter_blocks():
+            for values in block:
+                seen.update(dict.fromkeys(values))
+        return list(seen)
+
     # --------------------------------------------------------------------------------------
     # consuming
     # --------------------------------------------------------------------------------------
@@ -440,13 +588,15 @@ class Dataset:
             0
         """
         for block in self._iter_blocks():
-            yield from _block.rows(block)
+            yield from _block.output_rows(block)
 
     def iter_batches(self, *, batch_size: int | None = 256, batch_format: str = "default",
-                     drop_last: bool = False, prefetch_blocks: int = 0) -> Iterator[Any]:
+                     drop_last: bool = False, prefetch_blocks: int = 0,
+                     prefetch_batches: int = 1) -> Iterator[Any]:
         """The rows in batches of ``batch_size`` (None: one batch per block), in
-        ``batch_format`` (see ``map_batches``). ``prefetch_blocks`` is accepted for Ray's sake:
-        the executor already runs up to twice the cluster's CPUs blocks ahead.
+        ``batch_format`` (see ``map_batches``). ``prefetch_blocks`` / ``prefetch_batches`` are
+        accepted for Ray's sake: the executor already runs up to twice the cluster's CPUs
+        blocks ahead.
 
         Example:
             >>> import raylite as ray
@@ -473,7 +623,7 @@ class Dataset:
         if limit == 0:
             return out
         for block in self._iter_blocks():
-            out.extend(_block.rows(_block.slice_block(block, 0, limit - len(out))))
+            out.extend(_block.output_rows(_block.slice_block(block, 0, limit - len(out))))
             if len(out) >= limit:
                 break
         return out
@@ -482,7 +632,7 @@ class Dataset:
         """All rows as a list (a ValueError if there are more than ``limit``)."""
         out: list = []
         for block in self._iter_blocks():
-            out.extend(_block.rows(block))
+            out.extend(_block.output_rows(block))
             if limit is not None and len(out) > limit:
                 raise ValueError(f"take_all(limit={limit}): the dataset has more rows than that")
         return out
@@ -510,6 +660,10 @@ class Dataset:
     def schema(self) -> Any:
         """A ``pyarrow.Schema`` for tabular data, the Python type of the rows otherwise
         (None for an empty dataset); runs the first block(s) if needed."""
+        return _block.arrow_schema(self._schema())
+
+    def _schema(self) -> Any:
+        """The schema as the blocks know it (a RowSchema for dict rows, no pyarrow needed)."""
         known = self._known_schema()
         if known is not None:
             return known
@@ -523,7 +677,7 @@ class Dataset:
 
     def columns(self) -> list[str] | None:
         """The column names of a tabular dataset (None when the rows are not dicts)."""
-        schema = self.schema()
+        schema = self._schema()
         return list(schema.names) if hasattr(schema, "names") else None
 
     def num_blocks(self) -> int:
@@ -534,44 +688,6 @@ class Dataset:
         """The bytes the blocks take (runs the plan if needed)."""
         return sum(task.source.metadata().size_bytes
                    for task in self.materialize()._plan.block_tasks())
-
-    def to_pandas(self, limit: int = 100_000):
-        """One pandas DataFrame of all rows (non-tabular rows go in a column ``value``)."""
-        blocks, total = [], 0
-        for block in self._iter_blocks():
-            blocks.append(block)
-            total += _block.num_rows(block)
-            if total > limit:
-                raise ValueError(f"to_pandas(limit={limit}): the dataset has more rows than "
-                                 "that; pass a larger limit or use iter_batches()")
-        return _block.to_pandas(_block.concat(blocks))
-
-    def to_numpy(self, *, column: str | None = None):
-        """An ndarray of the rows (non-tabular data or one column), or a dict of column arrays."""
-        batch = _block.to_batch(_block.concat(list(self._iter_blocks())), "numpy")
-        if not isinstance(batch, dict):
-            if column is not None:
-                raise ValueError(f"to_numpy(column={column!r}): the rows are not tabular")
-            return batch
-        if column is not None:
-            check_columns([column], list(batch), "to_numpy()")
-            return batch[column]
-        return next(iter(batch.values())) if len(batch) == 1 else batch
-
-    def write_parquet(self, path: str, **arrow_parquet_args: Any) -> None:
-        """Write one Parquet file per block into the directory ``path``."""
-        from raylite.data._write import write
-        write(self, path, "parquet", arrow_parquet_args, self._new_stats())
-
-    def write_csv(self, path: str, **arrow_csv_args: Any) -> None:
-        """Write one CSV file (with a header) per block into the directory ``path``."""
-        from raylite.data._write import write
-        write(self, path, "csv", arrow_csv_args, self._new_stats())
-
-    def write_json(self, path: str, **pandas_json_args: Any) -> None:
-        """Write one JSON-lines file per block into the directory ``path``."""
-        from raylite.data._write import write
-        write(self, path, "json", pandas_json_args, self._new_stats())
 
     def materialize(self) -> "Dataset":
         """Run the plan now; the returned dataset's blocks sit in the object store."""
@@ -614,8 +730,10 @@ class Dataset:
 
     def _start(self) -> "Dataset":
         """Submit every block task now and return the dataset of their (coming) results."""
-        started = Dataset(ExecutionPlan(submit_all(self._plan.block_tasks(), self._new_stats())))
+        tasks, keep_alive = submit_all(self._plan.block_tasks(), self._new_stats())
+        started = Dataset(ExecutionPlan(tasks))
         started._stats = self._stats
+        started._keep_alive = keep_alive  # the actor pools its blocks are coming from
         return started
 
     def __repr__(self) -> str:
@@ -649,7 +767,7 @@ def _known_count(tasks: list[BlockTask]) -> int | None:
 
 
 def _check_union_schemas(datasets: list[Dataset]) -> None:
-    schemas = [(i, d.schema()) for i, d in enumerate(datasets)]
+    schemas = [(i, d._schema()) for i, d in enumerate(datasets)]
     schemas = [(i, s) for i, s in schemas if s is not None]
     if not schemas:
         return
@@ -661,8 +779,19 @@ def _check_union_schemas(datasets: list[Dataset]) -> None:
                              f"{_block.format_schema(first)} but dataset {index} has "
                              f"{_block.format_schema(schema)}; tabular and non-tabular "
                              "datasets cannot be combined")
-        if tabular_a and not first.remove_metadata().equals(schema.remove_metadata()):
+        if tabular_a and not _same_columns(first, schema):
             raise ValueError(f"union(): the schemas differ: dataset {first_index} has "
                              f"{_block.format_schema(first)}, dataset {index} has "
-                             f"{_block.format_schema(schema)}")
+                             f"{_block.format_schema(schema)}; make them match first (e.g. "
+                             "with select_columns, or a map that renames or casts)")
 
+
+def _same_columns(a: Any, b: Any) -> bool:
+    """Same column names, and the same types where both are known (null matches any)."""
+    if list(a.names) != list(b.names):
+        return False
+    for type_a, type_b in zip(a.types, b.types):
+        text_a, text_b = str(type_a), str(type_b)
+        if text_a != text_b and "null" not in (text_a, text_b):
+            return False
+    return True

@@ -98,6 +98,57 @@ def repartition(blocks: list[RefInput], num_blocks: int) -> list[RefInput]:
 
 
 # ==========================================================================================
+# zip
+# ==========================================================================================
+def _zip_pair(left, right):
+    """Row i of ``left`` joined with row i of ``right``."""
+    if not _block.num_rows(left):
+        return left, _block.metadata(left)
+    if not (_block.is_tabular(left) and _block.is_tabular(right)):
+        block: Any = list(zip(_block.output_rows(left), _block.output_rows(right)))
+        return block, _block.metadata(block)
+    names = _block.column_names(left)
+    renamed = {}
+    for name in _block.column_names(right):
+        new, suffix = name, 1
+        while new in names or new in renamed.values():
+            new, suffix = f"{name}_{suffix}", suffix + 1
+        renamed[name] = new
+    if type(left) is list and type(right) is list:
+        block = [{**a, **{renamed[k]: v for k, v in b.items()}} for a, b in zip(left, right)]
+    else:
+        left, right = _block.to_table(left), _block.to_table(right)
+        block = left
+        for name in right.column_names:
+            block = block.append_column(renamed[name], right.column(name))
+    return block, _block.metadata(block)
+
+
+_zip_remote = raylite.remote(num_returns=2)(_zip_pair)
+
+
+def zip_blocks(left: list[RefInput], right: list[RefInput]) -> list[RefInput]:
+    """Blocks joining ``left`` and ``right`` row by row, cut where ``left``'s blocks are."""
+    left_rows = [b.metadata().num_rows for b in left]
+    right_total = sum(b.metadata().num_rows for b in right)
+    if sum(left_rows) != right_total:
+        raise ValueError(f"zip() needs datasets with the same number of rows; this one has "
+                         f"{sum(left_rows)}, the other {right_total}")
+    ranges, start = [], 0
+    for rows in left_rows:
+        ranges.append((start, start + rows))
+        start += rows
+    aligned = slice_ranges(right, ranges, merge=True)
+    out = []
+    for block, group in zip(left, aligned):
+        if not group:
+            out.append(block)
+            continue
+        out.append(_submit(_zip_remote, block.ref, group[0].ref))
+    return out
+
+
+# ==========================================================================================
 # random shuffle
 # ==========================================================================================
 def _rng(seed: Any):
@@ -168,18 +219,26 @@ class SortKey:
                              "tables; pass key=None to sort by value or a function of the row")
 
     def values(self, block) -> list:
-        """The first sort column (tables) or the key of each row (lists), as Python values."""
-        if type(block) is list:
+        """The sort key of each row as comparable Python values (nulls last): the first sort
+        column for tabular blocks, the row (or ``key(row)``) otherwise."""
+        if not _block.is_tabular(block):
             if callable(self.key):
                 return [self.key(row) for row in block]
             return list(block)
-        return block.column(self.columns[0]).to_pylist()
+        return [_null_last(v) for v in _block.column_values(block, self.columns[0])]
 
     def sort(self, block):
         """The block sorted ascending."""
-        if type(block) is list:
+        if not _block.is_tabular(block):
             return sorted(block, key=self.key if callable(self.key) else None)
+        if type(block) is list:
+            names = self.columns
+            return sorted(block, key=lambda row: tuple(_null_last(row[n]) for n in names))
         return block.sort_by([(name, "ascending") for name in self.columns])
+
+
+def _null_last(value: Any) -> tuple:
+    return (True, 0) if value is None else (False, value)
 
 
 def _sample_keys(block, key: SortKey, count: int) -> list:
@@ -205,7 +264,7 @@ def _sort_reduce(key: SortKey, *parts):
     block = key.sort(_block.concat(list(parts)))
     if key.descending:
         block = block[::-1] if type(block) is list else block.take(
-            _block.pa().array(range(block.num_rows - 1, -1, -1), type=_block.pa().int64()))
+            _block.int64_array(range(block.num_rows - 1, -1, -1)))
     return block, _block.metadata(block)
 
 

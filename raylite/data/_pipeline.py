@@ -101,10 +101,11 @@ class DatasetPipeline:
     def iter_rows(self) -> Iterator[Any]:
         """All rows, window after window."""
         for block in self._iter_blocks():
-            yield from _block.rows(block)
+            yield from _block.output_rows(block)
 
     def iter_batches(self, *, batch_size: int | None = 256, batch_format: str = "default",
-                     drop_last: bool = False, prefetch_blocks: int = 0) -> Iterator[Any]:
+                     drop_last: bool = False, prefetch_blocks: int = 0,
+                     prefetch_batches: int = 1) -> Iterator[Any]:
         """All rows in batches (batches may span windows); see ``Dataset.iter_batches``."""
         from raylite.data._dataset import _check_positive_int, _rebatch
         _block.check_batch_format(batch_format)
@@ -112,6 +113,15 @@ class DatasetPipeline:
             _check_positive_int(batch_size, "iter_batches(batch_size=...)")
         for block in _rebatch(self._iter_blocks(), batch_size, drop_last):
             yield _block.to_batch(block, batch_format)
+
+    def iter_torch_batches(self, *, batch_size: int | None = 256, dtypes: Any = None,
+                           device: Any = None, collate_fn: Callable | None = None,
+                           drop_last: bool = False) -> Iterator[Any]:
+        """All rows in batches of torch tensors; see ``Dataset.iter_torch_batches``."""
+        from raylite.data._convert import torch_batches
+        batches = self.iter_batches(batch_size=batch_size, batch_format="numpy",
+                                    drop_last=drop_last)
+        return torch_batches(batches, dtypes=dtypes, device=device, collate_fn=collate_fn)
 
     def take(self, limit: int = 20) -> list:
         """The first ``limit`` rows."""

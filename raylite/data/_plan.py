@@ -10,23 +10,32 @@ remote task that reads its source and runs all its stages in a row (fusion):
     block tasks ──► stream() ──► at most max_in_flight tasks submitted ahead of the consumer
                                  ──► (block_ref, metadata) in order, as the consumer asks
 
-All-to-all operations (shuffle, sort, repartition, split, limit, union) are *barriers*: a
-Barrier runs once, the first time its output is needed, and yields fresh block tasks whose
-sources are blocks in the object store; later stages fuse onto those.
+A block task whose stages ask for an actor pool (a callable class in map_batches) runs as a
+call to one actor of a pool instead (``_actors.py``); the pool lives as long as the stream.
+Consumed blocks are released by the consumer, so the object store holds about max_in_flight
+blocks however large the dataset: the streaming executor's backpressure.
 
-Only raylite's public API is used (remote, get, put, wait, cluster_resources).
+All-to-all operations (shuffle, sort, repartition, split, limit, union, zip, groupby) are
+*barriers*: a Barrier runs once, the first time its output is needed, and yields fresh block
+tasks whose sources are blocks in the object store; later stages fuse onto those.
+
+Only raylite's public API is used (remote, get, put, wait, kill, cluster_resources).
 """
 
 from __future__ import annotations
 
 import collections
 import threading
+import time
 from dataclasses import dataclass, field
 from typing import Any, Callable, Iterator
 
 import raylite
 from raylite.data import _block
 from raylite.data._block import Block, BlockMetadata
+from raylite.data._progress import ProgressBar
+from raylite.data._stages import (AddColumn, FilterRows, FlatMapRows, MapBatches,  # noqa: F401
+                                  MapRows, SelectColumns, Stage, check_columns)
 
 
 # ==========================================================================================
@@ -42,12 +51,17 @@ class DataContext:
         default_parallelism: blocks a creation function makes when not told.
         min_rows_per_block: creation functions make blocks at least this large (when they can).
         max_rows_per_block: ... and at most this large, so that streaming memory stays bounded.
+        enable_progress_bars: show a progress bar per operator for long runs (only when
+            stdout and stderr are terminals).
+        progress_bar_delay_s: a bar appears only for executions still running after this long.
     """
 
     max_blocks_in_flight: int | None = None
     default_parallelism: int = 200
     min_rows_per_block: int = 1000
     max_rows_per_block: int = 1_000_000
+    enable_progress_bars: bool = True
+    progress_bar_delay_s: float = 1.0
 
     _current = None
     _lock = threading.Lock()
@@ -79,16 +93,22 @@ def max_in_flight() -> int:
 
 
 # ==========================================================================================
-# sources and stages
+# sources
 # ==========================================================================================
 class ReadTask:
-    """Makes one block when called (inside the block's task): a range slice, a file, ..."""
+    """Makes one block when called (inside the block's task): a range slice, a file, ...
+
+    ``read_numpy``, where given, makes the same rows as one ndarray: a ``map_batches`` with
+    ``batch_format="numpy"`` right after the read then gets its batches without building
+    Python objects first (``range(n)``'s ints).
+    """
 
     def __init__(self, read: Callable[[], Block], description: str,
-                 num_rows: int | None = None):
+                 num_rows: int | None = None, read_numpy: Callable | None = None):
         self.read = read
         self.description = description
         self.num_rows = num_rows
+        self.read_numpy = read_numpy
 
     def __call__(self) -> Block:
         return self.read()
@@ -113,185 +133,6 @@ class RefInput:
 
     def known_metadata(self) -> BlockMetadata | None:
         return self.meta if isinstance(self.meta, BlockMetadata) else None
-
-
-def function_name(fn: Any) -> str:
-    name = getattr(fn, "__name__", None)
-    return name if isinstance(name, str) else type(fn).__name__
-
-
-def annotate_error(exc: BaseException, operation: str, where: str) -> BaseException:
-    """Tell the user which operation failed on which row, keeping the exception's class."""
-    message = f"raylite.data: {operation} failed on {where}"
-    if hasattr(exc, "add_note"):
-        exc.add_note(message)
-    else:  # Python 3.10: no notes; put it in the message
-        exc.args = (f"{exc} ({message})",) + tuple(exc.args[1:])
-    return exc
-
-
-def describe_row(row: Any) -> str:
-    text = repr(row)
-    return "row " + (text if len(text) <= 200 else text[:197] + "...")
-
-
-class Stage:
-    """A row-wise step: block in, block out. ``name`` reads like ``map(<lambda>)``."""
-
-    name = "stage"
-    remote_args: dict = {}
-
-    def __call__(self, block: Block) -> Block:
-        raise NotImplementedError
-
-
-class MapRows(Stage):
-    def __init__(self, fn: Callable):
-        self.fn = fn
-        self.name = f"map({function_name(fn)})"
-
-    def __call__(self, block: Block) -> Block:
-        fn, out, items = self.fn, [], _block.rows(block)
-        append = out.append
-        try:
-            for row in items:
-                append(fn(row))
-        except Exception as exc:
-            raise annotate_error(exc, self.name, describe_row(row))  # noqa: F821 (set by loop)
-        return _block.from_rows(out)
-
-
-class FilterRows(Stage):
-    def __init__(self, fn: Callable):
-        self.fn = fn
-        self.name = f"filter({function_name(fn)})"
-
-    def __call__(self, block: Block) -> Block:
-        fn, keep = self.fn, []
-        append = keep.append
-        items = _block.rows(block)
-        try:
-            for row in items:
-                append(bool(fn(row)))
-        except Exception as exc:
-            raise annotate_error(exc, self.name, describe_row(row))  # noqa: F821
-        if type(block) is list:
-            return [item for item, kept in zip(items, keep) if kept]
-        return block.filter(_block.pa().array(keep, type=_block.pa().bool_()))
-
-
-class FlatMapRows(Stage):
-    def __init__(self, fn: Callable):
-        self.fn = fn
-        self.name = f"flat_map({function_name(fn)})"
-
-    def __call__(self, block: Block) -> Block:
-        fn, out, items = self.fn, [], _block.rows(block)
-        extend = out.extend
-        try:
-            for row in items:
-                extend(fn(row))
-        except Exception as exc:
-            raise annotate_error(exc, self.name, describe_row(row))  # noqa: F821
-        return _block.from_rows(out)
-
-
-class MapBatches(Stage):
-    """``map_batches``: the function sees slices of ``batch_size`` rows in ``batch_format``."""
-
-    def __init__(self, fn: Callable, batch_size: int | None, batch_format: str,
-                 fn_args: tuple = (), fn_kwargs: dict | None = None,
-                 fn_constructor_args: tuple = (), fn_constructor_kwargs: dict | None = None,
-                 remote_args: dict | None = None):
-        self.fn = fn
-        self.batch_size = batch_size
-        self.batch_format = batch_format
-        self.fn_args = tuple(fn_args)
-        self.fn_kwargs = dict(fn_kwargs or {})
-        self.constructor = (tuple(fn_constructor_args), dict(fn_constructor_kwargs or {}))
-        self.remote_args = dict(remote_args or {})
-        self.name = f"map_batches({function_name(fn)})"
-        self._callable: Callable | None = None
-
-    def _function(self) -> Callable:
-        if self._callable is None:  # a class: one instance per task, as Ray's actor compute does
-            args, kwargs = self.constructor
-            self._callable = self.fn(*args, **kwargs) if isinstance(self.fn, type) else self.fn
-        return self._callable
-
-    def __getstate__(self):
-        state = dict(self.__dict__)
-        state["_callable"] = None
-        return state
-
-    def __call__(self, block: Block) -> Block:
-        total = _block.num_rows(block)
-        if total == 0:
-            return block
-        fn, size = self._function(), self.batch_size or total
-        outputs = []
-        for start in range(0, total, size):
-            piece = _block.slice_block(block, start, start + size)
-            batch = _block.to_batch(piece, self.batch_format)
-            try:
-                result = fn(batch, *self.fn_args, **self.fn_kwargs)
-            except Exception as exc:
-                first = _block.rows(_block.slice_block(piece, 0, 1))[0]
-                where = (f"a batch of {_block.num_rows(piece)} rows (rows {start}..) "
-                         f"starting with {describe_row(first)}")
-                raise annotate_error(exc, self.name, where)
-            outputs.append(_block.from_batch(result, self.name))
-        return _block.concat(outputs)
-
-
-def _require_table(block: Block, operation: str):
-    if type(block) is list:
-        if not block:
-            return None
-        raise ValueError(f"{operation} needs a tabular dataset (rows that are dicts), but the "
-                         f"rows are {type(block[0]).__name__}s")
-    return block
-
-
-def check_columns(requested: list[str], existing: list[str], operation: str) -> None:
-    missing = [c for c in requested if c not in existing]
-    if missing:
-        raise ValueError(f"{operation}: no column {', '.join(map(repr, missing))}; the dataset "
-                         f"has columns {existing}")
-
-
-class AddColumn(Stage):
-    def __init__(self, column: str, fn: Callable):
-        self.column, self.fn = column, fn
-        self.name = f"add_column({column!r}, {function_name(fn)})"
-
-    def __call__(self, block: Block) -> Block:
-        table = _require_table(block, self.name)
-        if table is None:
-            return block
-        frame = table.to_pandas()
-        try:
-            frame[self.column] = self.fn(frame)
-        except Exception as exc:
-            first = _block.rows(table.slice(0, 1))[0] if table.num_rows else None
-            where = f"a batch of {table.num_rows} rows starting with {describe_row(first)}"
-            raise annotate_error(exc, self.name, where)
-        return _block.from_batch(frame, self.name)
-
-
-class SelectColumns(Stage):
-    def __init__(self, columns: list[str], drop: bool):
-        self.columns, self.drop = list(columns), drop
-        self.name = f"{'drop' if drop else 'select'}_columns({self.columns})"
-
-    def __call__(self, block: Block) -> Block:
-        table = _require_table(block, self.name)
-        if table is None:
-            return block
-        check_columns(self.columns, table.column_names, self.name)
-        if self.drop:
-            return table.drop_columns(self.columns)
-        return table.select(self.columns)
 
 
 # ==========================================================================================
@@ -371,7 +212,14 @@ class ExecutionPlan:
 # execution
 # ==========================================================================================
 def _execute_block(source: Any, stages: tuple, tail: Any):
-    block = source() if isinstance(source, ReadTask) else source
+    if isinstance(source, ReadTask):
+        if source.read_numpy is not None and stages and isinstance(stages[0], MapBatches) \
+                and stages[0].batch_format == "numpy":
+            block, stages = stages[0].run_on_array(source.read_numpy()), stages[1:]
+        else:
+            block = source()
+    else:
+        block = source
     for stage in stages:
         block = stage(block)
     if tail is not None:
@@ -385,7 +233,8 @@ _execute_remote = raylite.remote(num_returns=2)(_execute_block)
 @dataclass
 class ExecutionStats:
     """What one execution did: ``tasks_submitted``, the most block tasks ever in flight
-    (submitted, not yet consumed), and the in-flight count at each block handed out."""
+    (submitted, not yet consumed), the in-flight count at each block handed out, and the
+    actors that actor-pool stages used."""
 
     tasks_submitted: int = 0
     blocks_output: int = 0
@@ -393,23 +242,29 @@ class ExecutionStats:
     max_in_flight: int = 0
     in_flight_at_output: list = field(default_factory=list)
     operations: list = field(default_factory=list)
+    actors_started: int = 0
+    wall_time_s: float = 0.0
 
     def summary(self) -> str:
-        return (f"{self.tasks_submitted} tasks, {self.blocks_output} blocks out, at most "
-                f"{self.peak_in_flight} in flight (bound {self.max_in_flight}); "
-                f"operations: {' | '.join(self.operations) or 'read'}")
+        actors = f", {self.actors_started} actors" if self.actors_started else ""
+        return (f"{self.tasks_submitted} tasks{actors}, {self.blocks_output} blocks out, at most "
+                f"{self.peak_in_flight} in flight (bound {self.max_in_flight}), "
+                f"{self.wall_time_s:.3f} s; operations: {' | '.join(self.operations) or 'read'}")
 
 
 class _Submitter:
-    """Submits block tasks, sharing one put of each stage tuple among the tasks using it."""
+    """Submits block tasks: to a task, or to an actor pool when a stage asks for one. Each
+    stage tuple is put once and shared by the tasks using it."""
 
     def __init__(self, stats: ExecutionStats):
         self.stats = stats
         self._stage_refs: dict[int, tuple] = {}
+        self._pools: dict[int, Any] = {}
 
-    def submit(self, task: BlockTask) -> tuple[Any, Any]:
+    def submit(self, task: BlockTask) -> tuple[Any, Any, Any]:
+        """``(block_ref, metadata or its ref, release token)``."""
         if task.is_done():
-            return task.source.ref, task.source.meta
+            return task.source.ref, task.source.meta, None
         source = task.source.ref if isinstance(task.source, RefInput) else task.source
         stages: Any = task.stages
         if stages:
@@ -417,16 +272,41 @@ class _Submitter:
             if cached is None:
                 cached = self._stage_refs[id(stages)] = (stages, raylite.put(stages))
             stages = cached[1]
-        remote_args = _merged_remote_args(task)
+        self.stats.tasks_submitted += 1
+        strategy_stage = next((s for s in task.stages if s.compute is not None), None)
+        if strategy_stage is not None:
+            pool = self._pool(strategy_stage, task)
+            block_ref, meta_ref, index = pool.submit(source, stages, task.tail)
+            return block_ref, meta_ref, (pool, index)
+        remote_args = _merged_remote_args(task.stages)
         function = _execute_remote.options(**remote_args) if remote_args else _execute_remote
         block_ref, meta_ref = function.remote(source, stages, task.tail)
-        self.stats.tasks_submitted += 1
-        return block_ref, meta_ref
+        return block_ref, meta_ref, None
+
+    def _pool(self, stage: Stage, task: BlockTask):
+        pool = self._pools.get(id(stage.compute))
+        if pool is None:
+            from raylite.data._actors import ActorPool
+            pool = self._pools[id(stage.compute)] = ActorPool(
+                stage.compute, _merged_remote_args(task.stages))
+        return pool
+
+    @staticmethod
+    def release(token: Any) -> None:
+        if token is not None:
+            token[0].release(token[1])
+
+    def close(self) -> None:
+        """End the actor pools (their results stay in the object store)."""
+        self.stats.actors_started += sum(p.size for p in self._pools.values())
+        for pool in self._pools.values():
+            pool.shutdown()
+        self._pools.clear()
 
 
-def _merged_remote_args(task: BlockTask) -> dict:
+def _merged_remote_args(stages: tuple) -> dict:
     merged: dict = {}
-    for stage in task.stages:
+    for stage in stages:
         for key, value in stage.remote_args.items():
             if key in ("num_cpus", "num_gpus", "memory"):
                 merged[key] = max(merged.get(key, 0), value)
@@ -449,6 +329,8 @@ def stream(tasks: list[BlockTask], *, ordered: bool = True, stats: ExecutionStat
     submitter = _Submitter(stats)
     pending: collections.deque = collections.deque()
     upcoming = iter(enumerate(tasks))
+    started = time.perf_counter()
+    bar = ProgressBar(" | ".join(stats.operations) or "read", len(tasks))
 
     def submit_more() -> None:
         while len(pending) < bound:
@@ -458,22 +340,29 @@ def stream(tasks: list[BlockTask], *, ordered: bool = True, stats: ExecutionStat
             pending.append((item[0], *submitter.submit(item[1])))
             stats.peak_in_flight = max(stats.peak_in_flight, len(pending))
 
-    submit_more()
-    while pending:
-        if ordered:
-            index, block_ref, meta = pending[0]
-            out: tuple = (block_ref, meta)
-        else:
-            index, block_ref, meta = _next_finished(pending)
-            out = (index, block_ref, meta)
-        stats.blocks_output += 1
-        stats.in_flight_at_output.append(len(pending))
-        yield out
-        if ordered:
-            pending.popleft()
-        else:
-            pending.remove(next(p for p in pending if p[0] == index))
+    try:
         submit_more()
+        while pending:
+            if ordered:
+                entry = pending[0]
+                out: tuple = (entry[1], entry[2])
+            else:
+                entry = _next_finished(pending)
+                out = (entry[0], entry[1], entry[2])
+            stats.blocks_output += 1
+            stats.in_flight_at_output.append(len(pending))
+            yield out
+            bar.update(1)
+            if ordered:
+                pending.popleft()
+            else:
+                pending.remove(entry)
+            submitter.release(entry[3])
+            submit_more()
+    finally:
+        bar.close()
+        submitter.close()
+        stats.wall_time_s += time.perf_counter() - started
 
 
 def _next_finished(pending: collections.deque) -> tuple:
@@ -497,7 +386,13 @@ def execute_to_refs(tasks: list[BlockTask], stats: ExecutionStats | None = None)
     return results
 
 
-def submit_all(tasks: list[BlockTask], stats: ExecutionStats | None = None) -> list[BlockTask]:
-    """Submit every block task now, without waiting (a pipeline window running ahead)."""
+def submit_all(tasks: list[BlockTask], stats: ExecutionStats | None = None
+               ) -> tuple[list[BlockTask], Any]:
+    """Submit every block task now, without waiting (a pipeline window running ahead).
+    Returns the tasks of the coming results and a keep-alive for the actor pools they use."""
     submitter = _Submitter(stats or ExecutionStats())
-    return [BlockTask(RefInput(*submitter.submit(task))) for task in tasks]
+    started = []
+    for task in tasks:
+        block_ref, meta, _token = submitter.submit(task)
+        started.append(BlockTask(RefInput(block_ref, meta)))
+    return started, submitter

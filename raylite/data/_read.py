@@ -42,12 +42,10 @@ def from_items(items: Iterable[Any], *, parallelism: int | None = None) -> Datas
     """
     if isinstance(items, (str, bytes, dict)) or not hasattr(items, "__iter__"):
         raise TypeError(f"from_items() takes a list of items, got {type(items).__name__}")
-    items = list(items)
+    items = _block.from_rows(list(items))  # dicts: the same keys in every row
     num_blocks = DataContext.get_current().num_blocks_for(len(items), parallelism)
-    blocks = []
     from raylite.data._exchange import even_ranges
-    for start, stop in even_ranges(len(items), num_blocks):
-        blocks.append(_block.from_rows(items[start:stop]))
+    blocks = [items[start:stop] for start, stop in even_ranges(len(items), num_blocks)]
     return _dataset_of_blocks(blocks if items else [])
 
 
@@ -58,13 +56,19 @@ def _read_range(start: int, stop: int, tabular: bool):
     return _block.table_from_columns({_block.SIMPLE_COLUMN: np.arange(start, stop, dtype=np.int64)})
 
 
+def _arange(start: int, stop: int):
+    import numpy as np
+    return np.arange(start, stop, dtype=np.int64)
+
+
 def _range_dataset(n: int, parallelism: int | None, tabular: bool, name: str) -> Dataset:
     if not isinstance(n, int) or isinstance(n, bool) or n < 0:
         raise ValueError(f"{name}(n) needs a non-negative int, got {n!r}")
     from raylite.data._exchange import even_ranges
     num_blocks = DataContext.get_current().num_blocks_for(n, parallelism)
     reads = [ReadTask(functools.partial(_read_range, start, stop, tabular),
-                      f"{name}[{start}:{stop}]", num_rows=stop - start)
+                      f"{name}[{start}:{stop}]", num_rows=stop - start,
+                      read_numpy=None if tabular else functools.partial(_arange, start, stop))
              for start, stop in even_ranges(n, num_blocks) if stop > start or n == 0]
     return _dataset_of_reads(reads)
 
@@ -89,6 +93,38 @@ def range_table(n: int, *, parallelism: int | None = None) -> Dataset:
         [ArrowRow({'value': 0})]
     """
     return _range_dataset(n, parallelism, tabular=True, name="range_table")
+
+
+def _read_range_tensor(start: int, stop: int, shape: tuple):
+    import numpy as np
+    index = np.arange(start, stop, dtype=np.int64).reshape((-1,) + (1,) * len(shape))
+    cells = np.ascontiguousarray(np.broadcast_to(index, (stop - start,) + shape))
+    return _block.table_from_columns({_block.SIMPLE_COLUMN: cells})
+
+
+def range_tensor(n: int, *, shape: tuple = (1,), parallelism: int | None = None) -> Dataset:
+    """A tabular dataset of ``n`` rows whose column ``value`` holds an int64 ndarray of
+    ``shape`` filled with the row's index (a tensor column).
+
+    Example:
+        >>> import raylite as ray
+        >>> ray.data.range_tensor(3, shape=(2, 2)).take(2)[1]["value"].tolist()
+        [[1, 1], [1, 1]]
+    """
+    if not isinstance(n, int) or isinstance(n, bool) or n < 0:
+        raise ValueError(f"range_tensor(n) needs a non-negative int, got {n!r}")
+    if isinstance(shape, int):
+        shape = (shape,)
+    if not isinstance(shape, (tuple, list)) or not all(
+            isinstance(d, int) and d >= 1 for d in shape):
+        raise ValueError(f"range_tensor(shape=...) needs a tuple of positive ints, got {shape!r}")
+    shape = tuple(shape)
+    from raylite.data._exchange import even_ranges
+    num_blocks = DataContext.get_current().num_blocks_for(n, parallelism)
+    reads = [ReadTask(functools.partial(_read_range_tensor, start, stop, shape),
+                      f"range_tensor[{start}:{stop}]", num_rows=stop - start)
+             for start, stop in even_ranges(n, num_blocks) if stop > start or n == 0]
+    return _dataset_of_reads(reads)
 
 
 def _as_list(value: Any, accepted: tuple, what: str, name: str) -> list:
@@ -228,6 +264,32 @@ def _read_text_file(path: str, encoding: str, errors: str, drop_empty_lines: boo
     with open(path, encoding=encoding, errors=errors) as f:
         lines = f.read().splitlines()
     return [line for line in lines if line.strip()] if drop_empty_lines else lines
+
+
+def _read_numpy_file(path: str, **options):
+    import numpy as np
+    array = np.load(path, allow_pickle=options.get("allow_pickle", False))
+    if not isinstance(array, np.ndarray):  # an .npz archive
+        raise ValueError(f"read_numpy({path!r}): expected an .npy file holding one array, got "
+                         f"an archive of {sorted(array.files)}")
+    if array.ndim == 0:
+        array = array.reshape(1)
+    return _block.table_from_columns({_block.SIMPLE_COLUMN: array})
+
+
+def read_numpy(paths: Any, *, parallelism: int | None = None, allow_pickle: bool = False
+               ) -> Dataset:
+    """A tabular dataset from ``.npy`` files: the rows are each array's first axis, in one
+    column ``value`` (n-d arrays give a tensor column whose cells are ndarrays).
+
+    Example:
+        >>> import numpy as np, raylite as ray, tempfile, os
+        >>> path = os.path.join(tempfile.mkdtemp(), "a.npy"); np.save(path, np.arange(3))
+        >>> ray.data.read_numpy(path).take_all()
+        [ArrowRow({'value': 0}), ArrowRow({'value': 1}), ArrowRow({'value': 2})]
+    """
+    return _file_dataset(paths, _read_numpy_file, parallelism, {"allow_pickle": allow_pickle},
+                         "read_numpy")
 
 
 def read_parquet(paths: Any, *, columns: list[str] | None = None,

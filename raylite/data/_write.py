@@ -12,7 +12,7 @@ import raylite
 from raylite.data import _block
 from raylite.data._plan import BlockTask, ExecutionStats, stream
 
-_EXTENSIONS = {"parquet": "parquet", "csv": "csv", "json": "json"}
+_EXTENSIONS = {"parquet": "parquet", "csv": "csv", "json": "json", "numpy": "npy"}
 
 
 class WriteBlock:
@@ -29,6 +29,8 @@ class WriteBlock:
         if self.file_format == "parquet":
             import pyarrow.parquet as pq
             pq.write_table(_block.to_table(block), self.path, **self.options)
+        elif self.file_format == "numpy":
+            _write_numpy(block, self.path, **self.options)
         elif self.file_format == "csv":
             import pyarrow.csv as pcsv
             pcsv.write_csv(_block.to_table(block), self.path, **self.options)
@@ -36,6 +38,19 @@ class WriteBlock:
             options = {"orient": "records", "lines": True, **self.options}
             _block.to_pandas(block).to_json(self.path, **options)
         return [self.path]
+
+
+def _write_numpy(block, path: str, column: str | None = None) -> None:
+    import numpy as np
+    batch = _block.to_batch(block, "numpy")
+    if isinstance(batch, dict):
+        name = column or (next(iter(batch)) if len(batch) == 1 else None)
+        if name is None or name not in batch:
+            raise ValueError(f"write_numpy(column={column!r}): name one of the columns "
+                             f"{list(batch)}")
+        batch = batch[name]
+    with open(path, "wb") as f:
+        np.save(f, batch, allow_pickle=False)
 
 
 def write(dataset: Any, path: str, file_format: str, options: dict,

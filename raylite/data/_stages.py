@@ -1,0 +1,238 @@
+"""Row-wise stages: block in, block out, fused into one task (or actor call) per block.
+
+Each stage names itself the way the user wrote it (``map(<lambda>)``, ``map_batches(Model)``)
+so that an error raised by user code says which operation failed, on which row or batch.
+"""
+
+from __future__ import annotations
+
+import threading
+import uuid
+from typing import Any, Callable
+
+from raylite.data import _block
+from raylite.data._block import Block
+
+
+def function_name(fn: Any) -> str:
+    name = getattr(fn, "__name__", None)
+    return name if isinstance(name, str) else type(fn).__name__
+
+
+def annotate_error(exc: BaseException, operation: str, where: str) -> BaseException:
+    """Tell the user which operation failed on which row, keeping the exception's class."""
+    message = f"raylite.data: {operation} failed on {where}"
+    if hasattr(exc, "add_note"):
+        exc.add_note(message)
+    else:  # Python 3.10: no notes; put it in the message
+        exc.args = (f"{exc} ({message})",) + tuple(exc.args[1:])
+    return exc
+
+
+def describe_row(row: Any) -> str:
+    text = repr(row)
+    return "row " + (text if len(text) <= 200 else text[:197] + "...")
+
+
+def describe_batch(piece: Block, start: int) -> str:
+    first = _block.rows(_block.slice_block(piece, 0, 1))[0]
+    return (f"a batch of {_block.num_rows(piece)} rows (rows {start}..) starting with "
+            f"{describe_row(first)}")
+
+
+def check_columns(requested: list[str], existing: list[str], operation: str) -> None:
+    missing = [c for c in requested if c not in existing]
+    if missing:
+        raise ValueError(f"{operation}: no column {', '.join(map(repr, missing))}; the dataset "
+                         f"has columns {existing}")
+
+
+class Stage:
+    """A row-wise step: block in, block out. ``name`` reads like ``map(<lambda>)``.
+
+    ``remote_args`` are task options (num_cpus, num_gpus, ...); ``compute`` is None (run in
+    tasks) or an ActorPoolStrategy (run in a pool of actors that keep state between blocks).
+    """
+
+    name = "stage"
+    remote_args: dict = {}
+    compute: Any = None
+
+    def __call__(self, block: Block) -> Block:
+        raise NotImplementedError
+
+
+class MapRows(Stage):
+    def __init__(self, fn: Callable):
+        self.fn = fn
+        self.name = f"map({function_name(fn)})"
+
+    def __call__(self, block: Block) -> Block:
+        fn, out, items = self.fn, [], _block.rows(block)
+        append = out.append
+        try:
+            for row in items:
+                append(fn(row))
+        except Exception as exc:
+            raise annotate_error(exc, self.name, describe_row(row))  # noqa: F821 (set by loop)
+        return _block.from_rows(out)
+
+
+class FilterRows(Stage):
+    def __init__(self, fn: Callable):
+        self.fn = fn
+        self.name = f"filter({function_name(fn)})"
+
+    def __call__(self, block: Block) -> Block:
+        fn, keep, items = self.fn, [], _block.rows(block)
+        append = keep.append
+        try:
+            for row in items:
+                append(fn(row))
+        except Exception as exc:
+            raise annotate_error(exc, self.name, describe_row(row))  # noqa: F821
+        if type(block) is list:
+            return [item for item, kept in zip(items, keep) if kept]
+        return _block.filter_block(block, keep)
+
+
+class FlatMapRows(Stage):
+    def __init__(self, fn: Callable):
+        self.fn = fn
+        self.name = f"flat_map({function_name(fn)})"
+
+    def __call__(self, block: Block) -> Block:
+        fn, out, items = self.fn, [], _block.rows(block)
+        extend = out.extend
+        try:
+            for row in items:
+                extend(fn(row))
+        except Exception as exc:
+            raise annotate_error(exc, self.name, describe_row(row))  # noqa: F821
+        return _block.from_rows(out)
+
+
+# The instances of callable classes an actor of a pool has built, by stage token: set while a
+# pool actor runs a block, so that each actor constructs each class once.
+_actor_state = threading.local()
+
+
+class MapBatches(Stage):
+    """``map_batches``: the function sees slices of ``batch_size`` rows in ``batch_format``.
+
+    A class for ``fn`` is instantiated once per actor when the stage runs in an actor pool
+    (``compute``), once per block task otherwise.
+    """
+
+    def __init__(self, fn: Callable, batch_size: int | None, batch_format: str,
+                 fn_args: tuple = (), fn_kwargs: dict | None = None,
+                 fn_constructor_args: tuple = (), fn_constructor_kwargs: dict | None = None,
+                 remote_args: dict | None = None, compute: Any = None):
+        self.fn = fn
+        self.batch_size = batch_size
+        self.batch_format = batch_format
+        self.fn_args = tuple(fn_args)
+        self.fn_kwargs = dict(fn_kwargs or {})
+        self.constructor = (tuple(fn_constructor_args), dict(fn_constructor_kwargs or {}))
+        self.remote_args = dict(remote_args or {})
+        self.compute = compute
+        self.name = f"map_batches({function_name(fn)})"
+        self.token = uuid.uuid4().hex
+        self._callable: Callable | None = None
+
+    def _function(self) -> Callable:
+        if self._callable is not None:
+            return self._callable
+        if not isinstance(self.fn, type):
+            self._callable = self.fn
+            return self.fn
+        instances = getattr(_actor_state, "instances", None)
+        if instances is not None and self.token in instances:
+            self._callable = instances[self.token]
+            return self._callable
+        args, kwargs = self.constructor
+        try:
+            self._callable = self.fn(*args, **kwargs)
+        except Exception as exc:
+            raise annotate_error(exc, self.name, f"constructing {function_name(self.fn)}")
+        if instances is not None:
+            instances[self.token] = self._callable
+        return self._callable
+
+    def __getstate__(self):
+        state = dict(self.__dict__)
+        state["_callable"] = None
+        return state
+
+    def __call__(self, block: Block) -> Block:
+        total = _block.num_rows(block)
+        if total == 0:
+            return block
+        fn, size = self._function(), self.batch_size or total
+        outputs = []
+        for start in range(0, total, size):
+            piece = _block.slice_block(block, start, start + size)
+            batch = _block.to_batch(piece, self.batch_format)
+            outputs.append(self._apply(fn, batch, piece, start))
+        return _block.concat(outputs)
+
+    def run_on_array(self, array) -> Block:
+        """The stage on non-tabular rows given as one ndarray (``batch_format="numpy"``):
+        the batches are slices of it, as ``to_batch`` would have made them."""
+        total = len(array)
+        if total == 0:
+            return []
+        fn, size = self._function(), self.batch_size or total
+        outputs = [self._apply(fn, array[start:start + size], None, start)
+                   for start in range(0, total, size)]
+        return _block.concat(outputs)
+
+    def _apply(self, fn: Callable, batch: Any, piece: Block, start: int) -> Block:
+        try:
+            result = fn(batch, *self.fn_args, **self.fn_kwargs)
+        except Exception as exc:
+            if piece is None:
+                piece = batch.tolist()
+            raise annotate_error(exc, self.name, describe_batch(piece, start))
+        return _block.from_batch(result, self.name)
+
+
+def _require_table(block: Block, operation: str):
+    if not _block.is_tabular(block):
+        if not block:
+            return None
+        raise ValueError(f"{operation} needs a tabular dataset (rows that are dicts), but the "
+                         f"rows are {type(block[0]).__name__}s")
+    return block
+
+
+class AddColumn(Stage):
+    def __init__(self, column: str, fn: Callable):
+        self.column, self.fn = column, fn
+        self.name = f"add_column({column!r}, {function_name(fn)})"
+
+    def __call__(self, block: Block) -> Block:
+        table = _require_table(block, self.name)
+        if table is None or _block.num_rows(table) == 0:
+            return block
+        frame = _block.to_pandas(table)
+        try:
+            frame[self.column] = self.fn(frame)
+        except Exception as exc:
+            raise annotate_error(exc, self.name, describe_batch(table, 0))
+        return _block.from_batch(frame, self.name)
+
+
+class SelectColumns(Stage):
+    def __init__(self, columns: list[str], drop: bool):
+        self.columns, self.drop = list(columns), drop
+        self.name = f"{'drop' if drop else 'select'}_columns({self.columns})"
+
+    def __call__(self, block: Block) -> Block:
+        table = _require_table(block, self.name)
+        if table is None or _block.num_rows(table) == 0:
+            return block
+        check_columns(self.columns, _block.column_names(table), self.name)
+        if self.drop:
+            return _block.drop_columns(table, self.columns)
+        return _block.select_columns(table, self.columns)
