@@ -1,6 +1,9 @@
 """The core API on a real Dask cluster: ``raylite start`` starts a scheduler and two worker
-processes on 127.0.0.1 (one thread and CPU=1 each; the second also has ``accel=1``), then the
-same contract as the local runtime runs through ``raylite.init(address="dask://...")``.
+processes on 127.0.0.1 (one thread and CPU=1 each; the second also has ``accel=1``), once per
+test session (test_dask_libraries runs on the same cluster), then the same contract as the local
+runtime runs through ``raylite.init(address="dask://...")``, with what is Dask's own: direct actor
+calls in each caller's order, actor restarts after a worker dies, placement groups that are
+checked but not reserved, and a worker killed mid-run.
 
 Tasks that must stay running for a while wait on a Dask ``Event`` the test sets, never on time.
 """
@@ -44,7 +47,9 @@ CONTRACT = [
     core_contract.test_threaded_actor_runs_calls_concurrently,
     core_contract.test_async_actor_interleaves_and_awaits_refs,
     core_contract.test_named_actors_and_get_actor,
+    core_contract.test_kill_actor_fails_pending_and_future_calls,  # sleeps in the actor's thread
     core_contract.test_actor_constructor_error_surfaces_on_calls,
+    core_contract.test_placement_group_created_inside_a_task,
 ]
 
 EVENT_TIMEOUT_S = 60
@@ -57,32 +62,61 @@ def _cli(*args: str, state_dir: str, timeout: float = 120) -> subprocess.Complet
                           capture_output=True, text=True, timeout=timeout, env=env)
 
 
-@pytest.fixture(scope="module")
-def cluster():
-    """(address, raw Dask client, state dir): a scheduler and two workers, stopped at the end."""
+_shared: dict = {}
+
+
+def shared_cluster(config) -> tuple:
+    """(address, raw Dask client, state dir): a scheduler and two workers, started once per
+    test session by ``raylite start`` (the Dask test modules share it)."""
+    if "cluster" in _shared:
+        return _shared["cluster"]
     state_dir = tempfile.mkdtemp(prefix="raylite-dask-test-")
-    try:
-        head = _cli("start", "--head", "--port", "0", "--num-cpus", "1",
-                    "--include-dashboard", "false", "--idle-timeout", "120",  # if we are killed
-                    state_dir=state_dir)
-        assert head.returncode == 0, head.stdout + head.stderr
-        with open(os.path.join(state_dir, "cluster.json")) as f:
-            address = json.load(f)["address"]
-        assert f'raylite.init(address="dask://{address.split("://")[1]}")' in head.stdout
-        assert "export RAYLITE_ADDRESS=dask://" in head.stdout
-        joined = _cli("start", "--address", address, "--num-cpus", "1",
-                      "--resources", '{"accel": 1}', state_dir=state_dir)
-        assert joined.returncode == 0, joined.stdout + joined.stderr
-        client = Client(address, set_as_default=False, timeout=30)
-        try:
-            client.wait_for_workers(2, timeout=60)
-            yield address, client, state_dir
-        finally:
-            client.close()
-    finally:
+
+    def stop():
+        if _shared.pop("cluster", None) is None:
+            return
+        _shared.pop("client").close()
         stopped = _cli("stop", state_dir=state_dir)
         shutil.rmtree(state_dir, ignore_errors=True)
         assert stopped.returncode == 0, stopped.stdout + stopped.stderr
+
+    _shared["stop"] = stop
+    config.add_cleanup(stop)  # at the latest
+    head = _cli("start", "--head", "--port", "0", "--num-cpus", "1",
+                "--include-dashboard", "false", "--idle-timeout", "120",  # if we are killed
+                state_dir=state_dir)
+    assert head.returncode == 0, head.stdout + head.stderr
+    with open(os.path.join(state_dir, "cluster.json")) as f:
+        address = json.load(f)["address"]
+    assert f'raylite.init(address="dask://{address.split("://")[1]}")' in head.stdout
+    assert "export RAYLITE_ADDRESS=dask://" in head.stdout
+    joined = _cli("start", "--address", address, "--num-cpus", "1",
+                  "--resources", '{"accel": 1}', state_dir=state_dir)
+    assert joined.returncode == 0, joined.stdout + joined.stderr
+    client = _shared["client"] = Client(address, set_as_default=False, timeout=30)
+    client.wait_for_workers(2, timeout=60)
+    _shared["cluster"] = (address, client, state_dir)
+    return _shared["cluster"]
+
+
+def using_cluster(request):
+    """The body of each Dask test module's ``cluster`` fixture: the shared cluster, stopped
+    after the last module of this session that uses it."""
+    address, client, state_dir = shared_cluster(request.config)
+    client.wait_for_workers(2, timeout=60)  # a test before may have killed one (it restarts)
+    yield address, client, state_dir
+    users = {item.module.__name__ for item in request.session.items
+             if "cluster" in getattr(item, "fixturenames", ())}
+    finished = _shared.setdefault("finished", set())
+    finished.add(request.module.__name__)
+    if finished >= users:
+        _shared["stop"]()
+
+
+@pytest.fixture(scope="module")
+def cluster(request):
+    """(address, raw Dask client, state dir) of the session's two-worker cluster."""
+    yield from using_cluster(request)
 
 
 @pytest.fixture(scope="module")
@@ -162,6 +196,29 @@ def test_wait_and_get_timeout(ray, cluster):
     assert ready == [fast, slow] and not_ready == []
 
 
+def test_wait_on_tasks_and_actor_calls_together(ray, cluster):
+    gate = _gate(cluster[1], "mixed-gate")
+
+    @ray.remote
+    class Gated:
+        def wait(self, name):
+            from distributed import Event
+            Event(name).wait(EVENT_TIMEOUT_S)
+            return "call"
+
+    @ray.remote
+    def quick():
+        return "task"
+
+    slow_call, fast_task = Gated.remote().wait.remote("mixed-gate"), quick.remote()
+    assert ray.wait([slow_call, fast_task], num_returns=1, timeout=30) == ([fast_task],
+                                                                          [slow_call])
+    with pytest.raises(exceptions.GetTimeoutError):
+        ray.get([fast_task, slow_call], timeout=0.1)
+    gate.set()  # the call waited on above is still going, and answers
+    assert ray.get([slow_call, fast_task], timeout=30) == ["call", "task"]
+
+
 def test_errors_keep_their_type_and_remote_traceback(ray):
     class MyError(Exception):
         pass
@@ -215,7 +272,9 @@ def test_cancel(ray, cluster):
         from distributed import Event
         return Event(name).wait(EVENT_TIMEOUT_S)
 
-    refs = [gated.remote("cancel-gate") for _ in range(3)]  # two run, one queued
+    # two run, one queued; Dask cannot interrupt the running two: they are marked cancelled
+    # (get raises TaskCancelledError) and run on until the gate opens, their results dropped
+    refs = [gated.remote("cancel-gate") for _ in range(3)]
     for ref in refs:
         ray.cancel(ref)
     for ref in refs:
@@ -303,6 +362,101 @@ def test_kill_actor_fails_pending_and_later_calls(ray):
         ray.get_actor("sleeper")
 
 
+def test_pipelined_actor_calls_keep_each_callers_order(ray):
+    """Calls are sent at once, without waiting for replies, and still run in each caller's order
+    (the driver's, and each task's): the actor's host orders them by their numbers."""
+    @ray.remote
+    class Log:
+        def __init__(self):
+            self.items = []
+
+        def add(self, item):
+            self.items.append(item)
+            return len(self.items)
+
+        def read(self):
+            return self.items
+
+    log = Log.remote()
+    refs = [log.add.remote(i) for i in range(300)]
+
+    @ray.remote
+    def from_a_task(log, base):
+        return ray.get([log.add.remote(base + i) for i in range(50)])
+
+    in_tasks = [from_a_task.remote(log, 1000), from_a_task.remote(log, 2000)]
+    for counts in [ray.get(refs, timeout=60), *ray.get(in_tasks, timeout=60)]:
+        assert counts == sorted(counts)  # each caller's calls ran one after the other
+    items = ray.get(log.read.remote())
+    assert len(items) == 400
+    for base, n in ((0, 300), (1000, 50), (2000, 50)):  # interleaved, each caller in its order
+        assert [x for x in items if base <= x < base + n] == list(range(base, base + n))
+
+
+def test_actor_call_results_travel_to_tasks_objects_and_back(ray):
+    """A call's result lives with its caller until Dask needs it: passed to a task (top level
+    and nested), put inside an object, or returned from a task that made the call."""
+    @ray.remote
+    class Source:
+        def make(self, n):
+            return list(range(n))
+
+    source = Source.remote()
+
+    @ray.remote
+    def total(values, nested):
+        return sum(values) + sum(ray.get(nested[0]))
+
+    made = source.make.remote(4)
+    assert ray.get(total.remote(made, [made])) == 12
+
+    @ray.remote
+    def call_and_return(source):
+        return [source.make.remote(3)]  # the ref leaves the task in its return value
+
+    [inner] = ray.get(call_and_return.remote(source))
+    assert ray.get(inner, timeout=30) == [0, 1, 2]
+    boxed = ray.put({"ref": source.make.remote(2)})
+    del made
+    assert ray.get(ray.get(boxed)["ref"]) == [0, 1]
+
+
+def test_an_unnamed_actor_ends_with_its_last_handle(ray, cluster):
+    client = cluster[1]
+
+    @ray.remote
+    class Short:
+        def ping(self):
+            return "pong"
+
+    short = Short.remote()
+    key = short._actor_id.decode()
+    reply = short.ping.remote()
+    del short  # the call made before still runs
+    assert ray.get(reply, timeout=30) == "pong"
+    deadline = time.monotonic() + EVENT_TIMEOUT_S
+    while client.sync(client.scheduler.get_task_status, keys=[key]).get(key) == "memory":
+        assert time.monotonic() < deadline, "the actor outlived its handles"
+        ray.put(None)  # any API call lets go of dropped refs and handles
+        time.sleep(0.02)
+
+
+def test_cancel_of_a_running_actor_call_says_to_kill_the_actor(ray):
+    @ray.remote
+    class Slow:
+        def wait(self, name):
+            from distributed import Event
+            return Event(name).wait(EVENT_TIMEOUT_S)
+
+    slow = Slow.remote()
+    pending = slow.wait.remote("never-set")
+    with pytest.raises(TypeError, match=r"raylite\.kill"):
+        ray.cancel(pending)
+    ray.kill(slow)
+    with pytest.raises(exceptions.ActorDiedError):
+        ray.get(pending, timeout=30)
+
+
 # ==========================================================================================
 # resources
 # ==========================================================================================
@@ -327,97 +481,23 @@ def test_custom_resources_and_a_resource_no_worker_has(ray, capsys):
     ray.cancel(stuck)
 
 
-# ==========================================================================================
-# the book's chapter 2
-# ==========================================================================================
-def test_book_chapter_2_examples(ray, capsys):
-    # Example 2-2.
-    database = [
-        "Learning", "Ray",
-        "Flexible", "Distributed", "Python", "for", "Data", "Science"
-    ]
-
-    def retrieve(item):
-        time.sleep(item / 10.)
-        return item, database[item]
-
-    # Example 2-3.
-    def print_runtime(input_data, start_time, decimals=1):
-        print(f'Runtime: {time.time() - start_time:.{decimals}f} seconds, data:')
-        print(*input_data, sep="\n")
-
-    # Example 2-4.
-    @ray.remote
-    def retrieve_task(item):
-        return retrieve(item)
-
-    # Example 2-5.
-    start = time.time()
-    data_references = [retrieve_task.remote(item) for item in range(8)]
-    data = ray.get(data_references)
-    print_runtime(data, start, 2)
-    assert data == list(enumerate(database))
-
-    # Example 2-6.
-    database_object_ref = ray.put(database)
-
-    @ray.remote
-    def retrieve_task(item):
-        obj_store_data = ray.get(database_object_ref)
-        time.sleep(item / 10.)
-        return item, obj_store_data[item]
-
-    # Example 2-7.
-    start = time.time()
-    data_references = [retrieve_task.remote(item) for item in range(8)]
-    all_data = []
-    while len(data_references) > 0:
-        finished, data_references = ray.wait(data_references, num_returns=2, timeout=7.0)
-        data = ray.get(finished)
-        print_runtime(data, start, 3)
-        all_data.extend(data)
-    assert sorted(all_data) == list(enumerate(database))
-
-    # Example 2-8.
-    @ray.remote
-    def follow_up_task(retrieve_result):
-        original_item, _ = retrieve_result
-        follow_up_result = retrieve(original_item + 1)
-        return retrieve_result, follow_up_result
-
-    retrieve_refs = [retrieve_task.remote(item) for item in [0, 2, 4, 6]]
-    follow_up_refs = [follow_up_task.remote(ref) for ref in retrieve_refs]
-    result = [print(data) for data in ray.get(follow_up_refs)]
-    assert len(result) == 4
-    assert ray.get(follow_up_refs[1]) == ((2, "Flexible"), (3, "Distributed"))
-
-    # Example 2-9.
-    @ray.remote
-    class DataTracker:
-        def __init__(self):
-            self._counts = 0
-
-        def increment(self):
-            self._counts += 1
-
-        def counts(self):
-            return self._counts
-
-    # Example 2-10.
-    @ray.remote
-    def retrieve_tracker_task(item, tracker):
-        obj_store_data = ray.get(database_object_ref)
-        time.sleep(item / 10.)
-        tracker.increment.remote()
-        return item, obj_store_data[item]
-
-    tracker = DataTracker.remote()
-    data_references = [retrieve_tracker_task.remote(item, tracker) for item in range(8)]
-    data = ray.get(data_references)
-    print(ray.get(tracker.counts.remote()))
-    out = capsys.readouterr().out
-    assert "Runtime:" in out and "(7, 'Science')" in out
-    assert out.rstrip().splitlines()[-1] == "8"
+def test_placement_group_ready_says_whether_the_bundles_fit(ray, capsys):
+    """Dask reserves nothing, so ready() reports only whether the workers can hold the bundles
+    under the strategy: at once when they can; a warning and a pending ref when they cannot."""
+    from raylite.util import placement_group, remove_placement_group
+    capsys.readouterr()
+    spread = placement_group([{"CPU": 1}, {"CPU": 1}], strategy="STRICT_SPREAD")
+    assert ray.get(spread.ready(), timeout=10) is True and capsys.readouterr().err == ""
+    packed = placement_group([{"CPU": 1}, {"CPU": 1}], strategy="STRICT_PACK")  # 1 CPU a worker
+    err = capsys.readouterr().err
+    assert "placement group" in err and "does not fit the Dask workers" in err
+    assert "STRICT_PACK" in err and "CPU=1" in err
+    assert not packed.wait(timeout_seconds=0.2)
+    assert ray.wait([packed.ready()], timeout=0) == ([], [packed.ready()])
+    too_many = placement_group([{"accel": 1}, {"accel": 1}])  # one worker has accel=1
+    assert "does not fit" in capsys.readouterr().err and not too_many.wait(0.1)
+    for group in (spread, packed, too_many):
+        remove_placement_group(group)
 
 
 # ==========================================================================================
@@ -462,6 +542,76 @@ def test_cli_status_and_argument_errors(cluster, capsys):
     assert exit_info.value.code == 2 and "--resources" in capsys.readouterr().err
     with pytest.raises(SystemExit):
         _cluster.main(["start"])  # neither --head nor --address
+
+
+def _kill_worker(client: Client, pid: int) -> None:
+    """SIGKILL the worker process ``pid``; return once its nanny's replacement has joined."""
+    [address] = [a for a, p in client.run(os.getpid).items() if p == pid]
+    os.kill(pid, signal.SIGKILL)
+    deadline = time.monotonic() + EVENT_TIMEOUT_S
+    while True:
+        workers = client.scheduler_info(n_workers=-1)["workers"]
+        if len(workers) == 2 and address not in workers:
+            return
+        assert time.monotonic() < deadline, f"the killed worker {address} was not replaced"
+        time.sleep(0.05)
+
+
+def test_actor_restarts_on_a_live_worker_up_to_max_restarts(ray, cluster):
+    """SIGKILL the worker holding an actor: its running call fails, the actor comes back fresh
+    on a live worker (max_restarts=1); the second time it stays dead and says why."""
+    client = cluster[1]
+
+    @ray.remote(max_restarts=1)
+    class Counter:
+        def __init__(self):
+            self.count = 0
+
+        def add(self):
+            self.count += 1
+            return self.count
+
+        def pid(self):
+            return os.getpid()
+
+        def block(self, name):
+            from distributed import Event
+            return Event(name).wait(EVENT_TIMEOUT_S)
+
+    counter = Counter.remote()
+    assert ray.get([counter.add.remote() for _ in range(3)], timeout=30) == [1, 2, 3]
+    first = ray.get(counter.pid.remote())
+    running = counter.block.remote("never-set")
+    _kill_worker(client, first)
+    with pytest.raises(exceptions.ActorDiedError, match="died while running this call"):
+        ray.get(running, timeout=EVENT_TIMEOUT_S)
+    assert ray.get(counter.add.remote(), timeout=EVENT_TIMEOUT_S) == 1  # a fresh instance
+    second = ray.get(counter.pid.remote())
+    assert second != first
+    _kill_worker(client, second)
+    with pytest.raises(exceptions.ActorDiedError, match=r"Counter .*max_restarts=1"):
+        ray.get(counter.add.remote(), timeout=EVENT_TIMEOUT_S)
+
+
+def test_max_task_retries_resends_the_running_call_to_the_restarted_actor(ray, cluster):
+    client = cluster[1]
+    gate = _gate(client, "retry-gate")
+
+    @ray.remote(max_restarts=1, max_task_retries=1)
+    class Patient:
+        def pid_after(self, name):
+            from distributed import Event
+            Event(name).wait(EVENT_TIMEOUT_S)
+            return os.getpid()
+
+    patient = Patient.remote()
+    _gate(client, "open-gate").set()
+    first = ray.get(patient.pid_after.remote("open-gate"), timeout=30)
+    running = patient.pid_after.remote("retry-gate")
+    _kill_worker(client, first)
+    gate.set()
+    second = ray.get(running, timeout=EVENT_TIMEOUT_S)  # resent, answered by the new instance
+    assert second != first
 
 
 def test_worker_killed_mid_run_tasks_are_retried(ray, cluster):

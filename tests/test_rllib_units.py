@@ -362,3 +362,12 @@ def test_unreachable_stop_criterion_is_named_with_the_reward_range():
     cartpole = _envs.resolve_env("CartPole-v1")
     assert "[1, 500]" in _envs.check_stop_criteria({"episode_reward_mean": 600}, cartpole)[0]
     assert _envs.check_stop_criteria({"episode_reward_mean": 1e9}, _envs.resolve_env("maze")) == []
+
+
+def test_builder_checks_one_call_as_a_whole():
+    """Keys of one .training() call may depend on each other (a smaller batch and minibatch
+    together); the call is validated once, after all its keys are set."""
+    config = PPOConfig().training(train_batch_size=64, sgd_minibatch_size=32).to_dict()
+    assert (config["train_batch_size"], config["sgd_minibatch_size"]) == (64, 32)
+    with pytest.raises(ValueError, match="must not exceed train_batch_size"):
+        PPOConfig().training(train_batch_size=64, sgd_minibatch_size=128)

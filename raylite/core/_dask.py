@@ -17,16 +17,22 @@ How raylite's concepts map onto Dask (the modules beside this one hold the detai
                    pick_item tasks; tasks submitted one by one go out in batches (one
                    client.map per run of like tasks), like client.map            _dask_remote.py
     put            client.scatter({key: value})
-    actor          a Dask actor holding an ActorHost; each call is a task on the actor's worker,
-                   after the caller's previous unfinished call                   _dask_actors.py
+    actor          a Dask actor holding an ActorHost (its key is the actor id)   _dask_actors.py
+                   its worker's side: call order, threads, event loop, kill      _dask_host.py
+    actor call     a direct call (Dask's actor RPC, no task): queued in the caller's order,
+                   numbered, sent at once; the result stays with the caller until Dask needs
+                   it (then it is scattered under the ref's key)                 _dask_calls.py
     resources      Dask worker resources (``raylite start`` declares CPU/GPU/custom ones); one CPU
                    is one worker thread; a resource no worker has is reported    _dask_cluster.py
     errors         a task raises its TaskError (Dask marks it erred, dependents too); actor calls
                    return theirs as values (``Failed``), so later calls still run
 
 Not mapped (the engine has no equivalent): placement groups reserve nothing (bundles are only
-checked against the workers), actor restarts (an actor whose worker dies is dead), and
-``max_retries`` for lost workers (Dask retries those up to its ``allowed-failures`` setting).
+checked against the workers), ``cancel`` cannot stop a task that is already running (Dask
+cannot interrupt a running task: it is marked cancelled and its result dropped), an actor call
+cannot be cancelled (kill the actor), and ``max_retries`` for lost workers (Dask retries those
+up to its ``allowed-failures`` setting). ``max_restarts`` restarts an actor whose worker died
+only while the process that created it runs (it is the one that asks Dask to run it again).
 """
 
 from __future__ import annotations
@@ -38,12 +44,16 @@ import socket
 import sys
 import threading
 import time
+from concurrent.futures import FIRST_COMPLETED
+from concurrent.futures import Future as ThreadFuture
+from concurrent.futures import wait as thread_wait
 from typing import Any
 
 from raylite.core import _dask_remote as remote
 from raylite.core import _refs
 from raylite.core._dask_actors import ActorsMixin
 from raylite.core._dask_cluster import ClusterMixin
+from raylite.core._dask_pickling import _for_store, _pickle_by_value, pickle_arguments_by_value
 from raylite.core._dask_refs import RefTable, _new_key
 from raylite.core._ids import new_id
 from raylite.core._refs import ObjectRef, collect_refs
@@ -83,10 +93,11 @@ class DaskBackend(ActorsMixin, ClusterMixin):
         self.captured: list = []  # Futures of refs captured in functions' closures and globals
         self.actors: dict[str, Any] = {}  # actor key -> Future (actors created here, or seen)
         self.owned_actors: set[str] = set()
-        self.actor_addresses: dict[str, str] = {}
-        self.address_checked: dict[str, float] = {}
-        self.last_call: dict[str, Any] = {}  # actor key -> this caller's last call (order)
+        self.channels: dict[str, Any] = {}  # actor key -> ActorChannel (this process's calls)
+        self.restartable: dict[str, dict] = {}  # actor key -> restart record (owned actors)
+        self.watcher: Any = None  # the PeriodicCallback restarting lost actors
         self.killed: set[str] = set()
+        self.kept_actors: set[str] = set()  # named and detached: not ended with their handles
         self.groups: dict[bytes, dict] = {}
         self.resource_cache: dict[frozenset, dict | None] = {}
         self.warned: set = set()
@@ -99,6 +110,8 @@ class DaskBackend(ActorsMixin, ClusterMixin):
         self.buffer: list = []
         self.buffer_lock = threading.RLock()
         self.table.flush = self.flush
+        self.table.before_block = self.leave_thread_pool
+        self.table.on_release = self.release_actor
 
     # ----- connecting -----------------------------------------------------------------------
     @classmethod
@@ -174,10 +187,12 @@ class DaskBackend(ActorsMixin, ClusterMixin):
         """Disconnect from the cluster (the cluster itself keeps running)."""
         with self.buffer_lock:
             self.buffer.clear()
+        if self.watcher is not None:
+            self.client.loop.add_callback(self.watcher.stop)
         self.table.clear()
         self.captured.clear()
         self.actors.clear()
-        self.last_call.clear()
+        self.channels.clear()
         _refs.set_tracker(None)
         if self.owns_client:
             try:
@@ -274,12 +289,18 @@ class DaskBackend(ActorsMixin, ClusterMixin):
                 deps.append(self.table.future(value._id))
                 return remote.Dep(len(deps) - 1)
             return value
-        if any(type(a) is ObjectRef for a in args):
+        top = [a._id for a in args if type(a) is ObjectRef]
+        top += [v._id for v in (kwargs or {}).values() if type(v) is ObjectRef]
+        if top:
+            self.table.materialize(top)  # actor calls' results, stored in Dask first
             args = tuple(swap(a) for a in args)
-        if kwargs and any(type(v) is ObjectRef for v in kwargs.values()):
-            kwargs = {k: swap(v) for k, v in kwargs.items()}
+            kwargs = {k: swap(v) for k, v in kwargs.items()} if kwargs else kwargs
+        pickle_arguments_by_value(args, kwargs)
         payload, _top, contained = pack_args(args, kwargs, name, None, new_id)
-        pins = [self.table.future(object_id) for object_id in contained] if contained else None
+        pins = None
+        if contained:
+            self.table.materialize(contained)
+            pins = [self.table.future(object_id) for object_id in contained]
         return deps, payload, pins
 
     def _blob(self, function_id: bytes, function: Any, source: str | None) -> bytes:
@@ -293,22 +314,22 @@ class DaskBackend(ActorsMixin, ClusterMixin):
             self.blobs[function_id] = blob
         return blob
 
-    def _returns(self, future: Any, num_returns: int, actor: str | None = None) -> list:
+    def _returns(self, future: Any, num_returns: int) -> list:
         if self.kind == "worker":
-            remote.note_submitted(future, actor_call=actor is not None)
+            remote.note_submitted(future)
         if num_returns == 1:
-            return [self._ref(future, actor)]
+            return [self._ref(future)]
         if num_returns == 0:
             from distributed import fire_and_forget
             fire_and_forget(future)
             return []
         return [self._ref(self.client.submit(remote.pick_item, future, i,
-                                             key=f"{future.key}-{i}", pure=False), actor)
+                                             key=f"{future.key}-{i}", pure=False))
                 for i in range(num_returns)]
 
-    def _ref(self, future: Any, actor: str | None = None) -> ObjectRef:
+    def _ref(self, future: Any) -> ObjectRef:
         object_id = future.key.encode()
-        self.table.register(object_id, future, actor=actor)
+        self.table.register(object_id, future)
         return ObjectRef(object_id)
 
     # ----- objects --------------------------------------------------------------------------
@@ -317,46 +338,77 @@ class DaskBackend(ActorsMixin, ClusterMixin):
         stored, contained = _for_store(value)
         key = _new_key("put")
         future = self.client.scatter({key: stored}, hash=False)[key]
-        pins = [self.table.future(object_id) for object_id in contained] if contained else None
+        pins = None
+        if contained:
+            self.table.materialize(contained)
+            pins = [self.table.future(object_id) for object_id in contained]
         object_id = key.encode()
         self.table.register(object_id, future, pins)
         return ObjectRef(object_id)
 
     def get(self, refs: list, timeout: float | None) -> list:
         self.table.drain()
-        futures = [self.table.future(ref._id) for ref in refs]
-        error = None
-        if not all(f.done() for f in futures):
+        items = [self.table.waitable(ref._id) for ref in refs]
+        if not all(item.done() for item in items):
             self.leave_thread_pool()
+        futures = [item for item in items if type(item) is not ThreadFuture]
         if timeout is not None:
-            done = self.client.sync(_wait_for, futures, len(futures), timeout)
-            if done < len(futures):
-                raise GetTimeoutError(f"get timed out after {timeout} s: {len(futures) - done} "
-                                      f"of {len(futures)} object(s) not ready")
-        try:
-            values = self.client.gather(futures)
-        except Exception as exc:  # noqa: BLE001 - every failure is translated to raylite's
-            error = self._translate(exc, futures)
-        if error is not None:
-            raise error
-        return [remote.unwrap(v) for v in values]
+            done = self._wait_for(items, len(items), timeout)
+            if done < len(items):
+                raise GetTimeoutError(f"get timed out after {timeout} s: {len(items) - done} "
+                                      f"of {len(items)} object(s) not ready")
+        else:
+            thread_wait([item for item in items if type(item) is ThreadFuture])
+        gathered, error = iter(()), None
+        if futures:
+            try:
+                gathered = iter(self.client.gather(futures))
+            except Exception as exc:  # noqa: BLE001 - every failure is translated to raylite's
+                error = self._translate(exc, futures)
+            if error is not None:
+                raise error
+        return [remote.unwrap(item.result() if type(item) is ThreadFuture else next(gathered))
+                for item in items]
 
     def wait(self, refs: list, num_returns: int, timeout: float | None,
              fetch_local: bool) -> tuple[list, list]:
         self.table.drain()
-        futures = [self.table.future(ref._id) for ref in refs]
-        if sum(f.done() for f in futures) < num_returns and timeout != 0:
+        items = [self.table.waitable(ref._id) for ref in refs]
+        if sum(item.done() for item in items) < num_returns and timeout != 0:
             self.leave_thread_pool()
-        self.client.sync(_wait_for, futures, num_returns, timeout)
+            self._wait_for(items, num_returns, timeout)
         ready, not_ready = [], []
-        for ref, future in zip(refs, futures):
-            (ready if future.done() and len(ready) < num_returns else not_ready).append(ref)
+        for ref, item in zip(refs, items):
+            (ready if item.done() and len(ready) < num_returns else not_ready).append(ref)
         return ready, not_ready
 
+    def _wait_for(self, items: list, num_returns: int, timeout: float | None) -> int:
+        """Wait until ``num_returns`` of these Dask or thread Futures are done; how many are."""
+        if all(type(item) is ThreadFuture for item in items):  # actor calls only: no event loop
+            deadline = None if timeout is None else time.monotonic() + timeout
+            pending = [item for item in items if not item.done()]
+            while len(items) - len(pending) < num_returns:
+                remaining = None if deadline is None else deadline - time.monotonic()
+                if remaining is not None and remaining <= 0:
+                    break
+                _, left = thread_wait(pending, remaining, return_when=FIRST_COMPLETED)
+                pending = list(left)
+            return len(items) - len(pending)
+        return self.client.sync(_wait_for, items, num_returns, timeout)
+
     def cancel(self, object_id: bytes, force: bool) -> None:
-        future = self.table.future(object_id)
-        if not future.done():
-            self.client.cancel([future], force=True, reason="cancelled with raylite.cancel")
+        """Cancel a task: a queued one never runs; a running one is marked cancelled at once
+        (``get`` raises TaskCancelledError) but runs on to its end, its result dropped: Dask
+        cannot interrupt a running task, with or without ``force``."""
+        item = self.table.waitable(object_id)
+        if type(item) is ThreadFuture:
+            if not item.done():
+                raise TypeError("cancel() of an actor method call is not supported on the Dask "
+                                "backend (the call may already be running on the actor); stop "
+                                "the actor with raylite.kill(handle) instead")
+            return
+        if not item.done():
+            self.client.cancel([item], force=True, reason="cancelled with raylite.cancel")
 
     def _translate(self, exc: BaseException, futures: list) -> BaseException:
         """The raylite error for what Dask raised while gathering."""
@@ -433,9 +485,6 @@ class WorkerBackend(DaskBackend):
     def current_namespace(self) -> str | None:
         return remote.current_namespace()
 
-    def local_actor(self, key: str) -> Any:
-        return self.dask_worker.state.actors.get(key)
-
     def shutdown(self) -> None:
         pass  # the worker's client belongs to Dask
 
@@ -510,58 +559,12 @@ def _retry_policy(options: dict) -> tuple[int, bytes | None]:
     return 0, cloudpickle.dumps((max_retries, classes))
 
 
-_checked_modules: set[str] = set()
-
-
-def _pickle_by_value(obj: Any) -> None:
-    """Pickle the module of ``obj`` by value when the workers probably cannot import it.
-
-    Functions and classes defined in the user's own files (a test module, a helper next to a
-    script) are not installed on the cluster; cloudpickle sends those modules' code along.
-    Modules of installed packages (site-packages, the standard library) and raylite itself go
-    by reference.
-    """
-    name = getattr(obj, "__module__", None)
-    if not name or name == "__main__" or name in _checked_modules:
-        return
-    _checked_modules.add(name)
-    if name.partition(".")[0] in ("raylite", "dask", "distributed", "cloudpickle"):
-        return
-    module = sys.modules.get(name)
-    filename = getattr(module, "__file__", None)
-    if module is None or not filename:
-        return
-    filename = os.path.realpath(filename)
-    prefixes = {os.path.realpath(p) for p in (sys.prefix, sys.base_prefix, sys.exec_prefix)}
-    if any(filename.startswith(p + os.sep) for p in prefixes) or "site-packages" in filename:
-        return
-    import cloudpickle
-    try:
-        cloudpickle.register_pickle_by_value(module)
-    except (ValueError, TypeError):
-        pass
-
-
-def _for_store(value: Any) -> tuple[Any, list[bytes]]:
-    """What put() scatters, and the ids of the refs inside the value (to keep them alive)."""
-    from raylite.core._serialization import _PLAIN
-    kind = type(value)
-    if kind in _PLAIN:
-        return value, []
-    module = kind.__module__.partition(".")[0]
-    if module in ("numpy", "pandas", "pyarrow") and getattr(value, "dtype", None) != object:
-        return value, []  # Dask's own zero-copy serializers; cannot contain refs
-    import cloudpickle
-    _pickle_by_value(kind)
-    buffers: list = []
-    with collect_refs() as contained:
-        data = cloudpickle.dumps(value, protocol=5, buffer_callback=buffers.append)
-    return remote.Pickled(data, [b.raw() for b in buffers]), list(contained)
-
-
 async def _wait_for(futures: list, num_returns: int, timeout: float | None) -> int:
-    """Wait (on the client's loop) until ``num_returns`` futures are done; returns how many are."""
-    waiting = {asyncio.ensure_future(f._state.wait()) for f in futures if not f.done()}
+    """Wait (on the client's loop) until ``num_returns`` futures are done; returns how many are.
+
+    ``futures``: Dask Futures and thread Futures (the results of actor calls)."""
+    waiting = {_when_done(f) if type(f) is ThreadFuture else
+               asyncio.ensure_future(f._state.wait()) for f in futures if not f.done()}
     done = len(futures) - len(waiting)
     deadline = None if timeout is None else time.monotonic() + timeout
     try:
@@ -579,3 +582,14 @@ async def _wait_for(futures: list, num_returns: int, timeout: float | None) -> i
             task.cancel()
     return sum(1 for f in futures if f.done())
 
+
+def _when_done(result: ThreadFuture) -> asyncio.Future:
+    """An asyncio Future set when a thread Future is done (cancelling it leaves the thread
+    Future alone, unlike asyncio.wrap_future's)."""
+    loop = asyncio.get_running_loop()
+    waiter = loop.create_future()
+
+    def wake(_):
+        loop.call_soon_threadsafe(lambda: waiter.done() or waiter.set_result(None))
+    result.add_done_callback(wake)
+    return waiter

@@ -1,42 +1,49 @@
-"""Actors on Dask, the driver's (and worker's) side: creation, ordered calls, names, kill.
+"""Actors on Dask, the driver's (and worker's) side: creation, calls, restarts, names, kill.
 
-An actor is a Dask actor holding an :class:`~raylite.core._dask_remote.ActorHost`; each method
-call is a Dask task (``call_actor``) on the actor's worker that depends on the actor and on the
-caller's previous call if that one has not finished, so one caller's calls run in order::
+An actor is a Dask actor holding an :class:`~raylite.core._dask_host.ActorHost`, created by
+``client.submit(ActorHost, ..., actor=True)``; its Dask key is the actor's id. Method calls are
+direct calls through one :class:`~raylite.core._dask_calls.ActorChannel` per actor in each
+process that calls it (one caller's calls run in the order it made them)::
 
-    a.m.remote(x) ──▶ client.submit(call_actor, <actor>, "m", payload, n, <previous call>,
-                                    workers=[the actor's worker], allow_other_workers=True)
+    A.remote(...) ──client.submit(ActorHost, class, args, actor=True)──▶ a Dask actor
+    a.m.remote(x) ──ActorChannel.submit──▶ actor_execute("direct_call") on the actor's worker
 
-Calls return their errors as values (``Failed``) so a failing call does not fail the next one.
-Named actors are scheduler metadata ``["raylite", "named", namespace, name]``; ``kill`` interrupts
-the running call on the actor's worker (``client.run``) and cancels the actor's key, which
-cancels its pending calls.
+Restarts: the process that created an actor with ``max_restarts`` watches its key; when the
+actor's worker dies (Dask marks the key erred), it asks Dask to run the key again
+(``client.retry``), which builds a fresh instance on a live worker, up to ``max_restarts``
+times; the count is scheduler metadata ``["raylite", "actor", key]`` so that every caller can
+tell a restart from a death. Named actors are metadata ``["raylite", "named", namespace, name]``;
+``kill`` interrupts the running call on the actor's worker (``client.run``) and cancels the
+actor's key.
 """
 
 from __future__ import annotations
 
-import time
 from typing import Any
 
 from raylite.core import _dask_remote as remote
+from raylite.core._dask_calls import ActorChannel
+from raylite.core._dask_pickling import pickle_arguments_by_value
+from raylite.core._dask_host import ActorHost, kill_actor_here
 from raylite.core._dask_refs import _new_key
 from raylite.core._ids import new_id
 from raylite.core._refs import ObjectRef
 from raylite.core._task import pack_args
-from raylite.exceptions import ActorDiedError
+from raylite.exceptions import ActorDiedError, TaskError
 
 _LIVE_STATES = ("memory", "processing", "waiting", "queued", "no-worker")  # Dask task states
+_WATCH_MS = 200  # how often an owner looks for its restartable actors' lost workers
 
 
 class ActorsMixin:
     """The actor half of DaskBackend (it provides client, table, lock, _pack, _blob, ...)."""
 
+    # ----- creating ---------------------------------------------------------------------------
     def create_actor(self, actor_class, args, kwargs, options, resources, placement,
                      actor_options) -> bytes:
         self.table.drain()
         class_name = actor_class._name
-        ordered = actor_options.get("max_concurrency", 1) == 1 and not actor_options.get("is_async")
-        key = _new_key(class_name) + ("" if ordered else "-concurrent")
+        key = _new_key(class_name)
         name = actor_options.get("name")
         namespace = actor_options.get("namespace") or self.current_namespace() or "default"
         if name:
@@ -45,7 +52,7 @@ class ActorsMixin:
         spec = {"namespace": namespace, "max_concurrency": actor_options.get("max_concurrency", 1),
                 "is_async": bool(actor_options.get("is_async"))}
         future = self.client.submit(
-            remote.ActorHost, actor_class._function_id,
+            ActorHost, actor_class._function_id,
             self._blob(actor_class._function_id, actor_class._cls, actor_class._source),
             class_name, payload, spec, *deps, key=key, actor=True, pure=False,
             resources=self._resources(resources, f"{class_name}.__init__"))
@@ -53,6 +60,10 @@ class ActorsMixin:
             self.table.pin(future, pins)
         self.actors[key] = future
         self.owned_actors.add(key)
+        if actor_options.get("max_restarts", 0):
+            self._watch(key, actor_options)
+        if name or actor_options.get("lifetime") == "detached":
+            self.kept_actors.add(key)
         if name:  # once the scheduler has the actor, so that lookups find it alive
             remote.wait_until_known(self.client, [key])
             self.client.set_metadata(["raylite", "named", namespace, name], {
@@ -61,79 +72,118 @@ class ActorsMixin:
             self.client.publish_dataset(future, name=f"raylite-actor-{key}")
         return key.encode()
 
+    # ----- calling ----------------------------------------------------------------------------
     def submit_actor_call(self, actor_id, class_name, method, args, kwargs, num_returns,
                           options) -> list:
         self.table.drain()
         actor_key = actor_id.decode()
         name = options.get("name") or f"{class_name}.{method}"
+        pickle_arguments_by_value(args, kwargs)
+        payload, top, contained = pack_args(args, kwargs, name, None, new_id)
+        pins = None
+        if top or contained:  # refs in the arguments: they must exist in Dask for the actor
+            ids = list(dict.fromkeys([*top, *contained]))
+            self.table.materialize(ids)
+            pins = [self.table.future(object_id) for object_id in ids]
+        channel = self._channel(actor_key, class_name)
         if actor_key in self.killed:
-            return [self._error_ref(ActorDiedError(f"{name}: the actor was killed"), actor_key)
-                    for _ in range(max(1, num_returns))]
-        payload, _top, contained = pack_args(args, kwargs, name, None, new_id)
-        actor = self._actor_future(actor_key)
-        where = self._actor_address(actor_key, actor)
-        with self.lock:  # one caller's calls run in the order they were made (no I/O inside)
-            previous = None
-            if not actor_key.endswith("-concurrent"):
-                previous = self.last_call.get(actor_key)
-                if previous is not None and previous.done():
-                    previous = None
-            future = self.client.submit(  # once the actor's worker is known, no dependency on it
-                remote.call_actor, actor_key if where else actor, method, name, payload,
-                num_returns, previous, key=_new_key(name), pure=False, workers=where,
-                allow_other_workers=False)  # by key, the call must run where the actor lives
-            if not actor_key.endswith("-concurrent"):
-                self.last_call[actor_key] = future
-        if contained:
-            self.table.pin(future, [self.table.future(object_id) for object_id in contained])
-        return self._returns(future, num_returns, actor_key)
+            channel.kill(ActorDiedError(f"{name}: the actor was killed"))
+        results = channel.submit(method, name, payload, num_returns, pins,
+                                 self.restartable.get(actor_key, {}).get("max_task_retries"))
+        refs = []
+        for result in results[:num_returns]:
+            object_id = _new_key(name).encode()
+            self.table.register_local(object_id, result, actor_key)
+            refs.append(ObjectRef(object_id))
+        if self.kind == "worker":
+            remote.note_call(results, [ref._id for ref in refs])
+        return refs
 
-    def _error_ref(self, error: BaseException, actor: str | None) -> ObjectRef:
-        key = _new_key("error")
-        future = self.client.scatter({key: remote.Failed(error)}, hash=False)[key]
-        return self._ref(future, actor)
+    def _channel(self, key: str, class_name: str) -> ActorChannel:
+        channel = self.channels.get(key)
+        if channel is None:
+            with self.lock:
+                channel = self.channels.get(key)
+                if channel is None:
+                    channel = self.channels[key] = ActorChannel(
+                        self, key, class_name, self._actor_future(key))
+        return channel
 
     def _actor_future(self, key: str) -> Any:
         future = self.actors.get(key)
-        if future is None:  # a handle made elsewhere: refer to the key without owning it
-            from distributed import Future
-            future = self.actors[key] = Future(key, self.client)
+        if future is None:  # a handle made elsewhere: its Future (the handle keeps it desired)
+            future = self.actors[key] = self.table.future(key.encode())
         return future
 
-    def _actor_address(self, key: str, future: Any) -> list | None:
-        """The actor's worker, once known (calls go there; one who_has query per actor)."""
-        address = self.actor_addresses.get(key)
-        if address is not None:
-            return [address]
-        if key in self.owned_actors and not future.done():
-            return None
-        now = time.monotonic()
-        if now - self.address_checked.get(key, 0.0) < 1.0:
-            return None
-        self.address_checked[key] = now
-        try:
-            holders = self.client.who_has([future]).get(key) or ()
-        except Exception:  # noqa: BLE001
-            holders = ()
-        if holders:
-            self.actor_addresses[key] = holders[0]
-            return [holders[0]]
-        return None
+    def is_killed(self, key: str) -> bool:
+        return key in self.killed
 
+    def release_actor(self, object_id: bytes) -> None:
+        """This process dropped its last handle: let go of the actor (Dask ends it once no
+        process holds it; calls already made still run). Named and detached actors stay."""
+        key = object_id.decode(errors="replace")
+        if key in self.kept_actors or key not in self.actors:
+            return
+        self.actors.pop(key, None)
+        self.channels.pop(key, None)
+        self.restartable.pop(key, None)
+
+    # ----- restarts ---------------------------------------------------------------------------
+    def _watch(self, key: str, actor_options: dict) -> None:
+        """Restart this actor when its worker dies, up to max_restarts (-1: always)."""
+        info = {"max_restarts": actor_options["max_restarts"], "restarts": 0, "dead": None,
+                "max_task_retries": actor_options.get("max_task_retries", 0)}
+        self.restartable[key] = info
+        self.client.set_metadata(["raylite", "actor", key], info)
+        if self.watcher is None:
+            from tornado.ioloop import PeriodicCallback
+            self.watcher = PeriodicCallback(self._restart_lost_actors, _WATCH_MS)
+            self.client.loop.add_callback(self.watcher.start)
+
+    async def _restart_lost_actors(self) -> None:  # on the client's event loop
+        for key, info in list(self.restartable.items()):
+            future = self.actors.get(key)
+            if future is None or key in self.killed or info["dead"]:
+                continue
+            if future.status not in ("error", "lost") or \
+                    isinstance(future._state.exception, TaskError):  # its constructor raised
+                continue
+            limit = info["max_restarts"]
+            if limit != -1 and info["restarts"] >= limit:
+                info["dead"] = "its worker died and max_restarts is used up"
+            else:  # counted once Dask took it: callers meanwhile see restarts left
+                await self.client.retry([future], asynchronous=True)
+                info["restarts"] += 1
+            await self.client.scheduler.set_metadata(keys=["raylite", "actor", key], value=info)
+
+    # ----- kill and names -----------------------------------------------------------------------
     def kill_actor(self, actor_id: bytes, no_restart: bool) -> None:
         key = actor_id.decode()
         self.killed.add(key)
-        self.last_call.pop(key, None)
+        info = self.restartable.pop(key, None)
+        if info is not None:
+            info["dead"] = "killed"
+            self.client.set_metadata(["raylite", "actor", key], info)
+        error = ActorDiedError(f"the actor {key} was killed with raylite.kill")
+        channel = self._channel(key, key)
+        channel.kill(error)
         future = self._actor_future(key)
-        address = self._actor_address(key, future)
+        address = channel.address or self._holder(future)
         if address:
             try:
-                self.client.run(remote.kill_actor_here, key, workers=address)
+                self.client.run(kill_actor_here, key, workers=[address])
             except Exception:  # noqa: BLE001, S110
                 pass
         self.client.cancel([future], force=True, reason="actor killed with raylite.kill")
         self.actors.pop(key, None)
         self._forget_names(key)
+
+    def _holder(self, future: Any) -> str | None:
+        try:
+            holders = self.client.who_has([future]).get(future.key) or ()
+        except Exception:  # noqa: BLE001
+            holders = ()
+        return holders[0] if holders else None
 
     def _named(self, name: str, namespace: str) -> dict | None:
         """The live actor registered under a name (names of dead actors are free again)."""
@@ -177,6 +227,3 @@ class ActorsMixin:
                              f"{', '.join(live) or 'none'}). Create it with "
                              "Cls.options(name=...).remote() first.")
         return entry["key"].encode(), entry["class_name"], entry["meta"]
-
-    def local_actor(self, key: str) -> Any:
-        return None

@@ -11,11 +11,15 @@ from __future__ import annotations
 
 import sys
 import time
+from concurrent.futures import Future as ThreadFuture
 from typing import Any
 
+from raylite.core._dask_refs import _new_key
 from raylite.core._ids import new_id
+from raylite.core._refs import ObjectRef
 
 _INFO_TTL_S = 5.0
+_GROUP_CHECK_MS = 1000  # how often a placement group that does not fit is checked again
 
 
 class ClusterMixin:
@@ -99,34 +103,102 @@ class ClusterMixin:
         return out
 
     def create_placement_group(self, bundles, strategy, name):
+        """A placement group on Dask: its bundles are *checked*, never reserved.
+
+        Dask has no reservations: the group's tasks and actors run wherever their own resources
+        fit, alongside other work. What ``ready()`` says is honest about that: its ref resolves
+        (to True) once the workers' resources can hold every bundle together under the
+        strategy (STRICT_PACK: all on one worker; STRICT_SPREAD: each on its own worker; PACK
+        and SPREAD: anywhere), which is at once on a cluster that fits. When no combination of
+        workers fits, a warning names the bundles and the workers, and the ref waits until
+        workers that fit join (checked once a second), as Ray's pending groups do.
+        """
         group_id = new_id()
-        workers = list(self._scheduler_info(refresh=True).get("workers", {}).values())
-        capacities = [_worker_resources(w) for w in workers]
-        fits = [[i for i, c in enumerate(capacities) if all(c.get(k, 0) >= v for k, v in b.items())]
-                for b in bundles]
-        feasible = all(fits)
-        if strategy == "STRICT_PACK":
-            total = {k: sum(b.get(k, 0) for b in bundles) for b in bundles for k in b}
-            feasible = any(all(c.get(k, 0) >= v for k, v in total.items()) for c in capacities)
-        elif strategy == "STRICT_SPREAD":
-            feasible = feasible and len(workers) >= len(bundles)
-        if not feasible:
-            print(f"raylite: warning: placement group {name or group_id.hex()} ({strategy}, "
-                  f"{bundles}) does not fit the Dask workers "
-                  f"({'; '.join(_format_resources(c) for c in capacities) or 'none'}); its "
-                  "tasks run anyway, wherever they fit (Dask reserves nothing).",
-                  file=sys.stderr, flush=True)
+        label = name or group_id.hex()
+        ready: ThreadFuture = ThreadFuture()
         self.groups[group_id] = {"bundles": bundles, "strategy": strategy, "name": name,
-                                 "state": "CREATED"}
-        return group_id, self.put(True)
+                                 "state": "PENDING", "ready": ready}
+        workers = self._scheduler_info(refresh=True).get("workers", {})
+        if bundles_fit(bundles, strategy, workers):
+            self._group_ready(group_id)
+        else:
+            capacities = "; ".join(f"{address} {_format_resources(_worker_resources(w))}"
+                                   for address, w in workers.items()) or "none"
+            print(f"raylite: warning: placement group {label} ({strategy}, bundles {bundles}) "
+                  f"does not fit the Dask workers ({capacities}); its ready() waits until workers "
+                  "that fit join (`raylite start --address ...`). Dask reserves nothing: tasks "
+                  "placed in the group run wherever their own resources fit.",
+                  file=sys.stderr, flush=True)
+            from tornado.ioloop import PeriodicCallback
+            checker = PeriodicCallback(lambda: self._check_group(group_id), _GROUP_CHECK_MS)
+            self.groups[group_id]["checker"] = checker
+            self.client.loop.add_callback(checker.start)
+        object_id = _new_key("placement_group_ready").encode()
+        self.table.register_local(object_id, ready, None)
+        return group_id, ObjectRef(object_id)
+
+    def _group_ready(self, group_id: bytes) -> None:
+        group = self.groups[group_id]
+        group["state"] = "CREATED"
+        if not group["ready"].done():
+            group["ready"].set_result(True)
+        checker = group.pop("checker", None)
+        if checker is not None:
+            checker.stop()
+
+    async def _check_group(self, group_id: bytes) -> None:  # on the client's event loop
+        group = self.groups.get(group_id)
+        if group is None or group["state"] != "PENDING":
+            return
+        info = await self.client.scheduler.identity(n_workers=-1)
+        if bundles_fit(group["bundles"], group["strategy"], info.get("workers", {})):
+            self._group_ready(group_id)
 
     def remove_placement_group(self, group_id: bytes) -> None:
-        if group_id in self.groups:
-            self.groups[group_id]["state"] = "REMOVED"
+        group = self.groups.get(group_id)
+        if group is not None:
+            group["state"] = "REMOVED"
+            checker = group.pop("checker", None)
+            if checker is not None:
+                self.client.loop.add_callback(checker.stop)
 
     def placement_group_table(self) -> dict:
-        return {group_id.hex(): {"placement_group_id": group_id.hex(), **info}
+        shown = ("bundles", "strategy", "name", "state")
+        return {group_id.hex(): {"placement_group_id": group_id.hex(),
+                                 **{k: info[k] for k in shown}}
                 for group_id, info in self.groups.items()}
+
+
+def bundles_fit(bundles: list[dict], strategy: str, workers: dict) -> bool:
+    """Whether the workers' resources can hold all ``bundles`` at once under ``strategy``."""
+    capacities = [_worker_resources(w) for w in workers.values()]
+    if strategy == "STRICT_PACK":
+        total: dict[str, float] = {}
+        for bundle in bundles:
+            for key, amount in bundle.items():
+                total[key] = total.get(key, 0.0) + amount
+        return any(_holds(c, total) for c in capacities)
+    return _assign(sorted(bundles, key=lambda b: -sum(b.values())), capacities,
+                   distinct=strategy == "STRICT_SPREAD", used=set())
+
+
+def _holds(capacity: dict, bundle: dict) -> bool:
+    return all(capacity.get(key, 0.0) >= amount for key, amount in bundle.items())
+
+
+def _assign(bundles: list[dict], capacities: list[dict], distinct: bool, used: set) -> bool:
+    """Backtracking: place each bundle on a worker with room left (distinct: one per worker)."""
+    if not bundles:
+        return True
+    bundle, rest = bundles[0], bundles[1:]
+    for index, capacity in enumerate(capacities):
+        if (distinct and index in used) or not _holds(capacity, bundle):
+            continue
+        left = {k: v - bundle.get(k, 0.0) for k, v in capacity.items()}
+        if _assign(rest, capacities[:index] + [left] + capacities[index + 1:], distinct,
+                   used | {index}):
+            return True
+    return False
 
 
 def _worker_resources(worker: dict) -> dict[str, float]:

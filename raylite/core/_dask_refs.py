@@ -6,18 +6,28 @@ The :class:`RefTable` is the process's ref tracker (``_refs.set_tracker``)::
     ObjectRef created ──add──▶ entry(count += 1, Future)     unknown key: adopt it (a Future plus
     ObjectRef dropped ──_refs queue──drain──▶ count -= 1      "client desires key" to the scheduler)
                                              └ 0: release the Future (fire_and_forget if not done)
+
+The ref of an actor call starts *local*: its entry holds the call's result (a thread Future set
+by the reply, :mod:`~raylite.core._dask_calls`) and no Dask Future. ``get``/``wait`` read it
+there. It is *materialized* (scattered to Dask under its key) the first time Dask needs it:
+passed to a task, held in an object, returned from a task::
+
+    local entry ──future() / materialize()──▶ wait for the reply ──scatter({key: value})──▶ Future
 """
 
 from __future__ import annotations
 
+import collections
 import itertools
 import os
 import threading
+import time
 from typing import Any
 
 from raylite.core import _refs
 
 _KEY_PREFIX = os.urandom(8).hex()
+_LINGER_S = 2.0  # how long the refs in an actor call's arguments are held after the call
 _key_counter = itertools.count()
 
 
@@ -30,7 +40,7 @@ def _new_key(name: str) -> str:
 # references: the Dask Future behind every ObjectRef alive in this process
 # ==========================================================================================
 class _Entry:
-    __slots__ = ("actor", "count", "future", "pending", "pins")
+    __slots__ = ("actor", "count", "future", "local", "pending", "pins")
 
     def __init__(self, future: Any, pins: list | None = None, actor: str | None = None):
         self.count = 0
@@ -38,6 +48,7 @@ class _Entry:
         self.pins = pins
         self.actor = actor
         self.pending = False  # a task still in the submission buffer (future not yet made)
+        self.local: Any = None  # an actor call's result (thread Future), until materialized
 
 
 class RefTable:
@@ -55,6 +66,9 @@ class RefTable:
         self.entries: dict[bytes, _Entry] = {}
         self.pinned: dict[str, tuple] = {}  # task key -> (task future, futures of nested refs)
         self.flush: Any = None  # the backend's submission-buffer flush, for pending entries
+        self.before_block: Any = lambda: None  # the backend's leave_thread_pool
+        self.on_release: Any = lambda object_id: None  # the last ref (or actor handle) went
+        self.lingering: collections.deque = collections.deque()  # (until, futures)
 
     def register(self, object_id: bytes, future: Any, pins: list | None = None,
                  actor: str | None = None) -> _Entry:
@@ -62,6 +76,42 @@ class RefTable:
         with self.lock:
             self.entries[object_id] = entry
         return entry
+
+    def register_local(self, object_id: bytes, result: Any, actor: str) -> None:
+        """The ref of an actor call: its value arrives in ``result`` (a thread Future)."""
+        entry = _Entry(None, None, actor)
+        entry.local = result
+        with self.lock:
+            self.entries[object_id] = entry
+
+    def waitable(self, object_id: bytes) -> Any:
+        """What get/wait wait on: the local result of an actor call, else the Dask Future."""
+        entry = self.entries.get(object_id)
+        if entry is not None and entry.local is not None:
+            return entry.local
+        return self.future(object_id)
+
+    def materialize(self, object_ids: list) -> None:
+        """Store the local results among these refs in Dask, under their keys (one scatter).
+
+        Waits for calls still running (outside the worker's thread pool).
+        """
+        with self.lock:
+            todo = [(object_id, entry) for object_id in object_ids
+                    if (entry := self.entries.get(object_id)) is not None
+                    and entry.local is not None and entry.future is None]
+        if not todo:
+            return
+        from concurrent.futures import wait
+        if not all(entry.local.done() for _, entry in todo):
+            self.before_block()
+            wait([entry.local for _, entry in todo])
+        data = {object_id.decode(): entry.local.result() for object_id, entry in todo}
+        futures = self.client.scatter(data, hash=False)
+        with self.lock:
+            for object_id, entry in todo:
+                if entry.future is None:
+                    entry.future = futures[object_id.decode()]
 
     def add(self, object_id: bytes) -> None:
         with self.lock:
@@ -93,6 +143,8 @@ class RefTable:
             entry = self.entries.get(object_id)
         if entry is not None and entry.pending:
             self.flush()
+        if entry is not None and entry.future is None and entry.local is not None:
+            self.materialize([object_id])
         if entry is not None and entry.future is not None:
             return entry.future
         future = self.adopt(object_id)
@@ -114,8 +166,21 @@ class RefTable:
         with self.lock:
             self.pinned[future.key] = (future, pins)
 
+    def linger(self, futures: list | None) -> None:
+        """Hold these Futures a little longer: the receiver of an actor call may still be
+        telling the scheduler that it holds them too (on another connection than ours)."""
+        if futures:
+            self.lingering.append((time.monotonic() + _LINGER_S, futures))
+
     def drain(self) -> None:
         """Release the Futures of refs dropped since the last call."""
+        if self.lingering:
+            now = time.monotonic()
+            try:
+                while self.lingering[0][0] < now:
+                    self.lingering.popleft()
+            except IndexError:
+                pass
         if self.pinned:
             with self.lock:
                 for key in [k for k, (f, _) in self.pinned.items() if f.done()]:
@@ -132,16 +197,18 @@ class RefTable:
                 entry.count -= 1
                 if entry.count <= 0:
                     del self.entries[object_id]
-                    dropped.append(entry)
+                    dropped.append((object_id, entry))
         if dropped:
             from distributed import fire_and_forget
-            if any(entry.pending for entry in dropped):
+            if any(entry.pending for _, entry in dropped):
                 self.flush()
-            for entry in dropped:  # Ray runs a task even when every ref to it is dropped
+            for object_id, entry in dropped:  # Ray runs a task even when every ref is dropped
                 if entry.future is not None and not entry.future.done():
                     fire_and_forget(entry.future)
+                self.on_release(object_id)
 
     def clear(self) -> None:
         with self.lock:
             self.entries.clear()
             self.pinned.clear()
+            self.lingering.clear()

@@ -1,25 +1,21 @@
-"""The half of the Dask backend that runs inside Dask workers: task and actor wrappers.
+"""The half of the Dask backend that runs inside Dask workers: the task wrapper and its helpers.
 
-Every raylite task is one Dask task running :func:`run_task`; every actor is a Dask actor
-holding an :class:`ActorHost`, and each actor method call is one Dask task running
-:func:`call_actor` on the actor's worker::
+Every raylite task is one Dask task running :func:`run_task` (actors are in
+:mod:`~raylite.core._dask_host`)::
 
     driver: f.remote(x, ref) ──client.submit(run_task, fid, blob, "f", payload, ..., ref's future)──▶
     worker: run_task ──▶ install the WorkerBackend (raylite API inside the task) ──▶
             load f (cached per function id) ──▶ unpack payload, Dep(0) := ref's value ──▶ f(x, value)
 
-    driver: a.m.remote(x) ──client.submit(call_actor, actor, "m", ..., previous call of a)──▶
-    worker: call_actor ──▶ ActorHost.call ──▶ instance.m(x)   (errors are *returned* as Failed,
-            so the next call, which depends on this one to keep the caller's order, still runs)
-
-A task that blocks in ``raylite.get``/``wait`` secedes from the worker's thread pool
-(:func:`leave_thread_pool`), so tasks waiting on nested tasks cannot starve the worker of threads.
+Errors of actor calls travel as values (:class:`Failed`), so that a failed call does not fail
+the ones after it. A task that blocks in ``raylite.get``/``wait`` secedes from the worker's
+thread pool (:func:`leave_thread_pool`), so tasks waiting on nested tasks cannot starve the
+worker of threads.
 """
 
 from __future__ import annotations
 
 import asyncio
-import ctypes
 import os
 import pickle
 import threading
@@ -27,14 +23,14 @@ import time
 import traceback
 from typing import Any
 
-from raylite.core._refs import ObjectRef
 from raylite.core._serialization import loads_function
 from raylite.core._task import unpack_args
 from raylite.exceptions import ActorDiedError, TaskError, make_task_error
 
 _CORE_DIR = os.path.dirname(os.path.abspath(__file__))
-PROTOCOL = 1  # bump when the wrappers' signatures change: drivers and workers must agree
-_local = threading.local()  # .namespace of the running task, .upstream: an argument's error
+PROTOCOL = 2  # bump when the wrappers' signatures change: drivers and workers must agree
+_local = threading.local()  # of the running task: .namespace, .upstream (an argument's error),
+#                              .submitted (its tasks), .calls (its actor calls)
 
 
 # ==========================================================================================
@@ -142,7 +138,8 @@ def task_error(exc: BaseException, name: str) -> BaseException:
     return error
 
 
-def _resolve(payload: Any, deps: tuple) -> tuple[tuple, dict]:
+def resolve_deps(payload: Any, deps: tuple) -> tuple[tuple, dict]:
+    """The arguments of a task, each ``Dep(i)`` replaced by the value of dependency i."""
     args, kwargs = unpack_args(payload)
     if not deps:
         return args, kwargs
@@ -153,12 +150,17 @@ def _resolve(payload: Any, deps: tuple) -> tuple[tuple, dict]:
         try:
             return unwrap(deps[item.index])
         except TaskError as exc:
-            _local.upstream = exc
+            mark_upstream(exc)
             raise
     return tuple(value(a) for a in args), {k: value(v) for k, v in kwargs.items()}
 
 
-def _check_returns(value: Any, num_returns: int, name: str) -> Any:
+def mark_upstream(error: BaseException) -> None:
+    """``error`` is an argument's: the running task passes it on unchanged (as in Ray)."""
+    _local.upstream = error
+
+
+def check_returns(value: Any, num_returns: int, name: str) -> Any:
     if num_returns <= 1:
         return value
     if not isinstance(value, (list, tuple)) or len(value) != num_returns:
@@ -175,40 +177,68 @@ def _call_user(function, args, kwargs) -> Any:
     return value
 
 
-def _enter(namespace: str | None) -> None:
+# ==========================================================================================
+# what a running task or actor call submitted
+# ==========================================================================================
+def enter_call(namespace: str | None) -> None:
+    """A task or actor call starts on this thread."""
     _local.upstream = None
     _local.namespace = namespace
     _local.submitted = []
+    _local.calls = []
 
 
-def note_submitted(future: Any, actor_call: bool = False) -> None:
-    """Remember work a running task submitted (see :func:`_confirm_submitted`)."""
+def set_namespace(namespace: str | None) -> None:
+    """The namespace of what runs on this thread (an async actor's event loop)."""
+    _local.namespace = namespace
+
+
+def leave_call() -> None:
+    """A task or actor call ends on this thread (its return value is computed)."""
+    _local.upstream = None
+    _confirm_submitted()
+
+
+def note_submitted(future: Any) -> None:
+    """Remember a task the running task submitted (see :func:`_confirm_submitted`)."""
     submitted = getattr(_local, "submitted", None)
     if submitted is not None:
-        submitted.append((future, actor_call))
+        submitted.append(future)
+
+
+def note_call(results: list, object_ids: list) -> None:
+    """Remember an actor call the running task made: its results and its refs' ids."""
+    calls = getattr(_local, "calls", None)
+    if calls is not None:
+        calls.append((results, object_ids))
 
 
 def _confirm_submitted() -> None:
-    """Before a task reports done: wait until the scheduler has the work the task submitted.
+    """Before a task reports done: the work it started is known, and its refs can leave.
 
-    Submissions travel on the worker client's connection, the task's completion on the worker's
-    own; without this, a caller who sees the task done could get ahead of the task's own calls
-    (the book's Example 2-10 counts the increments its tasks sent an actor right after them).
+    * Tasks it submitted travel on the worker client's connection, its completion on the
+      worker's own: wait until the scheduler knows them, so that nobody who sees this task done
+      can get ahead of them.
+    * Actor calls it made finish first, so that a caller who then asks the actor sees them
+      (the book's Example 2-10 counts the increments its tasks sent an actor right after them).
+    * Refs of those calls still alive now (in the return value, in an actor's state) are
+      materialized, so that other processes can look them up in Dask.
     """
     submitted, _local.submitted = getattr(_local, "submitted", None), None
-    if not submitted:
+    calls, _local.calls = getattr(_local, "calls", None), None
+    if submitted:
+        wait_until_known(submitted[0].client, [future.key for future in submitted])
+    if not calls:
         return
-    futures = [future for future, _ in submitted]
-    wait_until_known(futures[0].client, [future.key for future in futures])
-    # Actor calls are Dask tasks that may run in any order with other callers' calls: let the
-    # task's own calls finish first, so a caller who then asks the actor sees them (Example 2-10).
-    calls = [future for future, actor_call in submitted if actor_call]
-    if calls:
-        from distributed import wait
-        leave_thread_pool()
+    from concurrent.futures import wait
+    leave_thread_pool()
+    wait([result for results, _ in calls for result in results], timeout=30)
+    backend = _installed
+    if backend is not None:
+        backend.table.drain()
         try:
-            wait(calls, timeout=30)
-        except Exception:  # noqa: BLE001, S110 - a failed or slow call is the caller's to see
+            backend.table.materialize([i for _, ids in calls for i in ids])
+        except Exception:  # noqa: BLE001, S110 - a ref that cannot be stored fails where it is read
             pass
 
 
@@ -233,10 +263,10 @@ def run_task(function_id: bytes, blob: bytes, name: str, payload: Any, num_retur
     ``retry``: cloudpickled (max_retries, exception classes) for ``retry_exceptions=[...]``.
     """
     worker_backend()
-    _enter(namespace)
+    enter_call(namespace)
     try:
         function = load_function(function_id, blob)
-        args, kwargs = _resolve(payload, deps)
+        args, kwargs = resolve_deps(payload, deps)
         attempts, limit, classes = 0, 0, ()
         if retry is not None:
             import cloudpickle
@@ -249,13 +279,12 @@ def run_task(function_id: bytes, blob: bytes, name: str, payload: Any, num_retur
                 if not isinstance(exc, classes) or (limit != -1 and attempts >= limit):
                     raise
                 attempts += 1
-        return _check_returns(value, num_returns, name)
+        return check_returns(value, num_returns, name)
     except BaseException as exc:  # noqa: BLE001
         error = task_error(exc, name)
         raise error
     finally:
-        _local.upstream = None
-        _confirm_submitted()
+        leave_call()
 
 
 def pick_item(value: Any, index: int) -> Any:
@@ -285,186 +314,6 @@ def leave_thread_pool() -> None:
         return
     from distributed import secede
     secede()
-
-
-# ==========================================================================================
-# actors
-# ==========================================================================================
-class ActorHost:
-    """What Dask holds as the actor: the user's instance, its concurrency and kill switch."""
-
-    def __init__(self, class_id: bytes, blob: bytes, class_name: str, payload: Any, spec: dict,
-                 *deps: Any):
-        worker_backend()
-        self.class_name = class_name
-        self.namespace = spec.get("namespace")
-        self.max_concurrency = spec.get("max_concurrency", 1)
-        self.is_async = spec.get("is_async", False)
-        self.killed = False
-        self.running: set[int] = set()
-        self.guard = threading.Lock()
-        self.slots = threading.BoundedSemaphore(self.max_concurrency)
-        self.loop: asyncio.AbstractEventLoop | None = None
-        self.executor = None
-        _enter(self.namespace)
-        try:
-            cls = load_function(class_id, blob)
-            args, kwargs = _resolve(payload, deps)
-            self.instance = cls(*args, **kwargs)
-        except BaseException as exc:  # noqa: BLE001
-            raise task_error(exc, f"{class_name}.__init__")
-        finally:
-            _local.upstream = None
-            _confirm_submitted()
-        if self.is_async:
-            self.loop = asyncio.new_event_loop()
-            self.async_slots = None
-            threading.Thread(target=self.loop.run_forever, daemon=True,
-                             name=f"raylite-actor-{class_name}").start()
-
-    # ----- running a call -------------------------------------------------------------------
-    def call(self, method: str, name: str, payload: Any, num_returns: int) -> Any:
-        """Run one method call; errors come back as Failed values."""
-        if self.killed:
-            return Failed(ActorDiedError(f"{name}: the actor was killed"))
-        _enter(self.namespace)
-        try:
-            args, kwargs = self._resolve_args(payload)
-            bound = getattr(self.instance, method)
-            if self.is_async:
-                value = self._call_async(bound, args, kwargs)
-            else:
-                value = self._call_sync(bound, args, kwargs)
-            return _check_returns(value, num_returns, name)
-        except _Killed:
-            return Failed(ActorDiedError(f"{name}: the actor was killed while running it"))
-        except BaseException as exc:  # noqa: BLE001
-            return Failed(task_error(exc, name))
-        finally:
-            _local.upstream = None
-            _confirm_submitted()
-
-    async def remote_call(self, method: str, name: str, payload: Any, num_returns: int) -> Any:
-        """Entry point for calls that reach the actor from another worker (through Dask's RPC)."""
-        if self.executor is None:
-            from concurrent.futures import ThreadPoolExecutor
-            self.executor = ThreadPoolExecutor(max(2, self.max_concurrency),
-                                               thread_name_prefix="raylite-actor-call")
-        loop = asyncio.get_running_loop()
-        return await loop.run_in_executor(self.executor, self.call, method, name, payload,
-                                          num_returns)
-
-    @staticmethod
-    def _resolve_args(payload: Any) -> tuple[tuple, dict]:
-        args, kwargs = unpack_args(payload)
-        refs = [a for a in args if type(a) is ObjectRef]
-        refs += [v for v in kwargs.values() if type(v) is ObjectRef]
-        if not refs:
-            return args, kwargs
-        try:
-            values = dict(zip(refs, worker_backend().get(refs, None)))
-        except TaskError as exc:
-            _local.upstream = exc
-            raise
-        args = tuple(values[a] if type(a) is ObjectRef else a for a in args)
-        kwargs = {k: values[v] if type(v) is ObjectRef else v for k, v in kwargs.items()}
-        return args, kwargs
-
-    def _call_sync(self, bound, args, kwargs) -> Any:
-        if self.max_concurrency > 1:
-            leave_thread_pool()  # a threaded actor's calls may wait on each other
-            with self.slots:
-                return self._run_tracked(bound, args, kwargs)
-        if not self.slots.acquire(blocking=False):
-            leave_thread_pool()  # another caller's call runs: wait outside the pool
-            self.slots.acquire()
-        try:
-            return self._run_tracked(bound, args, kwargs)
-        finally:
-            self.slots.release()
-
-    def _run_tracked(self, bound, args, kwargs) -> Any:
-        ident = threading.get_ident()
-        with self.guard:
-            if self.killed:
-                raise _Killed()
-            self.running.add(ident)
-        try:
-            value = bound(*args, **kwargs)
-        finally:
-            with self.guard:
-                self.running.discard(ident)
-                if self.killed:  # drop an interruption that arrived too late to matter
-                    ctypes.pythonapi.PyThreadState_SetAsyncExc(ctypes.c_ulong(ident), None)
-        if asyncio.iscoroutine(value):
-            value = asyncio.run(value)
-        return value
-
-    def _call_async(self, bound, args, kwargs) -> Any:
-        async def run():
-            if self.async_slots is None:
-                self.async_slots = asyncio.Semaphore(self.max_concurrency)
-            async with self.async_slots:
-                value = bound(*args, **kwargs)
-                if asyncio.iscoroutine(value):
-                    value = await value
-                return value
-        future = asyncio.run_coroutine_threadsafe(run(), self.loop)
-        leave_thread_pool()
-        try:
-            return future.result()
-        except asyncio.CancelledError:
-            raise _Killed() from None
-
-    # ----- kill -------------------------------------------------------------------------------
-    def kill(self) -> None:
-        """Stop taking calls and interrupt the ones running (raises in their threads)."""
-        with self.guard:
-            self.killed = True
-            for ident in self.running:
-                ctypes.pythonapi.PyThreadState_SetAsyncExc(ctypes.c_ulong(ident),
-                                                           ctypes.py_object(_Killed))
-        if self.loop is not None:
-            loop = self.loop
-
-            def stop():
-                for task in asyncio.all_tasks(loop):
-                    task.cancel()
-                loop.call_soon(loop.stop)
-            loop.call_soon_threadsafe(stop)
-
-
-class _Killed(BaseException):
-    """Raised inside a running actor call when the actor is killed."""
-
-
-def call_actor(actor: Any, method: str, name: str, payload: Any, num_returns: int,
-               previous: Any = None) -> Any:
-    """An actor method call, as Dask runs it (``previous``: the caller's last call, for order).
-
-    ``actor`` is the actor's key once the caller knows the actor's worker (the call is sent
-    there), else the actor's Future, which Dask resolves to a proxy once the actor exists.
-    """
-    backend = worker_backend()
-    host = backend.local_actor(actor if isinstance(actor, str) else actor.key)
-    if host is not None:
-        return host.call(method, name, payload, num_returns)
-    if isinstance(actor, str):  # sent to the actor's worker, but the actor is not there
-        return Failed(ActorDiedError(f"{name}: the actor is gone (killed, or its worker died)"))
-    try:  # the actor lives on another worker: call it through Dask's actor RPC
-        leave_thread_pool()
-        return actor.remote_call(method, name, payload, num_returns).result()
-    except Exception as exc:  # noqa: BLE001
-        return Failed(ActorDiedError(f"{name}: could not reach the actor ({exc})"))
-
-
-def kill_actor_here(key: str, dask_worker: Any = None) -> bool:
-    """Run on the actor's worker by ``client.run``: interrupt and stop the actor."""
-    host = dask_worker.state.actors.get(key) if dask_worker is not None else None
-    if isinstance(host, ActorHost):
-        host.kill()
-        return True
-    return False
 
 
 # ==========================================================================================

@@ -466,6 +466,7 @@ class ConfigBuilder:
     def _set(self, group: str, kwargs: dict) -> ConfigBuilder:
         accepted = group_fields(group)
         method = f"{type(self).__name__}.{group}()"
+        trial = self._config.copy()
         for key, value in kwargs.items():
             name = accepted.get(key)
             if name is None:
@@ -474,11 +475,10 @@ class ConfigBuilder:
                                               "evaluation_interval"):
                 continue  # Ray's builders treat None as "leave as it is"
             if name == "model":
-                value = ModelConfig.from_dict({**self._config.model.to_dict(), **dict(value)})
-            trial = self._config.copy()
+                value = ModelConfig.from_dict({**trial.model.to_dict(), **dict(value)})
             setattr(trial, name, value)
-            trial.validate()
-            self._config = trial
+        trial.validate()  # once: the keys of one call may depend on each other
+        self._config = trial
         return self
 
 
