@@ -2,7 +2,7 @@
 Train 2.60, and the start-up of a 2-worker torch Trainer.
 
 usage: python bench/train.py [--epochs N] [--rows R] [--repeat K] [--skip-ray]
-                             [--ray-python PATH] [--output FILE]
+                             [--ray-python PATH] [--baseline DIR] [--output FILE]
 
     bench/train.py ──┬─ epoch:   the same DDP script (an MLP on synthetic data, gloo, a
                      │           DistributedSampler, one warm-up epoch, then N timed epochs,
@@ -13,7 +13,9 @@ usage: python bench/train.py [--epochs N] [--rows R] [--repeat K] [--skip-ray]
                      └─ startup: raylite: init, then Trainer.start() of 2 torch workers, then the
                                  first (no-op) run; and a no-op TorchTrainer.fit() end to end;
                                  Ray 2.60: a no-op TorchTrainer.fit() end to end (after ray.init);
-                                 the floor: two processes importing torch.distributed at once
+                                 the floor: two processes importing torch.distributed at once;
+                                 with --baseline DIR, the raylite start-up again with the
+                                 raylite package in DIR (before/after a change, same run)
 
 Each measurement runs in a fresh subprocess (torchrun's and Ray's in theirs), so imports and
 page caches are alike. Prints one JSON line per measurement and a Markdown table; the targets
@@ -170,11 +172,11 @@ print("RESULT " + json.dumps({"init_s": t1 - t0, "noop_fit_s": t2 - t1}), flush=
 '''
 
 
-def run_child(argv: list[str], env: dict | None = None) -> dict:
+def run_child(argv: list[str], env: dict | None = None, cwd: str | None = None) -> dict:
     """Run a child process; return the JSON after its 'RESULT ' line (or the error)."""
     begin = time.perf_counter()
     proc = subprocess.run(argv, capture_output=True, text=True, timeout=CHILD_TIMEOUT_S, check=False,
-                          env={**os.environ, **(env or {})}, cwd=str(REPO))
+                          env={**os.environ, **(env or {})}, cwd=cwd or str(REPO))
     wall = time.perf_counter() - begin
     for line in proc.stdout.splitlines():
         if line.startswith("RESULT "):
@@ -215,6 +217,10 @@ def measure(args: argparse.Namespace, work: str) -> list[dict]:
                 ("startup", "raylite", lambda logdir=logdir: run_child(
                     [sys.executable, "-c", RAYLITE_STARTUP, logdir])),
                 ("startup", "floor", lambda: run_child([sys.executable, "-c", IMPORT_FLOOR]))]
+        if args.baseline:  # the other tree's raylite comes first on the path (cwd is not REPO)
+            jobs.append(("startup", "baseline", lambda logdir=logdir: run_child(
+                [sys.executable, "-c", RAYLITE_STARTUP, logdir],
+                {"PYTHONPATH": os.path.abspath(args.baseline)}, cwd=work)))
         if not args.skip_ray:
             overlay = os.path.join(work, "overlay")
             ray_env = {"PYTHONPATH": f"{work}:{overlay}", "RAY_USAGE_STATS_ENABLED": "0",
@@ -253,6 +259,10 @@ def table(runs: list[dict]) -> str:
              cell(best(runs, "startup", "ray", "noop_fit_s")), "—"),
             ("runtime init (s)", cell(best(runs, "startup", "raylite", "init_s")),
              cell(best(runs, "startup", "ray", "init_s")), "—")]
+    baseline = best(runs, "startup", "baseline", "start_s")
+    if baseline is not None:  # --baseline: the same start-up with the other tree's raylite
+        rows.insert(2, ("  the same, with the --baseline tree's raylite (s)", cell(baseline),
+                        "—", "—"))
     lines = ["| figure | raylite | Ray Train 2.60 | torchrun (the limit) |", "|---|---|---|---|"]
     lines += [f"| {a} | {b} | {c} | {d} |" for a, b, c, d in rows]
     ours = best(runs, "epoch", "raylite", "epoch_s")
@@ -268,6 +278,8 @@ def main() -> int:
     parser.add_argument("--repeat", type=int, default=1, help="repeat everything; best of each")
     parser.add_argument("--skip-ray", action="store_true")
     parser.add_argument("--ray-python", default=DEFAULT_RAY_PYTHON)
+    parser.add_argument("--baseline", metavar="DIR",
+                        help="a directory with another raylite package to time start-up with too")
     parser.add_argument("--output", help="write all results as JSON here")
     args = parser.parse_args()
     if not args.skip_ray and not os.path.exists(args.ray_python):

@@ -354,6 +354,15 @@ def test_gpu_ids_through_cuda_visible_devices():
         results = raylite.get([which.remote() for _ in range(2)])
         assert all(len(ids) == 1 for _, ids in results)
         assert {v for v, _ in results} <= {"0", "1"}
+
+        @raylite.remote(num_gpus=1)
+        def widened():   # as Train's torch backend does: every GPU visible, its own by index
+            os.environ["CUDA_VISIBLE_DEVICES"] = "0,1"
+            return raylite.get_gpu_ids()
+
+        assert len(raylite.get(widened.remote())) == 1   # still the assignment, not both
+        after = raylite.get([which.remote() for _ in range(4)])
+        assert all(v in ("0", "1") for v, _ in after)     # the next tasks see their own again
     finally:
         raylite.shutdown()
 

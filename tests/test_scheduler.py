@@ -213,6 +213,25 @@ def test_placement_group_reserves_bundles_and_tasks_use_them():
     assert kinds(s.remove_group(b"pg")) == ["dispatch"]
 
 
+def test_placement_group_bundles_get_distinct_gpus_and_give_them_back():
+    s = Scheduler({"CPU": 4, "GPU": 2})
+    group = PlacementGroup(b"pg", [{"CPU": 1, "GPU": 1}, {"CPU": 1, "GPU": 1}], "PACK")
+    assert "pg_ready" in kinds(s.create_group(group))
+    assert sorted(group.gpu_ids) == [0, 1]
+    assert [p.acquire({"GPU": 1}) for p in group.pools] == [[0], [1]]   # one device each
+    s.remove_group(b"pg")
+    again = PlacementGroup(b"pg2", [{"GPU": 1}, {"GPU": 1}], "PACK")
+    assert "pg_ready" in kinds(s.create_group(again))
+    assert sorted(again.gpu_ids) == [0, 1]                               # returned, reused
+
+
+def test_fractional_gpu_bundles_share_a_device_while_they_fit():
+    from raylite.core._scheduler import _bundle_gpu_ids
+    assert _bundle_gpu_ids([{"GPU": 0.5}] * 3, [0, 1]) == [[0], [0], [1]]
+    assert _bundle_gpu_ids([{"GPU": 1}, {"CPU": 1}, {"GPU": 2}], [3, 4, 5]) == [[3], [], [4, 5]]
+    assert _bundle_gpu_ids([{"GPU": 0.5}, {"GPU": 1}], [0, 1]) == [[0], [1]]
+
+
 def test_strict_spread_is_infeasible_on_one_node():
     s = Scheduler({"CPU": 4})
     actions = s.create_group(PlacementGroup(b"pg", [{"CPU": 1}, {"CPU": 1}], "STRICT_SPREAD"))

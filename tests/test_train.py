@@ -10,6 +10,7 @@ import importlib.util
 import json
 import os
 import pickle
+import signal
 import subprocess
 import sys
 
@@ -76,7 +77,7 @@ def test_book_example_1_6(ray, backend, tmp_path, monkeypatch):
 
 
 def test_import_loads_no_framework():
-    code = ("import sys, raylite.train, raylite.train.torch, raylite.train.tensorflow; "
+    code = ("import sys, raylite.train, raylite.train.torch, raylite.train.tensorflow.keras; "
             "print(sorted(m for m in sys.modules if m.split('.')[0] in ('torch', 'tensorflow', 'numpy')))")
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
     assert out.stdout.strip() == "[]"
@@ -246,14 +247,32 @@ def test_tensorflow_trainer_sets_tf_config(ray, tmp_path, monkeypatch):
     from raylite.train.tensorflow import TensorflowTrainer
 
     def loop():
-        train.report({"tf_config": json.loads(os.environ["TF_CONFIG"])})
+        train.report({"tf_config": json.loads(os.environ["TF_CONFIG"])},
+                     checkpoint=Checkpoint.from_dict({"rank": train.world_rank()}))
 
     result = TensorflowTrainer(loop, scaling_config=ScalingConfig(num_workers=2)).fit()
+    assert result.error is None and result.checkpoint.to_dict() == {"rank": 0}
     tf_config = result.metrics["tf_config"]
     assert tf_config["task"] == {"type": "worker", "index": 0}
     workers = tf_config["cluster"]["worker"]
     assert len(set(workers)) == 2 and all(w.startswith("127.0.0.1:") for w in workers)
     assert result.path.startswith(str(tmp_path))
+
+
+def test_fit_raises_when_the_loop_fails(ray, tmp_path):
+    from raylite.train import RunConfig, ScalingConfig
+    from raylite.train.tensorflow import TensorflowTrainer
+
+    def loop():
+        train.report({"step": 0})
+        raise KeyError("missing column 'label'")
+
+    trainer = TensorflowTrainer(loop, scaling_config=ScalingConfig(num_workers=2),
+                                run_config=RunConfig(storage_path=str(tmp_path)))
+    with pytest.raises(train.TrainingFailedError, match=r"failed on worker rank \d \(of 2\)") as info:
+        trainer.fit()
+    assert isinstance(info.value, KeyError)  # `except KeyError` catches it, as in the worker
+    assert ray.available_resources()["CPU"] == 2
 
 
 def test_ranks_devices_and_hosts_are_assigned_like_ray():
@@ -335,38 +354,115 @@ def test_bad_run_arguments(ray, quick_trainer):
 # ------------------------------------------------------------------------------------------
 # failures
 # ------------------------------------------------------------------------------------------
+DEATHS = {"exit": lambda: os._exit(1),
+          "sigkill": lambda: os.kill(os.getpid(), signal.SIGKILL)}
+
+
 def dying_loop(config):
     start = train.load_checkpoint()
     first = start["epoch"] + 1 if start else 0
     for epoch in range(first, 4):
         train.save_checkpoint(epoch=epoch)  # returns once the driver holds it
         train.report(epoch=epoch)
-        if epoch == 1 and start is None and train.world_rank() == 0:
-            os._exit(1)
+        if epoch == 1 and start is None and train.world_rank() == config["rank"]:
+            DEATHS[config["death"]]()
     return first
 
 
-def test_a_dying_worker_fails_the_run_clearly(ray, tmp_path):
+def test_an_error_on_one_worker_stops_the_others(quick_trainer):
+    import threading
+    pids = quick_trainer.execute(os.getpid)
+
+    def loop():
+        if train.world_rank() == 1:
+            raise ValueError("bad shard on rank 1")
+        threading.Event().wait()  # rank 0 never ends by itself: it must be stopped
+
+    with pytest.raises(train.TrainingFailedError) as info:
+        quick_trainer.run(loop)
+    error = info.value
+    assert isinstance(error, ValueError) and error.rank == 1
+    assert "failed on worker rank 1 (of 2)" in str(error)
+    assert 'raise ValueError("bad shard on rank 1")' in error.remote_traceback
+    assert not set(quick_trainer.execute(os.getpid)) & set(pids)  # a fresh group
+
+
+@pytest.mark.parametrize("death, rank", [("exit", 0), ("sigkill", 1)])
+def test_a_dying_worker_fails_the_run_clearly(ray, tmp_path, death, rank):
     trainer = Trainer("tensorflow", num_workers=2, max_retries=0, logdir=tmp_path)
     trainer.start()
     try:
+        pids = trainer.execute(os.getpid)
         with pytest.raises(train.TrainingWorkerError,
-                           match=r"training worker rank 0 \(pid \d+\) died.*max_retries"):
-            trainer.run(dying_loop)
-        assert trainer.latest_checkpoint == {"epoch": 1}
+                           match=rf"training worker rank {rank} \(pid {pids[rank]}\) died.*"
+                                 rf"other workers were stopped.*max_retries") as info:
+            trainer.run(dying_loop, {"death": death, "rank": rank})
+        assert info.value.rank == rank
+        if rank == 0:  # it saved epoch 1 before dying, and save_checkpoint waits for the driver
+            assert trainer.latest_checkpoint == {"epoch": 1}
+        # the survivor was stopped too, and the next run gets a fresh group
+        assert not set(trainer.execute(os.getpid)) & set(pids)
     finally:
         trainer.shutdown()
     assert ray.available_resources()["CPU"] == 2
 
 
-def test_a_dying_worker_restarts_from_the_latest_checkpoint(ray, tmp_path):
+@pytest.mark.parametrize("death", ["exit", "sigkill"])
+def test_a_dying_worker_restarts_from_the_latest_checkpoint(ray, tmp_path, death):
     trainer = Trainer("tensorflow", num_workers=2, max_retries=1, logdir=tmp_path)
     trainer.start()
     try:
         recorder = Recorder()
-        assert trainer.run(dying_loop, callbacks=[recorder]) == [2, 2]  # resumed after epoch 1
+        results = trainer.run(dying_loop, {"death": death, "rank": 0}, callbacks=[recorder])
+        assert results == [2, 2]  # both workers resumed after the checkpoint of epoch 1
         assert trainer.latest_checkpoint == {"epoch": 3}
         epochs = [call[1][0]["epoch"] for call in recorder.calls if call[0] == "result"]
         assert epochs[-2:] == [2, 3] and recorder.calls[-1] == ("finish", False)
+    finally:
+        trainer.shutdown()
+    assert ray.available_resources()["CPU"] == 2
+
+
+def test_a_worker_dying_again_uses_up_the_retries(ray, tmp_path):
+    def always_dies():
+        if train.world_rank() == 1:
+            os._exit(3)
+        train.report(alive=True)
+
+    trainer = Trainer("tensorflow", num_workers=2, max_retries=1, logdir=tmp_path)
+    trainer.start()
+    try:
+        with pytest.raises(train.TrainingWorkerError, match="training worker rank 1"):
+            trainer.run(always_dies)
+    finally:
+        trainer.shutdown()
+
+
+def test_keras_3_fit_failure_comes_with_a_hint(ray, tmp_path):
+    # Keras 3's model.fit under MultiWorkerMirroredStrategy fails deep in Keras; the
+    # TensorFlow backend recognizes its traceback and the error names the way out.
+    from raylite.train.tensorflow import TensorflowConfig
+    keras_traceback = (
+        'Traceback (most recent call last):\n  File ".../keras/src/backend/tensorflow/trainer.py", '
+        'line 731, in _maybe_symbolic_build\nValueError: Attempt to convert a value '
+        '(PerReplica:{...}) with an unsupported type')
+    assert "pip install tf_keras" in TensorflowConfig().explain_failure(keras_traceback)
+    assert TensorflowConfig().explain_failure("ValueError: PerReplica in my own loop") is None
+
+    class Explaining(TensorflowConfig):  # the plumbing: a backend's hint ends the error
+        def explain_failure(self, remote_traceback):
+            return "Hint: try the other way" if "stand-in" in remote_traceback else None
+
+    def loop():
+        raise ValueError("stand-in for a known trap")
+
+    trainer = Trainer(Explaining(), num_workers=2, logdir=tmp_path)
+    trainer.start()
+    try:
+        with pytest.raises(ValueError, match=r"(?s)stand-in for a known trap\n\nHint: try the"):
+            trainer.run(loop)
+        with pytest.raises(ValueError) as info:
+            trainer.run(lambda: int("x"))
+        assert "Hint" not in str(info.value)
     finally:
         trainer.shutdown()

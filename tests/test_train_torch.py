@@ -1,6 +1,7 @@
 """raylite.train with PyTorch: a real torch.distributed process group, DDP that is exact (two
 workers end where one process on the full batch ends), and a failing worker that is stopped
-while its peer waits in a collective. One 2-worker torch Trainer serves the whole module.
+while its peer waits in a collective, and both rendezvous (a FileStore on one machine, a
+TCPStore across machines). One 2-worker torch Trainer serves most of the module.
 """
 
 import importlib.util
@@ -17,11 +18,20 @@ pytestmark = pytest.mark.skipif(importlib.util.find_spec("torch") is None,
 
 
 @pytest.fixture(scope="module")
-def torch_trainer(ray, tmp_path_factory):
-    trainer = Trainer(backend="torch", num_workers=2, logdir=tmp_path_factory.mktemp("train"))
-    trainer.start()
-    yield trainer
-    trainer.shutdown()
+def torch_group(ray, tmp_path_factory):
+    """One 2-worker torch Trainer for the module, started when a test first needs it."""
+    holder = {"trainer": Trainer(backend="torch", num_workers=2,
+                                 logdir=tmp_path_factory.mktemp("train")), "started": False}
+    yield holder
+    holder["trainer"].shutdown()
+
+
+@pytest.fixture
+def torch_trainer(torch_group):
+    if not torch_group["started"]:
+        torch_group["trainer"].start()
+        torch_group["started"] = True
+    return torch_group["trainer"]
 
 
 FEATURES = np.arange(24, dtype=np.float32).reshape(8, 3) / 10.0
@@ -116,3 +126,66 @@ def test_error_on_one_worker_names_its_rank_and_stops_the_others(torch_trainer):
                    for pid in pids)
     # the trainer starts a fresh group for the next run by itself
     assert torch_trainer.run(lambda: train.world_rank()) == [0, 1]
+
+
+# ------------------------------------------------------------------------------------------
+# the rendezvous
+# ------------------------------------------------------------------------------------------
+class FakeGroup:
+    """What TorchConfig.rendezvous asks of a worker group."""
+
+    def __init__(self, hosts):
+        import socket
+        here = socket.gethostname()
+        self.workers = [type("W", (), {"ip": "127.0.0.1", "hostname": here if h == "here" else h})()
+                        for h in hosts]
+        self.cleanups = []
+
+    def on_this_machine(self):
+        import socket
+        return all(w.hostname == socket.gethostname() for w in self.workers)
+
+    def add_cleanup(self, cleanup):
+        self.cleanups.append(cleanup)
+
+
+def test_rendezvous_is_a_file_store_on_one_machine_and_tcp_across_machines(monkeypatch):
+    from raylite.train import _backend_torch
+    from raylite.train.torch import TorchConfig
+    group = FakeGroup(["here", "here"])
+    url, address, port = TorchConfig().rendezvous(group)
+    assert url.startswith("file://") and address == "127.0.0.1" and port > 0
+    directory = os.path.dirname(url[len("file://"):])
+    assert os.path.isdir(directory) and len(group.cleanups) == 1
+    group.cleanups[0]()  # what WorkerGroup.shutdown() does
+    assert not os.path.exists(directory)
+    remote = FakeGroup(["here", "elsewhere"])
+    remote.workers[0].ip = "10.0.0.7"
+    remote.on_this_machine = lambda: False
+    monkeypatch.setattr(_backend_torch, "free_ports", lambda group, ranks: [29500])  # rank 0's
+    assert TorchConfig().rendezvous(remote) == ("env://", "10.0.0.7", 29500)
+    assert TorchConfig(init_method="tcp").rendezvous(remote)[0] == "tcp://10.0.0.7:29500"
+    with pytest.raises(ValueError, match="init_method='file'.*every worker on the driver's machine"):
+        TorchConfig(init_method="file").rendezvous(remote)
+    with pytest.raises(ValueError, match="choose 'file'"):
+        TorchConfig(init_method="nfs")
+
+
+def test_tcp_store_rendezvous_works_too(ray, torch_group, tmp_path):
+    # the rendezvous used across machines (a TCPStore on rank 0), here on one machine
+    from raylite.train.torch import TorchConfig
+    torch_group["trainer"].shutdown()  # two CPUs: the module's workers make room
+    torch_group["started"] = False
+    trainer = Trainer(TorchConfig(init_method="env"), num_workers=2, logdir=tmp_path)
+    trainer.start()
+    try:
+        def all_reduce():
+            import torch
+            import torch.distributed as dist
+            value = torch.tensor([float(train.world_rank() + 1)])
+            dist.all_reduce(value)
+            return value.item(), os.environ["MASTER_ADDR"]
+
+        assert trainer.run(all_reduce) == [(3.0, "127.0.0.1")] * 2
+    finally:
+        trainer.shutdown()

@@ -664,7 +664,15 @@ def nodes() -> list[dict]:
 
 
 def get_gpu_ids() -> list[int]:
-    """The GPU ids assigned to the current task or actor (from CUDA_VISIBLE_DEVICES)."""
+    """The GPU ids assigned to the current task or actor.
+
+    In a raylite worker these are the scheduler's assignment, even when a library (Train's
+    torch backend) has since widened CUDA_VISIBLE_DEVICES to the machine's GPUs; elsewhere (the
+    driver, a Dask worker) they are read from CUDA_VISIBLE_DEVICES.
+    """
+    worker = getattr(_backend_obj, "worker", None)   # set in a raylite worker process
+    if worker is not None and worker.gpu_ids is not None:
+        return list(worker.gpu_ids)
     visible = os.environ.get("CUDA_VISIBLE_DEVICES", "")
     return [int(x) for x in visible.split(",") if x.strip().lstrip("-").isdigit() and int(x) >= 0]
 

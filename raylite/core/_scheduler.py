@@ -171,6 +171,7 @@ class PlacementGroup:
     strategy: str
     name: str = ""
     pools: list[ResourcePool] = field(default_factory=list)
+    gpu_ids: list[int] = field(default_factory=list)   # the node's GPUs this group holds
     ready: bool = False
     removed: bool = False
 
@@ -415,7 +416,7 @@ class Scheduler:
         if group in self.pending_groups:
             self.pending_groups.remove(group)
         elif group.ready:
-            self.pool.release(_sum_bundles(group.bundles), [])
+            self.pool.release(_sum_bundles(group.bundles), group.gpu_ids)
         return self.schedule()
 
     # ----- the scheduling pass ---------------------------------------------------------------
@@ -530,8 +531,9 @@ class Scheduler:
             if not self.pool.fits(total):
                 return
             self.pending_groups.popleft()
-            self.pool.acquire(total)
-            group.pools = [ResourcePool(b) for b in group.bundles]
+            group.gpu_ids = self.pool.acquire(total)
+            group.pools = [ResourcePool(bundle, gpu_ids=ids) for bundle, ids in
+                           zip(group.bundles, _bundle_gpu_ids(group.bundles, group.gpu_ids))]
             group.ready = True
             actions.append(("pg_ready", group))
 
@@ -591,6 +593,30 @@ def _sum_bundles(bundles: list[dict[str, float]]) -> dict[str, float]:
         for k, v in bundle.items():
             total[k] = total.get(k, 0.0) + v
     return total
+
+
+def _bundle_gpu_ids(bundles: list[dict[str, float]], gpu_ids: list[int]) -> list[list[int]]:
+    """Deal a group's GPU ids out to its bundles: a bundle of >= 1 GPU gets ids of its own;
+    fractional bundles share one id while their fractions add up to at most 1."""
+    dealt: list[list[int]] = []
+    index, used = 0, 0.0
+    for bundle in bundles:
+        amount = bundle.get("GPU", 0.0)
+        if amount <= 0:
+            dealt.append([])
+            continue
+        if amount < 1:
+            if used + amount > 1 + 1e-9:
+                index, used = index + 1, 0.0
+            dealt.append(list(gpu_ids[index:index + 1]))
+            used += amount
+            continue
+        if used > 0:
+            index, used = index + 1, 0.0
+        count = math.ceil(amount)
+        dealt.append(list(gpu_ids[index:index + count]))
+        index += count
+    return dealt
 
 
 def _fmt(resources: dict[str, float]) -> str:

@@ -261,9 +261,12 @@ class Worker:
         return [(kind,) + packed[1:]] * max(1, len(spec.return_ids))
 
     def _set_gpus(self, gpu_ids) -> None:
-        if gpu_ids is not None and gpu_ids != self.gpu_ids:
-            self.gpu_ids = list(gpu_ids)
-            os.environ["CUDA_VISIBLE_DEVICES"] = ",".join(str(g) for g in gpu_ids)
+        if gpu_ids is None:
+            return
+        visible = ",".join(str(g) for g in gpu_ids)
+        if gpu_ids != self.gpu_ids or os.environ.get("CUDA_VISIBLE_DEVICES") != visible:
+            self.gpu_ids = list(gpu_ids)   # (a task may have widened the variable: reset it)
+            os.environ["CUDA_VISIBLE_DEVICES"] = visible
 
 
 _CORE_DIR = os.path.dirname(os.path.abspath(__file__))

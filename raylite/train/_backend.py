@@ -20,12 +20,17 @@ class BackendConfig:
 
     name = "base"
     share_cuda_visible_devices = False  # let each worker see the GPUs of its machine's peers
+    worker_imports: tuple[str, ...] = ()  # imported on each worker while the group starts
 
     def on_start(self, group: WorkerGroup, use_gpu: bool) -> None:
         """Set the framework up on every worker of a freshly started ``group``."""
 
     def on_shutdown(self, group: WorkerGroup) -> None:
         """Tear the framework down before the workers are stopped (best effort)."""
+
+    def explain_failure(self, remote_traceback: str) -> str | None:
+        """A hint for a training function's failure that is a known trap of the framework."""
+        return None
 
 
 def _torch_config() -> BackendConfig:
@@ -62,7 +67,22 @@ def resolve_backend(backend: Any) -> BackendConfig:
 
 
 def find_free_port() -> int:
-    """A TCP port on 127.0.0.1 free right now (run on a worker: the port is for its host)."""
+    """A TCP port free right now on this machine (run on a worker: the port is for its host)."""
     with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
-        sock.bind(("127.0.0.1", 0))
+        sock.bind(("", 0))
         return sock.getsockname()[1]
+
+
+def free_ports(group: WorkerGroup, ranks: list[int]) -> list[int]:
+    """A free port on the machine of each worker in ``ranks``: picked here when the workers
+    run on this machine (no round trip), else asked of each worker."""
+    if group.on_this_machine():
+        ports: list[int] = []
+        while len(ports) < len(ranks):
+            port = find_free_port()
+            if port not in ports:
+                ports.append(port)
+        return ports
+    import raylite
+    return raylite.get([group.workers[rank].actor.execute.remote(find_free_port, (), {})
+                        for rank in ranks])

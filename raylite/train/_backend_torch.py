@@ -1,23 +1,30 @@
 """The PyTorch backend: a torch.distributed process group over the workers, and the helpers
 that make a model and a DataLoader distributed (``raylite.train.torch``).
 
-    driver                      rank 0 worker                  every worker
-    on_start --find_free_port--> port
-             --setup_process_group(addr, port)------------------> MASTER_ADDR/PORT, RANK, ...
-                                                                  dist.init_process_group(
-                                                                      gloo on CPU, nccl on GPU)
+    driver                                                  every worker
+    on_start: the rendezvous: a FileStore path when all workers
+              run on this machine, else rank 0's address and a
+              free port there (a TCPStore)
+              --setup_process_group(url, addr, port)----------> MASTER_ADDR/PORT, RANK, ...
+                                                                dist.init_process_group(
+                                                                    gloo on CPU, nccl on GPU)
 
-torch is imported on the workers only (and by the helpers, which run there).
+A TCPStore costs a connect retry, about half a second, whenever a peer comes before rank 0
+listens (and its port can be taken by another process in between); a FileStore has no server
+to wait for and no port. torch is imported on the workers only, in the background from the
+moment each starts (``worker_imports``), and by the helpers below, which run there.
 """
 
 from __future__ import annotations
 
 import os
+import shutil
+import tempfile
 from dataclasses import dataclass
 from datetime import timedelta
 from typing import TYPE_CHECKING, Any
 
-from raylite.train._backend import BackendConfig, find_free_port
+from raylite.train._backend import BackendConfig, free_ports
 from raylite.train._session import worker_context
 
 if TYPE_CHECKING:
@@ -32,29 +39,51 @@ class TorchConfig(BackendConfig):
 
     Args:
         backend: "gloo" or "nccl"; None: nccl when the workers have GPUs, else gloo.
-        init_method: "env" (MASTER_ADDR/MASTER_PORT) or "tcp".
+        init_method: how the workers find each other. "file": a FileStore in a fresh
+            directory (one machine only: no port, so no race for one and no connect retries);
+            "env" (MASTER_ADDR/MASTER_PORT) or "tcp": a TCPStore on rank 0;
+            None: "file" when every worker runs on the driver's machine, else "env".
         timeout_s: how long collectives wait for a peer before failing.
     """
 
     backend: str | None = None
-    init_method: str = "env"
+    init_method: str | None = None
     timeout_s: int = 1800
 
     name = "torch"
     share_cuda_visible_devices = True  # NCCL reaches the peers' GPUs directly
+    worker_imports = ("torch.distributed",)  # seconds: overlapped with the workers' start
 
     def __post_init__(self) -> None:
         if self.backend not in (None, "gloo", "nccl"):
             raise ValueError(f"TorchConfig(backend={self.backend!r}): choose 'gloo', 'nccl' or None")
-        if self.init_method not in ("env", "tcp"):
-            raise ValueError(f"TorchConfig(init_method={self.init_method!r}): choose 'env' or 'tcp'")
+        if self.init_method not in (None, "file", "env", "tcp"):
+            raise ValueError(f"TorchConfig(init_method={self.init_method!r}): choose 'file' (one "
+                             f"machine), 'env' or 'tcp', or None to let raylite pick")
+
+    def process_group_backend(self, use_gpu: bool) -> str:
+        """The torch.distributed backend: the one asked for, else nccl on GPUs, gloo on CPUs."""
+        return self.backend or ("nccl" if use_gpu else "gloo")
+
+    def rendezvous(self, group: WorkerGroup) -> tuple[str, str, int]:
+        """``(init_method URL, MASTER_ADDR, MASTER_PORT)`` for ``group``; a file store's
+        directory is removed when the group stops."""
+        address = group.workers[0].ip
+        port = free_ports(group, [0])[0]  # for a TCPStore on rank 0, and for MASTER_PORT
+        method = self.init_method or ("file" if group.on_this_machine() else "env")
+        if method == "file":
+            if not group.on_this_machine():
+                raise ValueError("TorchConfig(init_method='file') needs every worker on the "
+                                 "driver's machine; use 'env' for workers on several machines")
+            directory = tempfile.mkdtemp(prefix="raylite-torch-store-")
+            group.add_cleanup(lambda: shutil.rmtree(directory, ignore_errors=True))
+            return f"file://{os.path.join(directory, 'store')}", address, port
+        return ("env://" if method == "env" else f"tcp://{address}:{port}"), address, port
 
     def on_start(self, group: WorkerGroup, use_gpu: bool) -> None:
-        backend = self.backend or ("nccl" if use_gpu else "gloo")
-        address = group.workers[0].ip
-        port = group.execute_single(0, find_free_port)
-        group.execute(setup_process_group, backend, address, port, self.init_method,
-                      self.timeout_s)
+        url, address, port = self.rendezvous(group)
+        group.execute(setup_process_group, self.process_group_backend(use_gpu), url, address,
+                      port, self.timeout_s)
 
     def on_shutdown(self, group: WorkerGroup) -> None:
         import raylite
@@ -62,9 +91,10 @@ class TorchConfig(BackendConfig):
         raylite.wait(refs, num_returns=len(refs), timeout=SHUTDOWN_TIMEOUT_S)
 
 
-def setup_process_group(backend: str, address: str, port: int, init_method: str,
+def setup_process_group(backend: str, init_url: str, address: str, port: int,
                         timeout_s: int) -> None:
-    """Runs on each worker: join the group as this worker's rank."""
+    """Runs on each worker: join the group as this worker's rank (the environment variables
+    torchrun sets are set too, for libraries that read them)."""
     import torch.distributed as dist
     context = worker_context()
     os.environ.update({
@@ -77,8 +107,7 @@ def setup_process_group(backend: str, address: str, port: int, init_method: str,
     if backend == "nccl":
         import torch
         torch.cuda.set_device(get_device())
-    url = "env://" if init_method == "env" else f"tcp://{address}:{port}"
-    dist.init_process_group(backend=backend, init_method=url, rank=context.world_rank,
+    dist.init_process_group(backend=backend, init_method=init_url, rank=context.world_rank,
                             world_size=context.world_size, timeout=timedelta(seconds=timeout_s))
 
 

@@ -43,9 +43,11 @@ class GroupOwner:
     running, ways to replace or drop it, and its size."""
 
     def __init__(self, size: int, get: Callable[[], WorkerGroup], running: Callable[[], bool],
-                 restart: Callable[[], None], discard: Callable[[], None]):
+                 restart: Callable[[], None], discard: Callable[[], None],
+                 explain: Callable[[str], str | None] = lambda remote_traceback: None):
         self.size = size
         self.get, self.running, self.restart, self.discard = get, running, restart, discard
+        self.explain = explain  # the backend's hint for a known trap, or None
 
 
 class DatasetShards:
@@ -220,9 +222,11 @@ class TrainingIterator:
             raise self._died(group, first, dead[first])
         self._running = False
         self._owner.discard()
+        hint = self._owner.explain(remote_traceback)
         raise function_failed(
             f"the training function failed on worker rank {rank} (of {size}); the other workers "
-            f"were stopped.\n\nTraceback from worker rank {rank}:\n{remote_traceback.rstrip()}",
+            f"were stopped.\n\nTraceback from worker rank {rank}:\n{remote_traceback.rstrip()}"
+            + (f"\n\n{hint}" if hint else ""),
             rank, remote_traceback, load_cause(pickled))
 
 

@@ -118,7 +118,7 @@ class Trainer:
 
     def _start_group(self) -> None:
         group = WorkerGroup(self._num_workers, self._resources, self._placement_strategy,
-                            self._backend.share_cuda_visible_devices)
+                            self._backend.share_cuda_visible_devices, self._backend.worker_imports)
         group.start()
         try:
             if self._hook is not None:
@@ -207,7 +207,7 @@ class Trainer:
                                               checkpoint_strategy)
         owner = GroupOwner(self._num_workers, self._current_group,
                            lambda: self._group is not None, self._restart_group,
-                           self._discard_group)
+                           self._discard_group, self._backend.explain_failure)
         self._iterator = TrainingIterator(owner, train_func, config, dataset, payload,
                                           self._checkpoints, self._max_retries)
         return self._iterator

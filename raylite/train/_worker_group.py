@@ -10,11 +10,20 @@ free), reserves one bundle per worker, starts one :class:`TrainWorker` actor in 
 every worker its ranks (:class:`WorkerContext`): world ranks are contiguous per machine, local
 ranks count within a machine. With ``share_cuda_visible_devices`` (the torch backend), workers
 with GPUs see all GPUs of the group on their machine (``CUDA_VISIBLE_DEVICES``) and use their
-own by index, so NCCL can reach its peers directly; otherwise each sees only its own.
+own by index, so NCCL can reach its peers directly; otherwise each sees only its own. Two
+workers handed the same whole GPU stop the start with an error (``check_own_gpus``).
+
+    driver                                   each TrainWorker (a fresh process)
+    placement group, actors ------------>    __init__: thread counts; start importing the
+                                             backend's modules (torch) in a thread
+    info() ----------------------------->    pid, host, GPU ids      (the import goes on)
+    ranks, devices: set_context() ------>    CUDA_VISIBLE_DEVICES, context; wait for the import
+    backend.on_start(group) ------------>    the framework's process group
 """
 
 from __future__ import annotations
 
+import importlib
 import logging
 import os
 import socket
@@ -39,26 +48,41 @@ class TrainWorker:
 
     It runs two calls at once (``max_concurrency=2``), so the driver can ``ping`` it or run
     ``execute`` while a ``poll`` waits for the training function's next report.
+
+    ``imports`` (the backend's, e.g. ``torch.distributed``) are imported in a background
+    thread from the moment the process starts, while the group is still being assembled;
+    ``set_context``, the last step of the group's start, waits for them, so nothing else the
+    driver sends (whose unpickling may import the same modules) races with that import.
     """
 
-    def __init__(self) -> None:
+    def __init__(self, num_cpus: float = 1, imports: tuple[str, ...] = ()) -> None:
+        # As many math threads as this worker has CPUs (as torchrun and Ray do), not one per
+        # core in every worker: N workers x all cores oversubscribe the machine many times.
+        # Set first thing, before any framework is imported here and reads them.
+        threads = str(max(1, int(num_cpus)))
+        for name in ("OMP_NUM_THREADS", "MKL_NUM_THREADS", "TF_NUM_INTRAOP_THREADS"):
+            os.environ.setdefault(name, threads)
         self._session: TrainSession | None = None
         self._thread: threading.Thread | None = None
+        self._importer: threading.Thread | None = None
+        if imports:
+            self._importer = threading.Thread(target=_import_quietly, args=(imports,),
+                                              daemon=True, name="raylite-train-imports")
+            self._importer.start()
 
     def info(self) -> dict:
         return {"pid": os.getpid(), "hostname": socket.gethostname(),
                 "gpu_ids": raylite.get_gpu_ids(), "ip": _host_ip()}
 
-    def set_context(self, context: WorkerContext, visible_devices: str | None,
-                    num_cpus: float) -> None:
+    def set_context(self, context: WorkerContext, visible_devices: str | None) -> None:
+        """Take this worker's ranks; with ``visible_devices``, see those GPUs (set before any
+        framework initializes CUDA, which reads CUDA_VISIBLE_DEVICES once)."""
         if visible_devices is not None:
             os.environ["CUDA_VISIBLE_DEVICES"] = visible_devices
-        # As many math threads as this worker has CPUs (as torchrun and Ray do), not one per
-        # core in every worker: N workers x all cores oversubscribe the machine many times.
-        threads = str(max(1, int(num_cpus)))
-        for name in ("OMP_NUM_THREADS", "MKL_NUM_THREADS", "TF_NUM_INTRAOP_THREADS"):
-            os.environ.setdefault(name, threads)
         _session.set_worker_context(context)
+        if self._importer is not None:
+            self._importer.join()
+            self._importer = None
 
     def execute(self, function: Callable, args: tuple, kwargs: dict) -> Any:
         return function(*args, **kwargs)
@@ -81,6 +105,15 @@ class TrainWorker:
 
     def ping(self) -> int:
         return os.getpid()
+
+
+def _import_quietly(modules: tuple[str, ...]) -> None:
+    """Import ``modules`` ahead of need; a failure is left for the real import to report."""
+    for name in modules:
+        try:
+            importlib.import_module(name)
+        except Exception:  # noqa: BLE001, S112 - e.g. torch missing: the backend says so
+            continue
 
 
 def _host_ip() -> str:
@@ -125,14 +158,19 @@ class WorkerGroup:
     NEW, RUNNING, STOPPED = "NEW", "RUNNING", "STOPPED"
 
     def __init__(self, num_workers: int, resources_per_worker: dict[str, float],
-                 placement_strategy: str = "PACK", share_cuda_visible_devices: bool = False):
+                 placement_strategy: str = "PACK", share_cuda_visible_devices: bool = False,
+                 imports: tuple[str, ...] = ()):
         self.num_workers = num_workers
         self.resources = dict(resources_per_worker)
         self.placement_strategy = placement_strategy
         self.share_cuda_visible_devices = share_cuda_visible_devices
+        # Imported ahead only without GPUs: CUDA_VISIBLE_DEVICES, set by set_context, must be
+        # in place before a framework could look at the GPUs.
+        self.imports = tuple(imports) if not self.resources.get("GPU") else ()
         self.state = self.NEW
         self.workers: list[Worker] = []
         self._placement_group = None
+        self._cleanups: list[Callable[[], None]] = []
 
     def __len__(self) -> int:
         return len(self.workers)
@@ -150,11 +188,11 @@ class WorkerGroup:
             actors = [self._start_actor(index) for index in range(self.num_workers)]
             infos = self._wait_for(actors)
             self.workers = _assign_ranks(actors, infos, self.share_cuda_visible_devices)
+            check_own_gpus(self.workers, self.resources.get("GPU", 0))
             share = self.share_cuda_visible_devices
-            raylite.get([w.actor.set_context.remote(w.context,
-                                                    _visible_devices(w, self.workers) if share else None,
-                                                    self.resources.get("CPU", 1))
-                         for w in self.workers])
+            raylite.get([w.actor.set_context.remote(
+                w.context, _visible_devices(w, self.workers) if share else None)
+                for w in self.workers])
         except BaseException:
             self.shutdown()
             raise
@@ -170,7 +208,8 @@ class WorkerGroup:
             options["resources"] = custom
         if self.resources.get("memory"):
             options["memory"] = self.resources["memory"]
-        return _worker_class().options(**options).remote()
+        return _worker_class().options(**options).remote(self.resources.get("CPU", 1),
+                                                          self.imports)
 
     def _wait_for(self, actors: list) -> list[dict]:
         refs = [actor.info.remote() for actor in actors]
@@ -184,7 +223,8 @@ class WorkerGroup:
         return raylite.get(refs)
 
     def shutdown(self) -> None:
-        """Stop every worker (their process exits, whatever it was doing) and free the bundles."""
+        """Stop every worker (their process exits, whatever it was doing), free the bundles,
+        and run the cleanups the backend registered."""
         from raylite.util import remove_placement_group
         workers, self.workers = self.workers, []
         for worker in workers:
@@ -192,6 +232,12 @@ class WorkerGroup:
                 raylite.kill(worker.actor)
             except Exception:  # noqa: BLE001, S110 - already gone
                 pass
+        cleanups, self._cleanups = self._cleanups, []
+        for cleanup in cleanups:
+            try:
+                cleanup()
+            except Exception:  # noqa: BLE001 - a leftover temporary file must not stop shutdown
+                logger.warning("raylite.train: a cleanup of the worker group failed", exc_info=True)
         if self._placement_group is not None:
             try:
                 remove_placement_group(self._placement_group)
@@ -199,6 +245,15 @@ class WorkerGroup:
                 pass
             self._placement_group = None
         self.state = self.STOPPED
+
+    def add_cleanup(self, cleanup: Callable[[], None]) -> None:
+        """Run ``cleanup()`` on the driver when the group stops (a backend's temporary files)."""
+        self._cleanups.append(cleanup)
+
+    def on_this_machine(self) -> bool:
+        """Whether every worker runs on the driver's machine."""
+        here = socket.gethostname()
+        return bool(self.workers) and all(w.hostname == here for w in self.workers)
 
     # ---- running things on the workers --------------------------------------------------------
     def execute_async(self, function: Callable, *args: Any, **kwargs: Any) -> list:
@@ -284,6 +339,24 @@ def _assign_ranks(actors: list, infos: list[dict], share_devices: bool) -> list[
 
 def _node_gpus(worker: Worker, workers: list[Worker]) -> list[int]:
     return sorted({gpu for w in workers if w.hostname == worker.hostname for gpu in w.context.gpu_ids})
+
+
+def check_own_gpus(workers: list[Worker], gpus_per_worker: float) -> None:
+    """Raise if two workers on one machine, each holding whole GPUs, were given the same GPU:
+    they would train on one device (and NCCL refuses two ranks on one GPU)."""
+    if gpus_per_worker < 1:
+        return  # fractional GPUs are shared on purpose
+    owner: dict[tuple[str, int], int] = {}
+    for worker in workers:
+        for gpu in worker.context.gpu_ids:
+            other = owner.setdefault((worker.hostname, gpu), worker.context.world_rank)
+            if other != worker.context.world_rank:
+                raise RuntimeError(
+                    f"workers rank {other} and rank {worker.context.world_rank} on "
+                    f"{worker.hostname} were both given GPU {gpu}, though each holds "
+                    f"{_number(gpus_per_worker)} GPU of its own; they would share one device. "
+                    f"This is a bug in raylite's GPU assignment: please report it. Until it is "
+                    f"fixed, start one GPU worker per machine, or use_gpu=False.")
 
 
 def _visible_devices(worker: Worker, workers: list[Worker]) -> str | None:
