@@ -26,6 +26,7 @@ APP = textwrap.dedent("""
             return f"{self.greeting} {request.query_params.get('name', 'world')}"
 
     app = Greeter.bind()
+    scaled_app = Greeter.options(name="Scaled").bind()
 """)
 
 
@@ -62,6 +63,14 @@ def test_deploy_config_then_http_and_status(instance):
               - name: Greeter
                 num_replicas: 2
                 user_config: {greeting: hi}
+                health_check_period_s: 1
+                graceful_shutdown_timeout_s: 5
+          - name: scaled
+            import_path: greeter_app:scaled_app
+            route_prefix: /scaled
+            deployments:
+              - name: Scaled
+                autoscaling_config: {min_replicas: 0, max_replicas: 1, initial_replicas: 0}
     """))
     out = _serve(work, "deploy", "config.yaml")
     assert out.returncode == 0, out.stderr
@@ -70,6 +79,7 @@ def test_deploy_config_then_http_and_status(instance):
     out = _serve(work, "status")
     assert out.returncode == 0, out.stderr
     assert "Greeter" in out.stdout and "HEALTHY" in out.stdout and "2 running" in out.stdout
+    assert "Scaled" in out.stdout and "autoscaling 0..1, target 0" in out.stdout
 
 
 def test_deploy_bad_config_names_the_problem(instance):

@@ -192,6 +192,38 @@ def test_handles_compose_deployments(url):
         adder.no_such_method.remote().result(timeout_s=10)
 
 
+def test_streaming_handle_yields_items_as_they_come(url):
+    @serve.deployment
+    class Words:
+        def split(self, text):  # a plain generator: stepped on the replica's threads
+            yield from text.split()
+
+        async def countdown(self, n):
+            for i in range(n, 0, -1):
+                yield i
+            raise ValueError("lift-off")
+
+    @serve.deployment
+    class Reader:
+        def __init__(self, words):
+            self.words = words.options(stream=True)
+
+        async def __call__(self, text):
+            return [word.upper() async for word in self.words.split.remote(text)]
+
+    reader = serve.run(Reader.bind(Words.bind()), name="streams", route_prefix=None)
+    words = serve.get_deployment_handle("Words").options(stream=True)
+    assert list(words.split.remote("to serve models")) == ["to", "serve", "models"]
+    assert reader.remote("a b").result(timeout_s=30) == ["A", "B"]
+    got = []
+    with pytest.raises(ValueError, match="lift-off"):
+        for i in words.countdown.remote(3):
+            got.append(i)
+    assert got == [3, 2, 1]  # the items before the error
+    with pytest.raises(TypeError, match="needs a generator method"):
+        list(serve.get_deployment_handle("Reader").options(stream=True).remote("x"))
+
+
 def test_ingress_fastapi_keeps_params_validation_and_docs(url):
     from fastapi import FastAPI
 
@@ -278,6 +310,51 @@ def test_exception_is_500_with_error_id_in_log(url, capfd):
     _poll(logged, "the error id and traceback on stderr")
 
 
+def test_bad_requests_are_4xx_with_a_message_never_500(url):
+    from fastapi import FastAPI, HTTPException
+
+    small = {"num_cpus": 0.5}  # three deployments on two CPUs
+
+    @serve.deployment(route_prefix="/book", ray_actor_options=small)
+    def book(request):  # Example 1-8's way of reading the query
+        return {"query": request.query_params["query"]}
+
+    @serve.deployment(route_prefix="/posted", ray_actor_options=small)
+    async def posted(request):
+        payload = await request.json()
+        if payload.get("teapot"):
+            raise HTTPException(status_code=418, detail="I'm a teapot")
+        return payload
+
+    app = FastAPI()
+
+    @serve.deployment(route_prefix="/typed", ray_actor_options=small)
+    @serve.ingress(app)
+    class Typed:
+        @app.post("/items")
+        def create(self, item: dict, count: int):
+            return {"item": item, "count": count}
+
+    book.deploy()
+    posted.deploy()
+    Typed.deploy()
+    missing = requests.get(f"{url}/book?qeury=typo")
+    assert missing.status_code == 400
+    assert "missing query parameter 'query'" in missing.json()["detail"]
+    assert "'qeury'" in missing.json()["detail"]  # what the request did have
+    not_json = requests.post(f"{url}/posted", data=b"{not json",
+                             headers={"content-type": "application/json"})
+    assert not_json.status_code == 400 and "not valid JSON" in not_json.json()["detail"]
+    teapot = requests.post(f"{url}/posted", json={"teapot": True})
+    assert (teapot.status_code, teapot.json()) == (418, {"detail": "I'm a teapot"})
+    assert requests.post(f"{url}/posted", json={"a": 1}).json() == {"a": 1}
+    assert requests.post(f"{url}/typed/items?count=2", data=b"{oops",
+                         headers={"content-type": "application/json"}).status_code == 422
+    assert requests.post(f"{url}/typed/items?count=two", json={}).status_code == 422
+    assert requests.post(f"{url}/typed/items?count=2", json={"a": 1}).json() == \
+        {"item": {"a": 1}, "count": 2}
+
+
 def test_full_replicas_and_queue_give_503(url):
     gate = Gate.remote()
 
@@ -316,22 +393,6 @@ def test_constructor_failure_fails_deploy_and_shows_in_status(url):
     info = serve.status().deployments["Broken"]
     assert info["status"] == "UNHEALTHY" and "no weights found" in info["message"]
     assert requests.get(f"{url}/broken").status_code == 503
-
-
-def test_dead_replica_gives_500_then_503(url):
-    @serve.deployment(route_prefix="/mortal")
-    def mortal(request):
-        return "alive"
-
-    mortal.deploy()
-    assert requests.get(f"{url}/mortal").text == "alive"
-    (replica,) = serve._api._state.proxy._routes["/mortal"].replicas.handles.values()
-    raylite.kill(replica)
-    died = requests.get(f"{url}/mortal")
-    assert died.status_code == 500 and "error id" in died.text
-    _poll(lambda: serve.status().deployments["mortal"]["status"] == "UNHEALTHY",
-          "the controller to mark the deployment unhealthy")
-    assert requests.get(f"{url}/mortal").status_code == 503  # no restarts in this version
 
 
 # ----- 2.x applications -----------------------------------------------------------------------

@@ -19,8 +19,10 @@ A config file lists applications::
         route_prefix: /
         deployments:                        # per-deployment overrides (optional)
           - name: Model
-            num_replicas: 2
+            num_replicas: 2                 # or autoscaling_config: {min_replicas: 1, ...}
             user_config: {threshold: 0.5}
+            health_check_period_s: 10
+            graceful_shutdown_timeout_s: 20
 """
 
 from __future__ import annotations
@@ -39,7 +41,9 @@ from raylite.cli._session import table
 
 LOG = os.path.join(os.path.expanduser("~"), ".raylite", "serve.log")
 _OVERRIDABLE = {"num_replicas", "user_config", "max_ongoing_requests", "max_concurrent_queries",
-                "ray_actor_options", "route_prefix", "version", "max_queued_requests"}
+                "ray_actor_options", "route_prefix", "version", "max_queued_requests",
+                "autoscaling_config", "health_check_period_s", "health_check_timeout_s",
+                "graceful_shutdown_timeout_s"}
 
 
 # ----- the hosting driver ---------------------------------------------------------------------
@@ -100,6 +104,10 @@ def status_rows() -> list[dict[str, Any]]:
     rows = []
     for name, info in serve.status().deployments.items():
         replicas = ", ".join(f"{n} {s.lower()}" for s, n in sorted(info["replica_states"].items()))
+        if info.get("autoscaling"):
+            scaling = info["autoscaling"]
+            replicas += (f" (autoscaling {scaling['min_replicas']}..{scaling['max_replicas']}, "
+                         f"target {info['target_replicas']})")
         rows.append({"application": info["app_name"] or "", "deployment": name,
                      "status": info["status"], "replicas": replicas,
                      "route": info.get("route_prefix") or "", "message": info.get("message", "")})

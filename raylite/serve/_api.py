@@ -17,9 +17,9 @@ from raylite.serve._common import (
     CONTROLLER_NAME,
     DEFAULT_APP_NAME,
     DEFAULT_HOST,
-    DEFAULT_PORT,
     SERVE_NAMESPACE,
     check_route_prefix,
+    default_http_port,
     did_you_mean,
     dumps_callable,
     loads_callable,
@@ -73,7 +73,8 @@ def _http_options(http_options: Any) -> dict:
 
 def start(detached: bool = False, http_options: Any = None, dedicated_cpu: bool = False,
           **kwargs: Any) -> None:
-    """Start Serve: the controller and the HTTP proxy (127.0.0.1:8000 unless told otherwise).
+    """Start Serve: the controller and the HTTP proxy (127.0.0.1:8000 unless told otherwise;
+    the ``RAYLITE_SERVE_HTTP_PORT`` environment variable changes the default port).
 
     Starts raylite too if it is not running. ``detached`` is accepted for compatibility: the
     instance lives as long as this driver's runtime either way.
@@ -89,7 +90,7 @@ def start(detached: bool = False, http_options: Any = None, dedicated_cpu: bool 
             raise TypeError(f"serve.start() got an unexpected keyword argument {key!r}")
     options = _http_options(http_options)
     host = options.get("host") or DEFAULT_HOST
-    port = options.get("port", DEFAULT_PORT)
+    port = options.get("port", default_http_port())
     if isinstance(port, bool) or not isinstance(port, int) or not 0 <= port < 65536:
         raise ValueError(f"serve.start(): http_options port must be an int in 0..65535, "
                          f"got {port!r}")
@@ -132,7 +133,7 @@ def http_address() -> str:
     """``http://host:port`` of the proxy (the real port, also after ``port=0``)."""
     state = _current()
     if state is None:
-        return f"http://{DEFAULT_HOST}:{DEFAULT_PORT}"
+        return f"http://{DEFAULT_HOST}:{default_http_port()}"
     host = "127.0.0.1" if state.host in ("0.0.0.0", "") else state.host
     return f"http://{host}:{state.port}"
 
@@ -345,8 +346,11 @@ def status() -> ServeStatus:
     return ServeStatus(proxies, deployments, applications)
 
 
-def shutdown() -> None:
-    """Stop the proxy, every replica and the controller. Safe to call when Serve is not running."""
+def shutdown(timeout_s: float | None = None) -> None:
+    """Stop Serve gracefully: the proxy stops taking connections and finishes the requests in
+    flight, then every replica finishes its own (handle calls too) and stops, each within its
+    deployment's ``graceful_shutdown_timeout_s`` (or ``timeout_s`` overall, if given).
+    Safe to call when Serve is not running."""
     global _state
     with _lock:
         state = _current()
@@ -354,10 +358,25 @@ def shutdown() -> None:
         _handle.invalidate()
         if state is None:
             return
+        grace = _grace_period(state) if timeout_s is None else timeout_s
         if state.proxy is not None:
-            state.proxy.stop()
+            state.proxy.stop(graceful_timeout_s=grace)
         try:
-            raylite.get(state.controller.shutdown.remote(), timeout=30)
+            raylite.get(state.controller.shutdown.remote(), timeout=grace + 10.0)
         except Exception as exc:  # noqa: BLE001 - stop what we can
             print(f"serve: shutdown could not stop every replica cleanly: {exc}", file=sys.stderr)
         raylite.kill(state.controller)
+        try:  # returns once the runtime knows it is gone, so its name is free for serve.start()
+            raylite.get(state.controller.status.remote(), timeout=10)
+        except Exception:  # noqa: BLE001 - ActorDiedError, as expected
+            pass
+
+
+def _grace_period(state: _ServeState) -> float:
+    """The longest graceful_shutdown_timeout_s among the deployments (0 if none)."""
+    try:
+        report = raylite.get(state.controller.status.remote(), timeout=10)
+    except Exception:  # noqa: BLE001 - the controller is gone: nothing to wait for
+        return 0.0
+    return max([info.get("graceful_shutdown_timeout_s", 0.0)
+                for info in report["deployments"].values()] or [0.0])

@@ -8,13 +8,18 @@ from __future__ import annotations
 import dataclasses
 import difflib
 import enum
+import os
 import sys
-from typing import Any
+from typing import TYPE_CHECKING, Any, NamedTuple
+
+if TYPE_CHECKING:
+    from raylite.serve._autoscaling import AutoscalingConfig
 
 CONTROLLER_NAME = "SERVE_CONTROLLER"
 SERVE_NAMESPACE = "serve"
 DEFAULT_HOST = "127.0.0.1"
 DEFAULT_PORT = 8000
+PORT_ENVIRONMENT_VARIABLES = ("RAYLITE_SERVE_HTTP_PORT", "RAY_SERVE_DEFAULT_HTTP_PORT")
 DEFAULT_MAX_ONGOING_REQUESTS = 100   # the book's (Ray 1.x) max_concurrent_queries default
 DEFAULT_MAX_QUEUED_REQUESTS = 64     # per deployment, at the proxy; beyond it a request gets 503
 DEFAULT_APP_NAME = "default"
@@ -24,13 +29,25 @@ ACTOR_OPTION_KEYS = frozenset({"num_cpus", "num_gpus", "memory", "resources", "a
                                "object_store_memory", "runtime_env"})
 
 
+def default_http_port() -> int:
+    """The proxy's port when ``serve.start`` is not given one: 8000, or the value of
+    ``RAYLITE_SERVE_HTTP_PORT`` (``RAY_SERVE_DEFAULT_HTTP_PORT`` for code written for Ray)."""
+    for variable in PORT_ENVIRONMENT_VARIABLES:
+        value = os.environ.get(variable)
+        if value:
+            if not value.isdigit() or not 0 <= int(value) < 65536:
+                raise ValueError(f"{variable}={value!r} is not a port number (0..65535)")
+            return int(value)
+    return DEFAULT_PORT
+
+
 class ReplicaState(str, enum.Enum):
     """The lifecycle of one replica actor, kept by the controller.
 
-        STARTING ──ready──▶ RUNNING ──redeploy/delete──▶ STOPPING ──▶ (gone)
-            │                  │                            ▲
-            └──constructor─────┴──▶ UNHEALTHY ──────────────┘
-               raised / died
+        STARTING ──ready──▶ RUNNING ──scale down / redeploy / delete──▶ STOPPING ──▶ (gone)
+            │                  │                                            ▲
+            └──constructor─────┴──▶ UNHEALTHY ──────────────────────────────┘
+               raised / died / failed its health check     (the controller starts a replacement)
     """
 
     STARTING = "STARTING"
@@ -69,9 +86,22 @@ class DeploymentConfig:
     user_config: Any = None
     version: str | None = None
     graceful_shutdown_timeout_s: float = 20.0
+    autoscaling_config: AutoscalingConfig | None = None  # None: a fixed num_replicas
+    health_check_period_s: float = 10.0
+    health_check_timeout_s: float = 30.0
 
     def replace(self, **changes: Any) -> DeploymentConfig:
         return dataclasses.replace(self, **changes)
+
+
+class RouteTarget(NamedTuple):
+    """What the controller tells routers (proxy, handles) about one deployment."""
+
+    name: str
+    replicas: list              # [(replica_id, actor handle)] of the RUNNING replicas
+    max_ongoing_requests: int
+    max_queued_requests: int
+    expects_replicas: bool      # none running now, but some are starting: requests may wait
 
 
 def did_you_mean(word: str, choices) -> str:

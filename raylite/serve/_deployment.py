@@ -24,9 +24,10 @@ _UNSET: Any = type("Unset", (), {"__repr__": lambda self: "<unset>"})()
 
 _OPTIONS = ("name", "version", "num_replicas", "route_prefix", "ray_actor_options", "user_config",
             "max_concurrent_queries", "max_ongoing_requests", "max_queued_requests",
-            "graceful_shutdown_timeout_s", "autoscaling_config", "init_args", "init_kwargs")
+            "graceful_shutdown_timeout_s", "autoscaling_config", "health_check_period_s",
+            "health_check_timeout_s", "init_args", "init_kwargs")
 # Accepted for compatibility with Ray Serve, without effect in this version.
-_IGNORED = frozenset({"health_check_period_s", "health_check_timeout_s", "logging_config",
+_IGNORED = frozenset({"logging_config",
                       "graceful_shutdown_wait_loop_s", "prev_version", "is_driver_deployment",
                       "placement_group_bundles", "placement_group_strategy",
                       "max_replicas_per_node", "request_router_config"})
@@ -64,8 +65,14 @@ class Deployment:
         return self._func_or_class
 
     @property
-    def num_replicas(self) -> int:
-        return self._config.num_replicas
+    def num_replicas(self) -> int | str:
+        """The fixed replica count, or "auto" when the deployment autoscales."""
+        return "auto" if self._config.autoscaling_config is not None else self._config.num_replicas
+
+    @property
+    def autoscaling_config(self) -> Any:
+        """The AutoscalingConfig (None for a fixed number of replicas)."""
+        return self._config.autoscaling_config
 
     @property
     def route_prefix(self) -> str | None:
@@ -163,12 +170,18 @@ class Application:
 def deployment(_func_or_class: Callable | None = None, **options: Any):
     """Make a function or class a deployment: ``@serve.deployment`` or ``@serve.deployment(...)``.
 
-    Options: ``name``, ``num_replicas``, ``route_prefix`` (default ``"/<name>"`` for
-    ``.deploy()``; None: reachable only through handles), ``ray_actor_options`` (default
-    ``{"num_cpus": 1}`` per replica), ``max_ongoing_requests`` (alias ``max_concurrent_queries``,
-    default 100), ``max_queued_requests`` (requests waiting at the proxy before it answers 503,
-    default 64), ``user_config`` (passed to ``reconfigure``), ``version``,
-    ``graceful_shutdown_timeout_s``.
+    Options: ``name``, ``num_replicas`` (an int, or ``"auto"``), ``route_prefix`` (default
+    ``"/<name>"`` for ``.deploy()``; None: reachable only through handles),
+    ``ray_actor_options`` (default ``{"num_cpus": 1}`` per replica), ``max_ongoing_requests``
+    (alias ``max_concurrent_queries``, default 100), ``max_queued_requests`` (requests waiting at
+    the proxy before it answers 503, default 64), ``user_config`` (passed to ``reconfigure``),
+    ``version``, ``graceful_shutdown_timeout_s`` (how long a stopping replica may finish its
+    requests, default 20), ``autoscaling_config`` (a dict: ``min_replicas``, ``max_replicas``,
+    ``target_ongoing_requests`` (1.x: ``target_num_ongoing_requests_per_replica``),
+    ``upscale_delay_s``, ``downscale_delay_s``, ...; see ``AutoscalingConfig``),
+    ``health_check_period_s`` (default 10) and ``health_check_timeout_s`` (default 30): how often
+    the replica's ``check_health()`` method, if it has one, is called and how long it may take;
+    a replica that fails it, or dies, is replaced.
 
     Example:
         >>> from raylite import serve
@@ -215,13 +228,7 @@ def _make(target: Callable, base: Deployment | None, options: dict, where: str) 
 
 
 def _config_changes(options: dict, config: DeploymentConfig, where: str) -> dict:
-    changes: dict[str, Any] = {}
-    if options.get("autoscaling_config") is not None or options.get("num_replicas") == "auto":
-        raise NotImplementedError(f"{where}: autoscaling is not supported by raylite.serve yet; "
-                                  "set a fixed num_replicas")
-    if "num_replicas" in options and options["num_replicas"] is not None:
-        changes["num_replicas"] = check_positive_int(options["num_replicas"], "num_replicas",
-                                                     where)
+    changes: dict[str, Any] = _replica_count_changes(options, where)
     ongoing = [k for k in ("max_ongoing_requests", "max_concurrent_queries")
                if options.get(k) is not None]
     if len(ongoing) == 2 and options[ongoing[0]] != options[ongoing[1]]:
@@ -248,7 +255,35 @@ def _config_changes(options: dict, config: DeploymentConfig, where: str) -> dict
             raise ValueError(f"{where}: graceful_shutdown_timeout_s must be a number >= 0, "
                              f"got {timeout!r}")
         changes["graceful_shutdown_timeout_s"] = float(timeout)
+    for key in ("health_check_period_s", "health_check_timeout_s"):
+        if options.get(key) is not None:
+            value = options[key]
+            if isinstance(value, bool) or not isinstance(value, (int, float)) or value <= 0:
+                raise ValueError(f"{where}: {key} must be a number > 0, got {value!r}")
+            changes[key] = float(value)
     return changes
+
+
+def _replica_count_changes(options: dict, where: str) -> dict:
+    """``num_replicas`` (an int or "auto") and ``autoscaling_config``, checked together."""
+    from raylite.serve._autoscaling import AutoscalingConfig
+    count = options.get("num_replicas")
+    autoscaling = options.get("autoscaling_config")
+    if autoscaling is not None:
+        if count is not None and count != "auto":
+            raise ValueError(f"{where}: give either num_replicas={count!r} or an "
+                             "autoscaling_config, not both (autoscaling picks the count between "
+                             "min_replicas and max_replicas)")
+        return {"autoscaling_config": AutoscalingConfig.parse(autoscaling, where,
+                                                              auto=count == "auto")}
+    if count == "auto":
+        return {"autoscaling_config": AutoscalingConfig.auto()}
+    if count is not None:
+        return {"num_replicas": check_positive_int(count, "num_replicas", where),
+                "autoscaling_config": None}
+    if "autoscaling_config" in options:  # autoscaling_config=None: back to a fixed count
+        return {"autoscaling_config": None}
+    return {}
 
 
 def ingress(app: Any):

@@ -14,6 +14,9 @@ Three flavours, as in Ray Serve:
 - ``RayServeHandle`` (1.x ``get_handle(sync=False)``): ``await handle.remote()`` gives an
   ObjectRef to ``await``.
 
+``handle.options(stream=True).remote(...)`` of a generator method gives a
+``DeploymentResponseGenerator``: ``for``/``async for`` over the items as the replica yields them.
+
 ``handle.method_name.remote(...)`` (or ``handle.options(method_name=...)``) calls another method.
 Each process caches the replica list of a deployment for ``REFRESH_S`` seconds; the driver's
 serve API drops the cache whenever it changes deployments.
@@ -28,6 +31,7 @@ import time
 from typing import Any
 
 import raylite
+from raylite.serve import _streaming
 from raylite.serve._common import CONTROLLER_NAME, SERVE_NAMESPACE
 from raylite.serve._router import ReplicaSet, watcher
 
@@ -65,15 +69,16 @@ def _replica_set(name: str, refresh: bool = False) -> ReplicaSet:
         cached = _replica_sets.get(name)
     if cached is not None and not refresh and now - cached[1] < REFRESH_S:
         return cached[0]
-    version, (_, replicas, max_ongoing, max_queued) = raylite.get(
-        controller().get_replicas.remote(name))
+    version, target = raylite.get(controller().get_replicas.remote(name))
     with _cache_lock:
         current = _replica_sets.get(name)
         if current is None:
-            replica_set = ReplicaSet(name, replicas, max_ongoing, max_queued, version)
+            replica_set = ReplicaSet(name, target.replicas, target.max_ongoing_requests,
+                                     target.max_queued_requests, version)
         else:
             replica_set = current[0]
-            replica_set.update(replicas, max_ongoing, max_queued, version)
+            replica_set.update(target.replicas, target.max_ongoing_requests,
+                               target.max_queued_requests, version)
         _replica_sets[name] = (replica_set, now)
     return replica_set
 
@@ -92,8 +97,10 @@ def _choose(name: str, refresh: bool) -> tuple[ReplicaSet, str | None, Any]:
     return replica_set, chosen, actor
 
 
-def submit(name: str, method: str, args: tuple, kwargs: dict, on_done=None) -> Any:
-    """Send one call to the least loaded replica; returns its ObjectRef."""
+def submit(name: str, method: str, args: tuple, kwargs: dict, on_done=None,
+           entry: str = "handle_call") -> Any:
+    """Send one call to the least loaded replica; returns its ObjectRef (and, for
+    ``entry="handle_call_stream"``, the replica's actor handle too)."""
     replica_set, chosen, actor = _choose(name, refresh=False)
     if actor is None:
         replica_set, chosen, actor = _choose(name, refresh=True)
@@ -101,7 +108,7 @@ def submit(name: str, method: str, args: tuple, kwargs: dict, on_done=None) -> A
             raise RuntimeError(f"deployment {name!r} has no running replicas")
     args = tuple(_unwrap(a) for a in args)
     kwargs = {k: _unwrap(v) for k, v in kwargs.items()}
-    ref = actor.handle_call.remote(method, *args, **kwargs)
+    ref = getattr(actor, entry).remote(method, *args, **kwargs)
 
     def done(ok: bool, value: Any) -> None:
         replica_set.release(chosen)
@@ -111,7 +118,51 @@ def submit(name: str, method: str, args: tuple, kwargs: dict, on_done=None) -> A
             on_done(ok, value)
 
     watcher().watch(ref, done)
-    return ref
+    return (ref, actor) if entry == "handle_call_stream" else ref
+
+
+class DeploymentResponseGenerator:
+    """The items of a streaming handle call (``handle.options(stream=True).remote(...)`` of a
+    generator method), as they are produced: ``for item in gen`` or ``async for item in gen``.
+
+    Leaving the loop early stops the generator in the replica.
+    """
+
+    def __init__(self, deployment_name: str, method_name: str, args: tuple, kwargs: dict):
+        self._ref, self._actor = submit(deployment_name, method_name, args, kwargs,
+                                        entry="handle_call_stream")
+
+    def __iter__(self):
+        items, state, stream_id = raylite.get(self._ref)
+        finished = stream_id is None
+        try:
+            yield from items
+            while not finished:
+                items, state = raylite.get(self._actor.stream_next.remote(stream_id))
+                finished = state == _streaming.DONE
+                yield from items
+        finally:
+            if not finished:  # the caller stopped early
+                self._actor.stream_cancel.remote(stream_id)
+
+    async def __aiter__(self):
+        items, state, stream_id = await watcher().watch_async(self._ref)
+        finished = stream_id is None
+        try:
+            for item in items:
+                yield item
+            while not finished:
+                items, state = await watcher().watch_async(
+                    self._actor.stream_next.remote(stream_id))
+                finished = state == _streaming.DONE
+                for item in items:
+                    yield item
+        finally:
+            if not finished:
+                self._actor.stream_cancel.remote(stream_id)
+
+    def __repr__(self) -> str:
+        return f"DeploymentResponseGenerator({self._ref!r})"
 
 
 class DeploymentResponse:
@@ -150,15 +201,20 @@ class DeploymentHandle:
     """
 
     def __init__(self, deployment_name: str, app_name: str | None = None, *,
-                 method_name: str = "__call__"):
+                 method_name: str = "__call__", stream: bool = False):
         self.deployment_name = deployment_name
         self.app_name = app_name
         self._method_name = method_name
+        self._stream = stream
 
-    def options(self, *, method_name: str | None = None, **_ignored: Any) -> DeploymentHandle:
-        """A handle that calls another method (other Ray options are accepted and ignored)."""
+    def options(self, *, method_name: str | None = None, stream: bool | None = None,
+                **_ignored: Any) -> DeploymentHandle:
+        """A handle that calls another method, or (``stream=True``) a generator method whose
+        items ``.remote()`` hands over as they come. Other Ray options are accepted and
+        ignored."""
         return type(self)(self.deployment_name, self.app_name,
-                          method_name=method_name or self._method_name)
+                          method_name=method_name or self._method_name,
+                          stream=self._stream if stream is None else bool(stream))
 
     def __getattr__(self, name: str) -> DeploymentHandle:
         if name.startswith("_"):
@@ -166,6 +222,9 @@ class DeploymentHandle:
         return self.options(method_name=name)
 
     def remote(self, *args: Any, **kwargs: Any) -> DeploymentResponse:
+        if self._stream:
+            return DeploymentResponseGenerator(self.deployment_name, self._method_name, args,
+                                               kwargs)
         future: concurrent.futures.Future = concurrent.futures.Future()
 
         def settle(ok: bool, value: Any) -> None:
@@ -179,15 +238,16 @@ class DeploymentHandle:
 
     def __reduce__(self):
         return (_rebuild_handle, (type(self), self.deployment_name, self.app_name,
-                                  self._method_name))
+                                  self._method_name, self._stream))
 
     def __repr__(self) -> str:
         return f"{type(self).__name__}(deployment={self.deployment_name!r}, " \
                f"method={self._method_name!r})"
 
 
-def _rebuild_handle(cls: type, name: str, app_name: str | None, method_name: str):
-    return cls(name, app_name, method_name=method_name)
+def _rebuild_handle(cls: type, name: str, app_name: str | None, method_name: str,
+                    stream: bool = False):
+    return cls(name, app_name, method_name=method_name, stream=stream)
 
 
 class RayServeSyncHandle(DeploymentHandle):

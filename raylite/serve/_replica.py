@@ -2,15 +2,21 @@
 
     proxy ──handle_http(pickled scope, body)──▶ ServeReplica ──▶ user function / __call__ /
                                                      │            FastAPI app (@serve.ingress)
-          ◀── pickled (status, headers, body) ───────┘   return value → HTTP response
+          ◀── pickled (status, headers, body, stream id or None) ──┘
+          ──stream_next(stream id)──▶ (more body, MORE | DONE | FAILED)     (streamed responses)
     handle ──handle_call(method, *args)──▶ ServeReplica ──▶ user method ──▶ value
+           ──handle_call_stream(method, *args)──▶ (first items, MORE | DONE, stream id)
+             ──stream_next(stream id)──▶ more items            (a generator method, stream=True)
+    controller ──ready / reconfigure / check_health / stats / prepare_for_shutdown──▶ lifecycle
+               ──wait_for_shutdown──▶ (pending while the replica lives: fails when it dies)
 
 User code that is ``async def`` runs on the actor's event loop; plain functions run in a thread
 pool, so a slow synchronous model does not stop the replica from taking other requests. At most
-``max_ongoing_requests`` requests run at once; others wait in the replica.
+``max_ongoing_requests`` requests run at once; others wait in the replica. A streamed response
+holds its slot until its last chunk is pulled.
 
-An exception in user code becomes, over HTTP, a 500 whose body carries an error id; the same id
-is printed to stderr with the traceback. Over a handle the caller gets the exception itself.
+Errors in user code become HTTP responses as ``_http`` describes (400 for a bad request, 500 with
+an error id otherwise); over a handle the caller gets the exception itself.
 """
 
 from __future__ import annotations
@@ -19,17 +25,14 @@ import asyncio
 import concurrent.futures
 import functools
 import inspect
-import json
 import os
 import pickle
 import sys
 import traceback
-import uuid
 from typing import Any
 
-_TEXT = [(b"content-type", b"text/plain; charset=utf-8")]
-_JSON = [(b"content-type", b"application/json")]
-_OCTETS = [(b"content-type", b"application/octet-stream")]
+from raylite.serve import _http
+from raylite.serve._streaming import DONE, ItemStream, ResponseStream, StreamRegistry
 
 
 class ReplicaContext:
@@ -69,6 +72,9 @@ class ServeReplica:
         self._config = config
         self._ongoing = 0
         self._drained: asyncio.Event | None = None
+        self._shutdown: asyncio.Event | None = None
+        self._streams = StreamRegistry()
+        self._tasks: set[asyncio.Task] = set()  # requests in progress (asyncio keeps weak refs)
         self._slots = asyncio.Semaphore(config["max_ongoing_requests"])
         self._executor: concurrent.futures.ThreadPoolExecutor | None = None
         self._asgi_app = None
@@ -105,8 +111,37 @@ class ServeReplica:
         self._config["user_config"] = user_config
         await self._call_user(method, user_config)
 
+    async def check_health(self) -> None:
+        """Run the user's ``check_health()`` if the class has one (raising means unhealthy).
+
+        A synchronous one runs on its own thread, not the request pool, so a replica busy with
+        long requests still answers. Also cancels streams whose reader went away.
+        """
+        self._streams.sweep()
+        method = getattr(self._instance, "check_health", None)
+        if method is None:
+            return
+        if _is_async(method):
+            await method()
+        else:
+            await asyncio.get_running_loop().run_in_executor(None, method)
+
+    async def stats(self) -> dict:
+        """What autoscaling reads: requests running or waiting here, open streams."""
+        return {"ongoing": self._ongoing, "streams": len(self._streams), "pid": os.getpid()}
+
+    async def wait_for_shutdown(self) -> None:
+        """Pending until ``prepare_for_shutdown``: if this replica's process dies first, the call
+        fails at once, which is how the controller notices a dead replica without polling."""
+        if self._shutdown is None:
+            self._shutdown = asyncio.Event()
+        await self._shutdown.wait()
+
     async def prepare_for_shutdown(self, timeout_s: float) -> int:
         """Wait (up to ``timeout_s``) for requests in progress to finish; returns those left."""
+        if self._shutdown is None:
+            self._shutdown = asyncio.Event()
+        self._shutdown.set()
         if self._ongoing:
             self._drained = asyncio.Event()
             try:
@@ -115,23 +150,85 @@ class ServeReplica:
                 pass
         return self._ongoing
 
-    async def stats(self) -> dict:
-        return {"ongoing": self._ongoing, "pid": os.getpid()}
-
     # ----- requests ---------------------------------------------------------------------------
     async def handle_http(self, payload: bytes) -> bytes:
-        """One HTTP request from the proxy: pickled (scope, body) in, pickled
-        (status, headers, body) out."""
+        """One HTTP request from the proxy: pickled (scope, body) in; pickled (status, headers,
+        body, stream_id) out. ``stream_id`` is None for a complete response; otherwise the body
+        so far is only the start and the rest comes from ``stream_next(stream_id)``.
+
+        A function or ``__call__`` that returns a plain value (str, bytes, JSON) is answered
+        right here; an ASGI app (``@serve.ingress``) or a returned Response or generator runs in
+        a task of its own, since it may go on streaming after this call has answered.
+        """
         scope, body = pickle.loads(payload)
+        receive = _http.receiver(body)
         self._ongoing += 1
+        await self._slots.acquire()
+        handed_over = False  # to the task that runs an ASGI app: it releases the slot
         try:
-            async with self._slots:
-                response = await self._serve_http(scope, body)
-        except Exception as exc:  # noqa: BLE001 - any failure becomes a 500 with an error id
-            response = self._error_response(exc)
+            app = self._asgi_app
+            if app is None:
+                try:
+                    request = _http.make_request(scope, receive)
+                    value = await self._call_user(self._method("__call__"), request)
+                    app = _http.as_asgi_app(value)
+                    if app is None:
+                        return _pack(*_http.encode_plain(value), None)
+                except Exception as exc:  # noqa: BLE001 - any failure becomes a response
+                    return _pack(*_http.error_response(exc, self._name), None)
+            handed_over = True
+            return await self._run_asgi(app, scope, receive)
         finally:
+            if not handed_over:
+                self._slots.release()
+                self._request_done()
+
+    async def _run_asgi(self, app: Any, scope: dict, receive) -> bytes:
+        """Run an ASGI app in a task; answer with its whole response, or with its head and a
+        stream id as soon as it streams. The task frees the request slot when it ends."""
+        response = ResponseStream()
+        task = asyncio.get_running_loop().create_task(self._drive(app, scope, receive, response))
+        self._tasks.add(task)
+        task.add_done_callback(self._tasks.discard)
+        await response.wait_head()
+        if not response.streaming or response.finished and not response.error:
+            return _pack(response.status, response.headers, response.take(), None)
+        stream_id = self._streams.add(response, task)
+        return _pack(response.status, response.headers, response.take(), stream_id)
+
+    async def _drive(self, app: Any, scope: dict, receive, response: ResponseStream) -> None:
+        try:
+            try:
+                await app(scope, receive, response.send)
+            except asyncio.CancelledError:
+                response.fail("cancelled")
+                raise
+            except Exception as exc:  # noqa: BLE001 - any failure becomes a response
+                self._fail_response(response, exc)
+            if not response.finished:
+                self._fail_response(response, RuntimeError(
+                    "the deployment's ASGI app returned without finishing its response"))
+        finally:
+            self._slots.release()
             self._request_done()
-        return pickle.dumps(response, protocol=5)
+
+    async def stream_next(self, stream_id: int) -> tuple[Any, str]:
+        """What a stream produced since the last call, waiting for something: body bytes of a
+        streamed response, or a list of items of a streaming handle call."""
+        return await self._streams.next(stream_id)
+
+    async def stream_cancel(self, stream_id: int) -> bool:
+        """The reader of a stream went away: stop producing it."""
+        return self._streams.cancel(stream_id)
+
+    def _fail_response(self, response: ResponseStream, exc: BaseException) -> None:
+        if not response.head_sent:
+            response.replace_with(*_http.error_response(exc, self._name))
+            return
+        trace = "".join(traceback.format_exception(type(exc), exc, exc.__traceback__))
+        print(f"serve: deployment {self._name!r} failed after its response had started; the "
+              f"client gets a truncated response:\n{trace}", file=sys.stderr, flush=True)
+        response.fail(f"{type(exc).__name__}: {exc}")
 
     async def handle_call(self, method_name: str, /, *args: Any, **kwargs: Any) -> Any:
         """A call through a DeploymentHandle: ``handle.remote(...)`` or ``handle.method.remote``."""
@@ -140,6 +237,54 @@ class ServeReplica:
             async with self._slots:
                 return await self._call_user(self._method(method_name), *args, **kwargs)
         finally:
+            self._request_done()
+
+    async def handle_call_stream(self, method_name: str, /, *args: Any,
+                                 **kwargs: Any) -> tuple[list, str, int | None]:
+        """A streaming handle call (``handle.options(stream=True)``) of a generator method:
+        ``(first items, MORE | DONE, stream id)``; ``stream_next(stream id)`` gives the rest."""
+        self._ongoing += 1
+        await self._slots.acquire()
+        handed_over = False
+        try:
+            generator = await self._call_user(self._method(method_name), *args, **kwargs)
+            if not (inspect.isgenerator(generator) or inspect.isasyncgen(generator)):
+                raise TypeError(f"handle.options(stream=True) needs a generator method (one "
+                                f"that yields), but {self._name}.{method_name} returned "
+                                f"{type(generator).__name__}; call it without stream=True")
+            stream = ItemStream()
+            task = asyncio.get_running_loop().create_task(self._pump(generator, stream))
+            handed_over = True
+            self._tasks.add(task)
+            task.add_done_callback(self._tasks.discard)
+            items, state = await stream.next_chunks()
+            if state == DONE:
+                return items, state, None
+            return items, state, self._streams.add(stream, task)
+        finally:
+            if not handed_over:
+                self._slots.release()
+                self._request_done()
+
+    async def _pump(self, generator: Any, stream: ItemStream) -> None:
+        """Move a generator's items into a stream (a sync generator steps on the pool)."""
+        try:
+            if inspect.isasyncgen(generator):
+                async for item in generator:
+                    stream.put(item)
+            else:
+                loop, end = asyncio.get_running_loop(), object()
+                while (item := await loop.run_in_executor(
+                        self._pool(), next, generator, end)) is not end:
+                    stream.put(item)
+            stream.finish()
+        except asyncio.CancelledError:
+            stream.fail("cancelled")
+            raise
+        except Exception as exc:  # noqa: BLE001 - the caller gets it after the items before it
+            stream.finish(exc)
+        finally:
+            self._slots.release()
             self._request_done()
 
     def _request_done(self) -> None:
@@ -158,114 +303,36 @@ class ServeReplica:
             raise AttributeError(f"deployment {self._name!r} has no method {method_name!r}")
         return method
 
-    async def _serve_http(self, scope: dict, body: bytes) -> tuple:
-        if self._asgi_app is not None:
-            return await run_asgi(self._asgi_app, scope, body)
-        from starlette.requests import Request
-        request = Request(scope, _receiver(body))
-        value = await self._call_user(self._method("__call__"), request)
-        return await encode_response(value, scope)
+    def _pool(self) -> concurrent.futures.ThreadPoolExecutor:
+        """The threads that run synchronous user code (at most max_ongoing_requests, 32)."""
+        if self._executor is None:
+            workers = max(1, min(self._config["max_ongoing_requests"], 32))
+            self._executor = concurrent.futures.ThreadPoolExecutor(
+                workers, thread_name_prefix=f"serve-{self._name}")
+        return self._executor
 
     async def _call_user(self, function, *args: Any, **kwargs: Any) -> Any:
         if _is_async(function):
             value = function(*args, **kwargs)
         else:
-            if self._executor is None:
-                workers = max(1, min(self._config["max_ongoing_requests"], 32))
-                self._executor = concurrent.futures.ThreadPoolExecutor(
-                    workers, thread_name_prefix=f"serve-{self._name}")
             value = await asyncio.get_running_loop().run_in_executor(
-                self._executor, functools.partial(function, *args, **kwargs))
+                self._pool(), functools.partial(function, *args, **kwargs))
         if inspect.isawaitable(value):
             value = await value
         return value
 
-    def _error_response(self, exc: BaseException) -> tuple:
-        error_id = uuid.uuid4().hex[:12]
-        trace = "".join(traceback.format_exception(type(exc), exc, exc.__traceback__))
-        print(f"serve: a request to deployment {self._name!r} failed (error id {error_id}):\n"
-              f"{trace}", file=sys.stderr, flush=True)
-        text = (f"Internal Server Error: deployment {self._name!r} raised {type(exc).__name__} "
-                f"(error id {error_id}; the server's log has the traceback)")
-        return 500, _TEXT, text.encode()
+
+def _pack(status: int, headers: list, body: bytes, stream_id: int | None) -> bytes:
+    return pickle.dumps((status, headers, body, stream_id), protocol=5)
 
 
 def _is_async(function: Any) -> bool:
-    if inspect.iscoroutinefunction(function):
+    """Whether calling ``function`` is cheap enough for the event loop: it returns a coroutine
+    or an async generator without running user code."""
+    if inspect.iscoroutinefunction(function) or inspect.isasyncgenfunction(function):
         return True
     call = getattr(type(function), "__call__", None)  # a callable object with async __call__
     return call is not None and inspect.iscoroutinefunction(call)
-
-
-def _receiver(body: bytes):
-    """An ASGI ``receive`` that hands over the whole body once, then waits forever."""
-    delivered = False
-
-    async def receive() -> dict:
-        nonlocal delivered
-        if not delivered:
-            delivered = True
-            return {"type": "http.request", "body": body, "more_body": False}
-        await asyncio.Event().wait()  # the client stays connected until the response is sent
-        return {"type": "http.disconnect"}
-
-    return receive
-
-
-async def run_asgi(app: Any, scope: dict, body: bytes) -> tuple:
-    """Run an ASGI app (FastAPI, Starlette, a Response) on one request; collect its response."""
-    start: dict = {}
-    chunks: list[bytes] = []
-
-    async def send(message: dict) -> None:
-        kind = message["type"]
-        if kind == "http.response.start":
-            start.update(message)
-        elif kind == "http.response.body":
-            chunks.append(bytes(message.get("body", b"")))
-
-    await app(scope, _receiver(body), send)
-    if not start:
-        raise RuntimeError("the ASGI app returned without sending a response")
-    return start["status"], [(bytes(k), bytes(v)) for k, v in start.get("headers", [])], \
-        b"".join(chunks)
-
-
-async def encode_response(value: Any, scope: dict) -> tuple:
-    """A deployment's return value as (status, headers, body): str is text, dict/list JSON,
-    bytes an octet stream, and a Starlette Response passes through as it is."""
-    if isinstance(value, str):
-        return 200, _TEXT, value.encode()
-    if isinstance(value, (bytes, bytearray, memoryview)):
-        return 200, _OCTETS, bytes(value)
-    if _is_starlette_response(value):
-        return await run_asgi(value, scope, b"")
-    return 200, _JSON, json.dumps(value, default=_json_default, ensure_ascii=False).encode()
-
-
-def _is_starlette_response(value: Any) -> bool:
-    if "starlette" not in type(value).__module__ and "fastapi" not in type(value).__module__ \
-            and not hasattr(value, "raw_headers"):
-        return False
-    from starlette.responses import Response
-    return isinstance(value, Response)
-
-
-def _json_default(value: Any) -> Any:
-    for method in ("model_dump", "dict"):  # pydantic v2, v1
-        dump = getattr(value, method, None)
-        if callable(dump) and hasattr(value, "__fields__" if method == "dict" else "model_fields"):
-            return dump(mode="json") if method == "model_dump" else dump()
-    if hasattr(value, "tolist"):  # numpy arrays and scalars
-        return value.tolist()
-    if isinstance(value, (set, frozenset, tuple)):
-        return list(value)
-    import dataclasses
-    if dataclasses.is_dataclass(value) and not isinstance(value, type):
-        return dataclasses.asdict(value)
-    raise TypeError(f"the deployment returned {type(value).__name__} {value!r:.60}, which is "
-                    "not JSON serializable; return a str, bytes, dict, list or a Starlette "
-                    "Response")
 
 
 def _bind_class_based_views(app: Any, cls: type, instance: Any) -> Any:

@@ -8,17 +8,22 @@ A ``ReplicaSet`` is one process's view of a deployment's running replicas with t
 calls it has in flight on each; ``choose`` picks the least loaded one (ties rotate), or None when
 every replica is at ``max_ongoing_requests``.
 
-``RefWatcher`` is one thread per process that waits on all pending replica calls with a single
+``RefWatcher`` is one thread that waits on many pending replica calls with a single
 ``ray.wait`` and hands each result to its callback, so awaiting a call costs no thread of its own.
 A call submitted while the thread is already waiting is noticed when that wait returns: at the
 latest after ``tick`` seconds, which starts at 1 ms after new work and doubles while nothing
-happens, up to 20 ms.
+happens, up to 20 ms (1 s for the "lifetimes" watcher of refs that stay pending on purpose).
+Each process has one per kind, used where the runtime cannot complete futures by itself (in
+actors); the proxy, in the driver, awaits ``ref_future`` instead.
 """
 
 from __future__ import annotations
 
 import asyncio
+import collections
+import functools
 import threading
+import weakref
 from collections.abc import Callable
 from typing import Any
 
@@ -26,6 +31,7 @@ import raylite
 
 MIN_TICK_S = 0.001
 MAX_TICK_S = 0.02
+LIFETIME_TICK_S = 1.0
 
 
 class ReplicaSet:
@@ -109,7 +115,8 @@ def _settle(batch: list) -> None:
 class RefWatcher:
     """One thread that waits on many ObjectRefs and calls back with ``(ok, value)`` for each."""
 
-    def __init__(self):
+    def __init__(self, max_tick_s: float = MAX_TICK_S):
+        self.max_tick_s = max_tick_s
         self._lock = threading.Lock()
         self._wakeup = threading.Condition(self._lock)
         self._pending: dict[Any, list] = {}
@@ -155,7 +162,7 @@ class RefWatcher:
                 self._deliver([(ref, False, exc) for ref in refs])
                 continue
             if not ready:
-                tick = min(tick * 2, MAX_TICK_S)
+                tick = min(tick * 2, self.max_tick_s)
                 continue
             self._deliver(self._fetch(ready))
 
@@ -193,15 +200,72 @@ class RefWatcher:
                 pass
 
 
-_watcher: RefWatcher | None = None
+class _LoopInbox:
+    """Results handed to one event loop from other threads, settled in batches: one wake-up of
+    the loop for all the results that arrive while it is busy, not one per result."""
+
+    def __init__(self, loop: asyncio.AbstractEventLoop):
+        self.loop = loop
+        self.items: collections.deque = collections.deque()
+        self.scheduled = False
+
+    def put(self, future: asyncio.Future, source: Any) -> None:
+        """From any thread: settle ``future`` with the outcome of the done ``source``."""
+        self.items.append((future, source))
+        if not self.scheduled:
+            self.scheduled = True
+            try:
+                self.loop.call_soon_threadsafe(self.drain)
+            except RuntimeError:  # the loop closed meanwhile
+                pass
+
+    def drain(self) -> None:
+        self.scheduled = False  # before taking items: one put after this schedules again
+        items = self.items
+        while items:
+            future, source = items.popleft()
+            if future.done():
+                continue
+            error = source.exception()
+            if error is None:
+                future.set_result(source.result())
+            else:
+                future.set_exception(error)
+
+
+_inboxes: weakref.WeakKeyDictionary = weakref.WeakKeyDictionary()
+
+
+def ref_future(ref: Any) -> asyncio.Future:
+    """An asyncio future (of the running loop) for a ref, completed by the runtime itself.
+
+    Unlike ``await ref``, cancelling it leaves the runtime's own future alone: the proxy cancels
+    waits (a client that left, a server stopping), and the runtime must still be able to complete
+    what it started. Where the runtime completes futures without threads (the driver), this costs
+    no thread; use ``RefWatcher`` in other processes.
+    """
+    loop = asyncio.get_running_loop()
+    inbox = _inboxes.get(loop)
+    if inbox is None:
+        inbox = _inboxes[loop] = _LoopInbox(loop)
+    future = loop.create_future()
+    ref.future().add_done_callback(functools.partial(inbox.put, future))
+    return future
+
+
+_watchers: dict[str, RefWatcher] = {}
 _watcher_lock = threading.Lock()
 
 
-def watcher() -> RefWatcher:
-    """This process's RefWatcher."""
-    global _watcher
-    if _watcher is None:
+def watcher(kind: str = "calls") -> RefWatcher:
+    """This process's RefWatcher for ``kind``: "calls" (results expected soon: a new ref is
+    noticed within MAX_TICK_S) or "lifetimes" (refs that stay pending for a replica's life and
+    only matter when they fail: a new one is noticed within LIFETIME_TICK_S, a failure at once)."""
+    found = _watchers.get(kind)
+    if found is None:
         with _watcher_lock:
-            if _watcher is None:
-                _watcher = RefWatcher()
-    return _watcher
+            found = _watchers.get(kind)
+            if found is None:
+                found = _watchers[kind] = RefWatcher(
+                    MAX_TICK_S if kind == "calls" else LIFETIME_TICK_S)
+    return found
