@@ -20,8 +20,8 @@ Figures (the Serve rows of ANCHORS.md, and the issue's):
   request, max_queued_requests=16) under an open-loop load of twice the rate it sustains: how
   many answers were 200, 503 (backpressure: expected) and other 5xx (none expected), and the RSS
   of the proxy's process (the driver) and of the replica at the start and the end. (The driver's
-  RSS also holds the runtime's task timeline, one event per request up to its bound of 100,000
-  events, about 20 MiB: it grows until then and stays flat after.)
+  RSS also holds the runtime's task timeline, one event per request up to its bound of 20,000
+  events, about 4 MiB: it grows until then and stays flat after.)
 
 Everything runs on 127.0.0.1 only. The load client always runs in a separate process, since
 raylite's proxy lives in this (the driver's) process. Benchmarks, not tests: no figure here

@@ -256,6 +256,42 @@ def test_object_ref_is_awaitable_and_has_future(ray):
     assert ref == ref and len({ref, ref}) == 1 and len(ref.hex()) == 32
 
 
+def test_cancelled_future_is_left_alone_when_its_value_arrives(ray):
+    @ray.remote
+    class Gate:
+        def __init__(self):
+            self.event = asyncio.Event()
+
+        async def wait(self, value):
+            await asyncio.wait_for(self.event.wait(), 10)
+            return value
+
+        async def open(self):
+            self.event.set()
+
+    gate = Gate.remote()
+    small, large = gate.wait.remote(1), gate.wait.remote(b"x" * (1 << 20))  # inline and in shm
+    futures = [small.future(), large.future()]
+    assert all(f.cancel() for f in futures)
+
+    async def abandoned():   # an asyncio task awaiting a ref, cancelled, as a web server does
+        waiter = asyncio.ensure_future(gate.wait.remote(2))
+        await asyncio.sleep(0)
+        waiter.cancel()
+        return waiter
+
+    waiter = asyncio.run(abandoned())
+    ray.get(gate.open.remote(), timeout=10)
+    assert ray.get([small, large], timeout=10) == [1, b"x" * (1 << 20)]
+    assert waiter.cancelled() and all(f.cancelled() for f in futures)
+
+    @ray.remote
+    def still_works():
+        return "ok"
+
+    assert ray.get(still_works.remote(), timeout=10) == "ok"
+
+
 def test_named_actors_and_get_actor(ray):
     @ray.remote
     class Named:

@@ -96,7 +96,7 @@ class Node(ActorsMixin, ProcessIOMixin, SpecSubmitter):
         self.timers: list = []
         self._timer_seq = itertools.count()
         self.spawn_queue: list[Callable] = []
-        self.task_events: collections.deque = collections.deque(maxlen=100_000)  # timeline
+        self.task_events: collections.deque = collections.deque(maxlen=20_000)  # timeline (~4 MiB)
         self.stopping = False
         self._future_pool: concurrent.futures.ThreadPoolExecutor | None = None
         self._future_pool: concurrent.futures.ThreadPoolExecutor | None = None
@@ -366,12 +366,14 @@ class Node(ActorsMixin, ProcessIOMixin, SpecSubmitter):
             if kind not in ("i", "e"):  # in shared memory: read it off the I/O thread
                 self._futures_pool().submit(self._complete_future, future, ref)
                 return
+            if future.cancelled():  # the awaiting caller gave up (e.g. its asyncio task ended)
+                return
             try:  # small and inline: unpickling is cheaper than a thread hop
                 value = unpack_value(kind, data)
             except BaseException as exc:  # noqa: BLE001
-                future.set_exception(exc)
+                _settle(future, exc, error=True)
                 return
-            future.set_exception(value) if kind == "e" else future.set_result(value)
+            _settle(future, value, error=kind == "e")
 
         with self.lock:
             self._drain_refs()
@@ -380,10 +382,14 @@ class Node(ActorsMixin, ProcessIOMixin, SpecSubmitter):
         return future
 
     def _complete_future(self, future: concurrent.futures.Future, ref: _refs.ObjectRef) -> None:
+        if future.cancelled():
+            return
         try:
-            future.set_result(self.get([ref], None)[0])
+            value = self.get([ref], None)[0]
         except BaseException as exc:  # noqa: BLE001 - the awaiting caller gets it
-            future.set_exception(exc)
+            _settle(future, exc, error=True)
+            return
+        _settle(future, value, error=False)
 
     def _futures_pool(self) -> concurrent.futures.ThreadPoolExecutor:
         """One thread that reads values for completed futures, off the I/O thread."""
@@ -613,6 +619,14 @@ class Node(ActorsMixin, ProcessIOMixin, SpecSubmitter):
     def memory_summary(self) -> dict:
         with self.lock:
             return self.store.stats()
+
+
+def _settle(future: concurrent.futures.Future, value: Any, error: bool) -> None:
+    """Complete ``future`` with a value or an exception, unless it was cancelled (even just now)."""
+    try:
+        future.set_exception(value) if error else future.set_result(value)
+    except concurrent.futures.InvalidStateError:
+        pass  # cancelled by its caller while the value was on its way
 
 
 def _cleanup_stale_sessions() -> None:
