@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import socket
 import subprocess
 import sys
 import textwrap
@@ -10,6 +9,7 @@ import time
 
 import pytest
 import requests
+from _support import free_port as _free_port
 
 APP = textwrap.dedent("""
     from raylite import serve
@@ -28,12 +28,6 @@ APP = textwrap.dedent("""
     app = Greeter.bind()
     scaled_app = Greeter.options(name="Scaled").bind()
 """)
-
-
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 def _serve(cwd, *args, timeout=90):

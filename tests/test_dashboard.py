@@ -19,29 +19,15 @@ pytest.importorskip("fastapi")
 pytest.importorskip("uvicorn")
 
 import raylite
+import _support
+from _support import free_port
 
 METHODS_THAT_WRITE = ("POST", "PUT", "DELETE", "PATCH", "OPTIONS", "TRACE")
 
 
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
-
-
 def poll(condition, what: str, timeout_s: float = 20.0):
-    """condition()'s first truthy value; fails after ``timeout_s`` (no fixed sleeps)."""
-    deadline = time.monotonic() + timeout_s
-    last_error = None
-    while time.monotonic() < deadline:
-        try:
-            value = condition()
-        except (requests.ConnectionError, KeyError) as exc:
-            value, last_error = None, exc
-        if value:
-            return value
-        time.sleep(0.02)
-    pytest.fail(f"timed out waiting for {what} (last error: {last_error!r})")
+    return _support.poll(condition, what, timeout_s, interval_s=0.02,
+                         ignore=(requests.ConnectionError, KeyError))
 
 
 class Dashboard:

@@ -10,10 +10,8 @@ from __future__ import annotations
 
 import os
 import shutil
-import socket
 import subprocess
 import tempfile
-import time
 
 import pytest
 
@@ -22,6 +20,8 @@ pytest.importorskip("fastapi")
 pytest.importorskip("uvicorn")
 
 import raylite
+import _support
+from _support import free_port
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 SCREENSHOT = os.environ.get("RAYLITE_DASHBOARD_SCREENSHOT") or os.path.join(ROOT, "docs",
@@ -32,6 +32,11 @@ CHROMIUM_FLAGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-quic
                   "--hide-scrollbars", "--window-size=1400,1900", "--virtual-time-budget=5000"]
 
 
+def poll(condition, what: str, timeout_s: float = 30.0):
+    return _support.poll(condition, what, timeout_s, interval_s=0.02,
+                         ignore=(requests.ConnectionError, KeyError, StopIteration))
+
+
 def chromium() -> str | None:
     candidates = [os.environ.get("CHROMIUM"), "chromium", "chromium-browser", "google-chrome",
                   "google-chrome-stable", "chrome"]
@@ -39,25 +44,6 @@ def chromium() -> str | None:
         if name and shutil.which(name):
             return shutil.which(name)
     return None
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
-
-
-def poll(condition, what: str, timeout_s: float = 30.0):
-    deadline = time.monotonic() + timeout_s
-    while time.monotonic() < deadline:
-        try:
-            value = condition()
-        except (requests.ConnectionError, KeyError, StopIteration):
-            value = None
-        if value:
-            return value
-        time.sleep(0.02)
-    pytest.fail(f"timed out waiting for {what}")
 
 
 def run_chromium(binary: str, *args: str) -> str:

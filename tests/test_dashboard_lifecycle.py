@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import socket
 import threading
-import time
 
 import pytest
 
@@ -16,24 +15,13 @@ pytest.importorskip("uvicorn")
 import raylite
 from raylite.dashboard import _server
 
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
+import _support
+from _support import free_port
 
 
 def poll(condition, what: str, timeout_s: float = 20.0):
-    deadline = time.monotonic() + timeout_s
-    while time.monotonic() < deadline:
-        try:
-            value = condition()
-        except requests.ConnectionError:
-            value = None
-        if value:
-            return value
-        time.sleep(0.02)
-    pytest.fail(f"timed out waiting for {what}")
+    return _support.poll(condition, what, timeout_s, interval_s=0.02,
+                         ignore=(requests.ConnectionError,))
 
 
 def get(url: str, host: str | None = None):

@@ -13,7 +13,6 @@ import re
 import socket
 import subprocess
 import sys
-import time
 from pathlib import Path
 
 import pytest
@@ -22,6 +21,7 @@ pytest.importorskip("distributed")
 
 import test_book_ch3
 from test_dask_backend import using_cluster
+from _support import poll as _poll
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -38,17 +38,6 @@ def ray(cluster):
     raylite.init(address="dask://" + cluster[0].split("://")[1])
     yield raylite
     raylite.shutdown()
-
-
-def _poll(condition, what: str, timeout_s: float = 30.0):
-    """condition()'s first truthy value; fails after timeout_s (a condition, never a sleep)."""
-    deadline = time.monotonic() + timeout_s
-    while time.monotonic() < deadline:
-        value = condition()
-        if value:
-            return value
-        time.sleep(0.01)
-    pytest.fail(f"timed out waiting for {what}")
 
 
 # ==========================================================================================

@@ -5,8 +5,6 @@ from __future__ import annotations
 import asyncio
 import concurrent.futures
 import os
-import socket
-import time
 
 import pytest
 
@@ -16,23 +14,7 @@ pytest.importorskip("uvicorn")
 
 import raylite
 from raylite import serve
-
-
-def _free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
-
-
-def _poll(condition, what: str, timeout_s: float = 20.0):
-    """Return condition()'s first truthy value, failing after timeout_s (no fixed sleeps)."""
-    deadline = time.monotonic() + timeout_s
-    while time.monotonic() < deadline:
-        value = condition()
-        if value:
-            return value
-        time.sleep(0.005)
-    pytest.fail(f"timed out waiting for {what}")
+from _support import free_port as _free_port, poll as _poll
 
 
 @pytest.fixture(scope="module")

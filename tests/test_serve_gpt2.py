@@ -7,11 +7,11 @@ from __future__ import annotations
 
 import json
 import os
-import socket
 import subprocess
 import sys
 
 import pytest
+from _support import free_port as _free_port
 
 pytest.importorskip("torch")
 pytest.importorskip("transformers")
@@ -21,12 +21,6 @@ pytest.importorskip("fastapi")
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 TEXT = ["What's the meaning of life?", "To serve models and answer questions.",
         "Ray Serve hides the details of a model behind plain HTTP."] * 10
-
-
-def _free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
 
 
 @pytest.fixture(scope="module")

@@ -3,8 +3,6 @@ buffered whole; a client that leaves stops the replica's producer."""
 
 from __future__ import annotations
 
-import socket
-import time
 
 import pytest
 
@@ -14,22 +12,7 @@ pytest.importorskip("uvicorn")
 
 import raylite
 from raylite import serve
-
-
-def _free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
-
-
-def _poll(condition, what: str, timeout_s: float = 20.0):
-    deadline = time.monotonic() + timeout_s
-    while time.monotonic() < deadline:
-        value = condition()
-        if value:
-            return value
-        time.sleep(0.01)
-    pytest.fail(f"timed out waiting for {what}")
+from _support import free_port as _free_port, poll as _poll
 
 
 @pytest.fixture(scope="module")

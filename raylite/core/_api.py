@@ -670,9 +670,9 @@ def get_gpu_ids() -> list[int]:
     torch backend) has since widened CUDA_VISIBLE_DEVICES to the machine's GPUs; elsewhere (the
     driver, a Dask worker) they are read from CUDA_VISIBLE_DEVICES.
     """
-    worker = getattr(_backend_obj, "worker", None)   # set in a raylite worker process
-    if worker is not None and worker.gpu_ids is not None:
-        return list(worker.gpu_ids)
+    assigned = getattr(getattr(_backend_obj, "worker", None), "gpu_ids", None)
+    if assigned is not None:   # in a raylite worker process: the scheduler's assignment
+        return list(assigned)
     visible = os.environ.get("CUDA_VISIBLE_DEVICES", "")
     return [int(x) for x in visible.split(",") if x.strip().lstrip("-").isdigit() and int(x) >= 0]
 
