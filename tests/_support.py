@@ -36,3 +36,30 @@ def poll(condition: Callable[[], Any], what: str, timeout_s: float = 20.0,
         time.sleep(interval_s)
     pytest.fail(f"timed out after {timeout_s:g} s waiting for {what}"
                 + (f" (last error: {last_error!r})" if last_error else ""))
+
+
+def gate_class():
+    """A remote class that is a cross-process event: deployments and tasks ``wait()`` on it,
+    the test ``open()``s it, and ``waiting()`` counts who waits."""
+    import asyncio
+
+    import raylite
+
+    @raylite.remote(num_cpus=0)
+    class Gate:
+        def __init__(self):
+            self.event = asyncio.Event()
+            self.waiters = 0
+
+        async def wait(self):
+            self.waiters += 1
+            await self.event.wait()
+            return True
+
+        async def open(self):
+            self.event.set()
+
+        async def waiting(self):
+            return self.waiters
+
+    return Gate

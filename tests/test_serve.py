@@ -14,52 +14,17 @@ pytest.importorskip("uvicorn")
 
 import raylite
 from raylite import serve
-from _support import free_port as _free_port, poll as _poll
+from _support import gate_class, poll as _poll
 
 
-@pytest.fixture(scope="module")
-def url():
-    raylite.shutdown()
-    raylite.init(num_cpus=2)
-    port = _free_port()
-    serve.start(detached=False, http_options={"port": port})  # the host defaults to 127.0.0.1
-    yield f"http://127.0.0.1:{port}"
-    serve.shutdown()
-    raylite.shutdown()
+@pytest.fixture
+def url(serve_url):
+    return serve_url
 
 
-@pytest.fixture(autouse=True)
-def _clean(url):
-    """Each test starts with no deployments, so replicas never outgrow the 2 CPUs."""
-    yield
-    from raylite.serve import _api
-    names = list(serve.status().deployments)
-    if names:
-        _api.delete_deployments(names)
+Gate = gate_class()
 
 
-@raylite.remote
-class Gate:
-    """A cross-process event: deployments wait on it, the test opens it."""
-
-    def __init__(self):
-        import asyncio
-        self.event = asyncio.Event()
-        self.waiters = 0
-
-    async def wait(self):
-        self.waiters += 1
-        await self.event.wait()
-        return True
-
-    async def open(self):
-        self.event.set()
-
-    async def waiting(self):
-        return self.waiters
-
-
-# ----- the book ------------------------------------------------------------------------------
 def test_book_example_1_8(url):
     """Example 1-8 as written, with a tiny function in place of the GPT-2 pipeline."""
 

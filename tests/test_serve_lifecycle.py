@@ -21,48 +21,20 @@ pytest.importorskip("uvicorn")
 
 import raylite
 from raylite import serve
-from _support import free_port as _free_port, poll as _poll
-
-
-@pytest.fixture(scope="module")
-def port():
-    raylite.shutdown()
-    raylite.init(num_cpus=2)
-    port = _free_port()
-    serve.start(http_options={"port": port})
-    yield port
-    serve.shutdown()
-    raylite.shutdown()
+from _support import gate_class, poll as _poll
 
 
 @pytest.fixture
-def url(port):
-    yield f"http://127.0.0.1:{port}"
-    from raylite.serve import _api
-    names = list(serve.status().deployments)
-    if names:
-        _api.delete_deployments(names)
+def port(serve_port):
+    return serve_port
 
 
-@raylite.remote(num_cpus=0)
-class Gate:
-    """A cross-process event: deployments wait on it, the test opens it."""
+@pytest.fixture
+def url(serve_url):
+    return serve_url
 
-    def __init__(self):
-        import asyncio
-        self.event = asyncio.Event()
-        self.waiters = 0
 
-    async def wait(self):
-        self.waiters += 1
-        await self.event.wait()
-        return True
-
-    async def open(self):
-        self.event.set()
-
-    async def waiting(self):
-        return self.waiters
+Gate = gate_class()
 
 
 def _replicas(name: str) -> list[dict]:

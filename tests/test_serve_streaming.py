@@ -12,41 +12,15 @@ pytest.importorskip("uvicorn")
 
 import raylite
 from raylite import serve
-from _support import free_port as _free_port, poll as _poll
+from _support import gate_class, poll as _poll
 
 
-@pytest.fixture(scope="module")
-def url():
-    raylite.shutdown()
-    raylite.init(num_cpus=2)
-    port = _free_port()
-    serve.start(http_options={"port": port})
-    yield f"http://127.0.0.1:{port}"
-    serve.shutdown()
-    raylite.shutdown()
+@pytest.fixture
+def url(serve_url):
+    return serve_url
 
 
-@pytest.fixture(autouse=True)
-def _clean(url):
-    yield
-    from raylite.serve import _api
-    names = list(serve.status().deployments)
-    if names:
-        _api.delete_deployments(names)
-
-
-@raylite.remote(num_cpus=0)
-class Gate:
-    def __init__(self):
-        import asyncio
-        self.event = asyncio.Event()
-
-    async def wait(self):
-        await self.event.wait()
-        return True
-
-    async def open(self):
-        self.event.set()
+Gate = gate_class()
 
 
 def test_streaming_response_arrives_chunk_by_chunk(url):
