@@ -104,6 +104,33 @@ def test_replica_killed_under_load_loses_no_request(url):
     assert serve.status().deployments["Steady"]["status"] == "HEALTHY"
 
 
+def test_handle_calls_on_a_killed_replica_are_retried_once(url):
+    """Calls through a DeploymentHandle that are in flight on a replica killed with SIGKILL
+    are answered by the other replica, as HTTP requests are."""
+    gate = Gate.remote()
+
+    @serve.deployment(num_replicas=2, max_ongoing_requests=8)
+    class Held:
+        def __init__(self, gate):
+            self.gate = gate
+
+        async def __call__(self, x):
+            await self.gate.wait.remote()
+            return x, os.getpid()
+
+    handle = serve.run(Held.bind(gate), route_prefix="/held")
+    before = _running_pids("Held")
+    assert len(before) == 2
+    responses = [handle.remote(i) for i in range(8)]
+    _poll(lambda: raylite.get(gate.waiting.remote()) == 8, "all calls to reach a replica")
+    victim = sorted(before)[0]
+    os.kill(victim, signal.SIGKILL)   # its calls can never finish there
+    raylite.get(gate.open.remote())
+    results = [r.result(timeout_s=60) for r in responses]
+    assert [x for x, _ in results] == list(range(8))
+    assert victim not in {pid for _, pid in results}
+
+
 def test_dead_replica_is_replaced_and_requests_wait_for_it(url):
     @serve.deployment(route_prefix="/mortal")
     def mortal(request):

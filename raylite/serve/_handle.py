@@ -113,7 +113,11 @@ def submit(name: str, method: str, args: tuple, kwargs: dict, on_done=None,
     def done(ok: bool, value: Any) -> None:
         replica_set.release(chosen)
         if not ok and isinstance(value, raylite.exceptions.ActorDiedError):
-            invalidate(name)
+            replica_set.drop(chosen)   # a retry goes elsewhere; the controller replaces it
+            try:
+                controller().replica_failed.remote(name, chosen, str(value))
+            except Exception:  # noqa: BLE001 - the controller is gone too
+                invalidate(name)
         if on_done is not None:
             on_done(ok, value)
 
@@ -222,18 +226,33 @@ class DeploymentHandle:
         return self.options(method_name=name)
 
     def remote(self, *args: Any, **kwargs: Any) -> DeploymentResponse:
+        """Call the deployment on its least loaded replica. A call whose replica dies before
+        answering is sent once more to another replica, as the HTTP proxy does (the response's
+        ObjectRef, ``_to_object_ref``, stays the first attempt's)."""
         if self._stream:
             return DeploymentResponseGenerator(self.deployment_name, self._method_name, args,
                                                kwargs)
         future: concurrent.futures.Future = concurrent.futures.Future()
+        name, method = self.deployment_name, self._method_name
+        retried = False
 
         def settle(ok: bool, value: Any) -> None:
-            if ok:
+            nonlocal retried
+            if not ok and not retried and isinstance(value, raylite.exceptions.ActorDiedError):
+                retried = True   # its replica died before answering: once more, on another
+                threading.Thread(target=resubmit, name="serve-handle-retry", daemon=True).start()
+            elif ok:
                 future.set_result(value)
             else:
                 future.set_exception(value)
 
-        ref = submit(self.deployment_name, self._method_name, args, kwargs, settle)
+        def resubmit() -> None:   # off the watcher's thread: it may ask the controller
+            try:
+                submit(name, method, args, kwargs, settle)
+            except BaseException as exc:  # noqa: BLE001 - the caller gets it
+                future.set_exception(exc)
+
+        ref = submit(name, method, args, kwargs, settle)
         return DeploymentResponse(ref, future)
 
     def __reduce__(self):

@@ -340,11 +340,7 @@ class HTTPProxy:
 
     def _drop_replica(self, route: _Route, replica_id: str, reason: str) -> None:
         """Stop routing to a replica that died, and tell the controller (it replaces it)."""
-        replicas = route.replicas
-        with replicas.lock:
-            remaining = [(r, h) for r, h in replicas.handles.items() if r != replica_id]
-        replicas.update(remaining, replicas.max_ongoing_requests, replicas.max_queued_requests,
-                        replicas.version)
+        route.replicas.drop(replica_id)
         if self._controller is not None:
             try:
                 self._controller.replica_failed.remote(route.name, replica_id, reason)

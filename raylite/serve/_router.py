@@ -82,6 +82,12 @@ class ReplicaSet:
             self.in_flight[best] = best_load + 1
             return best
 
+    def drop(self, replica_id: str) -> None:
+        """Stop choosing a replica found dead (the controller's next list replaces it)."""
+        with self.lock:
+            remaining = [(r, h) for r, h in self.handles.items() if r != replica_id]
+        self.update(remaining, self.max_ongoing_requests, self.max_queued_requests, self.version)
+
     def release(self, replica_id: str) -> None:
         with self.lock:
             count = self.in_flight.get(replica_id)
