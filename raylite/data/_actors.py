@@ -1,9 +1,10 @@
-"""Actor pools: stateful stages (a model to load once, then apply to many batches).
+"""Actor pools: stateful stages (a model to load once, then apply to many rows or batches).
 
 ``map_batches(Model, compute=ActorPoolStrategy(2, 4))`` (or ``compute="actors"``, or Ray 2.x's
-``concurrency=4``) runs each block's fused chain on one actor of a pool instead of in a task.
-Each actor builds ``Model(*fn_constructor_args)`` once, the first time it meets the stage, and
-keeps it for every later block:
+``concurrency=4``; likewise ``map``, ``flat_map`` and ``filter`` with a callable class) runs
+each block's fused chain on one actor of a pool instead of in a task. Each actor builds
+``Model(*fn_constructor_args, **fn_constructor_kwargs)`` once, the first time it meets the
+stage, and keeps it for every later block:
 
     driver: stream() ──► pool.submit(block) ──► least-loaded actor (a new one while all are
                                                 busy and the pool is below max_size)
@@ -61,29 +62,46 @@ def compute_strategy(compute: Any, concurrency: Any, fn: Any,
                      operation: str) -> ActorPoolStrategy | None:
     """The strategy for ``compute=`` / ``concurrency=`` (None: plain tasks).
 
-    A callable class always runs on an actor pool, so that it is constructed once per actor.
+    A callable class always runs on an actor pool, so that it is constructed once per actor;
+    ``compute="tasks"`` for one is an error. A plain function with ``concurrency=`` (and no
+    ``compute``) still runs in tasks, as in Ray 2.x.
     """
+    from raylite.data._stages import is_callable_class
+    is_class = is_callable_class(fn)
     if isinstance(compute, ActorPoolStrategy):
         return compute
     if compute not in (None, "tasks", "actors"):
         raise ValueError(f"{operation}(compute={compute!r}): expected 'tasks', 'actors' or "
                          "ActorPoolStrategy(min_size, max_size)")
-    pool = _from_concurrency(concurrency, operation)
-    if compute == "actors" or isinstance(fn, type):
+    if compute == "tasks" and is_class:
+        raise ValueError(
+            f"{operation}({fn.__name__}, compute='tasks'): {fn.__name__} is a callable class, "
+            f"which runs on an actor pool (constructed once per actor), not in tasks; pass "
+            f"concurrency=n or compute=ActorPoolStrategy(size=n) instead (or a function, or "
+            f"an instance of {fn.__name__}, to run in tasks)")
+    pool = _from_concurrency(concurrency, operation, fn if is_class else None)
+    if compute == "actors" or is_class:
         return pool or ActorPoolStrategy()
     return None
 
 
-def _from_concurrency(concurrency: Any, operation: str) -> ActorPoolStrategy | None:
+def _from_concurrency(concurrency: Any, operation: str,
+                      cls: type | None = None) -> ActorPoolStrategy | None:
     if concurrency is None:
         return None
     if isinstance(concurrency, int) and not isinstance(concurrency, bool) and concurrency > 0:
         return ActorPoolStrategy(size=concurrency)
     if (isinstance(concurrency, tuple) and len(concurrency) == 2
-            and all(isinstance(v, int) and v > 0 for v in concurrency)):
+            and all(isinstance(v, int) and not isinstance(v, bool) and v > 0
+                    for v in concurrency)
+            and concurrency[0] <= concurrency[1]):
         return ActorPoolStrategy(concurrency[0], concurrency[1])
-    raise ValueError(f"{operation}(concurrency={concurrency!r}): expected a positive int (a pool "
-                     "of that many actors) or a (min, max) tuple")
+    if cls is None:
+        raise ValueError(f"{operation}(concurrency={concurrency!r}): expected a positive int (a "
+                         "pool of that many actors) or a (min, max) tuple with min <= max")
+    raise ValueError(f"{operation}({cls.__name__}, concurrency={concurrency!r}): the callable "
+                     f"class {cls.__name__} runs on a pool of actors; pass concurrency=n (a "
+                     "positive int: n actors) or concurrency=(min, max) with 0 < min <= max")
 
 
 class BlockWorker:

@@ -16,7 +16,8 @@ from raylite.data._export import ExportMethods
 from raylite.data._plan import (Barrier, BlockTask, ExecutionPlan, ExecutionStats, RefInput,
                                 execute_to_refs, resolve_metadata, stream, submit_all)
 from raylite.data._stages import (AddColumn, FilterRows, FlatMapRows, MapBatches, MapRows,
-                                  SelectColumns, check_columns)
+                                  SelectColumns, check_columns, function_name,
+                                  is_callable_class)
 
 if TYPE_CHECKING:
     from raylite.data._aggregate import AggregateFn, GroupedData
@@ -28,7 +29,7 @@ _REMOTE_ARGS = frozenset({"num_cpus", "num_gpus", "memory", "resources", "max_re
 
 def compute_strategy(compute: Any, concurrency: Any, fn: Any, operation: str) -> Any:
     """None (tasks) unless an actor pool is asked for (or ``fn`` is a callable class)."""
-    if compute is None and concurrency is None and not isinstance(fn, type):
+    if compute is None and concurrency is None and not is_callable_class(fn):
         return None
     from raylite.data._actors import compute_strategy as strategy
     return strategy(compute, concurrency, fn, operation)
@@ -38,6 +39,18 @@ def _check_function(fn: Any, operation: str) -> None:
     if not callable(fn):
         raise TypeError(f"{operation}() needs a function (or a callable class), got "
                         f"{type(fn).__name__} {fn!r:.60}")
+
+
+def _check_constructor_args(fn: Any, args: Any, kwargs: Any, operation: str) -> None:
+    if (args or kwargs) and not is_callable_class(fn):
+        raise ValueError(f"{operation}(fn_constructor_args=/fn_constructor_kwargs=) only apply "
+                         f"to a callable class, and {function_name(fn)} is not a class")
+    if args is not None and not isinstance(args, (tuple, list)):
+        raise TypeError(f"{operation}(fn_constructor_args=...) must be a tuple, got "
+                        f"{type(args).__name__}")
+    if kwargs is not None and not isinstance(kwargs, dict):
+        raise TypeError(f"{operation}(fn_constructor_kwargs=...) must be a dict, got "
+                        f"{type(kwargs).__name__}")
 
 
 def _check_remote_args(args: dict, operation: str) -> dict:
@@ -161,48 +174,61 @@ class Dataset(ExportMethods):
     # row-wise transforms (lazy, fused into one task per block)
     # --------------------------------------------------------------------------------------
     def map(self, fn: Callable[[Any], Any], *, compute: Any = None,
-            **ray_remote_args: Any) -> "Dataset":
+            fn_constructor_args: tuple | None = None, fn_constructor_kwargs: dict | None = None,
+            concurrency: Any = None, **ray_remote_args: Any) -> "Dataset":
         """Apply ``fn`` to every row; rows that are dicts make a tabular dataset.
+
+        ``fn`` may be a callable class: it runs on an actor pool, as in ``map_batches``.
 
         Example:
             >>> import raylite as ray
             >>> ray.data.range(4).map(lambda x: x * 10).take()
             [0, 10, 20, 30]
         """
-        _check_function(fn, "map")
-        stage = MapRows(fn)
-        stage.remote_args = _check_remote_args(ray_remote_args, "map")
-        stage.compute = compute_strategy(compute, None, None, "map")
-        return self._with_stage(stage)
+        return self._row_stage(MapRows, "map", fn, compute, fn_constructor_args,
+                               fn_constructor_kwargs, concurrency, ray_remote_args)
 
     def filter(self, fn: Callable[[Any], bool], *, compute: Any = None,
+               fn_constructor_args: tuple | None = None,
+               fn_constructor_kwargs: dict | None = None, concurrency: Any = None,
                **ray_remote_args: Any) -> "Dataset":
         """Keep the rows for which ``fn(row)`` is true.
+
+        ``fn`` may be a callable class: it runs on an actor pool, as in ``map_batches``.
 
         Example:
             >>> import raylite as ray
             >>> ray.data.range(10).filter(lambda x: x % 2 == 0).count()
             5
         """
-        _check_function(fn, "filter")
-        stage = FilterRows(fn)
-        stage.remote_args = _check_remote_args(ray_remote_args, "filter")
-        stage.compute = compute_strategy(compute, None, None, "filter")
-        return self._with_stage(stage)
+        return self._row_stage(FilterRows, "filter", fn, compute, fn_constructor_args,
+                               fn_constructor_kwargs, concurrency, ray_remote_args)
 
     def flat_map(self, fn: Callable[[Any], list], *, compute: Any = None,
+                 fn_constructor_args: tuple | None = None,
+                 fn_constructor_kwargs: dict | None = None, concurrency: Any = None,
                  **ray_remote_args: Any) -> "Dataset":
         """Replace every row by the rows of the list ``fn(row)`` returns.
+
+        ``fn`` may be a callable class: it runs on an actor pool, as in ``map_batches``.
 
         Example:
             >>> import raylite as ray
             >>> ray.data.range(2).flat_map(lambda x: [x, x ** 3]).take()
             [0, 0, 1, 1]
         """
-        _check_function(fn, "flat_map")
-        stage = FlatMapRows(fn)
-        stage.remote_args = _check_remote_args(ray_remote_args, "flat_map")
-        stage.compute = compute_strategy(compute, None, None, "flat_map")
+        return self._row_stage(FlatMapRows, "flat_map", fn, compute, fn_constructor_args,
+                               fn_constructor_kwargs, concurrency, ray_remote_args)
+
+    def _row_stage(self, stage_class: type, operation: str, fn: Any, compute: Any,
+                   constructor_args: Any, constructor_kwargs: Any, concurrency: Any,
+                   remote_args: dict) -> "Dataset":
+        _check_function(fn, operation)
+        _check_constructor_args(fn, constructor_args, constructor_kwargs, operation)
+        strategy = compute_strategy(compute, concurrency, fn, operation)
+        stage = stage_class(fn, constructor_args or (), constructor_kwargs)
+        stage.remote_args = _check_remote_args(remote_args, operation)
+        stage.compute = strategy
         return self._with_stage(stage)
 
     def map_batches(self, fn: Callable[[Any], Any], *, batch_size: int | None = 4096,
@@ -218,10 +244,12 @@ class Dataset(ExportMethods):
         ``"native"`` (pyarrow Table or list). ``fn`` returns a batch in any of these forms.
 
         A callable class for ``fn`` (a model to load once, say) runs on a pool of actors, each
-        constructing it once with ``fn_constructor_args``: size it with
-        ``compute=ActorPoolStrategy(min_size, max_size)`` or Ray 2.x's ``concurrency=n`` (or
-        ``(min, max)``); ``compute="actors"`` runs a plain function on a pool too.
-        ``num_cpus`` / ``num_gpus`` reserve resources for each task or actor.
+        constructing it once with ``fn_constructor_args`` / ``fn_constructor_kwargs``: size it
+        with ``compute=ActorPoolStrategy(min_size, max_size)`` or Ray 2.x's ``concurrency=n``
+        (or ``(min, max)``); ``compute="tasks"`` is an error for a class. ``compute="actors"``
+        runs a plain function on a pool too; a plain function with only ``concurrency=`` runs
+        in tasks. ``num_cpus`` / ``num_gpus`` reserve resources for each task or actor.
+        ``map``, ``flat_map`` and ``filter`` take callable classes the same way.
 
         Example:
             >>> import raylite as ray
@@ -230,6 +258,7 @@ class Dataset(ExportMethods):
             [0, 2, 4, 6, 8, 10]
         """
         _check_function(fn, "map_batches")
+        _check_constructor_args(fn, fn_constructor_args, fn_constructor_kwargs, "map_batches")
         _block.check_batch_format(batch_format)
         if batch_size is not None:
             _check_positive_int(batch_size, "map_batches(batch_size=...)")

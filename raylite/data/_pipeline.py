@@ -60,8 +60,14 @@ class DatasetPipeline:
         return self.foreach_window(lambda ds: ds.add_column(col, fn, **kwargs))
 
     def _each(self, name: str, fn: Callable, kwargs: dict) -> "DatasetPipeline":
-        from raylite.data._dataset import Dataset, _check_function
+        from raylite.data._dataset import (Dataset, _check_constructor_args, _check_function,
+                                           compute_strategy)
         _check_function(fn, name)
+        # a callable class runs on an actor pool per window; check its options now, not at the
+        # first window
+        _check_constructor_args(fn, kwargs.get("fn_constructor_args"),
+                                kwargs.get("fn_constructor_kwargs"), name)
+        compute_strategy(kwargs.get("compute"), kwargs.get("concurrency"), fn, name)
         if name == "map_batches":
             _block.check_batch_format(kwargs.get("batch_format", "default"))
         method = getattr(Dataset, name)

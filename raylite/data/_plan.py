@@ -10,10 +10,10 @@ remote task that reads its source and runs all its stages in a row (fusion):
     block tasks ──► stream() ──► at most max_in_flight tasks submitted ahead of the consumer
                                  ──► (block_ref, metadata) in order, as the consumer asks
 
-A block task whose stages ask for an actor pool (a callable class in map_batches) runs as a
-call to one actor of a pool instead (``_actors.py``); the pool lives as long as the stream.
-Consumed blocks are released by the consumer, so the object store holds about max_in_flight
-blocks however large the dataset: the streaming executor's backpressure.
+A block task whose stages ask for an actor pool (a callable class in map, flat_map, filter or
+map_batches) runs as a call to one actor of a pool instead (``_actors.py``); the pool lives as
+long as the stream. Consumed blocks are released by the consumer, so the object store holds
+about max_in_flight blocks however large the dataset: the streaming executor's backpressure.
 
 All-to-all operations (shuffle, sort, repartition, split, limit, union, zip, groupby) are
 *barriers*: a Barrier runs once, the first time its output is needed, and yields fresh block

@@ -19,6 +19,13 @@ def function_name(fn: Any) -> str:
     return name if isinstance(name, str) else type(fn).__name__
 
 
+def is_callable_class(fn: Any) -> bool:
+    """A class whose instances are callable (it defines ``__call__``): Ray 2.x's callable
+    class, constructed once per actor. Other classes (``str``, ``bool``...) are functions."""
+    return isinstance(fn, type) and any("__call__" in vars(klass) for klass in fn.__mro__
+                                        if klass is not object)
+
+
 def annotate_error(exc: BaseException, operation: str, where: str) -> BaseException:
     """Tell the user which operation failed on which row, keeping the exception's class."""
     message = f"raylite.data: {operation} failed on {where}"
@@ -62,88 +69,30 @@ class Stage:
         raise NotImplementedError
 
 
-class MapRows(Stage):
-    def __init__(self, fn: Callable):
-        self.fn = fn
-        self.name = f"map({function_name(fn)})"
-
-    def __call__(self, block: Block) -> Block:
-        fn, out, items = self.fn, [], _block.rows(block)
-        append = out.append
-        try:
-            for row in items:
-                append(fn(row))
-        except Exception as exc:
-            raise annotate_error(exc, self.name, describe_row(row))  # noqa: F821 (set by loop)
-        return _block.from_rows(out)
-
-
-class FilterRows(Stage):
-    def __init__(self, fn: Callable):
-        self.fn = fn
-        self.name = f"filter({function_name(fn)})"
-
-    def __call__(self, block: Block) -> Block:
-        fn, keep, items = self.fn, [], _block.rows(block)
-        append = keep.append
-        try:
-            for row in items:
-                append(fn(row))
-        except Exception as exc:
-            raise annotate_error(exc, self.name, describe_row(row))  # noqa: F821
-        if type(block) is list:
-            return [item for item, kept in zip(items, keep) if kept]
-        return _block.filter_block(block, keep)
-
-
-class FlatMapRows(Stage):
-    def __init__(self, fn: Callable):
-        self.fn = fn
-        self.name = f"flat_map({function_name(fn)})"
-
-    def __call__(self, block: Block) -> Block:
-        fn, out, items = self.fn, [], _block.rows(block)
-        extend = out.extend
-        try:
-            for row in items:
-                extend(fn(row))
-        except Exception as exc:
-            raise annotate_error(exc, self.name, describe_row(row))  # noqa: F821
-        return _block.from_rows(out)
-
-
 # The instances of callable classes an actor of a pool has built, by stage token: set while a
 # pool actor runs a block, so that each actor constructs each class once.
 _actor_state = threading.local()
 
 
-class MapBatches(Stage):
-    """``map_batches``: the function sees slices of ``batch_size`` rows in ``batch_format``.
+class UserFnStage(Stage):
+    """A stage running a user's ``fn``: a function, or a callable class (Ray 2.x) that is
+    instantiated with ``constructor`` once per actor when the stage runs in an actor pool
+    (``compute``), once per block task otherwise."""
 
-    A class for ``fn`` is instantiated once per actor when the stage runs in an actor pool
-    (``compute``), once per block task otherwise.
-    """
+    operation = "stage"
 
-    def __init__(self, fn: Callable, batch_size: int | None, batch_format: str,
-                 fn_args: tuple = (), fn_kwargs: dict | None = None,
-                 fn_constructor_args: tuple = (), fn_constructor_kwargs: dict | None = None,
-                 remote_args: dict | None = None, compute: Any = None):
+    def __init__(self, fn: Callable, fn_constructor_args: tuple = (),
+                 fn_constructor_kwargs: dict | None = None):
         self.fn = fn
-        self.batch_size = batch_size
-        self.batch_format = batch_format
-        self.fn_args = tuple(fn_args)
-        self.fn_kwargs = dict(fn_kwargs or {})
         self.constructor = (tuple(fn_constructor_args), dict(fn_constructor_kwargs or {}))
-        self.remote_args = dict(remote_args or {})
-        self.compute = compute
-        self.name = f"map_batches({function_name(fn)})"
+        self.name = f"{self.operation}({function_name(fn)})"
         self.token = uuid.uuid4().hex
         self._callable: Callable | None = None
 
     def _function(self) -> Callable:
         if self._callable is not None:
             return self._callable
-        if not isinstance(self.fn, type):
+        if not is_callable_class(self.fn):
             self._callable = self.fn
             return self.fn
         instances = getattr(_actor_state, "instances", None)
@@ -163,6 +112,68 @@ class MapBatches(Stage):
         state = dict(self.__dict__)
         state["_callable"] = None
         return state
+
+
+class MapRows(UserFnStage):
+    operation = "map"
+
+    def __call__(self, block: Block) -> Block:
+        fn, out, items = self._function(), [], _block.rows(block)
+        append = out.append
+        try:
+            for row in items:
+                append(fn(row))
+        except Exception as exc:
+            raise annotate_error(exc, self.name, describe_row(row))  # noqa: F821 (set by loop)
+        return _block.from_rows(out)
+
+
+class FilterRows(UserFnStage):
+    operation = "filter"
+
+    def __call__(self, block: Block) -> Block:
+        fn, keep, items = self._function(), [], _block.rows(block)
+        append = keep.append
+        try:
+            for row in items:
+                append(fn(row))
+        except Exception as exc:
+            raise annotate_error(exc, self.name, describe_row(row))  # noqa: F821
+        if type(block) is list:
+            return [item for item, kept in zip(items, keep) if kept]
+        return _block.filter_block(block, keep)
+
+
+class FlatMapRows(UserFnStage):
+    operation = "flat_map"
+
+    def __call__(self, block: Block) -> Block:
+        fn, out, items = self._function(), [], _block.rows(block)
+        extend = out.extend
+        try:
+            for row in items:
+                extend(fn(row))
+        except Exception as exc:
+            raise annotate_error(exc, self.name, describe_row(row))  # noqa: F821
+        return _block.from_rows(out)
+
+
+class MapBatches(UserFnStage):
+    """``map_batches``: the function sees slices of ``batch_size`` rows in ``batch_format``."""
+
+    operation = "map_batches"
+
+    def __init__(self, fn: Callable, batch_size: int | None, batch_format: str,
+                 fn_args: tuple = (), fn_kwargs: dict | None = None,
+                 fn_constructor_args: tuple = (), fn_constructor_kwargs: dict | None = None,
+                 remote_args: dict | None = None, compute: Any = None):
+        super().__init__(fn, fn_constructor_args, fn_constructor_kwargs)
+        self.batch_size = batch_size
+        self.batch_format = batch_format
+        self.fn_args = tuple(fn_args)
+        self.fn_kwargs = dict(fn_kwargs or {})
+        self.remote_args = dict(remote_args or {})
+        self.compute = compute
 
     def __call__(self, block: Block) -> Block:
         total = _block.num_rows(block)
