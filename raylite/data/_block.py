@@ -23,7 +23,7 @@ from __future__ import annotations
 
 import sys
 from dataclasses import dataclass
-from typing import Any, Iterable
+from typing import Any, Iterable, Iterator
 
 Block = Any  # pyarrow.Table | list
 
@@ -587,3 +587,45 @@ def iter_row_chunks(items: Iterable, size: int):
             chunk = []
     if chunk:
         yield chunk
+
+
+def batches(blocks: Iterator[Block], batch_size: int | None, batch_format: str,
+            drop_last: bool) -> Iterator[Any]:
+    """Blocks re-cut into batches of exactly ``batch_size`` rows (None: one per block; the
+    last may be short unless ``drop_last``), each in ``batch_format`` (already checked)."""
+    for block in _rebatch(blocks, batch_size, drop_last):
+        yield to_batch(block, batch_format)
+
+
+def _rebatch(blocks: Iterator[Block], batch_size: int | None, drop_last: bool) -> Iterator[Block]:
+    if batch_size is None:
+        yield from (b for b in blocks if num_rows(b))
+        return
+    buffer: list[list] = []  # [block, offset] pairs
+    buffered = 0
+    for block in blocks:
+        rows = num_rows(block)
+        if not rows:
+            continue
+        buffer.append([block, 0])
+        buffered += rows
+        while buffered >= batch_size:
+            yield _take_front(buffer, batch_size)
+            buffered -= batch_size
+    if buffered and not drop_last:
+        yield _take_front(buffer, buffered)
+
+
+def _take_front(buffer: list[list], count: int) -> Block:
+    pieces = []
+    while count:
+        block, offset = buffer[0]
+        available = num_rows(block) - offset
+        take = min(available, count)
+        pieces.append(slice_block(block, offset, offset + take))
+        count -= take
+        if take == available:
+            buffer.pop(0)
+        else:
+            buffer[0][1] = offset + take
+    return concat(pieces)

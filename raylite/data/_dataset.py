@@ -15,98 +15,14 @@ from raylite.data._block import Block
 from raylite.data._export import ExportMethods
 from raylite.data._plan import (Barrier, BlockTask, ExecutionPlan, ExecutionStats, RefInput,
                                 execute_to_refs, resolve_metadata, stream, submit_all)
+from raylite.data._arguments import (check_function, check_positive_int, check_remote_args,
+                                     column_list, user_fn_strategy)
 from raylite.data._stages import (AddColumn, FilterRows, FlatMapRows, MapBatches, MapRows,
-                                  SelectColumns, check_columns, function_name,
-                                  is_callable_class)
+                                  SelectColumns, check_columns)
 
 if TYPE_CHECKING:
     from raylite.data._aggregate import AggregateFn, GroupedData
     from raylite.data._pipeline import DatasetPipeline
-
-_REMOTE_ARGS = frozenset({"num_cpus", "num_gpus", "memory", "resources", "max_retries",
-                          "retry_exceptions", "scheduling_strategy", "accelerator_type"})
-
-
-def compute_strategy(compute: Any, concurrency: Any, fn: Any, operation: str) -> Any:
-    """None (tasks) unless an actor pool is asked for (or ``fn`` is a callable class)."""
-    if compute is None and concurrency is None and not is_callable_class(fn):
-        return None
-    from raylite.data._actors import compute_strategy as strategy
-    return strategy(compute, concurrency, fn, operation)
-
-
-def _check_function(fn: Any, operation: str) -> None:
-    if not callable(fn):
-        raise TypeError(f"{operation}() needs a function (or a callable class), got "
-                        f"{type(fn).__name__} {fn!r:.60}")
-
-
-def _check_constructor_args(fn: Any, args: Any, kwargs: Any, operation: str) -> None:
-    if (args or kwargs) and not is_callable_class(fn):
-        raise ValueError(f"{operation}(fn_constructor_args=/fn_constructor_kwargs=) only apply "
-                         f"to a callable class, and {function_name(fn)} is not a class")
-    if args is not None and not isinstance(args, (tuple, list)):
-        raise TypeError(f"{operation}(fn_constructor_args=...) must be a tuple, got "
-                        f"{type(args).__name__}")
-    if kwargs is not None and not isinstance(kwargs, dict):
-        raise TypeError(f"{operation}(fn_constructor_kwargs=...) must be a dict, got "
-                        f"{type(kwargs).__name__}")
-
-
-def _check_remote_args(args: dict, operation: str) -> dict:
-    unknown = sorted(set(args) - _REMOTE_ARGS)
-    if unknown:
-        raise TypeError(f"{operation}() got unexpected keyword argument(s) {unknown}; task "
-                        f"options it accepts: {sorted(_REMOTE_ARGS)}")
-    return args
-
-
-def _column_list(columns: Any, operation: str) -> list[str]:
-    columns = [columns] if isinstance(columns, str) else columns
-    if not isinstance(columns, (list, tuple)) or not all(isinstance(c, str) for c in columns):
-        raise TypeError(f"{operation}() needs a column name or a list of names, got {columns!r}")
-    return list(columns)
-
-
-def _check_positive_int(value: Any, name: str) -> None:
-    if not isinstance(value, int) or isinstance(value, bool) or value < 1:
-        raise ValueError(f"{name} must be a positive int, got {value!r}")
-
-
-def _rebatch(blocks: Iterator[Block], batch_size: int | None, drop_last: bool) -> Iterator[Block]:
-    """Blocks re-cut into batches of exactly ``batch_size`` rows (the last may be short)."""
-    if batch_size is None:
-        yield from (b for b in blocks if _block.num_rows(b))
-        return
-    buffer: list[list] = []  # [block, offset] pairs
-    buffered = 0
-    for block in blocks:
-        rows = _block.num_rows(block)
-        if not rows:
-            continue
-        buffer.append([block, 0])
-        buffered += rows
-        while buffered >= batch_size:
-            yield _take_front(buffer, batch_size)
-            buffered -= batch_size
-    if buffered and not drop_last:
-        yield _take_front(buffer, buffered)
-
-
-def _take_front(buffer: list[list], count: int) -> Block:
-    pieces = []
-    while count:
-        block, offset = buffer[0]
-        available = _block.num_rows(block) - offset
-        take = min(available, count)
-        pieces.append(_block.slice_block(block, offset, offset + take))
-        count -= take
-        if take == available:
-            buffer.pop(0)
-        else:
-            buffer[0][1] = offset + take
-    return _block.concat(pieces)
-
 
 class Dataset(ExportMethods):
     """A distributed collection of rows, split into blocks, transformed lazily and in parallel.
@@ -223,11 +139,10 @@ class Dataset(ExportMethods):
     def _row_stage(self, stage_class: type, operation: str, fn: Any, compute: Any,
                    constructor_args: Any, constructor_kwargs: Any, concurrency: Any,
                    remote_args: dict) -> "Dataset":
-        _check_function(fn, operation)
-        _check_constructor_args(fn, constructor_args, constructor_kwargs, operation)
-        strategy = compute_strategy(compute, concurrency, fn, operation)
+        strategy = user_fn_strategy(fn, operation, constructor_args, constructor_kwargs, compute,
+                                    concurrency)
         stage = stage_class(fn, constructor_args or (), constructor_kwargs)
-        stage.remote_args = _check_remote_args(remote_args, operation)
+        stage.remote_args = check_remote_args(remote_args, operation)
         stage.compute = strategy
         return self._with_stage(stage)
 
@@ -257,15 +172,14 @@ class Dataset(ExportMethods):
             >>> [row["value"] for row in ds.take()]
             [0, 2, 4, 6, 8, 10]
         """
-        _check_function(fn, "map_batches")
-        _check_constructor_args(fn, fn_constructor_args, fn_constructor_kwargs, "map_batches")
+        strategy = user_fn_strategy(fn, "map_batches", fn_constructor_args,
+                                    fn_constructor_kwargs, compute, concurrency)
         _block.check_batch_format(batch_format)
         if batch_size is not None:
-            _check_positive_int(batch_size, "map_batches(batch_size=...)")
-        strategy = compute_strategy(compute, concurrency, fn, "map_batches")
+            check_positive_int(batch_size, "map_batches(batch_size=...)")
         stage = MapBatches(fn, batch_size, batch_format, fn_args or (), fn_kwargs,
                            fn_constructor_args or (), fn_constructor_kwargs,
-                           _check_remote_args(ray_remote_args, "map_batches"), strategy)
+                           check_remote_args(ray_remote_args, "map_batches"), strategy)
         return self._with_stage(stage)
 
     def add_column(self, col: str, fn: Callable[[Any], Any], *, compute: Any = None,
@@ -279,10 +193,10 @@ class Dataset(ExportMethods):
         """
         if not isinstance(col, str):
             raise TypeError(f"add_column() needs a column name (str), got {col!r}")
-        _check_function(fn, "add_column")
+        check_function(fn, "add_column")
         self._check_tabular("add_column")
         stage = AddColumn(col, fn)
-        stage.remote_args = _check_remote_args(ray_remote_args, "add_column")
+        stage.remote_args = check_remote_args(ray_remote_args, "add_column")
         return self._with_stage(stage)
 
     def drop_columns(self, cols: list[str] | str, *, compute: Any = None) -> "Dataset":
@@ -293,7 +207,7 @@ class Dataset(ExportMethods):
             >>> ray.data.from_items([{"a": 1, "b": 2}]).drop_columns(["b"]).take()
             [ArrowRow({'a': 1})]
         """
-        return self._select(_column_list(cols, "drop_columns"), drop=True)
+        return self._select(column_list(cols, "drop_columns"), drop=True)
 
     def select_columns(self, cols: list[str] | str, *, compute: Any = None) -> "Dataset":
         """Keep only the named columns, in that order.
@@ -303,7 +217,7 @@ class Dataset(ExportMethods):
             >>> ray.data.from_items([{"a": 1, "b": 2}]).select_columns(["b"]).take()
             [ArrowRow({'b': 2})]
         """
-        return self._select(_column_list(cols, "select_columns"), drop=False)
+        return self._select(column_list(cols, "select_columns"), drop=False)
 
     def _select(self, columns: list[str], drop: bool) -> "Dataset":
         stage = SelectColumns(columns, drop)
@@ -376,7 +290,7 @@ class Dataset(ExportMethods):
             >>> ray.data.range(10).repartition(3).num_blocks()
             3
         """
-        _check_positive_int(num_blocks, "repartition(num_blocks)")
+        check_positive_int(num_blocks, "repartition(num_blocks)")
         if shuffle:
             return self.random_shuffle(num_blocks=num_blocks)
         return self._barrier(f"repartition({num_blocks})",
@@ -394,7 +308,7 @@ class Dataset(ExportMethods):
         if seed is not None and (not isinstance(seed, int) or isinstance(seed, bool)):
             raise TypeError(f"random_shuffle(seed=...) needs an int or None, got {seed!r}")
         if num_blocks is not None:
-            _check_positive_int(num_blocks, "random_shuffle(num_blocks=...)")
+            check_positive_int(num_blocks, "random_shuffle(num_blocks=...)")
 
         def run(blocks: list) -> list:
             if not blocks:
@@ -430,7 +344,7 @@ class Dataset(ExportMethods):
             >>> [s.count() for s in ray.data.range(10).split(3, equal=True)]
             [3, 3, 3]
         """
-        _check_positive_int(n, "split(n)")
+        check_positive_int(n, "split(n)")
         blocks = self._materialized_inputs()
         total = sum(b.metadata().num_rows for b in blocks)
         groups = _exchange.slice_ranges(blocks, _exchange.even_ranges(total, n, equal))
@@ -634,9 +548,8 @@ class Dataset(ExportMethods):
         """
         _block.check_batch_format(batch_format)
         if batch_size is not None:
-            _check_positive_int(batch_size, "iter_batches(batch_size=...)")
-        for block in _rebatch(self._iter_blocks(), batch_size, drop_last):
-            yield _block.to_batch(block, batch_format)
+            check_positive_int(batch_size, "iter_batches(batch_size=...)")
+        yield from _block.batches(self._iter_blocks(), batch_size, batch_format, drop_last)
 
     def take(self, limit: int = 20) -> list:
         """The first ``limit`` rows as a list.
@@ -732,7 +645,7 @@ class Dataset(ExportMethods):
         """A DatasetPipeline over windows of ``blocks_per_window`` blocks; each window runs
         while the one before it is consumed."""
         from raylite.data._pipeline import DatasetPipeline
-        _check_positive_int(blocks_per_window, "window(blocks_per_window=...)")
+        check_positive_int(blocks_per_window, "window(blocks_per_window=...)")
         tasks = self._plan.block_tasks()
         chunks = [tasks[i:i + blocks_per_window] for i in range(0, len(tasks), blocks_per_window)]
         return DatasetPipeline(lambda: (Dataset(ExecutionPlan(c)) for c in chunks), len(chunks))
@@ -741,7 +654,7 @@ class Dataset(ExportMethods):
         """A DatasetPipeline that yields this whole dataset ``times`` times (None: forever)."""
         from raylite.data._pipeline import DatasetPipeline
         if times is not None:
-            _check_positive_int(times, "repeat(times)")
+            check_positive_int(times, "repeat(times)")
         base = self.materialize()
 
         def windows():

@@ -55,19 +55,18 @@ class DatasetPipeline:
         return self._each("map_batches", fn, kwargs)
 
     def add_column(self, col: str, fn: Callable, **kwargs: Any) -> "DatasetPipeline":
-        from raylite.data._dataset import _check_function
-        _check_function(fn, "add_column")
+        from raylite.data._arguments import check_function
+        check_function(fn, "add_column")
         return self.foreach_window(lambda ds: ds.add_column(col, fn, **kwargs))
 
     def _each(self, name: str, fn: Callable, kwargs: dict) -> "DatasetPipeline":
-        from raylite.data._dataset import (Dataset, _check_constructor_args, _check_function,
-                                           compute_strategy)
-        _check_function(fn, name)
+        from raylite.data._arguments import user_fn_strategy
+        from raylite.data._dataset import Dataset
         # a callable class runs on an actor pool per window; check its options now, not at the
         # first window
-        _check_constructor_args(fn, kwargs.get("fn_constructor_args"),
-                                kwargs.get("fn_constructor_kwargs"), name)
-        compute_strategy(kwargs.get("compute"), kwargs.get("concurrency"), fn, name)
+        user_fn_strategy(fn, name, kwargs.get("fn_constructor_args"),
+                         kwargs.get("fn_constructor_kwargs"), kwargs.get("compute"),
+                         kwargs.get("concurrency"))
         if name == "map_batches":
             _block.check_batch_format(kwargs.get("batch_format", "default"))
         method = getattr(Dataset, name)
@@ -113,12 +112,11 @@ class DatasetPipeline:
                      drop_last: bool = False, prefetch_blocks: int = 0,
                      prefetch_batches: int = 1) -> Iterator[Any]:
         """All rows in batches (batches may span windows); see ``Dataset.iter_batches``."""
-        from raylite.data._dataset import _check_positive_int, _rebatch
+        from raylite.data._arguments import check_positive_int
         _block.check_batch_format(batch_format)
         if batch_size is not None:
-            _check_positive_int(batch_size, "iter_batches(batch_size=...)")
-        for block in _rebatch(self._iter_blocks(), batch_size, drop_last):
-            yield _block.to_batch(block, batch_format)
+            check_positive_int(batch_size, "iter_batches(batch_size=...)")
+        yield from _block.batches(self._iter_blocks(), batch_size, batch_format, drop_last)
 
     def iter_torch_batches(self, *, batch_size: int | None = 256, dtypes: Any = None,
                            device: Any = None, collate_fn: Callable | None = None,
