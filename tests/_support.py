@@ -3,11 +3,14 @@ fixed sleep)."""
 
 from __future__ import annotations
 
+import asyncio
 import socket
 import time
 from typing import Any, Callable
 
 import pytest
+
+import raylite
 
 
 def free_port() -> int:
@@ -38,28 +41,38 @@ def poll(condition: Callable[[], Any], what: str, timeout_s: float = 20.0,
                 + (f" (last error: {last_error!r})" if last_error else ""))
 
 
-def gate_class():
-    """A remote class that is a cross-process event: deployments and tasks ``wait()`` on it,
-    the test ``open()``s it, and ``waiting()`` counts who waits."""
-    import asyncio
 
-    import raylite
+@raylite.remote(num_cpus=0)
+class Gate:
+    """A cross-process event: deployments and tasks ``wait()`` on it, the test ``open()``s it,
+    and ``waiting()`` counts who waits."""
 
-    @raylite.remote(num_cpus=0)
-    class Gate:
-        def __init__(self):
-            self.event = asyncio.Event()
-            self.waiters = 0
+    def __init__(self):
+        self.event = asyncio.Event()
+        self.waiters = 0
 
-        async def wait(self):
-            self.waiters += 1
-            await self.event.wait()
-            return True
+    async def wait(self):
+        self.waiters += 1
+        await self.event.wait()
+        return True
 
-        async def open(self):
-            self.event.set()
+    async def open(self):
+        self.event.set()
 
-        async def waiting(self):
-            return self.waiters
+    async def waiting(self):
+        return self.waiters
 
-    return Gate
+
+@raylite.remote
+class Counter:
+    """A shared count, for counting what ran where (constructions, calls)."""
+
+    def __init__(self):
+        self.count = 0
+
+    def add(self, n):
+        self.count += n
+        return self.count
+
+    def value(self):
+        return self.count

@@ -12,6 +12,7 @@ import time
 import pytest
 
 import raylite as ray
+from _support import Counter
 
 pytest.importorskip("pyarrow")
 pytest.importorskip("pandas")
@@ -207,7 +208,7 @@ class _Tagged:
 def test_callable_class_runs_on_an_actor_pool_built_once_per_actor(options):
     if options.get("compute") == "ActorPoolStrategy(size=2)":
         options = {"compute": ray.data.ActorPoolStrategy(size=2)}
-    counter = _Counter.remote()
+    counter = Counter.remote()
     ds = ray.data.range(40, parallelism=8).map(lambda x: x + 1).map_batches(
         _Tagged, batch_size=3, fn_constructor_args=(counter,),
         fn_constructor_kwargs={"offset": 100}, **options)
@@ -350,7 +351,7 @@ def test_show_take_count_schema_num_blocks(capsys):
 
 
 def test_materialize_runs_once_and_keeps_blocks():
-    counter = _Counter.remote()
+    counter = Counter.remote()
     ds = ray.data.range(20, parallelism=4).map_batches(
         lambda b, c=counter: (ray.get(c.add.remote(1)), b)[1], batch_size=None)
     done = ds.materialize()
@@ -390,22 +391,9 @@ def test_row_stages_fuse_into_one_task_per_block():
     assert out.stats().startswith("4 tasks")
 
 
-@ray.remote
-class _Counter:
-    def __init__(self):
-        self.count = 0
-
-    def add(self, n):
-        self.count += n
-        return self.count
-
-    def value(self):
-        return self.count
-
-
 def test_backpressure_bounds_blocks_in_flight():
     bound = 2 * int(ray.cluster_resources()["CPU"])
-    started = _Counter.remote()
+    started = Counter.remote()
 
     def mark(block, counter=started):
         ray.get(counter.add.remote(1))

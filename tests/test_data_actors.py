@@ -8,24 +8,12 @@ import os
 import pytest
 
 import raylite as ray
+from _support import Counter
 
 pytest.importorskip("pyarrow")
 
 
 pytestmark = pytest.mark.usefixtures("ray")  # conftest: a 2-CPU runtime for this module
-
-
-@ray.remote
-class _Counter:
-    def __init__(self):
-        self.count = 0
-
-    def add(self, n):
-        self.count += n
-        return self.count
-
-    def value(self):
-        return self.count
 
 
 class _AddOffset:
@@ -84,7 +72,7 @@ def test_callable_class_in_row_transforms_matches_function_and_is_built_once_per
     if options.get("compute") == "ActorPoolStrategy(size=2)":
         options = {"compute": ray.data.ActorPoolStrategy(size=2)}
     cls, extra_args, kwargs, function = CASES[operation]
-    counter = _Counter.remote()
+    counter = Counter.remote()
     source = ray.data.range(40, parallelism=8)
     ds = getattr(source, operation)(cls, fn_constructor_args=(counter,) + extra_args,
                                     fn_constructor_kwargs=kwargs, **options)
@@ -105,7 +93,7 @@ def test_callable_class_in_row_transforms_matches_function_and_is_built_once_per
 
 
 def test_fused_callable_classes_share_one_pool_and_are_each_built_once_per_actor():
-    counter = _Counter.remote()
+    counter = Counter.remote()
     ds = (ray.data.range(30, parallelism=6)
           .map(_AddOffset, fn_constructor_args=(counter,), concurrency=1)
           .map(lambda pair: pair[0])
@@ -192,7 +180,7 @@ def test_row_function_errors_still_name_the_row():
 
 
 def test_pipeline_row_transforms_take_callable_classes():
-    counter = _Counter.remote()
+    counter = Counter.remote()
     pipe = ray.data.range(12, parallelism=4).window(blocks_per_window=2)
     out = (pipe.map(_AddOffset, fn_constructor_args=(counter,),
                     fn_constructor_kwargs={"offset": 1}, concurrency=1)

@@ -14,15 +14,12 @@ pytest.importorskip("uvicorn")
 
 import raylite
 from raylite import serve
-from _support import gate_class, poll as _poll
+from _support import Gate, poll as _poll
 
 
 @pytest.fixture
 def url(serve_url):
     return serve_url
-
-
-Gate = gate_class()
 
 
 def test_book_example_1_8(url):

@@ -21,7 +21,7 @@ pytest.importorskip("uvicorn")
 
 import raylite
 from raylite import serve
-from _support import gate_class, poll as _poll
+from _support import Gate, poll as _poll
 
 
 @pytest.fixture
@@ -32,9 +32,6 @@ def port(serve_port):
 @pytest.fixture
 def url(serve_url):
     return serve_url
-
-
-Gate = gate_class()
 
 
 def _replicas(name: str) -> list[dict]:

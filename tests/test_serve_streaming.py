@@ -12,15 +12,12 @@ pytest.importorskip("uvicorn")
 
 import raylite
 from raylite import serve
-from _support import gate_class, poll as _poll
+from _support import Gate, poll as _poll
 
 
 @pytest.fixture
 def url(serve_url):
     return serve_url
-
-
-Gate = gate_class()
 
 
 def test_streaming_response_arrives_chunk_by_chunk(url):
