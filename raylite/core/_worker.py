@@ -112,6 +112,7 @@ class Worker:
         self.label = "worker"
         self.running: bytes | None = None
         self.gpu_ids: list[int] | None = None
+        self._visible: str | None = None   # CUDA_VISIBLE_DEVICES as last set for gpu_ids
         self.pool = None
         self.loop: asyncio.AbstractEventLoop | None = None
         self.semaphore = None
@@ -261,12 +262,12 @@ class Worker:
         return [(kind,) + packed[1:]] * max(1, len(spec.return_ids))
 
     def _set_gpus(self, gpu_ids) -> None:
-        if gpu_ids is None:
-            return
-        visible = ",".join(str(g) for g in gpu_ids)
-        if gpu_ids != self.gpu_ids or os.environ.get("CUDA_VISIBLE_DEVICES") != visible:
-            self.gpu_ids = list(gpu_ids)   # (a task may have widened the variable: reset it)
-            os.environ["CUDA_VISIBLE_DEVICES"] = visible
+        if gpu_ids is None or (gpu_ids == self.gpu_ids and
+                               os.environ.get("CUDA_VISIBLE_DEVICES") == self._visible):
+            return   # unchanged (a task may have widened the variable: then it is reset)
+        self.gpu_ids = list(gpu_ids)
+        self._visible = ",".join(str(g) for g in gpu_ids)
+        os.environ["CUDA_VISIBLE_DEVICES"] = self._visible
 
 
 _CORE_DIR = os.path.dirname(os.path.abspath(__file__))
