@@ -52,6 +52,7 @@ def dash(tmp_path_factory):
     patch = pytest.MonkeyPatch()
     results = str(tmp_path_factory.mktemp("results"))
     patch.setenv("RAYLITE_RESULTS_DIR", results)
+    patch.setenv("RAYLITE_DASHBOARD_ALLOWED_HOSTS", " dash.internal.example , Proxy.Example. ")
     raylite.shutdown()
     port = free_port()
     ctx = raylite.init(num_cpus=2, dashboard_port=port, object_store_memory=48 << 20)
@@ -268,21 +269,53 @@ def test_every_route_only_reads(dash):
         assert dash.get(path).status_code == 404, path
 
 
-def test_wrong_host_is_refused(dash):
-    for host in ("evil.example", f"evil.example:{dash.port}", "127.0.0.1",
-                 f"127.0.0.1:{dash.port + 1}", f"localhost.evil.example:{dash.port}",
-                 f"0.0.0.0:{dash.port}"):
+def test_host_names_that_could_be_rebound_are_refused(dash):
+    """DNS rebinding needs a DNS name: names that are not localhost, this machine's or on the
+    allow-list get 403; a request without Host too."""
+    for host in ("evil.example", f"evil.example:{dash.port}", f"localhost.evil.example:{dash.port}",
+                 f"127.0.0.1.evil.example:{dash.port}", f"dash.internal.example.evil:{dash.port}",
+                 f"sub.localhost:{dash.port}", f"localhost:{dash.port}x", "[::1", "[evil]:80",
+                 f"127.0.0.1:{dash.port}:1", ":80", "localhost:0"):
         response = dash.get("/api/cluster", headers={"Host": host})
         assert response.status_code == 403, host
         assert "Host" in response.text and "resources" not in response.text
-    for host in (f"127.0.0.1:{dash.port}", f"localhost:{dash.port}", f"LOCALHOST:{dash.port}"):
-        assert dash.get("/api/cluster", headers={"Host": host}).status_code == 200, host
+        assert "RAYLITE_DASHBOARD_ALLOWED_HOSTS" in response.text
     with socket.create_connection(("127.0.0.1", dash.port), timeout=10) as sock:  # no Host at all
         sock.sendall(b"GET /api/cluster HTTP/1.0\r\n\r\n")
         reply = b""
         while chunk := sock.recv(65536):
             reply += chunk
     assert reply.startswith(b"HTTP/1.1 403")
+
+
+def test_ip_literals_localhost_and_allowed_names_are_served_on_any_port(dash):
+    """Port forwarding (SSH, editors) changes the port; IP literals cannot be rebound."""
+    for host in (f"127.0.0.1:{dash.port}", f"localhost:{dash.port}", f"LOCALHOST:{dash.port}",
+                 "localhost:9000", "localhost", "localhost.", "127.0.0.1",
+                 f"127.0.0.1:{dash.port + 1}",
+                 "10.1.2.3:8080", f"[::1]:{dash.port}", "[::1]", f"0.0.0.0:{dash.port}",
+                 "dash.internal.example", "dash.internal.example:8443", "PROXY.example:443"):
+        response = dash.get("/api/cluster", headers={"Host": host})
+        assert response.status_code == 200, host
+        assert "resources" in response.text
+
+
+def test_host_rule_and_allow_list_units(monkeypatch):
+    from raylite.dashboard._app import allowed_names, host_allowed
+    monkeypatch.delenv("RAYLITE_DASHBOARD_ALLOWED_HOSTS", raising=False)
+    names = allowed_names("127.0.0.1")
+    assert names == {"localhost"}
+    assert host_allowed("192.168.1.20:8265", names) and host_allowed("[fe80::1]:1", names)
+    assert not host_allowed("myhost:8265", names) and not host_allowed("", names)
+    assert host_allowed(f"{socket.gethostname()}:1", allowed_names("0.0.0.0"))
+    assert allowed_names("dash.example") == {"localhost", "dash.example"}  # served by name
+    monkeypatch.setenv("RAYLITE_DASHBOARD_ALLOWED_HOSTS", "a.example,,B.example")
+    names = allowed_names("127.0.0.1", ["c.example"])
+    assert names == {"localhost", "a.example", "b.example", "c.example"}
+    assert host_allowed("b.example:80", names) and not host_allowed("d.example:80", names)
+    with pytest.raises(ValueError, match="allowed_hosts must be a list"):
+        from raylite import dashboard
+        dashboard.start(None, allowed_hosts="a.example")
 
 
 def test_no_cors_headers(dash):

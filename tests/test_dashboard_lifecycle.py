@@ -11,6 +11,7 @@ import pytest
 requests = pytest.importorskip("requests")
 pytest.importorskip("fastapi")
 pytest.importorskip("uvicorn")
+psutil = pytest.importorskip("psutil")
 
 import raylite
 from raylite.dashboard import _server
@@ -132,6 +133,10 @@ def test_another_host_warns_and_still_checks_the_host_header(capfd):
     assert poll(lambda: get(url).status_code == 200, "the dashboard on 0.0.0.0")
     assert get(url, host=f"evil.example:{port}").status_code == 403
     assert get(url, host=f"{socket.gethostname()}:{port}").status_code == 200
+    own_ips = {address.address for addresses in psutil.net_if_addrs().values()
+               for address in addresses if address.family == socket.AF_INET}
+    for ip in own_ips:  # the machine's own addresses, as a browser on another machine sends them
+        assert get(url, host=f"{ip}:{port}").status_code == 200, ip
 
 
 def test_loopback_binding_does_not_warn(capfd):

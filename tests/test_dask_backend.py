@@ -1,6 +1,7 @@
 """The core API on a real Dask cluster: ``raylite start`` starts a scheduler and two worker
-processes on 127.0.0.1 (one thread and CPU=1 each; the second also has ``accel=1``), once per
-test session (test_dask_libraries runs on the same cluster), then the same contract as the local
+processes on 127.0.0.1 (one thread and CPU=1 each; the second also has ``accel=1``) speaking
+mutual TLS (the state folder holding the credentials is this process's RAYLITE_STATE_DIR while
+the cluster runs), once per test session (test_dask_libraries runs on the same cluster), then the same contract as the local
 runtime runs through ``raylite.init(address="dask://...")``, with what is Dask's own: direct actor
 calls in each caller's order, actor restarts after a worker dies, placement groups that are
 checked but not reserved, and a worker killed mid-run.
@@ -71,6 +72,8 @@ def shared_cluster(config) -> tuple:
     if "cluster" in _shared:
         return _shared["cluster"]
     state_dir = tempfile.mkdtemp(prefix="raylite-dask-test-")
+    previous_state_dir = os.environ.get("RAYLITE_STATE_DIR")
+    os.environ["RAYLITE_STATE_DIR"] = state_dir  # this process and its children find the keys
 
     def stop():
         if _shared.pop("cluster", None) is None:
@@ -78,6 +81,10 @@ def shared_cluster(config) -> tuple:
         _shared.pop("client").close()
         stopped = _cli("stop", state_dir=state_dir)
         shutil.rmtree(state_dir, ignore_errors=True)
+        if previous_state_dir is None:
+            os.environ.pop("RAYLITE_STATE_DIR", None)
+        else:
+            os.environ["RAYLITE_STATE_DIR"] = previous_state_dir
         assert stopped.returncode == 0, stopped.stdout + stopped.stderr
 
     _shared["stop"] = stop
@@ -88,12 +95,15 @@ def shared_cluster(config) -> tuple:
     assert head.returncode == 0, head.stdout + head.stderr
     with open(os.path.join(state_dir, "cluster.json")) as f:
         address = json.load(f)["address"]
-    assert f'raylite.init(address="dask://{address.split("://")[1]}")' in head.stdout
-    assert "export RAYLITE_ADDRESS=dask://" in head.stdout
+    assert address.startswith("tls://")
+    assert f'raylite.init(address="{address}")' in head.stdout
+    assert f"export RAYLITE_ADDRESS={address}" in head.stdout
     joined = _cli("start", "--address", address, "--num-cpus", "1",
                   "--resources", '{"accel": 1}', state_dir=state_dir)
     assert joined.returncode == 0, joined.stdout + joined.stderr
-    client = _shared["client"] = Client(address, set_as_default=False, timeout=30)
+    from raylite.core import _dask_tls
+    client = _shared["client"] = Client(address, set_as_default=False, timeout=30,
+                                        security=_dask_tls.load().security())
     client.wait_for_workers(2, timeout=60)
     _shared["cluster"] = (address, client, state_dir)
     return _shared["cluster"]
@@ -524,7 +534,7 @@ def test_workers_running_another_raylite_are_reported(ray, monkeypatch, capsys):
     monkeypatch.setattr(_dask_remote, "PROTOCOL", _dask_remote.PROTOCOL + 1)
     _api._backend_obj._check_workers()
     err = capsys.readouterr().err
-    assert err.count("raylite: warning: Dask worker tcp://") == 2
+    assert err.count("raylite: warning: Dask worker tls://") == 2
     assert f"(protocol {_dask_remote.PROTOCOL - 1})" in err and "restart the workers" in err
 
 
@@ -532,7 +542,7 @@ def test_cli_status_and_argument_errors(cluster, capsys):
     address, _, state_dir = cluster
     status = _cli("status", state_dir=state_dir)
     assert status.returncode == 0, status.stderr
-    rows = [line for line in status.stdout.splitlines() if line.startswith("tcp://")]
+    rows = [line for line in status.stdout.splitlines() if line.startswith("tls://")]
     assert len(rows) == 2 and any("accel=1" in row for row in rows)
     assert "2 node(s); CPU 2" in status.stdout and address in status.stdout
 

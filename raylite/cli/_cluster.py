@@ -5,12 +5,18 @@
     raylite stop              stop every process ``raylite start`` started on this machine
     raylite status            the cluster's nodes (Dask workers), their resources and usage
 
+The cluster is private to its owner: ``--head`` makes (once) a certificate authority and a
+certificate in ``~/.raylite/tls`` (mode 0600, see ``raylite.core._dask_tls``), and the scheduler,
+the workers and every client speak mutual TLS (``tls://`` addresses), so a process that cannot
+read that folder cannot connect. ``--insecure`` starts plain TCP instead, with a warning.
+
 What was started is written to ``~/.raylite/cluster.json`` (the folder is mode 0700; set
 RAYLITE_STATE_DIR to use another), with the processes' logs under ``~/.raylite/logs``. Each
 worker is one process (under a Dask nanny that restarts it if it dies) with ``--num-cpus``
 threads and the resources ``CPU=<num_cpus>``, ``GPU=<num_gpus>`` and ``--resources``, so that
-raylite tasks asking for one CPU run ``num_cpus`` at a time. Everything binds to 127.0.0.1
-unless ``--host`` says otherwise.
+raylite tasks asking for one CPU run ``num_cpus`` at a time. Every port (scheduler, its
+dashboard, nanny, worker, the worker's HTTP server) binds 127.0.0.1 unless ``--host`` says
+otherwise.
 
 Run on its own for testing: ``python -m raylite.cli._cluster start --head --port 0``.
 """
@@ -57,6 +63,10 @@ def add_parsers(subparsers: argparse._SubParsersAction, include_status: bool = T
     start.add_argument("--host", default="127.0.0.1",
                        help="the address to bind to and advertise (default: 127.0.0.1, this "
                             "machine only; use this machine's network address to let others join)")
+    start.add_argument("--insecure", action="store_true",
+                       help="plain TCP without TLS: anyone who can reach the scheduler's port "
+                            "can run code as you (default: mutual TLS with the certificates in "
+                            "~/.raylite/tls)")
     start.add_argument("--num-cpus", type=positive_int, default=None, metavar="N",
                        help="CPUs of the worker: its threads and its CPU resource (default: all)")
     start.add_argument("--num-gpus", type=non_negative_int, default=0, metavar="N",
@@ -91,6 +101,8 @@ def add_parsers(subparsers: argparse._SubParsersAction, include_status: bool = T
     status.add_argument("--address", metavar="HOST:PORT", default=None,
                         help="the scheduler (default: RAYLITE_ADDRESS, else the cluster that "
                              "`raylite start` started here)")
+    status.add_argument("--insecure", action="store_true",
+                        help="reach a HOST:PORT address over plain TCP, not TLS")
     status.set_defaults(run=status_command)
 
 
@@ -138,9 +150,14 @@ def _resources(text: str) -> dict[str, float]:
 # ==========================================================================================
 # state
 # ==========================================================================================
+def state_root() -> Path:
+    """``$RAYLITE_STATE_DIR`` or ``~/.raylite`` (not created)."""
+    return Path(os.environ.get("RAYLITE_STATE_DIR") or Path.home() / ".raylite")
+
+
 def state_dir() -> Path:
     """``$RAYLITE_STATE_DIR`` or ``~/.raylite``, created with mode 0700."""
-    path = Path(os.environ.get("RAYLITE_STATE_DIR") or Path.home() / ".raylite")
+    path = state_root()
     path.mkdir(mode=0o700, parents=True, exist_ok=True)
     os.chmod(path, 0o700)
     (path / "logs").mkdir(mode=0o700, exist_ok=True)
@@ -212,24 +229,29 @@ def start_command(args: argparse.Namespace) -> int:
             return 1
         state = {"address": None, "dashboard": None, "processes": []}
         try:
-            _start_scheduler(args, directory, state)
+            tls = _head_credentials(args)
+            _start_scheduler(args, directory, state, tls)
         except RuntimeError as exc:
             print(f"raylite start: {exc}", file=sys.stderr)
             _stop_processes(state["processes"], STOP_TIMEOUT_S)
             return 1
         write_state(state)
     else:
-        from raylite.core._dask import scheduler_address
+        from raylite.core import _dask_connect, _dask_tls
         try:
-            address = scheduler_address(args.address)
+            address, security = _dask_connect.resolve(args.address, insecure=args.insecure)
         except ValueError as exc:
             print(f"raylite start: {exc}", file=sys.stderr)
             return 2
+        except (ConnectionError, PermissionError) as exc:
+            print(f"raylite start: {exc}", file=sys.stderr)
+            return 1
+        tls = _dask_tls.load() if security is not None else None
         if not state or state.get("address") != address:
             state = {"address": address, "dashboard": None,
                      "processes": [p for p in (state or {}).get("processes", []) if alive(p["pid"])]}
     try:
-        worker = _start_worker(args, directory, state["address"])
+        worker = _start_worker(args, directory, state["address"], tls)
     except RuntimeError as exc:
         print(f"raylite start: {exc}", file=sys.stderr)
         if args.head:
@@ -254,7 +276,25 @@ def _spawn(command: list[str], log_path: Path) -> subprocess.Popen:
         os.close(fd)
 
 
-def _start_scheduler(args: argparse.Namespace, directory: Path, state: dict) -> None:
+def _head_credentials(args: argparse.Namespace):
+    """The TLS credentials for a new cluster (made when missing), or None with --insecure."""
+    from raylite.core import _dask_tls
+    if args.insecure:
+        print(f"raylite start: warning: --insecure: the scheduler listens on plain TCP without "
+              f"authentication; anyone who can reach {args.host}:{args.port or 'its port'} can "
+              "run code as you. Leave --insecure out for mutual TLS.", file=sys.stderr)
+        return None
+    try:
+        credentials, note = _dask_tls.ensure()
+    except ImportError as exc:
+        raise RuntimeError(f"TLS needs the cryptography package ({exc}): pip install "
+                           "cryptography (or raylite[cluster]), or pass --insecure") from None
+    if note:
+        print(f"raylite start: {note}")
+    return credentials
+
+
+def _start_scheduler(args: argparse.Namespace, directory: Path, state: dict, tls) -> None:
     stamp = time.strftime("%Y%m%d-%H%M%S")
     scheduler_file = directory / f"scheduler-{stamp}-{os.getpid()}.json"
     scheduler_file.unlink(missing_ok=True)
@@ -263,10 +303,12 @@ def _start_scheduler(args: argparse.Namespace, directory: Path, state: dict) -> 
                "--port", str(args.port), "--scheduler-file", str(scheduler_file)]
     if args.idle_timeout:
         command += ["--idle-timeout", f"{args.idle_timeout}s"]
+    if tls is not None:
+        command += tls.command_line()
     if args.include_dashboard:
         command += ["--dashboard-address", f"{args.host}:{args.dashboard_port}"]
-    else:
-        command += ["--no-dashboard"]
+    else:  # Dask still serves HTTP (health, metrics): on the host asked for, any port
+        command += ["--no-dashboard", "--dashboard-address", f"{args.host}:0"]
     process = _spawn(command, log_path)
     state["processes"].append({"role": "scheduler", "pid": process.pid, "log": str(log_path)})
     deadline = time.monotonic() + START_TIMEOUT_S
@@ -293,7 +335,7 @@ def _read_json(path: Path, deadline: float) -> dict:
             time.sleep(0.05)
 
 
-def _start_worker(args: argparse.Namespace, directory: Path, address: str) -> dict:
+def _start_worker(args: argparse.Namespace, directory: Path, address: str, tls) -> dict:
     cpus = args.num_cpus or os.cpu_count() or 1
     resources = {"CPU": float(cpus)}
     if args.num_gpus:
@@ -304,8 +346,12 @@ def _start_worker(args: argparse.Namespace, directory: Path, address: str) -> di
     command = [sys.executable, "-m", "distributed.cli.dask_worker", address,
                "--nthreads", str(cpus), "--nworkers", "1", "--name", name,
                "--host", args.host, "--no-dashboard", "--memory-limit", str(args.memory),
+               # the worker's HTTP server (health, metrics) binds the host asked for, too
+               "--dashboard-address", f"{args.host}:0",
                "--death-timeout", "60",
                "--resources", " ".join(f"{k}={v:g}" for k, v in resources.items())]
+    if tls is not None:
+        command += tls.command_line()
     process = _spawn(command, log_path)
     worker = {"role": "worker", "pid": process.pid, "log": str(log_path), "name": name,
               "resources": resources}
@@ -318,12 +364,12 @@ def _start_worker(args: argparse.Namespace, directory: Path, address: str) -> di
 
 
 def _wait_for_worker(address: str, name: str, process: subprocess.Popen, log_path: Path) -> None:
-    from distributed import Client
+    from raylite.core._dask_connect import open_client
     deadline = time.monotonic() + START_TIMEOUT_S
     try:
-        client = Client(address, timeout=min(10.0, START_TIMEOUT_S), set_as_default=False)
-    except Exception as exc:  # noqa: BLE001
-        raise RuntimeError(f"could not reach the scheduler at {address}: {exc}") from None
+        client, _ = open_client(address)
+    except (ConnectionError, PermissionError) as exc:
+        raise RuntimeError(str(exc)) from None
     try:
         while True:
             workers = client.scheduler_info(n_workers=-1).get("workers", {})
@@ -339,7 +385,6 @@ def _wait_for_worker(address: str, name: str, process: subprocess.Popen, log_pat
 
 def _print_started(args: argparse.Namespace, state: dict, worker: dict) -> None:
     address = state["address"]
-    plain = address.split("://", 1)[-1]
     resources = " ".join(f"{k}={v:g}" for k, v in worker["resources"].items())
     if args.head:
         print(f"Started a raylite cluster: Dask scheduler at {address} and one worker ({resources}).")
@@ -352,12 +397,16 @@ def _print_started(args: argparse.Namespace, state: dict, worker: dict) -> None:
     print()
     print("To connect from Python:")
     print("    import raylite")
-    print(f'    raylite.init(address="dask://{plain}")')
+    print(f'    raylite.init(address="{address}")')
     print("or, for every program started from this shell:")
-    print(f"    export RAYLITE_ADDRESS=dask://{plain}")
+    print(f"    export RAYLITE_ADDRESS={address}")
     print()
     print("To add a worker (on another machine, start this node with --host <its address>):")
-    print(f"    raylite start --address {plain} --num-cpus N")
+    print(f"    raylite start --address {address} --num-cpus N")
+    if address.startswith("tls://"):
+        from raylite.core._dask_tls import folder
+        print(f"Mutual TLS: only processes that can read {folder()} (you) can connect; on another "
+              f"machine, copy that folder first (same user): scp -rp {folder()} HOST:.raylite/")
     print("To see the nodes: raylite status.  To stop what was started here: raylite stop.")
     print(f"Logs: {state_dir() / 'logs'}")
     sys.stdout.flush()
@@ -423,24 +472,20 @@ def cluster_address(explicit: str | None = None) -> str | None:
 
 
 def status_command(args: argparse.Namespace) -> int:
-    from raylite.core._dask import scheduler_address
     state = read_state()
     address = cluster_address(getattr(args, "address", None))
     if not address:
         print("raylite status: no cluster address: pass --address HOST:PORT, set RAYLITE_ADDRESS, "
               "or start one with `raylite start --head`.", file=sys.stderr)
         return 1
+    from raylite.core._dask_connect import open_client
     try:
-        address = scheduler_address(address)
+        client, address = open_client(address, insecure=getattr(args, "insecure", False))
     except ValueError as exc:
         print(f"raylite status: {exc}", file=sys.stderr)
         return 2
-    from distributed import Client
-    try:
-        client = Client(address, timeout=5, set_as_default=False)
-    except Exception as exc:  # noqa: BLE001
-        print(f"raylite status: could not connect to the Dask scheduler at {address} ({exc}). "
-              "Start a cluster with `raylite start --head`.", file=sys.stderr)
+    except (ConnectionError, PermissionError) as exc:
+        print(f"raylite status: {exc}", file=sys.stderr)
         return 1
     try:
         info = client.scheduler_info(n_workers=-1)
@@ -458,7 +503,7 @@ def format_status(address: str, info: dict, pids: dict, dashboard: str | None) -
     """The status table: one row per Dask worker (raylite's nodes)."""
     from raylite.core._dask_cluster import _worker_resources
     workers = info.get("workers") or {}
-    lines = [f"Dask scheduler: {address}   raylite address: dask://{address.split('://')[-1]}"]
+    lines = [f"Dask scheduler: {address}   raylite address: {address}"]
     if dashboard:
         lines.append(f"Dashboard: {dashboard}")
     header = ("NODE", "NAME", "PID", "THREADS", "RUNNING", "MEMORY USED/LIMIT", "RESOURCES")

@@ -40,7 +40,6 @@ from __future__ import annotations
 import asyncio
 import itertools
 import os
-import socket
 import sys
 import threading
 import time
@@ -53,6 +52,7 @@ from raylite.core import _dask_remote as remote
 from raylite.core import _refs
 from raylite.core._dask_actors import ActorsMixin
 from raylite.core._dask_cluster import ClusterMixin
+from raylite.core._dask_connect import open_client, scheduler_address, unreachable  # noqa: F401
 from raylite.core._dask_pickling import _for_store, _pickle_by_value, pickle_arguments_by_value
 from raylite.core._dask_refs import RefTable, _new_key
 from raylite.core._ids import new_id
@@ -67,8 +67,6 @@ from raylite.exceptions import (
     make_task_error,
 )
 
-DEFAULT_PORT = 8786
-CONNECT_TIMEOUT_S = 10.0
 _BATCH = 1000  # tasks per client.map at most
 _BATCH_DELAY_S = 0.002  # a buffered task waits at most this long before it is sent
 
@@ -117,19 +115,14 @@ class DaskBackend(ActorsMixin, ClusterMixin):
     @classmethod
     def connect(cls, address: Any, namespace: str | None,
                 timeout: float | None = None) -> DaskBackend:
-        """Connect to the scheduler at ``address`` (or adopt a ``distributed.Client``)."""
+        """Connect to the scheduler at ``address`` (or adopt a ``distributed.Client``).
+
+        Addresses, credentials and the bounded handshake: ``_dask_connect``."""
         from distributed import Client
         if isinstance(address, Client):
             backend = cls(address, namespace, owns_client=False)
         else:
-            target = scheduler_address(address)
-            if timeout is None:
-                timeout = float(os.environ.get("RAYLITE_CONNECT_TIMEOUT", CONNECT_TIMEOUT_S))
-            _probe(target, address, timeout)
-            try:
-                client = Client(target, timeout=timeout, set_as_default=False)
-            except Exception as exc:  # noqa: BLE001
-                raise ConnectionError(_unreachable(address, exc)) from None
+            client, target = open_client(address, timeout)
             backend = cls(client, namespace, owns_client=True, address=target)
         _refs.set_tracker(backend.table)
         return backend
@@ -138,7 +131,7 @@ class DaskBackend(ActorsMixin, ClusterMixin):
         try:
             info = self._scheduler_info(refresh=True)
         except Exception as exc:  # noqa: BLE001 - the scheduler went away right after connecting
-            raise ConnectionError(_unreachable(self.address, exc)) from None
+            raise ConnectionError(unreachable(self.address, self.address, exc)) from None
         host = _host_of(self.address)
         if not info.get("workers"):
             print(f"raylite: warning: the Dask cluster at {self.address} has no workers yet; "
@@ -492,48 +485,9 @@ class WorkerBackend(DaskBackend):
 # ==========================================================================================
 # helpers
 # ==========================================================================================
-def scheduler_address(address: str) -> str:
-    """'dask://h:p', 'tcp://h:p', 'h:p' or 'h' -> the scheduler address Dask expects."""
-    if not isinstance(address, str) or not address.strip():
-        raise ValueError(f"address must be 'dask://HOST:PORT', 'tcp://HOST:PORT', 'HOST:PORT' or "
-                         f"a distributed.Client, got {address!r}")
-    text = address.strip()
-    scheme, sep, rest = text.partition("://")
-    if not sep:
-        scheme, rest = "tcp", text
-    elif scheme == "dask":
-        scheme = "tcp"
-    if scheme not in ("tcp", "tls", "ucx", "inproc", "ws", "wss"):
-        raise ValueError(f"unsupported address scheme {scheme!r} in {address!r}; use "
-                         "'dask://HOST:PORT' (or 'tcp://HOST:PORT')")
-    if scheme in ("tcp", "tls") and ":" not in rest.rsplit("]", 1)[-1]:
-        rest = f"{rest}:{DEFAULT_PORT}"
-    return f"{scheme}://{rest}"
-
-
 def _host_of(address: str) -> str:
     rest = address.split("://")[-1]
     return rest.rsplit(":", 1)[0].strip("[]")
-
-
-def _probe(target: str, address: Any, timeout: float) -> None:
-    """Fail fast (and clearly) when nothing listens at a TCP address."""
-    if not target.startswith(("tcp://", "tls://")):
-        return
-    host, _, port = target.split("://", 1)[1].rpartition(":")
-    try:
-        with socket.create_connection((host.strip("[]"), int(port)), timeout=timeout):
-            pass
-    except (OSError, ValueError) as exc:
-        raise ConnectionError(_unreachable(address, exc)) from None
-
-
-def _unreachable(address: Any, exc: BaseException) -> str:
-    return (f"could not connect to a Dask scheduler at {address!r} ({type(exc).__name__}: "
-            f"{exc}). Is a cluster running there? Start one on this machine with "
-            "`raylite start --head` (it prints the address to use), or with `dask scheduler` and "
-            "`dask worker`; then call raylite.init(address=\"dask://HOST:8786\") or "
-            "export RAYLITE_ADDRESS=dask://HOST:8786.")
 
 
 def _name_of(key: str) -> str:

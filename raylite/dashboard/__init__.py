@@ -7,8 +7,10 @@ failures and their tracebacks, actors, objects in the store, Tune experiments wi
 table and metric plot, Serve deployments with replica health, and RLlib training curves.
 
 Security: every endpoint only reads (other methods get 405); it binds 127.0.0.1 unless told
-otherwise, and warns when told; requests whose Host header does not name the served address
-get 403 (no DNS rebinding); no CORS headers are sent.
+otherwise, and warns when told; no CORS headers are sent. Against DNS rebinding, a request's
+Host header must be an IP literal or ``localhost`` (any port), one of this machine's names when
+serving on all interfaces, or a name in the allow-list (``start(allowed_hosts=...)``, or
+RAYLITE_DASHBOARD_ALLOWED_HOSTS="name1,name2"); other names get 403.
 
 Pieces: ``_server`` (port, thread, uvicorn), ``_app`` (FastAPI app and the guard in front of it),
 ``_views`` (what each endpoint returns), ``_node_views`` and ``_tune_files`` (the reading), and
@@ -37,7 +39,8 @@ _current: Dashboard | None = None
 _told_missing = False
 
 
-def start(node: Any, host: str = "127.0.0.1", port: int = 8265) -> str | None:
+def start(node: Any, host: str = "127.0.0.1", port: int = 8265,
+          allowed_hosts: list[str] | None = None) -> str | None:
     """Serve the dashboard of ``node`` from a daemon thread; returns its URL at once.
 
     The port is bound before this returns (``port`` or the next free one above it; 0 picks any);
@@ -49,10 +52,15 @@ def start(node: Any, host: str = "127.0.0.1", port: int = 8265) -> str | None:
         host: the address to listen on. Anything but loopback is reachable from other
             machines: allowed, with a warning.
         port: the first port to try.
+        allowed_hosts: DNS names to serve besides IP literals and ``localhost`` (a reverse
+            proxy's name, say); RAYLITE_DASHBOARD_ALLOWED_HOSTS adds more.
     """
     global _current, _told_missing
     if not isinstance(host, str) or not host:
         raise ValueError(f"dashboard_host must be a host name or IP address, got {host!r}")
+    if allowed_hosts is not None and (isinstance(allowed_hosts, str) or not all(
+            isinstance(name, str) and name for name in allowed_hosts)):
+        raise ValueError(f"allowed_hosts must be a list of host names, got {allowed_hosts!r}")
     missing = dependencies_missing()
     if missing:
         if not _told_missing:
@@ -62,7 +70,7 @@ def start(node: Any, host: str = "127.0.0.1", port: int = 8265) -> str | None:
         return None
     stop()
     with _lock:
-        dashboard = Dashboard(node, host, port)
+        dashboard = Dashboard(node, host, port, allowed_hosts)
         _current = dashboard
         url = dashboard.start()
     if not is_loopback(host):

@@ -1,17 +1,24 @@
 """The ASGI app: a FastAPI app of GET endpoints, wrapped in a guard that enforces the rules.
 
-    request ─▶ _Guard: Host names the served address? (else 403)   GET or HEAD? (else 405)
+    request ─▶ _Guard: Host allowed? (else 403)   GET or HEAD? (else 405)
                   │    adds no-store / nosniff / CSP / frame-deny headers, never any CORS header
                   ▼
              FastAPI: GET /               the page (index.html, next to this file)
                       GET /api/...        JSON from _views.Views
 
 Nothing here runs code, submits work, or stops or deletes anything: every endpoint reads.
+
+The Host check stops DNS rebinding: a page from evil.example whose name is re-pointed at
+127.0.0.1 sends ``Host: evil.example``. Rebinding needs a DNS name, so IP literals and
+``localhost`` are allowed on any port (SSH and editor port forwarding change the port), as are
+this machine's names when serving on all interfaces and the names in the allow-list
+(``RAYLITE_DASHBOARD_ALLOWED_HOSTS``, comma-separated); every other name gets 403.
 Imported only in the dashboard's thread (fastapi is not imported by ``init``).
 """
 
 from __future__ import annotations
 
+import ipaddress
 import json
 import math
 import os
@@ -46,23 +53,58 @@ ENDPOINTS = {
 }
 
 
-def allowed_hosts(host: str, port: int) -> frozenset[str]:
-    """The Host header values that name the served address (lower case)."""
-    names = {"127.0.0.1", "localhost", "[::1]"}
+ALLOWED_HOSTS_VARIABLE = "RAYLITE_DASHBOARD_ALLOWED_HOSTS"
+
+
+def allowed_names(host: str, extra: Any = None) -> frozenset[str]:
+    """The DNS names (lower case, any port) a Host header may carry besides IP literals and
+    ``localhost``: this machine's names when serving on all interfaces, ``extra`` and the
+    comma-separated names in RAYLITE_DASHBOARD_ALLOWED_HOSTS."""
+    names = {"localhost"}
     if host in ("0.0.0.0", "::", ""):
         import socket
         names.update({socket.gethostname().lower(), socket.getfqdn().lower()})
-    else:
-        names.add(f"[{host}]" if ":" in host else host.lower())
-    return frozenset(f"{name}:{port}" for name in names)
+    elif not _is_ip(host):
+        names.add(host.lower())
+    listed = list(extra or []) + os.environ.get(ALLOWED_HOSTS_VARIABLE, "").split(",")
+    names.update(name.strip().lower().rstrip(".") for name in listed if name.strip())
+    return frozenset(names)
+
+
+def host_allowed(header: str, names: frozenset[str]) -> bool:
+    """Whether a Host header value (``name``, ``name:port``, ``[v6]:port``) may be served."""
+    header = header.strip().lower()
+    if not header:
+        return False
+    if header.startswith("["):  # [IPv6] or [IPv6]:port
+        literal, bracket, rest = header[1:].partition("]")
+        if not bracket or (rest and not (rest[0] == ":" and _is_port(rest[1:]))):
+            return False
+        return _is_ip(literal)
+    name, colon, port = header.rpartition(":") if ":" in header else (header, "", "")
+    if colon and not _is_port(port):
+        return False
+    return _is_ip(name) or name.rstrip(".") in names
+
+
+def _is_ip(text: str) -> bool:
+    try:
+        ipaddress.ip_address(text)
+    except ValueError:
+        return False
+    return True
+
+
+def _is_port(text: str) -> bool:
+    return text.isdigit() and 0 < int(text) <= 65535
 
 
 class _Guard:
     """Pure ASGI middleware in front of everything (it also answers the requests it refuses)."""
 
-    def __init__(self, app: Any, hosts: frozenset[str]):
+    def __init__(self, app: Any, names: frozenset[str]):
         self.app = app
-        self.hosts = hosts
+        self.names = names
 
     async def __call__(self, scope: dict, receive: Any, send: Any) -> None:
         if scope["type"] == "lifespan":
@@ -76,9 +118,10 @@ class _Guard:
             if name == b"host":
                 host = value.decode("latin-1").strip().lower()
                 break
-        if host not in self.hosts:
-            await _plain(send, 403, "403 Forbidden: the Host header does not name this dashboard "
-                         "(open it as http://127.0.0.1:PORT or http://localhost:PORT)")
+        if not host_allowed(host, self.names):
+            await _plain(send, 403, "403 Forbidden: the Host header names no address of this "
+                         "dashboard (open it as http://127.0.0.1:PORT or http://localhost:PORT, "
+                         f"or add the name to {ALLOWED_HOSTS_VARIABLE})")
             return
         if scope["method"] not in ALLOWED_METHODS:
             await _plain(send, 405, "405 Method Not Allowed: the dashboard is read-only",
@@ -130,9 +173,10 @@ def _endpoint(view: Any, json_response: Any) -> Any:
     return endpoint
 
 
-def make_app(node: Any, host: str, port: int, url: str, history: Any = None) -> Any:
+def make_app(node: Any, host: str, port: int, url: str, history: Any = None,
+             allowed_hosts: Any = None) -> Any:
     """The whole ASGI app for ``node``, served at ``host:port``; ``history`` holds the
-    utilisation samples the server thread takes."""
+    utilisation samples the server thread takes; ``allowed_hosts``: more DNS names to serve."""
     from fastapi import FastAPI, HTTPException
     from fastapi.responses import HTMLResponse, Response
 
@@ -171,4 +215,4 @@ def make_app(node: Any, host: str, port: int, url: str, history: Any = None) -> 
             raise HTTPException(404, f"no experiment {experiment!r} under {root}")
         return json_response(found)
 
-    return _Guard(app, allowed_hosts(host, port))
+    return _Guard(app, allowed_names(host, allowed_hosts))

@@ -33,9 +33,10 @@ _LOOPBACK = ("127.0.0.1", "localhost", "::1")
 class Dashboard:
     """One dashboard server for one node."""
 
-    def __init__(self, node: Any, host: str, port: int):
+    def __init__(self, node: Any, host: str, port: int, allowed_hosts: Any = None):
         self.node = node
         self.host = host
+        self.allowed_hosts = list(allowed_hosts or [])
         self.sock = bind_first_free(host, port)
         self.port = self.sock.getsockname()[1]
         shown = "127.0.0.1" if host in ("0.0.0.0", "", "localhost") else host
@@ -126,7 +127,8 @@ class Dashboard:
         import uvicorn
 
         from raylite.dashboard._app import make_app
-        app = make_app(self.node, self.host, self.port, self.url, self.history)
+        app = make_app(self.node, self.host, self.port, self.url, self.history,
+                       self.allowed_hosts)
         config = uvicorn.Config(app, log_config=None, log_level="warning", access_log=False,
                                 lifespan="off", ws="none", loop="asyncio", http="h11",
                                 proxy_headers=False, server_header=False, date_header=False,
