@@ -38,6 +38,7 @@ from typing import Any
 
 from raylite.cli._common import run_subcommand
 from raylite.cli._session import table
+from raylite.serve._common import DEFAULT_MAX_REQUEST_BODY_BYTES
 
 LOG = os.path.join(os.path.expanduser("~"), ".raylite", "serve.log")
 _OVERRIDABLE = {"num_replicas", "user_config", "max_ongoing_requests", "max_concurrent_queries",
@@ -57,7 +58,10 @@ def _load(import_path: str) -> Any:
     try:
         return getattr(module, attribute)
     except AttributeError:
-        raise ValueError(f"module {module_name!r} has no attribute {attribute!r}") from None
+        from raylite.serve._common import did_you_mean
+        names = [name for name in vars(module) if not name.startswith("_")]
+        raise ValueError(f"module {module_name!r} has no attribute {attribute!r}"
+                         f"{did_you_mean(attribute, names)}") from None
 
 
 def _with_overrides(target: Any, overrides: dict[str, dict]) -> Any:
@@ -120,16 +124,26 @@ def host(args: argparse.Namespace, target: Any = None) -> int:
     from raylite import serve
     from raylite.util import control
     raylite.init(ignore_reinit_error=True, include_dashboard=False)
-    serve.start(http_options={"host": args.host, "port": args.port})
+    try:
+        serve.start(http_options={"host": args.host, "port": args.port,
+                                  "max_request_body_bytes": args.max_request_body_bytes})
+    except OSError as exc:  # the port is taken, the host is not this machine's, ...
+        raylite.shutdown()
+        reason = os.strerror(exc.errno) if exc.errno else str(exc)
+        print(f"serve: cannot listen on {args.host}:{args.port}: {reason}; "
+              f"pass --port N for another port (--port 0: any free one)", file=sys.stderr)
+        return 1
+    from raylite.serve._api import http_address
+    port = int(http_address().rsplit(":", 1)[1])  # the real one, also after --port 0
     stop = threading.Event()
-    control.register("serve.ping", lambda: {"pid": os.getpid(), "host": args.host, "port": args.port})
+    control.register("serve.ping", lambda: {"pid": os.getpid(), "host": args.host, "port": port})
     control.register("serve.deploy", deploy_config)
     control.register("serve.status", status_rows)
     control.register("serve.shutdown", lambda: stop.set() or True)
     if target is not None:
         serve.run(target if hasattr(target, "deployment") else target.bind(),
                   route_prefix=args.route_prefix, name="default")
-    print(f"Serve is running at http://{args.host}:{args.port} (pid {os.getpid()}); "
+    print(f"Serve is running at http://{args.host}:{port} (pid {os.getpid()}); "
           "stop it with `serve shutdown` or Ctrl-C", flush=True)
     try:
         stop.wait()
@@ -169,7 +183,8 @@ def cmd_start(args: argparse.Namespace) -> int:
     os.makedirs(os.path.dirname(LOG), mode=0o700, exist_ok=True)
     with open(LOG, "ab") as log:
         proc = subprocess.Popen([sys.executable, "-m", "raylite.cli._serve", "_host",
-                                 "--host", args.host, "--port", str(args.port)],
+                                 "--host", args.host, "--port", str(args.port),
+                                 "--max-request-body-bytes", str(args.max_request_body_bytes)],
                                 stdout=log, stderr=log, stdin=subprocess.DEVNULL,
                                 start_new_session=True, cwd=os.getcwd())
     deadline = time.monotonic() + args.timeout
@@ -249,6 +264,14 @@ def cmd_shutdown(args: argparse.Namespace) -> int:
     return 0
 
 
+def _byte_count(text: str) -> int | None:
+    if text.strip().lower() == "none":
+        return None
+    if not text.strip().isdigit():
+        raise argparse.ArgumentTypeError(f"expected a number of bytes or 'none', got {text!r}")
+    return int(text)
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="serve", description="Run and manage raylite Serve.")
     sub = parser.add_subparsers(title="commands", metavar="COMMAND")
@@ -256,6 +279,9 @@ def build_parser() -> argparse.ArgumentParser:
     def http(p: argparse.ArgumentParser) -> None:
         p.add_argument("--host", default="127.0.0.1", help="address to bind (default 127.0.0.1)")
         p.add_argument("--port", type=int, default=8000, help="HTTP port (default 8000)")
+        p.add_argument("--max-request-body-bytes", type=_byte_count,
+                       default=DEFAULT_MAX_REQUEST_BODY_BYTES, metavar="N",
+                       help="larger request bodies get 413 (default: 10 MiB; 'none': no limit)")
 
     p = sub.add_parser("start", help="start Serve in the background")
     http(p)

@@ -17,6 +17,7 @@ from raylite.serve._common import (
     CONTROLLER_NAME,
     DEFAULT_APP_NAME,
     DEFAULT_HOST,
+    DEFAULT_MAX_REQUEST_BODY_BYTES,
     SERVE_NAMESPACE,
     check_route_prefix,
     default_http_port,
@@ -27,7 +28,8 @@ from raylite.serve._common import (
 from raylite.serve._deployment import _UNSET, Application, Deployment
 
 _HTTP_OPTION_KEYS = frozenset({"host", "port", "location", "root_path", "request_timeout_s",
-                               "keep_alive_timeout_s", "middlewares", "num_cpus"})
+                               "keep_alive_timeout_s", "middlewares", "num_cpus",
+                               "max_request_body_bytes"})
 _lock = threading.RLock()
 _state: _ServeState | None = None
 
@@ -79,6 +81,9 @@ def start(detached: bool = False, http_options: Any = None, dedicated_cpu: bool 
     Starts raylite too if it is not running. ``detached`` is accepted for compatibility: the
     instance lives as long as this driver's runtime either way.
 
+    ``http_options``: ``host``, ``port`` and ``max_request_body_bytes`` (default 10 MiB; a larger
+    request body gets 413 Payload Too Large; None: no limit).
+
     Example:
         >>> from raylite import serve
         >>> serve.start(http_options={"host": "127.0.0.1", "port": 0})   # 0: any free port
@@ -89,6 +94,11 @@ def start(detached: bool = False, http_options: Any = None, dedicated_cpu: bool 
         if key not in ("proxy_location", "grpc_options", "_system_config"):
             raise TypeError(f"serve.start() got an unexpected keyword argument {key!r}")
     options = _http_options(http_options)
+    body_limit = options.get("max_request_body_bytes", DEFAULT_MAX_REQUEST_BODY_BYTES)
+    if body_limit is not None and (isinstance(body_limit, bool) or not isinstance(body_limit, int)
+                                   or body_limit < 0):
+        raise ValueError(f"serve.start(): http_options max_request_body_bytes must be an int >= 0 "
+                         f"(bytes) or None for no limit, got {body_limit!r}")
     host = options.get("host") or DEFAULT_HOST
     port = options.get("port", default_http_port())
     if isinstance(port, bool) or not isinstance(port, int) or not 0 <= port < 65536:
@@ -113,7 +123,7 @@ def start(detached: bool = False, http_options: Any = None, dedicated_cpu: bool 
             "Disabled", "NoServer")
         if not no_server:
             from raylite.serve._proxy import HTTPProxy
-            proxy = HTTPProxy(host, port, controller)
+            proxy = HTTPProxy(host, port, controller, body_limit)
             proxy.start()
             port = proxy.port
         _state = _ServeState(controller, proxy, host, port, _node_id())

@@ -23,6 +23,7 @@ PORT_ENVIRONMENT_VARIABLES = ("RAYLITE_SERVE_HTTP_PORT", "RAY_SERVE_DEFAULT_HTTP
 DEFAULT_MAX_ONGOING_REQUESTS = 100   # the book's (Ray 1.x) max_concurrent_queries default
 DEFAULT_MAX_QUEUED_REQUESTS = 64     # per deployment, at the proxy; beyond it a request gets 503
 DEFAULT_APP_NAME = "default"
+DEFAULT_MAX_REQUEST_BODY_BYTES = 10 * 2**20  # the proxy answers 413 past it (http_options)
 
 # The options ``ray_actor_options`` may carry, as in Ray Serve.
 ACTOR_OPTION_KEYS = frozenset({"num_cpus", "num_gpus", "memory", "resources", "accelerator_type",

@@ -22,6 +22,11 @@ Overload and failure:
   told, and the request is retried once on another replica (a streamed response only if none of
   it was sent yet);
 - ``stop()`` is graceful: it stops accepting connections and lets requests in flight finish.
+
+Request bodies are read whole before a request is forwarded, so their size is bounded:
+``http_options={"max_request_body_bytes": N}`` (default 10 MiB, ``None`` for no limit). A body
+declared larger (Content-Length) is refused with 413 before any of it is read; a chunked one is
+refused as soon as it grows past the limit.
 """
 
 from __future__ import annotations
@@ -38,7 +43,7 @@ import uuid
 from typing import Any
 
 from raylite.serve import _streaming
-from raylite.serve._common import RouteTarget, route_matches
+from raylite.serve._common import DEFAULT_MAX_REQUEST_BODY_BYTES, RouteTarget, route_matches
 from raylite.serve._http import JSON, TEXT, send_whole
 from raylite.serve._router import ReplicaSet, ref_future
 
@@ -72,8 +77,10 @@ class _ReplicaGone(Exception):
 class HTTPProxy:
     """The ASGI app and the uvicorn server thread around it."""
 
-    def __init__(self, host: str, port: int, controller: Any):
+    def __init__(self, host: str, port: int, controller: Any,
+                 max_body_bytes: int | None = DEFAULT_MAX_REQUEST_BODY_BYTES):
         self.host = host
+        self.max_body_bytes = max_body_bytes
         self.requested_port = port
         self.port = port
         self._controller = controller
@@ -251,7 +258,11 @@ class HTTPProxy:
                 "detail": f"no deployment serves path {path!r}",
                 "routes": {r.prefix: r.name for r in self._routes.values()}}).encode())
             return
-        body = await _read_body(receive)
+        try:
+            body = await _read_body(receive, scope, self.max_body_bytes)
+        except _BodyTooLarge as too_large:
+            await send_whole(send, 413, TEXT + [(b"connection", b"close")], str(too_large).encode())
+            return
         if body is None:
             return  # the client went away
         payload = pickle.dumps((_replica_scope(scope, route.prefix), body), protocol=5)
@@ -486,21 +497,33 @@ def _bind(host: str, port: int) -> socket.socket:
     return sock
 
 
-async def _read_body(receive) -> bytes | None:
-    message = await receive()
-    if message["type"] == "http.disconnect":
-        return None
-    body = message.get("body", b"")
-    if not message.get("more_body", False):
-        return body
-    chunks = [body]
+class _BodyTooLarge(Exception):
+    def __init__(self, limit: int, size: int | None):
+        told = f"{size} bytes" if size is not None else "more"
+        super().__init__(
+            f"Payload Too Large: the request body ({told}) is over the proxy's limit of {limit} "
+            "bytes; the server's owner can raise it with serve.start(http_options="
+            "{'max_request_body_bytes': N}) or `serve run/start --max-request-body-bytes N`")
+
+
+async def _read_body(receive, scope: dict, limit: int | None) -> bytes | None:
+    """The whole request body (None if the client went away); _BodyTooLarge past ``limit``."""
+    if limit is not None:
+        for name, value in scope.get("headers", ()):
+            if name == b"content-length" and value.strip().isdigit() and int(value) > limit:
+                raise _BodyTooLarge(limit, int(value))
+    chunks, size = [], 0
     while True:
         message = await receive()
         if message["type"] == "http.disconnect":
             return None
-        chunks.append(message.get("body", b""))
+        chunk = message.get("body", b"")
+        size += len(chunk)
+        if limit is not None and size > limit:
+            raise _BodyTooLarge(limit, None)
+        chunks.append(chunk)
         if not message.get("more_body", False):
-            return b"".join(chunks)
+            return chunks[0] if len(chunks) == 1 else b"".join(chunks)
 
 
 async def _wait_disconnect(receive) -> None:
