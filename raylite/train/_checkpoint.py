@@ -22,6 +22,8 @@ from collections.abc import Iterator
 from dataclasses import dataclass
 from typing import Any
 
+from raylite.util._pickle_file import load_pickle
+
 DICT_FILE = "dict_checkpoint.pkl"
 
 
@@ -63,8 +65,7 @@ class Checkpoint:
         if not os.path.exists(file):
             raise ValueError(f"checkpoint {self.path} holds files, not a dict; read them with "
                              "to_directory() or as_directory()")
-        with open(file, "rb") as f:
-            return pickle.load(f)
+        return load_pickle(file, "checkpoint")
 
     def to_directory(self, path: str | os.PathLike | None = None) -> str:
         """Write the checkpoint into ``path`` (a new temporary directory if None); return it."""
@@ -108,8 +109,7 @@ def to_payload(checkpoint: Any) -> tuple:
     if path and os.path.isdir(path):
         return _directory_payload(path)
     if path and os.path.isfile(path):  # Ray 1.x: a file holding a pickled dict
-        with open(path, "rb") as f:
-            return ("dict", pickle.load(f))
+        return ("dict", load_pickle(path, "checkpoint"))
     raise TypeError(f"a checkpoint must be a dict, a Checkpoint or the path of a checkpoint "
                     f"directory, got {type(checkpoint).__name__} {checkpoint!r:.80}")
 
@@ -118,8 +118,7 @@ def _directory_payload(path: str) -> tuple:
     dict_file = os.path.join(path, DICT_FILE)
     entries = [e for e in os.listdir(path) if not e.startswith(".")]
     if entries == [DICT_FILE]:
-        with open(dict_file, "rb") as f:
-            return ("dict", pickle.load(f))
+        return ("dict", load_pickle(dict_file, "checkpoint"))
     files = {}
     for root, _, names in os.walk(path):
         for name in names:

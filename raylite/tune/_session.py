@@ -63,8 +63,8 @@ class Checkpoint:
             return dict(self._data)
         file = os.path.join(self.path or "", self._DICT_FILE)
         if os.path.exists(file):
-            with open(file, "rb") as f:
-                return pickle.load(f)
+            from raylite.util._pickle_file import load_pickle
+            return load_pickle(file, "checkpoint")
         raise ValueError(f"checkpoint {self.path} was saved as a directory, not a dict; "
                          "read it with as_directory() / to_directory()")
 
