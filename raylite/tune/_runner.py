@@ -21,6 +21,7 @@ from __future__ import annotations
 import difflib
 import os
 import random
+import sys
 import time
 import uuid
 from collections.abc import Callable
@@ -666,6 +667,8 @@ def run(run_or_experiment: Any, name: str | None = None, metric: str | None = No
     root = results_root(storage_path or local_dir)
     name = name or _fresh_name(root, shown_name)
     experiment_dir = os.path.join(root, name)
+    if not resume and os.path.exists(os.path.join(experiment_dir, STATE_PICKLE)):
+        _warn_existing_experiment(experiment_dir)
     state = load_state(experiment_dir) if resume else None
     if resume and resume != "AUTO" and state is None:
         raise ValueError(f"nothing to resume in {experiment_dir}: no {STATE_PICKLE} there")
@@ -703,6 +706,15 @@ def run(run_or_experiment: Any, name: str | None = None, metric: str | None = No
 
 _UNSUPPORTED_OK = {"sync_config", "log_to_file", "queue_trials", "loggers", "server_port",
                    "export_formats", "max_pending_trials", "chdir_to_trial_dir"}
+
+
+def _warn_existing_experiment(experiment_dir: str) -> None:
+    """Said when a run reuses the name of an experiment on disk without ``resume``."""
+    print(f"tune.run: warning: the experiment {os.path.basename(experiment_dir)!r} already "
+          f"exists in {experiment_dir}; this run starts new trials beside its trial folders and "
+          "replaces its experiment state. To take it up where it stopped, pass resume=True "
+          "(or Tuner.restore(path, trainable)); to keep both, give this run another name.",
+          file=sys.stderr, flush=True)
 
 
 def _fresh_name(root: str, trainable: str) -> str:
