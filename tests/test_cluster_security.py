@@ -233,11 +233,21 @@ def test_a_second_os_user_cannot_submit_work(cluster, tmp_path):
     Python interpreter may live in root's home, which the new user cannot read: the attacking
     process imports what it needs as root, then becomes that user for good before it tries.)"""
     state_dir, address, state = cluster
+    created = False
     try:
         pwd.getpwnam(SECOND_USER)
     except KeyError:
         subprocess.run(["useradd", "--no-create-home", "--shell", "/usr/sbin/nologin",
                         SECOND_USER], check=True, capture_output=True)
+        created = True
+    try:
+        _attack_as_second_user(state_dir, address, state, tmp_path)
+    finally:
+        if created:
+            subprocess.run(["userdel", SECOND_USER], check=False, capture_output=True)
+
+
+def _attack_as_second_user(state_dir: Path, address: str, state: dict, tmp_path: Path) -> None:
     user = pwd.getpwnam(SECOND_USER)
     assert user.pw_uid != os.getuid()
     work = tmp_path / "second-user"
