@@ -267,15 +267,20 @@ def _attack_as_second_user(state_dir: Path, address: str, state: dict, tmp_path:
 
 
 def test_insecure_is_asked_for_and_warned(tmp_path):
+    """--insecure: plain TCP, said twice (at start and when a client connects); this cluster
+    also runs the Dask dashboard, which binds --host like every other port."""
     state_dir = tmp_path / "state"
     head = _cli("start", "--head", "--insecure", "--port", "0", "--num-cpus", "1",
-                "--include-dashboard", "false", "--idle-timeout", "60", state_dir=state_dir)
+                "--dashboard-port", "0", "--idle-timeout", "60", state_dir=state_dir)
     try:
         assert head.returncode == 0, head.stdout + head.stderr
         assert "warning: --insecure" in head.stderr and "without authentication" in head.stderr
-        address = json.loads((state_dir / "cluster.json").read_text())["address"]
+        state = json.loads((state_dir / "cluster.json").read_text())
+        address = state["address"]
         assert address.startswith("tcp://127.0.0.1:")
         assert not (state_dir / "tls").exists()
+        listening = _listening(state)
+        assert len(listening) >= 5 and all(ip == "127.0.0.1" for _, ip, _ in listening), listening
         done = _python(f"""
             import raylite
             raylite.init(address="{address}")
