@@ -32,10 +32,11 @@ from raylite.tune._registry import register_env, register_trainable
 
 # Loaded on first use, so that ``rllib rollout`` and env checks do not import Tune.
 _LAZY = {"PPO": "_ppo", "PPOConfig": "_ppo", "PPOTrainer": "_ppo", "DEFAULT_CONFIG": "_ppo",
+         "DQN": "_dqn", "DQNConfig": "_dqn", "DQNTrainer": "_dqn",
          "Algorithm": "_algorithm", "Policy": "_algorithm"}
 
 #: algorithm name -> the attribute of this package that holds it
-ALGORITHMS: dict[str, str] = {"PPO": "PPO"}
+ALGORITHMS: dict[str, str] = {"PPO": "PPO", "DQN": "DQN"}
 
 
 def algorithm_name(name: str) -> str:
@@ -73,6 +74,9 @@ def __getattr__(name: str) -> Any:
 __all__ = [
     "ALGORITHMS",
     "DEFAULT_CONFIG",
+    "DQN",
+    "DQNConfig",
+    "DQNTrainer",
     "PPO",
     "Algorithm",
     "AlgorithmConfig",

@@ -80,6 +80,7 @@ class Algorithm(Trainable):
     """Base of the algorithms; a subclass defines ``training_step`` and its learner state."""
 
     _registered: dict | None = None  # what the rllib CLI ships to the trial's process
+    algo_name = "PPO"                # whose config keys and defaults (AlgorithmConfig)
 
     def __init__(self, config: Any = None, env: Any = None, logger_creator: Any = None,
                  trial_info: dict | None = None):
@@ -108,11 +109,13 @@ class Algorithm(Trainable):
     # ---- setup -------------------------------------------------------------------------------
     def setup(self, config: dict) -> None:
         _registry.install(self._registered)
-        self.algo_config = config = AlgorithmConfig.from_dict(config)
+        self.algo_config = config = AlgorithmConfig.from_dict(config, self.algo_name)
+        self._check_unimplemented(config)
         self.env_spec: EnvSpec = resolve_env(config.env, config.env_config)
         probe = self.env_spec.make()
         self.observation_space, self.action_space = probe.observation_space, probe.action_space
         probe.close()
+        _check_spaces(config, self.observation_space, self.action_space)
         self.model_spec = self._model_spec(config)
         weights = init_weights(self.model_spec, config.seed)
         self.learner = self._make_learner(weights)
@@ -142,9 +145,28 @@ class Algorithm(Trainable):
             from raylite.rllib._policy_torch import TorchPolicy as Learner
         else:
             from raylite.rllib._policy_tf import TFPolicy as Learner
-        return Learner(self.model_spec, weights, self.loss_function(), lr=config.lr,
+        return Learner(self.model_spec, weights, self.loss_function(), lr=self.learning_rates(),
                        grad_clip=config.grad_clip, seed=config.seed,
-                       num_threads=config.num_cpus_for_driver)
+                       num_threads=config.num_cpus_for_driver,
+                       target_names=self.model_spec.target_names())
+
+    def learning_rates(self) -> float | dict[str, float]:
+        """``lr``, or ``{parameter name prefix: rate}`` (SAC)."""
+        return self.algo_config.lr
+
+    def _check_unimplemented(self, config: AlgorithmConfig) -> None:
+        """Refuse the options raylite accepts in configs but does not implement yet."""
+        for name in ("env_task_fn", "policies", "policy_mapping_fn", "output", "callbacks"):
+            value = getattr(config, name)
+            if value is not None and not self._implements(name):
+                raise NotImplementedError(f"config {name!r}: not implemented by raylite's "
+                                          f"{self.algo_name} yet; remove it")
+        if config.input_ != "sampler" and not self._implements("input"):
+            raise NotImplementedError(f"config 'input': {self.algo_name} in raylite learns "
+                                      f"from its env only ('sampler')")
+
+    def _implements(self, option: str) -> bool:
+        return False
 
     # ---- what an algorithm defines --------------------------------------------------------------
     @staticmethod
@@ -219,9 +241,9 @@ class Algorithm(Trainable):
         self.learner.set_weights(weights)
         self._acting = None
 
-    def _acting_policy(self) -> NumpyPolicy:
+    def _acting_policy(self) -> Any:
         if self._acting is None:
-            self._acting = NumpyPolicy(self.model_spec, action_adapter(
+            self._acting = self.model_spec.acting_policy(action_adapter(
                 self.action_space, self.algo_config.normalize_actions), self.learner.get_weights())
         return self._acting
 
@@ -240,7 +262,7 @@ class Algorithm(Trainable):
         action = out["env_actions"][0]
         if not full_fetch:
             return action
-        extra = {k: out[k][0] for k in ("action_dist_inputs", "action_logp", "vf_preds")}
+        extra = {k: v[0] for k, v in out.items() if k not in ("actions", "env_actions")}
         return action, [], extra
 
     compute_action = compute_single_action
@@ -267,8 +289,9 @@ class Algorithm(Trainable):
     # ---- checkpoints ---------------------------------------------------------------------------
     def get_state(self) -> dict:
         """Everything a checkpoint holds."""
-        return {"algorithm": type(self).__name__, "config": self.algo_config.to_dict(),
+        return {"algorithm": self.algo_name, "config": self.algo_config.to_dict(),
                 "env_name": self.env_spec.name, "model_spec": dataclasses.asdict(self.model_spec),
+                "model_spec_type": type(self.model_spec).__name__,
                 "weights": self.learner.get_weights(),
                 "optimizer": self.learner.get_optimizer_state(),
                 "filter": self.filter.get_state(), "learner_state": self.learner_state(),
@@ -327,10 +350,18 @@ class Algorithm(Trainable):
     def default_resource_request(cls, config: dict) -> dict[str, float]:
         """The trial's resources for ``tune.run(resources_per_trial=...)``: the learner's
         ``num_cpus_for_driver`` plus ``num_cpus_per_worker`` per rollout worker."""
-        merged = AlgorithmConfig.from_dict(config)
+        merged = AlgorithmConfig.from_dict(config, cls.algo_name)
         return {"cpu": merged.num_cpus_for_driver + merged.num_workers * merged.num_cpus_per_worker,
                 "gpu": merged.num_gpus}
 
+
+
+def _check_spaces(config: AlgorithmConfig, observation_space: Any, action_space: Any) -> None:
+    for name, given, actual in (("observation_space", config.observation_space, observation_space),
+                                ("action_space", config.action_space, action_space)):
+        if given is not None and given != actual:
+            raise ValueError(f"config {name} {given} differs from the env's {actual}; leave it "
+                             f"out (raylite takes the env's) or make them equal")
 
 
 def summarize_episodes(episodes: list[tuple[float, int]]) -> dict:
