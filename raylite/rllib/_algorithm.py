@@ -333,11 +333,27 @@ class Algorithm(Trainable):
     @classmethod
     def from_checkpoint(cls, checkpoint_path: str, **config_overrides: Any) -> Algorithm:
         """A new algorithm with a checkpoint's config (updated by ``config_overrides``) and
-        state (Ray 2.x)."""
+        state (Ray 2.x). Called on ``Algorithm``, it builds the algorithm that wrote it."""
         state = _checkpoint.read(checkpoint_path)
-        algorithm = cls(config={**state["config"], **config_overrides})
+        target = cls
+        if cls is Algorithm or cls.algo_name != state["algorithm"]:
+            from raylite.rllib import get_algorithm_class
+            target = get_algorithm_class(state["algorithm"])
+            if cls is not Algorithm and not issubclass(target, cls):
+                raise ValueError(f"{checkpoint_path} was written by {state['algorithm']}, not "
+                                 f"{cls.algo_name}; use {state['algorithm']}.from_checkpoint or "
+                                 f"Algorithm.from_checkpoint")
+        algorithm = target(config={**state["config"], **config_overrides})
         algorithm.restore(checkpoint_path)
         return algorithm
+
+    def save_to_path(self, path: str | None = None) -> str:
+        """Ray 2.x: save a checkpoint into directory ``path``; returns the directory."""
+        return os.path.dirname(self.save(path))
+
+    def restore_from_path(self, path: str) -> None:
+        """Ray 2.x: take up the checkpoint in ``path``."""
+        self.restore(path)
 
     def cleanup(self) -> None:
         workers = getattr(self, "workers", None)
