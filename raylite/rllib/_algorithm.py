@@ -27,6 +27,7 @@ from raylite.rllib._config import AlgorithmConfig
 from raylite.rllib._envs import EnvSpec, action_info, preprocessor, resolve_env
 from raylite.rllib._filters import make_filter
 from raylite.rllib._model import ModelSpec, NumpyPolicy, init_weights
+from raylite.rllib._policy_view import Policy, RLModule
 from raylite.rllib._rollout_worker import (
     WorkerSet,
     action_adapter,
@@ -47,33 +48,6 @@ def env_label(env: Any) -> str:
     """The env as it appears in directory names."""
     name = env if isinstance(env, str) else getattr(env, "__name__", "env")
     return str(name).replace("/", "_").replace(":", "_")
-
-
-class Policy:
-    """``get_policy()``: the learner's weights and acting with them (Ray's Policy surface)."""
-
-    def __init__(self, algorithm: Algorithm):
-        self._algorithm = algorithm
-        self.observation_space = algorithm.observation_space
-        self.action_space = algorithm.action_space
-        self.config = algorithm.algo_config.to_dict()
-        self.framework = algorithm.algo_config.framework
-
-    @property
-    def model(self) -> dict[str, Any]:
-        """The framework's parameters, by name (torch Parameters or tf Variables)."""
-        return self._algorithm.learner.params
-
-    def get_weights(self) -> dict[str, np.ndarray]:
-        return self._algorithm.learner.get_weights()
-
-    def set_weights(self, weights: dict[str, np.ndarray]) -> None:
-        self._algorithm.set_weights(weights)
-
-    def compute_single_action(self, obs: Any, explore: bool | None = None, **_: Any
-                              ) -> tuple[Any, list, dict]:
-        """``(action, [], extra fetches)`` for one observation."""
-        return self._algorithm.compute_single_action(obs, explore=explore, full_fetch=True)
 
 
 class Algorithm(Trainable):
@@ -122,6 +96,7 @@ class Algorithm(Trainable):
         obs_size, self._flatten = preprocessor(self.observation_space)
         self.filter = make_filter(config.observation_filter, (obs_size,))
         self.workers = WorkerSet(self.env_spec, config, self.model_spec)
+        self.workers.learner_worker = _LearnerWorker(self)
         self._rng = np.random.default_rng(config.seed)
         self._acting: NumpyPolicy | None = None
         self._eval_env: Any = None
@@ -201,7 +176,8 @@ class Algorithm(Trainable):
                       info={"learner": {DEFAULT_POLICY_ID: {"learner_stats": learner_stats}},
                             "num_steps_sampled": self.timesteps_total,
                             "num_steps_trained": self.timesteps_total},
-                      timers=dict(self.timers), custom_metrics={})
+                      timers=dict(self.timers), custom_metrics={},
+                      config=self.algo_config.to_dict())
         interval = self.algo_config.evaluation_interval
         if interval and (self.iteration + 1) % interval == 0:
             result.update(self.evaluate())
@@ -215,6 +191,9 @@ class Algorithm(Trainable):
             self._recent_episodes)
         metrics = summarize_episodes(window)
         metrics["episodes_this_iter"] = len(episodes)
+        metrics["episode_return_mean"] = metrics["episode_reward_mean"]
+        metrics["episode_return_min"] = metrics["episode_reward_min"]
+        metrics["episode_return_max"] = metrics["episode_reward_max"]
         metrics["env_runners"] = {
             "episode_return_mean": metrics["episode_reward_mean"],
             "episode_return_min": metrics["episode_reward_min"],
@@ -228,6 +207,20 @@ class Algorithm(Trainable):
             raise ValueError(f"unknown policy_id {policy_id!r}; this algorithm has one policy, "
                              f"{DEFAULT_POLICY_ID!r}")
         return Policy(self)
+
+    def get_module(self, module_id: str = DEFAULT_POLICY_ID) -> RLModule:
+        """Ray 2.x: the RLModule view, ``get_module().forward_inference({"obs": batch})``."""
+        self.get_policy(module_id)  # checks the id
+        return RLModule(self)
+
+    @property
+    def env_runner_group(self) -> WorkerSet:
+        """Ray 2.x's name of ``workers``."""
+        return self.workers
+
+    @property
+    def env_runner(self) -> Any:
+        return self.workers.local_worker()
 
     def get_weights(self) -> dict[str, dict[str, np.ndarray]]:
         return {DEFAULT_POLICY_ID: self.learner.get_weights()}
@@ -257,8 +250,7 @@ class Algorithm(Trainable):
         if observation is None:
             observation = kwargs.pop("obs", None)
         explore = self.algo_config.explore if explore is None else explore
-        obs = self.filter(self._flatten(observation)[None], update=False)
-        out = self._acting_policy().compute_actions(obs, explore, self._rng)
+        out = self.act_on_batch(self._flatten(observation)[None], explore)
         action = out["env_actions"][0]
         if not full_fetch:
             return action
@@ -266,6 +258,32 @@ class Algorithm(Trainable):
         return action, [], extra
 
     compute_action = compute_single_action
+
+    def compute_actions(self, observations: dict[Any, Any], state: Any = None, *,
+                        explore: bool | None = None, policy_id: str = DEFAULT_POLICY_ID,
+                        full_fetch: bool = False, **kwargs: Any) -> Any:
+        """Actions for ``{agent_id: observation}``: ``{agent_id: action}`` (one batch)."""
+        if not isinstance(observations, dict):
+            raise TypeError(f"compute_actions takes {{agent_id: observation}}, got "
+                            f"{type(observations).__name__}; use compute_single_action for one")
+        self.get_policy(policy_id)
+        explore = self.algo_config.explore if explore is None else explore
+        agents = list(observations)
+        if not agents:
+            return {}
+        flat = np.stack([self._flatten(observations[agent]) for agent in agents])
+        out = self.act_on_batch(flat, explore)
+        actions = dict(zip(agents, out["env_actions"]))
+        if not full_fetch:
+            return actions
+        extra = {agent: {k: v[i] for k, v in out.items() if k not in ("actions", "env_actions")}
+                 for i, agent in enumerate(agents)}
+        return actions, [], extra
+
+    def act_on_batch(self, flat_obs: np.ndarray, explore: bool) -> dict[str, np.ndarray]:
+        """The acting policy's outputs for a batch of flat observations (filtered here)."""
+        obs = self.filter(np.asarray(flat_obs, np.float32), update=False)
+        return self._acting_policy().compute_actions(obs, explore, self._rng)
 
     def evaluate(self) -> dict:
         """``{"evaluation": metrics}`` of ``evaluation_num_episodes`` episodes on a fresh env,
@@ -370,6 +388,25 @@ class Algorithm(Trainable):
         return {"cpu": merged.num_cpus_for_driver + merged.num_workers * merged.num_cpus_per_worker,
                 "gpu": merged.num_gpus}
 
+
+
+class _LearnerWorker:
+    """The local worker of an algorithm whose sampling happens in rollout worker actors."""
+
+    def __init__(self, algorithm: Algorithm):
+        self._algorithm = algorithm
+
+    def get_policy(self, policy_id: str = DEFAULT_POLICY_ID) -> Policy:
+        return self._algorithm.get_policy(policy_id)
+
+    def get_weights(self) -> dict:
+        return self._algorithm.get_weights()
+
+    def set_weights(self, weights: dict) -> None:
+        self._algorithm.set_weights(weights)
+
+    def foreach_env(self, fn: Any) -> list:
+        return []
 
 
 def _check_spaces(config: AlgorithmConfig, observation_space: Any, action_space: Any) -> None:

@@ -53,6 +53,10 @@ class ModelSpec:
     def target_names(self) -> tuple[str, ...]:
         return ()
 
+    def outputs(self, ops: Any, params: dict[str, Any], obs: Any) -> tuple[Any, Any]:
+        """The network's outputs: (action distribution inputs, values)."""
+        return forward(ops, params, obs, self)
+
     @property
     def num_outputs(self) -> int:
         """Outputs of the policy layer (log stds excluded when they are free parameters)."""
@@ -205,6 +209,9 @@ class NumpyPolicy:
         self.spec = spec
         self.actions = actions
         self.weights = weights if weights is not None else init_weights(spec, 0)
+
+    def get_weights(self) -> dict[str, np.ndarray]:
+        return {k: v.copy() for k, v in self.weights.items()}
 
     def set_weights(self, weights: dict[str, np.ndarray]) -> None:
         check_weights(self.spec, weights)

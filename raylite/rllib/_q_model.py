@@ -41,6 +41,15 @@ class QModelSpec:
             shapes.update(mlp_shapes("q/value", features, self.q_hiddens, 1))
         return shapes
 
+    @property
+    def dist_class(self) -> type:
+        from raylite.rllib._distributions import Categorical
+        return Categorical   # over the Q-values, as RLlib's DQN policies report it
+
+    def outputs(self, ops: Any, params: dict[str, Any], obs: Any) -> Any:
+        """The Q-values, ``[batch, num_actions]``."""
+        return q_values(ops, params, obs, self)
+
     def target_names(self) -> tuple[str, ...]:
         """Every parameter has a target copy."""
         return tuple(self.shapes())
@@ -71,6 +80,9 @@ class NumpyQPolicy:
         self.actions = actions
         self.weights = weights if weights is not None else init_weights(spec, 0)
         self.epsilon = 0.0
+
+    def get_weights(self) -> dict[str, np.ndarray]:
+        return {k: v.copy() for k, v in self.weights.items()}
 
     def set_weights(self, weights: dict[str, np.ndarray]) -> None:
         check_weights(self.spec, weights)

@@ -124,6 +124,17 @@ class RolloutWorker:
     def ping(self) -> bool:
         return True
 
+    def get_policy(self, policy_id: str = "default_policy") -> Any:
+        """The worker's acting policy (numpy): get_weights, set_weights, compute_actions."""
+        return self.policy
+
+    def apply(self, fn: Callable[..., Any], *args: Any) -> Any:
+        """``fn(self, *args)`` (what ``WorkerSet.foreach_worker`` runs on each worker)."""
+        return fn(self, *args)
+
+    def foreach_env(self, fn: Callable[[Any], Any]) -> list[Any]:
+        return [fn(env) for env in self.env.envs]
+
     def close(self) -> None:
         self.env.close()
 
@@ -134,6 +145,7 @@ class WorkerSet:
     def __init__(self, env_spec: EnvSpec, config: AlgorithmConfig, model_spec: ModelSpec):
         self.local: RolloutWorker | None = None
         self.remote: list[Any] = []
+        self.learner_worker: Any = None   # set by the algorithm
         if config.num_workers == 0:
             self.local = RolloutWorker(env_spec, config, model_spec, 0)
         else:
@@ -141,6 +153,24 @@ class WorkerSet:
             self.remote = [actor.remote(env_spec, config, model_spec, i + 1)
                            for i in range(config.num_workers)]
             raylite.get([worker.ping.remote() for worker in self.remote])  # raise setup errors now
+
+    def local_worker(self) -> Any:
+        """The in-process worker: the sampling one (``num_workers: 0``), else the learner's
+        stand-in (``get_policy()`` gives the algorithm's policy), as RLlib's local worker."""
+        return self.local if self.local is not None else self.learner_worker
+
+    def remote_workers(self) -> list[Any]:
+        return list(self.remote)
+
+    def foreach_worker(self, fn: Callable[[Any], Any], local_worker: bool = True) -> list[Any]:
+        """``[fn(worker) for each worker]``: the local one first, then each remote actor's."""
+        results = [fn(self.local_worker())] if local_worker else []
+        if self.remote:
+            results.extend(raylite.get([worker.apply.remote(fn) for worker in self.remote]))
+        return results
+
+    def num_remote_workers(self) -> int:
+        return len(self.remote)
 
     def sync(self, weights: dict[str, np.ndarray], filter_state: Any,
              exploration: dict | None = None) -> None:
