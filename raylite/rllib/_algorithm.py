@@ -393,6 +393,8 @@ class Algorithm(Trainable):
 class _LearnerWorker:
     """The local worker of an algorithm whose sampling happens in rollout worker actors."""
 
+    env = None  # it samples nothing
+
     def __init__(self, algorithm: Algorithm):
         self._algorithm = algorithm
 

@@ -62,7 +62,10 @@ def torch_model(params: dict[str, Any], spec: Any) -> Any:
             super().__init__()
             self.names = list(params)
             self.weights = torch.nn.ParameterList(list(params.values()))
-            self.base_model = self
+
+        @property
+        def base_model(self) -> Any:
+            return self
 
         def forward(self, obs: Any) -> Any:
             named = dict(zip(self.names, self.weights))
@@ -86,7 +89,10 @@ def keras_model(weights: dict[str, np.ndarray], spec: Any) -> Any:
                                            initializer="zeros")
                 variable.assign(value)
                 self.named[name] = variable
-            self.base_model = self
+
+        @property
+        def base_model(self) -> Any:
+            return self
 
         def call(self, obs: Any) -> Any:
             named = {name: tf.convert_to_tensor(v) for name, v in self.named.items()}
