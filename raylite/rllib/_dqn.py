@@ -117,10 +117,11 @@ class DQN(Algorithm):
 
     def setup(self, config: dict) -> None:
         super().setup(config)
-        defaults = ALGORITHM_DEFAULTS["DQN"]
+        defaults = ALGORITHM_DEFAULTS[self.algo_name]
         self.replay_buffer = make_replay_buffer(self.algo_config,
                                                 defaults["replay_buffer_config"])
-        self.epsilon = epsilon_schedule(self.algo_config, defaults["exploration_config"])
+        self.epsilon = epsilon_schedule(self.algo_config,
+                                        ALGORITHM_DEFAULTS["DQN"]["exploration_config"])
         self.last_target_update = 0
         self.num_updates = 0
         self.learner.update_target(1.0)
@@ -131,9 +132,8 @@ class DQN(Algorithm):
         start = time.perf_counter()
         while True:
             # 1. rollouts, epsilon-greedy with the current weights
-            epsilon = self.epsilon(self.timesteps_total + steps)
-            self.workers.sync(self.learner.get_weights(), self.filter.get_state(),
-                              {"epsilon": epsilon})
+            exploration = self.exploration_state(self.timesteps_total + steps)
+            self.workers.sync(self.learner.get_weights(), self.filter.get_state(), exploration)
             batch, new_episodes = self.workers.sample(1, self.filter.merge_delta)
             # 2. into the replay buffer
             self.replay_buffer.add(batch)
@@ -156,9 +156,14 @@ class DQN(Algorithm):
         elapsed = time.perf_counter() - start
         self.timers = {"learn_time_ms": 1000 * learn_time,
                        "sample_time_ms": 1000 * (elapsed - learn_time)}
-        stats.update(cur_epsilon=epsilon, num_updates=self.num_updates,
-                     replay_buffer_size=len(self.replay_buffer))
+        stats.update(num_updates=self.num_updates, replay_buffer_size=len(self.replay_buffer))
+        if exploration is not None:
+            stats["cur_epsilon"] = exploration["epsilon"]
         return steps, episodes, stats
+
+    def exploration_state(self, timestep: int) -> dict | None:
+        """What the workers explore with: epsilon at ``timestep`` env steps."""
+        return {"epsilon": self.epsilon(timestep)}
 
     def _updates_per_round(self, sampled: int) -> int:
         intensity = self.algo_config.training_intensity
@@ -169,11 +174,14 @@ class DQN(Algorithm):
     def _learn_on_replay(self) -> dict[str, float]:
         minibatch = self.replay_buffer.sample(self.algo_config.train_batch_size)
         indices = minibatch.pop(BATCH_INDEXES)
-        stats = self.learner.learn_on_minibatch(minibatch, {})
+        stats = self.learn_on_minibatch(minibatch)
         td_error = stats.pop("td_error")
         self.replay_buffer.update_priorities(indices, td_error)
         self.num_updates += 1
         return stats
+
+    def learn_on_minibatch(self, minibatch: dict[str, np.ndarray]) -> dict[str, Any]:
+        return self.learner.learn_on_minibatch(minibatch, {})
 
     # ---- checkpoints: the target network and counters (the buffer when asked) ---------------
     def learner_state(self) -> dict[str, Any]:
