@@ -20,6 +20,7 @@ from raylite.rllib._distributions import LOG_2PI, NUMPY_OPS
 from raylite.rllib._model import ActionAdapter, check_weights, init_weights, mlp, mlp_shapes
 
 LOG_STD_MIN, LOG_STD_MAX = -20.0, 2.0
+LOG_2 = math.log(2.0)
 
 
 class SquashedGaussian:
@@ -35,10 +36,14 @@ class SquashedGaussian:
     def sample_with_logp(self, noise: Any) -> tuple[Any, Any]:
         """``(tanh(mean + std * noise), its log-probability)``, reparameterized: gradients
         flow to the mean and std."""
+        ops = self.ops
         u = self.mean + self.std * noise
-        action = self.ops.tanh(u)
-        gaussian_logp = self.ops.sum(-0.5 * noise * noise - self.log_std - 0.5 * LOG_2PI, -1)
-        squash_correction = self.ops.sum(self.ops.log(1.0 - action * action + 1e-6), -1)
+        action = ops.tanh(u)
+        gaussian_logp = ops.sum(-0.5 * noise * noise - self.log_std - 0.5 * LOG_2PI, -1)
+        # log(1 - tanh(u)^2) = 2 (log 2 - u - softplus(-2u)), exact where tanh saturates
+        minus_2u = -2.0 * u
+        softplus = ops.maximum(minus_2u, 0.0 * u) + ops.log(1.0 + ops.exp(-ops.abs(minus_2u)))
+        squash_correction = ops.sum(2.0 * (LOG_2 - u - softplus), -1)
         return action, gaussian_logp - squash_correction
 
     def deterministic(self) -> Any:
