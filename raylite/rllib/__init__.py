@@ -32,10 +32,12 @@ from raylite.tune._registry import register_env, register_trainable
 
 # Loaded on first use, so that ``rllib rollout`` and env checks do not import Tune.
 _LAZY = {"PPO": "_ppo", "PPOConfig": "_ppo", "PPOTrainer": "_ppo", "DEFAULT_CONFIG": "_ppo",
+         "DQN": "_dqn", "DQNConfig": "_dqn", "DQNTrainer": "_dqn",
+         "SAC": "_sac", "SACConfig": "_sac", "SACTrainer": "_sac",
          "Algorithm": "_algorithm", "Policy": "_algorithm"}
 
 #: algorithm name -> the attribute of this package that holds it
-ALGORITHMS: dict[str, str] = {"PPO": "PPO"}
+ALGORITHMS: dict[str, str] = {"PPO": "PPO", "DQN": "DQN", "SAC": "SAC"}
 
 
 def algorithm_name(name: str) -> str:
@@ -73,6 +75,9 @@ def __getattr__(name: str) -> Any:
 __all__ = [
     "ALGORITHMS",
     "DEFAULT_CONFIG",
+    "DQN",
+    "DQNConfig",
+    "DQNTrainer",
     "PPO",
     "Algorithm",
     "AlgorithmConfig",
@@ -82,6 +87,9 @@ __all__ = [
     "PPOConfig",
     "PPOTrainer",
     "Policy",
+    "SAC",
+    "SACConfig",
+    "SACTrainer",
     "algorithm_name",
     "check_stop_criteria",
     "get_algorithm_class",

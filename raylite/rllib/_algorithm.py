@@ -27,6 +27,7 @@ from raylite.rllib._config import AlgorithmConfig
 from raylite.rllib._envs import EnvSpec, action_info, preprocessor, resolve_env
 from raylite.rllib._filters import make_filter
 from raylite.rllib._model import ModelSpec, NumpyPolicy, init_weights
+from raylite.rllib._policy_view import Policy, RLModule
 from raylite.rllib._rollout_worker import (
     WorkerSet,
     action_adapter,
@@ -49,37 +50,11 @@ def env_label(env: Any) -> str:
     return str(name).replace("/", "_").replace(":", "_")
 
 
-class Policy:
-    """``get_policy()``: the learner's weights and acting with them (Ray's Policy surface)."""
-
-    def __init__(self, algorithm: Algorithm):
-        self._algorithm = algorithm
-        self.observation_space = algorithm.observation_space
-        self.action_space = algorithm.action_space
-        self.config = algorithm.algo_config.to_dict()
-        self.framework = algorithm.algo_config.framework
-
-    @property
-    def model(self) -> dict[str, Any]:
-        """The framework's parameters, by name (torch Parameters or tf Variables)."""
-        return self._algorithm.learner.params
-
-    def get_weights(self) -> dict[str, np.ndarray]:
-        return self._algorithm.learner.get_weights()
-
-    def set_weights(self, weights: dict[str, np.ndarray]) -> None:
-        self._algorithm.set_weights(weights)
-
-    def compute_single_action(self, obs: Any, explore: bool | None = None, **_: Any
-                              ) -> tuple[Any, list, dict]:
-        """``(action, [], extra fetches)`` for one observation."""
-        return self._algorithm.compute_single_action(obs, explore=explore, full_fetch=True)
-
-
 class Algorithm(Trainable):
     """Base of the algorithms; a subclass defines ``training_step`` and its learner state."""
 
     _registered: dict | None = None  # what the rllib CLI ships to the trial's process
+    algo_name = "PPO"                # whose config keys and defaults (AlgorithmConfig)
 
     def __init__(self, config: Any = None, env: Any = None, logger_creator: Any = None,
                  trial_info: dict | None = None):
@@ -108,17 +83,20 @@ class Algorithm(Trainable):
     # ---- setup -------------------------------------------------------------------------------
     def setup(self, config: dict) -> None:
         _registry.install(self._registered)
-        self.algo_config = config = AlgorithmConfig.from_dict(config)
+        self.algo_config = config = AlgorithmConfig.from_dict(config, self.algo_name)
+        self._check_unimplemented(config)
         self.env_spec: EnvSpec = resolve_env(config.env, config.env_config)
         probe = self.env_spec.make()
         self.observation_space, self.action_space = probe.observation_space, probe.action_space
         probe.close()
+        _check_spaces(config, self.observation_space, self.action_space)
         self.model_spec = self._model_spec(config)
         weights = init_weights(self.model_spec, config.seed)
         self.learner = self._make_learner(weights)
         obs_size, self._flatten = preprocessor(self.observation_space)
         self.filter = make_filter(config.observation_filter, (obs_size,))
         self.workers = WorkerSet(self.env_spec, config, self.model_spec)
+        self.workers.learner_worker = _LearnerWorker(self)
         self._rng = np.random.default_rng(config.seed)
         self._acting: NumpyPolicy | None = None
         self._eval_env: Any = None
@@ -142,9 +120,28 @@ class Algorithm(Trainable):
             from raylite.rllib._policy_torch import TorchPolicy as Learner
         else:
             from raylite.rllib._policy_tf import TFPolicy as Learner
-        return Learner(self.model_spec, weights, self.loss_function(), lr=config.lr,
+        return Learner(self.model_spec, weights, self.loss_function(), lr=self.learning_rates(),
                        grad_clip=config.grad_clip, seed=config.seed,
-                       num_threads=config.num_cpus_for_driver)
+                       num_threads=config.num_cpus_for_driver,
+                       target_names=self.model_spec.target_names())
+
+    def learning_rates(self) -> float | dict[str, float]:
+        """``lr``, or ``{parameter name prefix: rate}`` (SAC)."""
+        return self.algo_config.lr
+
+    def _check_unimplemented(self, config: AlgorithmConfig) -> None:
+        """Refuse the options raylite accepts in configs but does not implement yet."""
+        for name in ("env_task_fn", "policies", "policy_mapping_fn", "output", "callbacks"):
+            value = getattr(config, name)
+            if value is not None and not self._implements(name):
+                raise NotImplementedError(f"config {name!r}: not implemented by raylite's "
+                                          f"{self.algo_name} yet; remove it")
+        if config.input_ != "sampler" and not self._implements("input"):
+            raise NotImplementedError(f"config 'input': {self.algo_name} in raylite learns "
+                                      f"from its env only ('sampler')")
+
+    def _implements(self, option: str) -> bool:
+        return False
 
     # ---- what an algorithm defines --------------------------------------------------------------
     @staticmethod
@@ -179,7 +176,8 @@ class Algorithm(Trainable):
                       info={"learner": {DEFAULT_POLICY_ID: {"learner_stats": learner_stats}},
                             "num_steps_sampled": self.timesteps_total,
                             "num_steps_trained": self.timesteps_total},
-                      timers=dict(self.timers), custom_metrics={})
+                      timers=dict(self.timers), custom_metrics={},
+                      config=self.algo_config.to_dict())
         interval = self.algo_config.evaluation_interval
         if interval and (self.iteration + 1) % interval == 0:
             result.update(self.evaluate())
@@ -193,6 +191,9 @@ class Algorithm(Trainable):
             self._recent_episodes)
         metrics = summarize_episodes(window)
         metrics["episodes_this_iter"] = len(episodes)
+        metrics["episode_return_mean"] = metrics["episode_reward_mean"]
+        metrics["episode_return_min"] = metrics["episode_reward_min"]
+        metrics["episode_return_max"] = metrics["episode_reward_max"]
         metrics["env_runners"] = {
             "episode_return_mean": metrics["episode_reward_mean"],
             "episode_return_min": metrics["episode_reward_min"],
@@ -207,6 +208,20 @@ class Algorithm(Trainable):
                              f"{DEFAULT_POLICY_ID!r}")
         return Policy(self)
 
+    def get_module(self, module_id: str = DEFAULT_POLICY_ID) -> RLModule:
+        """Ray 2.x: the RLModule view, ``get_module().forward_inference({"obs": batch})``."""
+        self.get_policy(module_id)  # checks the id
+        return RLModule(self)
+
+    @property
+    def env_runner_group(self) -> WorkerSet:
+        """Ray 2.x's name of ``workers``."""
+        return self.workers
+
+    @property
+    def env_runner(self) -> Any:
+        return self.workers.local_worker()
+
     def get_weights(self) -> dict[str, dict[str, np.ndarray]]:
         return {DEFAULT_POLICY_ID: self.learner.get_weights()}
 
@@ -219,9 +234,9 @@ class Algorithm(Trainable):
         self.learner.set_weights(weights)
         self._acting = None
 
-    def _acting_policy(self) -> NumpyPolicy:
+    def _acting_policy(self) -> Any:
         if self._acting is None:
-            self._acting = NumpyPolicy(self.model_spec, action_adapter(
+            self._acting = self.model_spec.acting_policy(action_adapter(
                 self.action_space, self.algo_config.normalize_actions), self.learner.get_weights())
         return self._acting
 
@@ -235,15 +250,40 @@ class Algorithm(Trainable):
         if observation is None:
             observation = kwargs.pop("obs", None)
         explore = self.algo_config.explore if explore is None else explore
-        obs = self.filter(self._flatten(observation)[None], update=False)
-        out = self._acting_policy().compute_actions(obs, explore, self._rng)
+        out = self.act_on_batch(self._flatten(observation)[None], explore)
         action = out["env_actions"][0]
         if not full_fetch:
             return action
-        extra = {k: out[k][0] for k in ("action_dist_inputs", "action_logp", "vf_preds")}
+        extra = {k: v[0] for k, v in out.items() if k not in ("actions", "env_actions")}
         return action, [], extra
 
     compute_action = compute_single_action
+
+    def compute_actions(self, observations: dict[Any, Any], state: Any = None, *,
+                        explore: bool | None = None, policy_id: str = DEFAULT_POLICY_ID,
+                        full_fetch: bool = False, **kwargs: Any) -> Any:
+        """Actions for ``{agent_id: observation}``: ``{agent_id: action}`` (one batch)."""
+        if not isinstance(observations, dict):
+            raise TypeError(f"compute_actions takes {{agent_id: observation}}, got "
+                            f"{type(observations).__name__}; use compute_single_action for one")
+        self.get_policy(policy_id)
+        explore = self.algo_config.explore if explore is None else explore
+        agents = list(observations)
+        if not agents:
+            return {}
+        flat = np.stack([self._flatten(observations[agent]) for agent in agents])
+        out = self.act_on_batch(flat, explore)
+        actions = dict(zip(agents, out["env_actions"]))
+        if not full_fetch:
+            return actions
+        extra = {agent: {k: v[i] for k, v in out.items() if k not in ("actions", "env_actions")}
+                 for i, agent in enumerate(agents)}
+        return actions, [], extra
+
+    def act_on_batch(self, flat_obs: np.ndarray, explore: bool) -> dict[str, np.ndarray]:
+        """The acting policy's outputs for a batch of flat observations (filtered here)."""
+        obs = self.filter(np.asarray(flat_obs, np.float32), update=False)
+        return self._acting_policy().compute_actions(obs, explore, self._rng)
 
     def evaluate(self) -> dict:
         """``{"evaluation": metrics}`` of ``evaluation_num_episodes`` episodes on a fresh env,
@@ -267,8 +307,9 @@ class Algorithm(Trainable):
     # ---- checkpoints ---------------------------------------------------------------------------
     def get_state(self) -> dict:
         """Everything a checkpoint holds."""
-        return {"algorithm": type(self).__name__, "config": self.algo_config.to_dict(),
+        return {"algorithm": self.algo_name, "config": self.algo_config.to_dict(),
                 "env_name": self.env_spec.name, "model_spec": dataclasses.asdict(self.model_spec),
+                "model_spec_type": type(self.model_spec).__name__,
                 "weights": self.learner.get_weights(),
                 "optimizer": self.learner.get_optimizer_state(),
                 "filter": self.filter.get_state(), "learner_state": self.learner_state(),
@@ -310,11 +351,27 @@ class Algorithm(Trainable):
     @classmethod
     def from_checkpoint(cls, checkpoint_path: str, **config_overrides: Any) -> Algorithm:
         """A new algorithm with a checkpoint's config (updated by ``config_overrides``) and
-        state (Ray 2.x)."""
+        state (Ray 2.x). Called on ``Algorithm``, it builds the algorithm that wrote it."""
         state = _checkpoint.read(checkpoint_path)
-        algorithm = cls(config={**state["config"], **config_overrides})
+        target = cls
+        if cls is Algorithm or cls.algo_name != state["algorithm"]:
+            from raylite.rllib import get_algorithm_class
+            target = get_algorithm_class(state["algorithm"])
+            if cls is not Algorithm and not issubclass(target, cls):
+                raise ValueError(f"{checkpoint_path} was written by {state['algorithm']}, not "
+                                 f"{cls.algo_name}; use {state['algorithm']}.from_checkpoint or "
+                                 f"Algorithm.from_checkpoint")
+        algorithm = target(config={**state["config"], **config_overrides})
         algorithm.restore(checkpoint_path)
         return algorithm
+
+    def save_to_path(self, path: str | None = None) -> str:
+        """Ray 2.x: save a checkpoint into directory ``path``; returns the directory."""
+        return os.path.dirname(self.save(path))
+
+    def restore_from_path(self, path: str) -> None:
+        """Ray 2.x: take up the checkpoint in ``path``."""
+        self.restore(path)
 
     def cleanup(self) -> None:
         workers = getattr(self, "workers", None)
@@ -327,10 +384,39 @@ class Algorithm(Trainable):
     def default_resource_request(cls, config: dict) -> dict[str, float]:
         """The trial's resources for ``tune.run(resources_per_trial=...)``: the learner's
         ``num_cpus_for_driver`` plus ``num_cpus_per_worker`` per rollout worker."""
-        merged = AlgorithmConfig.from_dict(config)
+        merged = AlgorithmConfig.from_dict(config, cls.algo_name)
         return {"cpu": merged.num_cpus_for_driver + merged.num_workers * merged.num_cpus_per_worker,
                 "gpu": merged.num_gpus}
 
+
+
+class _LearnerWorker:
+    """The local worker of an algorithm whose sampling happens in rollout worker actors."""
+
+    env = None  # it samples nothing
+
+    def __init__(self, algorithm: Algorithm):
+        self._algorithm = algorithm
+
+    def get_policy(self, policy_id: str = DEFAULT_POLICY_ID) -> Policy:
+        return self._algorithm.get_policy(policy_id)
+
+    def get_weights(self) -> dict:
+        return self._algorithm.get_weights()
+
+    def set_weights(self, weights: dict) -> None:
+        self._algorithm.set_weights(weights)
+
+    def foreach_env(self, fn: Any) -> list:
+        return []
+
+
+def _check_spaces(config: AlgorithmConfig, observation_space: Any, action_space: Any) -> None:
+    for name, given, actual in (("observation_space", config.observation_space, observation_space),
+                                ("action_space", config.action_space, action_space)):
+        if given is not None and given != actual:
+            raise ValueError(f"config {name} {given} differs from the env's {actual}; leave it "
+                             f"out (raylite takes the env's) or make them equal")
 
 
 def summarize_episodes(episodes: list[tuple[float, int]]) -> dict:

@@ -23,7 +23,8 @@ from raylite.rllib._buffer import RolloutBuffer, batch_size, concat_batches
 from raylite.rllib._config import AlgorithmConfig
 from raylite.rllib._envs import EnvSpec, LegacyEnv, VectorEnv, action_info, preprocessor
 from raylite.rllib._filters import make_filter
-from raylite.rllib._model import ActionAdapter, ModelSpec, NumpyPolicy
+from raylite.rllib._model import ActionAdapter, ModelSpec
+from raylite.rllib._replay_buffer import n_step_transitions
 
 
 def action_adapter(action_space: Any, normalize: bool) -> ActionAdapter:
@@ -42,22 +43,28 @@ class RolloutWorker:
         self.env = VectorEnv(env_spec, config.num_envs_per_worker, config.seed, config.horizon,
                              worker_index)
         self.filter = make_filter(config.observation_filter, (self.env.obs_size,))
-        self.policy = NumpyPolicy(model_spec, action_adapter(self.env.action_space,
-                                                             config.normalize_actions))
+        self.policy = model_spec.acting_policy(action_adapter(self.env.action_space,
+                                                              config.normalize_actions))
+        self.on_policy = model_spec.on_policy
         seed = None if config.seed is None else config.seed + 7919 * worker_index
         self.rng = np.random.default_rng(seed)
         self._obs: np.ndarray | None = None  # the raw observations the next step acts on
 
-    def set_state(self, state: tuple[dict[str, np.ndarray], Any]) -> None:
-        """Take the trainer's weights and observation filter."""
-        weights, filter_state = state
+    def set_state(self, state: tuple) -> None:
+        """Take the trainer's weights, observation filter and exploration state (epsilon)."""
+        weights, filter_state, *exploration = state
         self.policy.set_weights(weights)
         if filter_state is not None:
             self.filter.set_state(filter_state)
+        if exploration and exploration[0] is not None:
+            self.policy.set_exploration(exploration[0])
 
     def sample(self) -> dict[str, Any]:
         """One fragment: ``rollout_fragment_length`` steps of every env (with
-        ``complete_episodes``, then on until each env's episode ends)."""
+        ``complete_episodes``, then on until each env's episode ends); GAE done for
+        on-policy learning, else n-step transitions for a replay buffer."""
+        if not self.on_policy:
+            return self._sample_transitions()
         config = self.config
         complete = config.batch_mode == "complete_episodes"
         buffer = RolloutBuffer(self.env.num_envs)
@@ -89,8 +96,44 @@ class RolloutWorker:
         return {"batch": batch, "episodes": self.env.take_episodes(),
                 "filter_delta": self.filter.take_delta()}
 
+    def _sample_transitions(self) -> dict[str, Any]:
+        """``rollout_fragment_length`` steps of every env as n-step transitions."""
+        config = self.config
+        columns: dict[str, list[np.ndarray]] = {name: [] for name in (
+            "obs", "actions", "rewards", "new_obs", "terminateds", "dones")}
+        raw_obs = self.env.reset() if self._obs is None else self._obs
+        for _ in range(config.rollout_fragment_length):
+            obs = self.filter(raw_obs)
+            out = self.policy.compute_actions(obs, explore=True, rng=self.rng)
+            next_obs, rewards, terminated, truncated, final_obs = self.env.step(
+                out["env_actions"])
+            dones = terminated | truncated
+            new_obs = np.where(dones[:, None], final_obs, next_obs)
+            step = {"obs": obs, "actions": out["actions"], "rewards": rewards,
+                    "new_obs": self.filter(new_obs, update=False), "terminateds": terminated,
+                    "dones": dones}
+            for name, value in step.items():
+                columns[name].append(value)
+            raw_obs = next_obs
+        self._obs = raw_obs
+        steps = {name: np.stack(values) for name, values in columns.items()}
+        batch = n_step_transitions(steps, config.n_step, config.gamma)
+        return {"batch": batch, "episodes": self.env.take_episodes(),
+                "filter_delta": self.filter.take_delta()}
+
     def ping(self) -> bool:
         return True
+
+    def get_policy(self, policy_id: str = "default_policy") -> Any:
+        """The worker's acting policy (numpy): get_weights, set_weights, compute_actions."""
+        return self.policy
+
+    def apply(self, fn: Callable[..., Any], *args: Any) -> Any:
+        """``fn(self, *args)`` (what ``WorkerSet.foreach_worker`` runs on each worker)."""
+        return fn(self, *args)
+
+    def foreach_env(self, fn: Callable[[Any], Any]) -> list[Any]:
+        return [fn(env) for env in self.env.envs]
 
     def close(self) -> None:
         self.env.close()
@@ -102,6 +145,7 @@ class WorkerSet:
     def __init__(self, env_spec: EnvSpec, config: AlgorithmConfig, model_spec: ModelSpec):
         self.local: RolloutWorker | None = None
         self.remote: list[Any] = []
+        self.learner_worker: Any = None   # set by the algorithm
         if config.num_workers == 0:
             self.local = RolloutWorker(env_spec, config, model_spec, 0)
         else:
@@ -110,12 +154,32 @@ class WorkerSet:
                            for i in range(config.num_workers)]
             raylite.get([worker.ping.remote() for worker in self.remote])  # raise setup errors now
 
-    def sync(self, weights: dict[str, np.ndarray], filter_state: Any) -> None:
-        """Send the weights and the filter's state to every worker (one object for all)."""
+    def local_worker(self) -> Any:
+        """The in-process worker: the sampling one (``num_workers: 0``), else the learner's
+        stand-in (``get_policy()`` gives the algorithm's policy), as RLlib's local worker."""
+        return self.local if self.local is not None else self.learner_worker
+
+    def remote_workers(self) -> list[Any]:
+        return list(self.remote)
+
+    def foreach_worker(self, fn: Callable[[Any], Any], local_worker: bool = True) -> list[Any]:
+        """``[fn(worker) for each worker]``: the local one first, then each remote actor's."""
+        results = [fn(self.local_worker())] if local_worker else []
+        if self.remote:
+            results.extend(raylite.get([worker.apply.remote(fn) for worker in self.remote]))
+        return results
+
+    def num_remote_workers(self) -> int:
+        return len(self.remote)
+
+    def sync(self, weights: dict[str, np.ndarray], filter_state: Any,
+             exploration: dict | None = None) -> None:
+        """Send the weights, the filter's state and the exploration state (DQN's epsilon)
+        to every worker (one object for all)."""
         if self.local is not None:
-            self.local.set_state((weights, filter_state))
+            self.local.set_state((weights, filter_state, exploration))
             return
-        state = raylite.put((weights, filter_state))
+        state = raylite.put((weights, filter_state, exploration))
         for worker in self.remote:
             worker.set_state.remote(state)
 

@@ -1,0 +1,222 @@
+"""Deep Q-Networks (Mnih et al. 2015) with double Q (van Hasselt et al. 2016), dueling heads
+(Wang et al. 2016), prioritized replay (Schaul et al. 2016) and n-step returns, as RLlib runs it.
+
+One training iteration, top to bottom (``DQN.training_step``), repeated until
+``min_sample_timesteps_per_iteration`` env steps are in:
+
+    1. rollouts   the workers act epsilon-greedily (epsilon from its schedule) for
+                  rollout_fragment_length steps; their steps become n-step transitions
+    2. replay     the transitions go into the replay buffer
+    3. learning   once num_steps_sampled_before_learning_starts steps are in: gradient steps on
+                  dqn_loss over train_batch_size transitions drawn from the buffer (one per
+                  round, or as many as training_intensity asks); prioritized replay gets each
+                  transition's |TD error| back as its new priority
+    4. target     every target_network_update_freq env steps, the target network moves to
+                  the online one (tau 1: a copy)
+
+``dqn_loss`` is written once against an ``ops`` namespace and runs on torch, TensorFlow and
+(in the tests) numpy.
+"""
+
+from __future__ import annotations
+
+import time
+from typing import Any
+
+import numpy as np
+
+from raylite.rllib._algorithm import Algorithm
+from raylite.rllib._config import ALGORITHM_DEFAULTS, AlgorithmConfig, ConfigBuilder
+from raylite.rllib._envs import preprocessor
+from raylite.rllib._exploration import epsilon_schedule
+from raylite.rllib._model import model_loss
+from raylite.rllib._q_model import QModelSpec, q_values
+from raylite.rllib._replay_buffer import (
+    ACTIONS,
+    BATCH_INDEXES,
+    DISCOUNTS,
+    NEW_OBS,
+    OBS,
+    REWARDS,
+    TERMINATEDS,
+    WEIGHTS,
+    make_replay_buffer,
+)
+
+
+def huber(x: Any, ops: Any, delta: float = 1.0) -> Any:
+    """0.5 x**2 for |x| <= delta, else delta (|x| - 0.5 delta)."""
+    quadratic = ops.clip(ops.abs(x), 0.0, delta)
+    return 0.5 * quadratic * quadratic + delta * (ops.abs(x) - quadratic)
+
+
+def make_dqn_loss(double_q: bool, td_error_loss_fn: str) -> Any:
+    """DQN's loss with its two switches fixed (they choose the graph, not its inputs)."""
+
+    @model_loss
+    def dqn_loss(ops: Any, params: dict, target_params: dict, batch: dict, coeffs: dict,
+                 spec: QModelSpec) -> tuple[Any, dict[str, Any]]:
+        """The TD error of Q(s, a) against r + discount * (1 - terminated) * Q_target(s', a*),
+        a* = argmax_a Q(s', a) (double Q) or argmax_a Q_target(s', a); Huber or squared,
+        weighted by the replay's importance weights.
+
+        Returns ``(loss, stats)``; stats hold the per-row ``td_error`` for the priorities.
+        """
+        q_t = q_values(ops, params, batch[OBS], spec)
+        q_t_selected = ops.sum(q_t * ops.one_hot(batch[ACTIONS], spec.action_size), -1)
+
+        q_tp1_target = q_values(ops, target_params, batch[NEW_OBS], spec)
+        if double_q:
+            q_tp1_online = ops.stop_gradient(q_values(ops, params, batch[NEW_OBS], spec))
+            best_actions = ops.argmax(q_tp1_online)
+        else:
+            best_actions = ops.argmax(q_tp1_target)
+        q_tp1_best = ops.sum(q_tp1_target * ops.one_hot(best_actions, spec.action_size), -1)
+        not_terminated = 1.0 - batch[TERMINATEDS]
+        q_t_selected_target = ops.stop_gradient(
+            batch[REWARDS] + batch[DISCOUNTS] * not_terminated * q_tp1_best)
+
+        td_error = q_t_selected - q_t_selected_target
+        errors = huber(td_error, ops) if td_error_loss_fn == "huber" else 0.5 * td_error * td_error
+        loss = ops.mean(batch[WEIGHTS] * errors)
+        stats = {"loss": loss, "mean_q": ops.mean(q_t_selected),
+                 "mean_td_error": ops.mean(td_error), "td_error": td_error}
+        return loss, stats
+
+    return dqn_loss
+
+
+class DQN(Algorithm):
+    """DQN: ``DQN(config={...}, env="CartPole-v1")`` (also ``DQNTrainer``), or
+    ``DQNConfig().environment("CartPole-v1").build()``.
+
+    Example:
+        >>> from raylite.rllib.algorithms.dqn import DQN
+        >>> algo = DQN(env="CartPole-v1", config={"min_sample_timesteps_per_iteration": 100,
+        ...            "num_steps_sampled_before_learning_starts": 50, "model": {
+        ...            "fcnet_hiddens": [16]}, "hiddens": [16]})
+        >>> algo.train()["timesteps_total"]
+        100
+    """
+
+    algo_name = "DQN"
+
+    def loss_function(self) -> Any:
+        return make_dqn_loss(self.algo_config.double_q, self.algo_config.td_error_loss_fn)
+
+    def _model_spec(self, config: AlgorithmConfig) -> QModelSpec:
+        from gymnasium import spaces
+        if not isinstance(self.action_space, spaces.Discrete):
+            raise ValueError(f"DQN needs a Discrete action space; {self.env_spec.name} has "
+                             f"{self.action_space}: use SAC (continuous actions) or PPO")
+        return QModelSpec(obs_size=preprocessor(self.observation_space)[0],
+                          action_size=int(self.action_space.n),
+                          hiddens=tuple(config.model.fcnet_hiddens),
+                          activation=config.model.fcnet_activation,
+                          q_hiddens=tuple(config.hiddens), dueling=config.dueling)
+
+    def setup(self, config: dict) -> None:
+        super().setup(config)
+        defaults = ALGORITHM_DEFAULTS[self.algo_name]
+        self.replay_buffer = make_replay_buffer(self.algo_config,
+                                                defaults["replay_buffer_config"])
+        self.epsilon = epsilon_schedule(self.algo_config,
+                                        ALGORITHM_DEFAULTS["DQN"]["exploration_config"])
+        self.last_target_update = 0
+        self.num_updates = 0
+        self.learner.update_target(1.0)
+
+    def training_step(self) -> tuple[int, list[tuple[float, int]], dict[str, float]]:
+        config = self.algo_config
+        steps, episodes, stats, learn_time = 0, [], {}, 0.0
+        start = time.perf_counter()
+        while True:
+            # 1. rollouts, epsilon-greedy with the current weights
+            exploration = self.exploration_state(self.timesteps_total + steps)
+            self.workers.sync(self.learner.get_weights(), self.filter.get_state(), exploration)
+            batch, new_episodes = self.workers.sample(1, self.filter.merge_delta)
+            # 2. into the replay buffer
+            self.replay_buffer.add(batch)
+            sampled = len(batch[OBS])
+            steps += sampled
+            episodes.extend(new_episodes)
+            lifetime = self.timesteps_total + steps
+            # 3. gradient steps on replayed transitions
+            if lifetime >= config.num_steps_sampled_before_learning_starts:
+                learn_start = time.perf_counter()
+                for _ in range(self._updates_per_round(sampled)):
+                    stats = self._learn_on_replay()
+                learn_time += time.perf_counter() - learn_start
+                # 4. the target network follows
+                if lifetime - self.last_target_update >= config.target_network_update_freq:
+                    self.learner.update_target(config.tau)
+                    self.last_target_update = lifetime
+            if steps >= config.min_sample_timesteps_per_iteration:
+                break
+        elapsed = time.perf_counter() - start
+        self.timers = {"learn_time_ms": 1000 * learn_time,
+                       "sample_time_ms": 1000 * (elapsed - learn_time)}
+        stats.update(num_updates=self.num_updates, replay_buffer_size=len(self.replay_buffer))
+        if exploration is not None:
+            stats["cur_epsilon"] = exploration["epsilon"]
+        return steps, episodes, stats
+
+    def exploration_state(self, timestep: int) -> dict | None:
+        """What the workers explore with: epsilon at ``timestep`` env steps."""
+        return {"epsilon": self.epsilon(timestep)}
+
+    def _updates_per_round(self, sampled: int) -> int:
+        intensity = self.algo_config.training_intensity
+        if intensity is None:
+            return 1
+        return max(1, int(round(sampled * intensity / self.algo_config.train_batch_size)))
+
+    def _learn_on_replay(self) -> dict[str, float]:
+        minibatch = self.replay_buffer.sample(self.algo_config.train_batch_size)
+        indices = minibatch.pop(BATCH_INDEXES)
+        stats = self.learn_on_minibatch(minibatch)
+        td_error = stats.pop("td_error")
+        self.replay_buffer.update_priorities(indices, td_error)
+        self.num_updates += 1
+        return stats
+
+    def learn_on_minibatch(self, minibatch: dict[str, np.ndarray]) -> dict[str, Any]:
+        return self.learner.learn_on_minibatch(minibatch, {})
+
+    # ---- checkpoints: the target network and counters (the buffer when asked) ---------------
+    def learner_state(self) -> dict[str, Any]:
+        state = {"target_weights": self.learner.get_target_weights(),
+                 "last_target_update": self.last_target_update, "num_updates": self.num_updates}
+        if self.algo_config.store_buffer_in_checkpoints:
+            state["replay_buffer"] = self.replay_buffer.get_state()
+        return state
+
+    def set_learner_state(self, state: dict[str, Any]) -> None:
+        self.learner.set_target_weights(state["target_weights"])
+        self.last_target_update = state["last_target_update"]
+        self.num_updates = state["num_updates"]
+        if "replay_buffer" in state:
+            self.replay_buffer.set_state(state["replay_buffer"])
+
+
+DQNTrainer = DQN
+
+
+class DQNConfig(ConfigBuilder):
+    """Ray 2.x's builder for DQN's config.
+
+    Example:
+        >>> config = (DQNConfig().environment("CartPole-v1")
+        ...           .training(lr=1e-3, n_step=3, epsilon=[[0, 1.0], [5000, 0.05]],
+        ...                     replay_buffer_config={"capacity": 10000}))
+        >>> config.to_dict()["n_step"], config.algo_class.__name__
+        (3, 'DQN')
+    """
+
+    algo_name = "DQN"
+
+    def __init__(self, algo_class: type | None = None):
+        super().__init__(algo_class or DQN)
+
+
+DEFAULT_CONFIG: dict[str, Any] = AlgorithmConfig.for_algorithm("DQN").to_dict()
