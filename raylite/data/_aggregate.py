@@ -266,7 +266,7 @@ def aggregate_dataset(dataset: "Dataset", keys: list[str], aggs: list[AggregateF
                                    ExecutionStats(operations=partial_plan.describe()))
         block_ref, meta_ref = _final_remote.remote(keys, aggs, *[p.ref for p in partials])
         return [BlockTask(RefInput(block_ref, meta_ref))]
-    return Dataset(ExecutionPlan(Barrier(operation, compute)))
+    return Dataset(ExecutionPlan(Barrier(operation, compute)), dataset._api)
 
 
 def _normalize_on(on: Any, operation: str) -> list[str | None]:
@@ -367,7 +367,7 @@ class GroupedData:
         """
         if not callable(fn):
             raise TypeError(f"map_groups() needs a function, got {type(fn).__name__}")
-        _block.check_batch_format(batch_format)
+        batch_format = self._dataset._batch_format(batch_format)
         stage = MapGroups(self._keys, fn, batch_format, fn_args, fn_kwargs or {})
         stage.remote_args = dict(ray_remote_args)
         return self._dataset.sort(self._keys if len(self._keys) > 1 else self._keys[0]
@@ -408,7 +408,8 @@ class MapGroups(Stage):
                 result = self.fn(batch, *self.fn_args, **self.fn_kwargs)
             except Exception as exc:
                 key = values[start] if len(self.keys) > 1 else values[start][0]
-                raise annotate_error(exc, self.name, f"the group {key!r} ({stop - start} rows)")
+                raise annotate_error(exc, self.name, f"the group {key!r} ({stop - start} rows)",
+                                     self.api)
             outputs.append(_block.from_batch(result, self.name))
         return _block.concat(outputs)
 
