@@ -675,7 +675,9 @@ class Dataset(ExportMethods, ColumnMethods):
             >>> ray.data.range(4).map(lambda x: x + 1).materialize().take_all()
             [1, 2, 3, 4]
         """
-        return _materialized_dataset(self._materialized_inputs(), self._api)
+        done = _materialized_dataset(self._materialized_inputs(), self._api)
+        done._stats = self._stats  # its stats() tell how its blocks were computed
+        return done
 
     fully_executed = materialize  # the Ray 2.0-2.3 name
 
