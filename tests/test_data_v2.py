@@ -399,3 +399,18 @@ def test_take_batch_materialize_stats_and_local_paths(api, tmp_path):
     assert sorted(row["w"] for row in back.take_all()) == [2.0 * i for i in range(10)]
     schema = back.schema()
     assert sorted(schema.names) == ["k", "v", "w"] and len(schema.types) == 3
+
+
+# ==========================================================================================
+# the docstring examples of the modules this work added (test_data_docs.py runs the others)
+# ==========================================================================================
+@pytest.mark.parametrize("name", ["raylite.data._aggregate_methods", "raylite.data._columns",
+                                  "raylite.data._context", "raylite.data._schema",
+                                  "raylite.data.expressions"])
+def test_docstring_examples_run(api1, name):
+    import doctest
+    import importlib
+    result = doctest.testmod(importlib.import_module(name),
+                             optionflags=doctest.ELLIPSIS | doctest.NORMALIZE_WHITESPACE)
+    assert result.attempted > 0
+    assert result.failed == 0
