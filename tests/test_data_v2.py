@@ -203,10 +203,17 @@ def test_iterating_with_local_shuffle_keeps_every_row(api2):
     assert np.concatenate([b["id"] for b in again]).tolist() == ids
 
 
-def test_iter_torch_batches_gives_dicts_of_tensors(api2):
+def test_iter_torch_batches_and_the_data_iterator(api2):
     torch = pytest.importorskip("torch")
     batch = next(iter(ray.data.range(5).iter_torch_batches(batch_size=2)))
     assert list(batch) == ["id"] and torch.equal(batch["id"], torch.tensor([0, 1]))
+    shuffled = ray.data.range(50).iter_torch_batches(batch_size=10, local_shuffle_buffer_size=25,
+                                                    local_shuffle_seed=1)
+    assert sorted(torch.cat([b["id"] for b in shuffled]).tolist()) == list(range(50))
+    iterator = ray.data.range(10).iterator()
+    assert isinstance(iterator, ray.data.DataIterator)
+    assert next(iter(iterator.iter_rows())) == {"id": 0}
+    assert [len(b["id"]) for b in iterator.iter_batches(batch_size=4)] == [4, 4, 2]
 
 
 # ==========================================================================================
@@ -235,6 +242,11 @@ def test_add_drop_select_columns_on_dict_rows(api2):
     assert ds.drop_columns(["id"]).take(2) == [{"double": 0}, {"double": 2}]
     assert ds.select_columns(["double", "id"]).take(1) == [{"double": 0, "id": 0}]
     assert ray.data.from_items([1, 2]).take_all() == [{"item": 1}, {"item": 2}]
+    renamed = ds.rename_columns({"double": "twice"})
+    assert renamed.take(2) == [{"id": 0, "twice": 0}, {"id": 1, "twice": 2}]
+    assert renamed.rename_columns(["a", "b"]).columns() == ["a", "b"]
+    with pytest.raises(ValueError, match=r"rename_columns\(\{'nope': 'x'\}\): no column 'nope'"):
+        renamed.rename_columns({"nope": "x"}).take_all()
 
 
 def test_schema_is_rays_schema_under_2(api2):
@@ -406,6 +418,7 @@ def test_take_batch_materialize_stats_and_local_paths(api, tmp_path):
 # ==========================================================================================
 @pytest.mark.parametrize("name", ["raylite.data._aggregate_methods", "raylite.data._columns",
                                   "raylite.data._context", "raylite.data._schema",
+                                  "raylite.data._iterator",
                                   "raylite.data.expressions"])
 def test_docstring_examples_run(api1, name):
     import doctest

@@ -50,6 +50,7 @@ _LAZY = {
     "aggregate": ("raylite.data.aggregate", None),
     "expressions": ("raylite.data.expressions", None),
     "Schema": ("raylite.data._schema", "Schema"),
+    "DataIterator": ("raylite.data._iterator", "DataIterator"),
 }
 
 
@@ -89,7 +90,7 @@ DatasetContext = DataContext  # the Ray 1.x/2.0 name
 
 __all__ = [
     "Dataset", "MaterializedDataset", "DatasetPipeline", "DataContext", "DatasetContext",
-    "ExecutionOptions", "ArrowRow", "BlockMetadata", "Schema",
+    "ExecutionOptions", "ArrowRow", "BlockMetadata", "Schema", "DataIterator",
     "ActorPoolStrategy", "ExecutionStats", "GroupedData", "aggregate", "expressions",
     "from_items", "range", "range_table", "range_tensor", "from_pandas", "from_numpy",
     "from_arrow", "from_dask", "from_torch",

@@ -8,7 +8,7 @@ from typing import Any, Callable
 
 from raylite.data._context import switch_hint
 from raylite.data._arguments import check_function, check_remote_args, column_list
-from raylite.data._stages import AddColumn, SelectColumns, check_columns
+from raylite.data._stages import AddColumn, RenameColumns, SelectColumns, check_columns
 
 ADD_COLUMN_FORMATS = ("pandas", "numpy", "default", "pyarrow")
 
@@ -62,6 +62,32 @@ class ColumnMethods:
         """
         check_remote_args(ray_remote_args, "select_columns")
         return self._select(column_list(cols, "select_columns"), drop=False)
+
+    def rename_columns(self, names: dict | list, *, concurrency: Any = None,
+                       **ray_remote_args: Any) -> "Dataset":  # noqa: F821
+        """Rename columns: ``{old: new}``, or the list of all new names in order.
+
+        Example:
+            >>> import raylite as ray
+            >>> ray.data.from_items([{"a": 1, "b": 2}]).rename_columns({"a": "x"}).take()
+            [ArrowRow({'x': 1, 'b': 2})]
+        """
+        if isinstance(names, (list, tuple)):
+            columns = self.columns() or []
+            if len(names) != len(columns) or not all(isinstance(n, str) for n in names):
+                raise ValueError(f"rename_columns() with a list needs one new name per column "
+                                 f"({columns}), got {list(names)}")
+            names = dict(zip(columns, names))
+        if not isinstance(names, dict) or not all(
+                isinstance(k, str) and isinstance(v, str) for k, v in names.items()):
+            raise TypeError(f"rename_columns() takes {{old name: new name}}, got {names!r:.80}")
+        self._check_tabular("rename_columns")
+        schema = self._known_schema()
+        if schema is not None and hasattr(schema, "names"):
+            check_columns(list(names), list(schema.names), "rename_columns")
+        stage = RenameColumns(names)
+        stage.remote_args = check_remote_args(ray_remote_args, "rename_columns")
+        return self._with_stage(stage)
 
     def with_column(self, column_name: str, expr: Any, **ray_remote_args: Any
                     ) -> "Dataset":  # noqa: F821

@@ -22,6 +22,7 @@ from raylite.data._arguments import check_positive_int, check_remote_args, user_
 from raylite.data._stages import FilterRows, FlatMapRows, MapBatches, MapRows
 
 if TYPE_CHECKING:
+    from raylite.data._iterator import DataIterator
     from raylite.data._pipeline import DatasetPipeline
 
 class Dataset(ExportMethods, ColumnMethods, AggregateMethods):
@@ -470,6 +471,12 @@ class Dataset(ExportMethods, ColumnMethods, AggregateMethods):
         if total == 0:
             raise ValueError("take_batch(): the dataset is empty")
         return _block.to_batch(_block.concat(pieces), batch_format)
+
+    def iterator(self) -> "DataIterator":
+        """A DataIterator over this dataset (Ray 2.x): its ``iter_rows`` / ``iter_batches`` /
+        ``iter_torch_batches`` / ``to_tf``."""
+        from raylite.data._iterator import DataIterator
+        return DataIterator(self)
 
     def take(self, limit: int = 20) -> list:
         """The first ``limit`` rows as a list.

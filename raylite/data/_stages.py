@@ -331,3 +331,24 @@ class SelectColumns(Stage):
         if self.drop:
             return _block.drop_columns(table, self.columns)
         return _block.select_columns(table, self.columns)
+
+
+class RenameColumns(Stage):
+    """``rename_columns``: ``{old: new}`` (names not listed stay)."""
+
+    api = 1
+
+    def __init__(self, names: dict):
+        self.names = dict(names)
+        self.name = f"rename_columns({self.names})"
+
+    def __call__(self, block: Block) -> Block:
+        table = require_table(block, self.name, self.api)
+        if table is None or _block.num_rows(table) == 0:
+            return block
+        existing = _block.column_names(table)
+        check_columns(list(self.names), existing, self.name)
+        new_names = [self.names.get(name, name) for name in existing]
+        if type(table) is not list:
+            return table.rename_columns(new_names)
+        return [dict(zip(new_names, row.values())) for row in table]
