@@ -233,6 +233,27 @@ def test_aggregations_as_documented(api2):
     assert [row["mean(id)"] for row in means] == [49.5, 49.0, 50.0]
 
 
+@pytest.mark.parametrize("api", [1, 2], indirect=True)
+def test_custom_aggregate_fn_as_documented(api):
+    from raylite.data.aggregate import AggregateFn, Count
+    ds = ray.data.from_items([{"number": i} for i in range(1, 10)], parallelism=3)
+    aggregation = AggregateFn(
+        init=lambda column: 1,
+        accumulate_row=lambda a, row: a * row["number"],
+        merge=lambda a1, a2: a1 * a2,
+        name="prod",
+    )
+    assert ds.aggregate(aggregation) == {"prod": 362880}
+    grouped = ds.map(lambda row: {"k": row["number"] % 2, **row}).groupby("k").aggregate(
+        AggregateFn(init=lambda key: [], accumulate_block=lambda acc, table: acc + [len(table)],
+                    merge=lambda a, b: a + b, finalize=sum, name="rows"))
+    assert [(row["k"], row["rows"]) for row in grouped.take_all()] == [(0, 4), (1, 5)]
+    with pytest.raises(TypeError, match="cannot be mixed with built-in ones"):
+        ds.aggregate(aggregation, Count())
+    with pytest.raises(ValueError, match="exactly one of accumulate_row= and accumulate_block="):
+        AggregateFn(init=lambda k: 0, merge=lambda a, b: a + b, name="x")
+
+
 def test_add_drop_select_columns_on_dict_rows(api2):
     ds = ray.data.range(4).add_column("double", lambda df: df["id"] * 2)
     assert ds.take(2) == [{"id": 0, "double": 0}, {"id": 1, "double": 2}]

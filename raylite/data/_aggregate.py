@@ -37,6 +37,12 @@ class AggregateFn:
 
     kind = "agg"
 
+    def __new__(cls, *args: Any, **kwargs: Any):
+        if cls is AggregateFn:  # Ray's AggregateFn(init=..., merge=..., ...): Python functions
+            from raylite.data._custom_aggregate import CustomAggregateFn
+            return object.__new__(CustomAggregateFn)
+        return object.__new__(cls)
+
     def __init__(self, on: str | None = None, ignore_nulls: bool = True,
                  alias_name: str | None = None):
         if on is not None and not isinstance(on, str):
@@ -259,12 +265,24 @@ def aggregate_dataset(dataset: "Dataset", keys: list[str], aggs: list[AggregateF
     from raylite.data._dataset import Dataset
     from raylite.data._plan import (Barrier, BlockTask, ExecutionPlan, ExecutionStats, RefInput,
                                     execute_to_refs)
-    partial_plan = dataset._plan.with_stage(PartialAggregate(keys, aggs, operation))
+    final = _final_remote
+    if any(agg.kind == "custom" for agg in aggs):
+        from raylite.data._custom_aggregate import CustomPartial, final_custom
+        if not all(agg.kind == "custom" for agg in aggs):
+            raise TypeError(f"{operation}: AggregateFn(init=..., merge=...) aggregations cannot "
+                            "be mixed with built-in ones (Count, Sum, ...) in one call; make "
+                            "two calls")
+        partial_stage: Stage = CustomPartial(keys, aggs, operation)
+        final = raylite.remote(num_returns=2)(final_custom)
+    else:
+        partial_stage = PartialAggregate(keys, aggs, operation)
+    partial_stage.api = dataset._api
+    partial_plan = dataset._plan.with_stage(partial_stage)
 
     def compute() -> list[BlockTask]:
         partials = execute_to_refs(partial_plan.block_tasks(),
                                    ExecutionStats(operations=partial_plan.describe()))
-        block_ref, meta_ref = _final_remote.remote(keys, aggs, *[p.ref for p in partials])
+        block_ref, meta_ref = final.remote(keys, aggs, *[p.ref for p in partials])
         return [BlockTask(RefInput(block_ref, meta_ref))]
     return Dataset(ExecutionPlan(Barrier(operation, compute)), dataset._api)
 

@@ -53,7 +53,8 @@ class AggregateMethods:
         from raylite.data._aggregate import Count
         schema = self._known_schema()
         if schema is not None and hasattr(schema, "names"):
-            if any(a.on is None and not isinstance(a, Count) for a in aggs):
+            if any(a.on is None and not isinstance(a, Count) and a.kind != "custom"
+                   for a in aggs):
                 raise ValueError(f"{operation} of a tabular dataset needs on=<column>; columns: "
                                  f"{list(schema.names)}")
             check_columns([a.on for a in aggs if a.on is not None], list(schema.names),
