@@ -633,7 +633,8 @@ class Dataset(ExportMethods, ColumnMethods, AggregateMethods):
             return f"{name}(num_blocks=?, num_rows=?, schema=?, plan={self._plan.describe()})"
         count = _known_count(tasks)
         schema = self._known_schema()
-        return (f"{name}(num_blocks={len(tasks)}, num_rows={'?' if count is None else count}, "
+        blocks = "" if name == "Dataset" and self._api == 2 else f"num_blocks={len(tasks)}, "
+        return (f"{name}({blocks}num_rows={'?' if count is None else count}, "
                 f"schema={'?' if schema is None else _block.format_schema(schema)})")
 
     def __iter__(self):
