@@ -385,6 +385,9 @@ def test_ray2_code_on_book_rows_names_the_switch(api1):
         ray.data.from_items([{"a": 1}]).map(lambda row: row["item"]).take_all()
     with pytest.raises(ValueError, match=r"needs a tabular dataset[\s\S]*set RAYLITE_API=2"):
         ray.data.range(3).add_column("x", lambda df: df["id"]).take_all()
+    with pytest.raises(ValueError, match=r"no column 'id'; the dataset has columns \['value'\]"
+                                         r"[\s\S]*set RAYLITE_API=2"):
+        ray.data.range(10).sum("id")
 
 
 def test_book_code_on_ray2_rows_names_the_switch(api2):
@@ -403,6 +406,8 @@ def test_book_code_on_ray2_rows_names_the_switch(api2):
     with pytest.raises(TypeError, match=r"returned a ndarray; under Ray 2.x's convention a "
                                         r"batch is a dict"):
         ray.data.range(3).map_batches(lambda batch: batch["id"] * 2).take_all()
+    with pytest.raises(ValueError, match=r"no column 'value'[\s\S]*unset RAYLITE_API"):
+        ray.data.from_numpy(np.arange(3)).select_columns(["value"]).take_all()
 
 
 def test_an_unrelated_error_does_not_mention_the_switch(api2):

@@ -18,6 +18,7 @@ from typing import TYPE_CHECKING, Any, Callable
 import raylite
 from raylite.data import _block
 from raylite.data._block import Block
+from raylite.data._context import switch_hint
 from raylite.data._stages import Stage, annotate_error, check_columns, function_name
 
 if TYPE_CHECKING:
@@ -331,7 +332,8 @@ class GroupedData:
             if not hasattr(schema, "names"):
                 raise ValueError(f"groupby({key!r}) needs a tabular dataset (rows that are "
                                  f"dicts), but the rows are {schema.__name__}s; make them "
-                                 "dicts first, e.g. ds.map(lambda x: {'value': x})")
+                                 "dicts first, e.g. ds.map(lambda x: {'value': x}); or "
+                                 + switch_hint(dataset._api))
             check_columns(self._keys, list(schema.names), f"groupby({key!r})")
 
     def _run(self, aggs: list[AggregateFn], what: str) -> "Dataset":

@@ -89,7 +89,17 @@ def check_columns(requested: list[str], existing: list[str], operation: str) -> 
     missing = [c for c in requested if c not in existing]
     if missing:
         raise ValueError(f"{operation}: no column {', '.join(map(repr, missing))}; the dataset "
-                         f"has columns {existing}")
+                         f"has columns {existing}{_column_hint(missing, list(existing))}")
+
+
+def _column_hint(missing: list[str], existing: list[str]) -> str:
+    """The switch, when a missing column is the other convention's name for the same data:
+    Ray 2.x's "id"/"item"/"data" where the book's Ray has "value", or the other way round."""
+    if existing == list(_RAY1_COLUMNS) and any(c in _RAY2_COLUMNS for c in missing):
+        return ". " + switch_hint(1)
+    if any(c in _RAY1_COLUMNS for c in missing) and any(c in _RAY2_COLUMNS for c in existing):
+        return ". " + switch_hint(2)
+    return ""
 
 
 class Stage:
