@@ -276,6 +276,9 @@ def test_schema_is_rays_schema_under_2(api2):
     assert isinstance(schema, ray.data.Schema)
     assert schema.names == ["id"] and [str(t) for t in schema.types] == ["int64"]
     assert str(schema) == "Column  Type\n------  ----\nid      int64"
+    tensors = ray.data.from_numpy(np.zeros((3, 2, 2))).schema()
+    assert str(tensors) == ("Column  Type\n------  ----\n"
+                            "data    numpy.ndarray(shape=(2, 2), dtype=double)")
     wide = ds.with_columns({"new_id": col("id") * 2, "new_id_2": col("id") * 3}).schema()
     assert str(wide) == ("Column    Type\n------    ----\nid        int64\nnew_id    int64\n"
                          "new_id_2  int64")

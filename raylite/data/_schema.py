@@ -49,5 +49,15 @@ class Schema:
         names = self.names
         width = max([len("Column")] + [len(name) for name in names])
         lines = [f"{'Column':<{width}}  Type", f"{'------':<{width}}  ----"]
-        lines += [f"{name:<{width}}  {kind}" for name, kind in zip(names, self.types)]
+        lines += [f"{name:<{width}}  {_type_text(kind)}"
+                  for name, kind in zip(names, self.types)]
         return "\n".join(lines)
+
+
+def _type_text(kind: Any) -> str:
+    """A column type as Ray prints it: tensor columns as ``numpy.ndarray(shape=..., dtype=...)``."""
+    shape = getattr(kind, "shape", None)
+    value_type = getattr(kind, "value_type", None)
+    if shape is not None and value_type is not None and "tensor" in str(kind):
+        return f"numpy.ndarray(shape={tuple(shape)}, dtype={value_type})"
+    return str(kind)
