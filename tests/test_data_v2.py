@@ -361,6 +361,10 @@ def test_each_dataset_keeps_the_convention_it_was_created_with(api1):
         book.union(modern)
     with pytest.raises(ValueError, match=r"DataContext.api must be 1 .* or 2 .*, got 3"):
         api1.api = 3
+    with pytest.warns(UserWarning, match="raylite.data ignores DataContext.target_max_block_size"):
+        api1.target_max_block_size = 1 << 20
+    with pytest.warns(UserWarning, match="ignores ExecutionOptions.resource_limits"):
+        api1.execution_options.resource_limits = None
 
 
 def test_book_convention_is_the_default_and_unchanged(api1):

@@ -19,7 +19,8 @@ from __future__ import annotations
 
 import os
 import threading
-from dataclasses import dataclass, field
+import warnings
+from dataclasses import dataclass, field, fields
 
 API_ENVIRONMENT_VARIABLE = "RAYLITE_API"
 _API_AT_IMPORT = os.environ.get(API_ENVIRONMENT_VARIABLE, "")
@@ -52,6 +53,21 @@ def switch_hint(api: int) -> str:
             "ray.data.DataContext.get_current().api = 2 before creating the dataset")
 
 
+_warned: set = set()
+
+
+def _set_known(obj: object, name: str, value: object) -> None:
+    """Set a setting; one raylite does not have is kept but warned about once (Ray's
+    DataContext settings are tuning hints, which raylite's executor does without)."""
+    if name not in {f.name for f in fields(obj)} and not name.startswith("_"):
+        key = (type(obj).__name__, name)
+        if key not in _warned:
+            _warned.add(key)
+            warnings.warn(f"raylite.data ignores {type(obj).__name__}.{name} (a Ray tuning "
+                          "setting raylite's streaming executor does not have)", stacklevel=3)
+    object.__setattr__(obj, name, value)
+
+
 @dataclass
 class ExecutionOptions:
     """Ray 2.x's ``DataContext.execution_options``. raylite always hands blocks out in order,
@@ -64,6 +80,9 @@ class ExecutionOptions:
 
     preserve_order: bool = False
     verbose_progress: bool = False
+
+    def __setattr__(self, name: str, value: object) -> None:
+        _set_known(self, name, value)
 
 
 @dataclass
@@ -104,7 +123,7 @@ class DataContext:
     def __setattr__(self, name: str, value: object) -> None:
         if name == "api":
             value = parse_api(value, "DataContext.api")
-        object.__setattr__(self, name, value)
+        _set_known(self, name, value)
 
     @staticmethod
     def get_current() -> "DataContext":
