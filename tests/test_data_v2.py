@@ -144,9 +144,9 @@ def test_batch_function_may_be_a_generator(api2):
     assert ray.data.range(4).map_batches(fn).count() == 40
 
 
-def test_stateful_transform_with_concurrency_and_preserve_order(api2):
+def test_stateful_transform_with_concurrency_and_preserve_order(api2, monkeypatch):
     context = ray.data.DataContext().get_current()
-    context.execution_options.preserve_order = True
+    monkeypatch.setattr(context.execution_options, "preserve_order", True)
 
     class Predictor:
         def __init__(self):
@@ -350,6 +350,7 @@ def test_environment_variable_selects_the_convention_at_import(tmp_path):
 
 
 def test_each_dataset_keeps_the_convention_it_was_created_with(api1):
+    assert ray.data.expressions.col is col  # ray.data.expressions, loaded on first use
     book = ray.data.range(3)
     api1.api = 2
     modern = ray.data.range(3)
@@ -361,10 +362,14 @@ def test_each_dataset_keeps_the_convention_it_was_created_with(api1):
         book.union(modern)
     with pytest.raises(ValueError, match=r"DataContext.api must be 1 .* or 2 .*, got 3"):
         api1.api = 3
+
+
+
+def test_settings_raylite_does_not_have_are_warned_about(api1, monkeypatch):
     with pytest.warns(UserWarning, match="raylite.data ignores DataContext.target_max_block_size"):
-        api1.target_max_block_size = 1 << 20
+        monkeypatch.setattr(api1, "target_max_block_size", 1 << 20, raising=False)
     with pytest.warns(UserWarning, match="ignores ExecutionOptions.resource_limits"):
-        api1.execution_options.resource_limits = None
+        monkeypatch.setattr(api1.execution_options, "resource_limits", None, raising=False)
 
 
 def test_book_convention_is_the_default_and_unchanged(api1):
