@@ -203,6 +203,20 @@ def test_iterating_with_local_shuffle_keeps_every_row(api2):
     assert np.concatenate([b["id"] for b in again]).tolist() == ids
 
 
+def test_random_sample_and_block_order(api2):
+    ds = ray.data.range(1000, parallelism=4)
+    sample = ds.random_sample(0.25, seed=7)
+    ids = [row["id"] for row in sample.take_all()]
+    assert 150 < len(ids) < 350 and ids == sorted(set(ids))
+    assert [row["id"] for row in sample.take_all()] == ids  # seeded: the same rows again
+    assert ds.random_sample(0.0).count() == 0 and ds.random_sample(1.0).count() == 1000
+    with pytest.raises(ValueError, match=r"random_sample\(fraction\) needs a number in \[0, 1\]"):
+        ds.random_sample(1.5)
+    reordered = [row["id"] for row in ds.randomize_block_order(seed=3).take_all()]
+    assert sorted(reordered) == list(range(1000))
+    assert [reordered[i * 250] % 250 for i in range(4)] == [0, 0, 0, 0]  # whole blocks moved
+
+
 def test_iter_torch_batches_and_the_data_iterator(api2):
     torch = pytest.importorskip("torch")
     batch = next(iter(ray.data.range(5).iter_torch_batches(batch_size=2)))

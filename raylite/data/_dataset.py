@@ -287,6 +287,42 @@ class Dataset(ExportMethods, ColumnMethods, AggregateMethods):
         return self._barrier(f"repartition({num_blocks})",
                              lambda blocks: _exchange.repartition(blocks, num_blocks))
 
+    def random_sample(self, fraction: float, *, seed: int | None = None) -> "Dataset":
+        """About ``fraction`` of the rows, each kept with that probability (Ray 2.x).
+
+        Example:
+            >>> import raylite as ray
+            >>> 200 < ray.data.range(1000).random_sample(0.3, seed=0).count() < 400
+            True
+        """
+        from raylite.data._stages import SampleRows
+        if isinstance(fraction, bool) or not isinstance(fraction, (int, float)) or \
+                not 0 <= fraction <= 1:
+            raise ValueError(f"random_sample(fraction) needs a number in [0, 1], got "
+                             f"{fraction!r}")
+        if seed is not None and (not isinstance(seed, int) or isinstance(seed, bool)):
+            raise TypeError(f"random_sample(seed=...) needs an int or None, got {seed!r}")
+        return self._with_stage(SampleRows(float(fraction), seed))
+
+    def randomize_block_order(self, *, seed: int | None = None) -> "Dataset":
+        """The same blocks in a random order (cheaper than random_shuffle; Ray 2.x).
+
+        Example:
+            >>> import raylite as ray
+            >>> sorted(ray.data.range(10, parallelism=5).randomize_block_order(seed=1).take_all())
+            [0, 1, 2, 3, 4, 5, 6, 7, 8, 9]
+        """
+        import random
+        if seed is not None and (not isinstance(seed, int) or isinstance(seed, bool)):
+            raise TypeError(f"randomize_block_order(seed=...) needs an int or None, got "
+                            f"{seed!r}")
+
+        def run(blocks: list) -> list:
+            blocks = list(blocks)
+            random.Random(seed).shuffle(blocks)
+            return blocks
+        return self._barrier("randomize_block_order", run)
+
     def random_shuffle(self, *, seed: int | None = None,
                        num_blocks: int | None = None) -> "Dataset":
         """The rows in random order (the same order for the same ``seed``).
@@ -411,8 +447,10 @@ class Dataset(ExportMethods, ColumnMethods, AggregateMethods):
     # --------------------------------------------------------------------------------------
     # consuming
     # --------------------------------------------------------------------------------------
-    def iter_rows(self) -> Iterator[Any]:
-        """The rows, in order, computed a bounded number of blocks ahead.
+    def iter_rows(self, *, prefetch_batches: int = 1, prefetch_blocks: int = 0
+                  ) -> Iterator[Any]:
+        """The rows, in order, computed a bounded number of blocks ahead (the prefetch
+        options are accepted for Ray's sake: the executor already runs blocks ahead).
 
         Example:
             >>> import raylite as ray
@@ -526,18 +564,19 @@ class Dataset(ExportMethods, ColumnMethods, AggregateMethods):
         return sum(resolve_metadata(meta).num_rows
                    for _, _, meta in stream(tasks, ordered=False, stats=self._new_stats()))
 
-    def schema(self) -> Any:
+    def schema(self, fetch_if_missing: bool = True) -> Any:
         """The columns' names and types: a ``pyarrow.Schema`` (``.names``, ``.types``) for
         tabular data, the Python type of the rows otherwise, None for an empty dataset; under
         Ray 2.x's convention a ``raylite.data.Schema``, printed as Ray prints it. Runs the
-        first block(s) if needed.
+        first block(s) if needed (with ``fetch_if_missing=False``: None instead).
 
         Example:
             >>> import raylite as ray
             >>> ray.data.from_items([{"a": 1.5, "b": "x"}]).schema().names
             ['a', 'b']
         """
-        schema = _block.arrow_schema(self._schema())
+        raw = self._schema() if fetch_if_missing else self._known_schema()
+        schema = _block.arrow_schema(raw)
         if self._api == 2 and hasattr(schema, "names"):
             from raylite.data._schema import Schema
             return Schema(schema)

@@ -362,3 +362,22 @@ class RenameColumns(Stage):
         if type(table) is not list:
             return table.rename_columns(new_names)
         return [dict(zip(new_names, row.values())) for row in table]
+
+
+class SampleRows(Stage):
+    """``random_sample``: keep each row with probability ``fraction``. A seeded sample draws
+    from a generator seeded with the seed and the block's row count, so it repeats."""
+
+    api = 1
+
+    def __init__(self, fraction: float, seed: int | None):
+        self.fraction, self.seed = fraction, seed
+        self.name = f"random_sample({fraction})"
+
+    def __call__(self, block: Block) -> Block:
+        total = _block.num_rows(block)
+        if total == 0:
+            return block
+        np = _block.np()
+        rng = np.random.default_rng(None if self.seed is None else [self.seed, total])
+        return _block.filter_block(block, (rng.random(total) < self.fraction).tolist())
