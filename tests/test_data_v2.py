@@ -325,6 +325,12 @@ def test_expressions_in_both_conventions(api):
         (0, False), (3, False), (8, False), (15, True)]
     assert [r["missing"] for r in ds.with_column("missing", col("score").is_null()).take_all()] \
         == [False] * 4 + [True, False]
+    # missing values follow Arrow's rules: null in, null out; a null predicate drops the row
+    assert [r["x"] for r in ds.filter(expr=col("score") != 1.0).take_all()] == [0, 1, 3, 5]
+    assert [r["x"] for r in ds.filter(expr=(col("score") > 100) | (col("x") == 4)).take_all()] \
+        == [4]
+    halves = ds.with_column("h", col("score") * 2).with_column("tag", col("name") + "!")
+    assert [(r["h"], r["tag"]) for r in halves.take_all()][3:5] == [(3.0, "a!"), (None, "b!")]
     on_arrow = ray.data.from_pandas(pd.DataFrame({"a": [1.0, 2.0, 3.0]}))
     assert [r["b"] for r in on_arrow.with_column("b", 10 - col("a")).take_all()] == [9, 8, 7]
 

@@ -52,7 +52,7 @@ def from_items(items: Iterable[Any], *, parallelism: int | None = None,
         raise TypeError(f"from_items() takes a list of items, got {type(items).__name__}")
     items = list(items)
     if current_api() == 2:
-        items = [item if type(item) is dict else {"item": item} for item in items]
+        items = [item if isinstance(item, dict) else {"item": item} for item in items]
     items = _block.from_rows(items)  # dicts: the same keys in every row
     parallelism = override_num_blocks if parallelism is None else parallelism
     num_blocks = DataContext.get_current().num_blocks_for(len(items), parallelism)

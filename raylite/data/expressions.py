@@ -8,7 +8,9 @@ columns, block by block, inside the block's task:
     col("name").is_in(["a", "b"])           is_in, not_in, is_null, is_not_null, alias
 
 Evaluation runs on numpy arrays of the columns the expression names (no pandas, and for
-Arrow blocks of numbers no copy). ``filter(expr="x > 5 and y < 2")`` also takes the same
+Arrow blocks of numbers no copy). Missing values follow Arrow's rules: an operation on a
+missing value gives a missing value (``&`` / ``|`` as Kleene logic), and ``filter`` drops the
+rows whose predicate is missing. ``filter(expr="x > 5 and y < 2")`` also takes the same
 predicate as Python source text, as Ray's (deprecated) string expressions.
 
 Example:
@@ -162,6 +164,12 @@ class BinaryExpr(Expr):
         if self.op == "is_in":
             return np.isin(_as_array(left, num_rows), np.asarray(right, dtype=object)
                            if _is_object(left) else right)
+        nulls = _either(_nulls(left, num_rows), _nulls(right, num_rows))
+        if nulls is not None:  # missing values: null in, null out (Arrow's rules)
+            if self.op in ("and", "or"):
+                return _kleene(self.op, left, right, num_rows)
+            return _where_valid(lambda a, b: getattr(np, _BINARY[self.op][0])(a, b),
+                                nulls, left, right, num_rows)
         result = getattr(np, _BINARY[self.op][0])(left, right)
         return result.astype(bool) if self.op in ("eq", "ne", "lt", "le", "gt", "ge") and \
             getattr(result, "dtype", None) == object else result
@@ -184,10 +192,12 @@ class UnaryExpr(Expr):
     def evaluate(self, columns: dict, num_rows: int) -> Any:
         np = _block.np()
         value = self.operand.evaluate(columns, num_rows)
-        if self.op == "not":
-            return np.logical_not(value)
-        if self.op == "neg":
-            return np.negative(value)
+        if self.op in ("not", "neg"):
+            function = np.logical_not if self.op == "not" else np.negative
+            nulls = _nulls(value, num_rows)
+            if nulls is None:
+                return function(value)
+            return _where_valid(lambda a, _b: function(a), nulls, value, None, num_rows)
         missing = _missing(_as_array(value, num_rows))
         return missing if self.op == "is_null" else ~missing
 
@@ -255,6 +265,53 @@ def _as_array(values: Any, num_rows: int):
     if isinstance(values, np.ndarray):
         return values
     return np.full(num_rows, values, dtype=object if values is None else None)
+
+
+def _nulls(values: Any, num_rows: int):
+    """A bool mask of the missing values (None, or NaN), or None when there are none."""
+    np = _block.np()
+    if not isinstance(values, np.ndarray):
+        return np.ones(num_rows, dtype=bool) if values is None or values != values else None
+    if values.dtype.kind not in "fO":
+        return None
+    mask = _missing(values)
+    return mask if mask.any() else None
+
+
+def _either(a: Any, b: Any) -> Any:
+    if a is None or b is None:
+        return b if a is None else a
+    return a | b
+
+
+def _where_valid(function: Any, nulls: Any, left: Any, right: Any, num_rows: int):
+    """``function(left, right)`` where no operand is missing, None elsewhere (object array)."""
+    np = _block.np()
+    valid = ~nulls
+    out = np.full(num_rows, None, dtype=object)
+
+    def pick(values: Any) -> Any:
+        return values[valid] if isinstance(values, np.ndarray) else values
+    if valid.any():
+        out[valid] = function(pick(left), pick(right))
+    return out
+
+
+def _kleene(op: str, left: Any, right: Any, num_rows: int):
+    """``and`` / ``or`` with missing values as unknown: False & None is False, True | None is
+    True, anything else with None is None."""
+    np = _block.np()
+
+    def values(side: Any) -> list:
+        items = side.tolist() if isinstance(side, np.ndarray) else [side] * num_rows
+        return [None if v is None or v != v else bool(v) for v in items]
+    out = []
+    for a, b in zip(values(left), values(right)):
+        if op == "and":
+            out.append(False if False in (a, b) else None if None in (a, b) else True)
+        else:
+            out.append(True if True in (a, b) else None if None in (a, b) else False)
+    return np.array(out, dtype=object)
 
 
 def _missing(values):
