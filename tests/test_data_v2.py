@@ -390,6 +390,15 @@ def test_settings_raylite_does_not_have_are_warned_about(api1, monkeypatch):
         monkeypatch.setattr(api1, "target_max_block_size", 1 << 20, raising=False)
     with pytest.warns(UserWarning, match="ignores ExecutionOptions.resource_limits"):
         monkeypatch.setattr(api1.execution_options, "resource_limits", None, raising=False)
+    from raylite.data.context import DataContext, ShuffleStrategy
+    assert DataContext.get_current() is api1
+    with pytest.warns(UserWarning, match="ignores DataContext.shuffle_strategy"):
+        monkeypatch.setattr(api1, "shuffle_strategy", ShuffleStrategy.HASH_SHUFFLE, raising=False)
+    with pytest.warns(UserWarning, match=r"ignores DataContext.set_config\('debug_limit"):
+        api1.set_config("debug_limit_shuffle_execution_to_num_blocks", 2)
+    assert api1.get_config("debug_limit_shuffle_execution_to_num_blocks") == 2
+    api1.remove_config("debug_limit_shuffle_execution_to_num_blocks")
+    assert api1.get_config("debug_limit_shuffle_execution_to_num_blocks") is None
 
 
 def test_book_convention_is_the_default_and_unchanged(api1):
@@ -475,7 +484,7 @@ def test_take_batch_materialize_stats_and_local_paths(api, tmp_path):
 # the docstring examples of the modules this work added (test_data_docs.py runs the others)
 # ==========================================================================================
 @pytest.mark.parametrize("name", ["raylite.data._aggregate_methods", "raylite.data._columns",
-                                  "raylite.data._context", "raylite.data._schema",
+                                  "raylite.data.context", "raylite.data._schema",
                                   "raylite.data._iterator",
                                   "raylite.data.expressions"])
 def test_docstring_examples_run(api1, name):

@@ -34,7 +34,7 @@ from __future__ import annotations
 import importlib
 
 from raylite.data._block import ArrowRow, BlockMetadata
-from raylite.data._context import DataContext, ExecutionOptions
+from raylite.data.context import DataContext, ExecutionOptions
 from raylite.data._dataset import Dataset, MaterializedDataset
 from raylite.data._plan import ExecutionStats
 from raylite.data._read import (from_arrow, from_items, from_numpy, from_pandas, range,
@@ -49,6 +49,7 @@ _LAZY = {
     "GroupedData": ("raylite.data._aggregate", "GroupedData"),
     "aggregate": ("raylite.data.aggregate", None),
     "expressions": ("raylite.data.expressions", None),
+    "context": ("raylite.data.context", None),
     "Schema": ("raylite.data._schema", "Schema"),
     "DataIterator": ("raylite.data._iterator", "DataIterator"),
 }
@@ -91,7 +92,7 @@ DatasetContext = DataContext  # the Ray 1.x/2.0 name
 __all__ = [
     "Dataset", "MaterializedDataset", "DatasetPipeline", "DataContext", "DatasetContext",
     "ExecutionOptions", "ArrowRow", "BlockMetadata", "Schema", "DataIterator",
-    "ActorPoolStrategy", "ExecutionStats", "GroupedData", "aggregate", "expressions",
+    "ActorPoolStrategy", "ExecutionStats", "GroupedData", "aggregate", "expressions", "context",
     "from_items", "range", "range_table", "range_tensor", "from_pandas", "from_numpy",
     "from_arrow", "from_dask", "from_torch",
     "read_parquet", "read_csv", "read_json", "read_text", "read_numpy",

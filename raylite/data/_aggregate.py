@@ -18,7 +18,7 @@ from typing import TYPE_CHECKING, Any, Callable
 import raylite
 from raylite.data import _block
 from raylite.data._block import Block
-from raylite.data._context import switch_hint
+from raylite.data.context import switch_hint
 from raylite.data._stages import Stage, annotate_error, check_columns, function_name
 
 if TYPE_CHECKING:

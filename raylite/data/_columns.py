@@ -6,7 +6,7 @@ from __future__ import annotations
 
 from typing import Any, Callable
 
-from raylite.data._context import switch_hint
+from raylite.data.context import switch_hint
 from raylite.data._arguments import check_function, check_remote_args, column_list
 from raylite.data._stages import AddColumn, RenameColumns, SelectColumns, check_columns
 

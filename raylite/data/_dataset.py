@@ -14,7 +14,7 @@ from raylite.data import _block, _exchange
 from raylite.data._block import Block
 from raylite.data._aggregate_methods import AggregateMethods
 from raylite.data._columns import ColumnMethods
-from raylite.data._context import current_api
+from raylite.data.context import current_api
 from raylite.data._export import ExportMethods
 from raylite.data._plan import (Barrier, BlockTask, ExecutionPlan, ExecutionStats, RefInput,
                                 execute_to_refs, resolve_metadata, stream, submit_all)

@@ -33,14 +33,14 @@ from typing import Any, Callable, Iterator
 import raylite
 from raylite.data import _block
 from raylite.data._block import Block, BlockMetadata
-from raylite.data._context import DataContext  # noqa: F401 (re-exported)
+from raylite.data.context import DataContext  # noqa: F401 (re-exported)
 from raylite.data._progress import ProgressBar
 from raylite.data._stages import (AddColumn, FilterRows, FlatMapRows, MapBatches,  # noqa: F401
                                   MapRows, SelectColumns, Stage, check_columns)
 
 
 # ==========================================================================================
-# configuration (DataContext lives in _context.py; imported here for older imports)
+# configuration (DataContext lives in context.py; imported here for older imports)
 # ==========================================================================================
 def max_in_flight() -> int:
     configured = DataContext.get_current().max_blocks_in_flight

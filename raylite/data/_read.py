@@ -15,7 +15,7 @@ from typing import Any, Iterable
 import raylite
 from raylite.data import _block
 from raylite.data._dataset import Dataset
-from raylite.data._context import current_api
+from raylite.data.context import current_api
 from raylite.data._plan import BlockTask, DataContext, ExecutionPlan, ReadTask, RefInput
 
 

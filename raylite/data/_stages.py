@@ -13,7 +13,7 @@ from typing import Any, Callable
 
 from raylite.data import _block
 from raylite.data._block import Block
-from raylite.data._context import switch_hint
+from raylite.data.context import switch_hint
 
 
 def function_name(fn: Any) -> str:

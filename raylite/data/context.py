@@ -17,6 +17,7 @@ datasets of the two conventions (union, zip) is an error.
 
 from __future__ import annotations
 
+import enum
 import os
 import threading
 import warnings
@@ -132,6 +133,21 @@ class DataContext:
                 DataContext._current = DataContext()
             return DataContext._current
 
+    def set_config(self, key: str, value: object) -> None:
+        """Ray's free-form settings (``ctx.set_config("debug_...", 2)``): kept, and warned
+        about once, since raylite's executor reads none of them."""
+        configs = self.__dict__.setdefault("_configs", {})
+        if key not in configs:
+            warnings.warn(f"raylite.data ignores DataContext.set_config({key!r}, ...)",
+                          stacklevel=2)
+        configs[key] = value
+
+    def get_config(self, key: str, default: object = None) -> object:
+        return self.__dict__.get("_configs", {}).get(key, default)
+
+    def remove_config(self, key: str) -> None:
+        self.__dict__.get("_configs", {}).pop(key, None)
+
     def num_blocks_for(self, num_rows: int, parallelism: int | None) -> int:
         """How many blocks to cut ``num_rows`` rows into."""
         if parallelism is not None:
@@ -141,6 +157,15 @@ class DataContext:
         by_size = -(-num_rows // self.max_rows_per_block)
         by_count = min(self.default_parallelism, -(-num_rows // self.min_rows_per_block))
         return max(1, by_size, by_count)
+
+
+class ShuffleStrategy(str, enum.Enum):
+    """Ray's shuffle implementations, for ``DataContext.shuffle_strategy``; raylite has one
+    (a sort-based exchange through the object store), so setting this is a hint."""
+
+    SORT_SHUFFLE_PULL_BASED = "sort_shuffle_pull_based"
+    SORT_SHUFFLE_PUSH_BASED = "sort_shuffle_push_based"
+    HASH_SHUFFLE = "hash_shuffle"
 
 
 def current_api() -> int:
