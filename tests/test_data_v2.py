@@ -441,10 +441,10 @@ def test_book_code_on_ray2_rows_names_the_switch(api2):
     with pytest.raises(AttributeError, match=r"'dict' object has no attribute 'dropna'"
                                              r"[\s\S]*batch_format='pandas'"):
         ray.data.from_items([{"a": 1}]).map_batches(lambda df: df.dropna()).take_all()
-    with pytest.raises(TypeError, match=r"map\(<lambda>\) returned a int .*every row is a dict"
+    with pytest.raises(TypeError, match=r"map\(<lambda>\) returned int 0; .*every row is a dict"
                                         r"[\s\S]*unset RAYLITE_API"):
         ray.data.range(3).map(lambda row: row["id"] * 2).take_all()
-    with pytest.raises(TypeError, match=r"returned a ndarray; under Ray 2.x's convention a "
+    with pytest.raises(TypeError, match=r"returned ndarray; under Ray 2.x's convention a "
                                         r"batch is a dict"):
         ray.data.range(3).map_batches(lambda batch: batch["id"] * 2).take_all()
     with pytest.raises(ValueError, match=r"no column 'value'[\s\S]*unset RAYLITE_API"):

@@ -69,7 +69,7 @@ def looks_like_other_convention(exc: BaseException, api: int) -> bool:
 
 def not_rows_error(operation: str, returned: Any, api: int) -> TypeError:
     """Under Ray 2.x's convention a row function must return dicts (as Ray 2.x requires)."""
-    return TypeError(f"{operation} returned a {type(returned).__name__} ({returned!r:.60}); "
+    return TypeError(f"{operation} returned {type(returned).__name__} {returned!r:.60}; "
                      "under Ray 2.x's convention every row is a dict: return e.g. "
                      f"{{'item': value}} instead. {switch_hint(api)}")
 
@@ -277,7 +277,7 @@ class MapBatches(UserFnStage):
     def _block_of(self, result: Any) -> Block:
         block = _block.from_batch(result, self.name)
         if self.api == 2 and type(block) is list and block and not _block.is_dict_rows(block):
-            raise TypeError(f"{self.name} returned a {type(result).__name__}; under Ray 2.x's "
+            raise TypeError(f"{self.name} returned {type(result).__name__}; under Ray 2.x's "
                             "convention a batch is a dict of column arrays (e.g. {'data': "
                             "array}), a pandas DataFrame or a pyarrow Table. "
                             + switch_hint(self.api))
