@@ -377,7 +377,7 @@ def test_each_dataset_keeps_the_convention_it_was_created_with(api1):
     assert book.map(lambda x: x * 10).take_all() == [0, 10, 20]
     assert modern.map(lambda row: {"id": row["id"] * 10}).take_all() == [
         {"id": 0}, {"id": 10}, {"id": 20}]
-    assert book.take_batch(2) == [0, 1]
+    assert book.take_batch(2).tolist() == [0, 1]
     with pytest.raises(ValueError, match="follow different Ray Data conventions"):
         book.union(modern)
     with pytest.raises(ValueError, match=r"DataContext.api must be 1 .* or 2 .*, got 3"):
@@ -408,8 +408,14 @@ def test_book_convention_is_the_default_and_unchanged(api1):
     assert repr(row) == "ArrowRow({'a': 1})"
     assert ray.data.range(4).map_batches(lambda batch: [x * 2 for x in batch]).take_all() == [
         0, 2, 4, 6]
-    batch = ray.data.from_items([{"a": 1.5, "b": "x"}]).take_batch()
-    assert isinstance(batch, pd.DataFrame)
+    tabular = ray.data.from_items([{"a": 1.5, "b": "x"}])
+    assert isinstance(tabular.map_batches(lambda df: df).take_batch(batch_format="pandas"),
+                      pd.DataFrame)
+    assert ray.data.range_table(3).map_batches(
+        lambda df: df.assign(value=df["value"] * 2)).take_all() == [
+            {"value": 0}, {"value": 2}, {"value": 4}]  # the book's default batch: a DataFrame
+    batch = tabular.take_batch()  # take_batch: Ray 2.x's form under both conventions
+    assert list(batch) == ["a", "b"] and batch["a"].tolist() == [1.5]
     assert str(ray.data.from_items([{"a": 1.5, "b": "x"}]).schema()) == "a: double\nb: string"
     assert ray.data.from_numpy(np.arange(2)).take_all() == [{"value": 0}, {"value": 1}]
 

@@ -490,16 +490,17 @@ class Dataset(ExportMethods, ColumnMethods, AggregateMethods):
         yield from _block.batches(blocks, batch_size, batch_format, drop_last)
 
     def take_batch(self, batch_size: int = 20, *, batch_format: str | None = "default") -> Any:
-        """Up to ``batch_size`` rows as one batch, in the form ``map_batches`` hands its
-        function (``batch_format``, as there): the way to see what ``fn`` will get.
+        """Up to ``batch_size`` rows as one batch. ``"default"`` is Ray 2.x's form under both
+        conventions (take_batch is a Ray 2.x method): a dict of numpy arrays (one ndarray for
+        plain rows); ``"pandas"``, ``"pyarrow"``, ``"native"`` as in ``map_batches``.
 
         Example:
             >>> import raylite as ray
-            >>> ray.data.range_table(5).take_batch(3, batch_format="numpy")
+            >>> ray.data.range_table(5).take_batch(3)
             {'value': array([0, 1, 2])}
         """
         check_positive_int(batch_size, "take_batch(batch_size)")
-        batch_format = self._batch_format(batch_format)
+        batch_format = "numpy" if batch_format == "default" else self._batch_format(batch_format)
         pieces, total = [], 0
         for block in self._iter_blocks():
             pieces.append(_block.slice_block(block, 0, batch_size - total))
