@@ -107,9 +107,11 @@ def from_torch(dataset: Any) -> "Dataset":
 # TensorFlow
 # ==========================================================================================
 def to_tf(dataset: "Dataset", feature_columns: Any, label_columns: Any = None, *,
-          batch_size: int = 1, drop_last: bool = False):
+          batch_size: int = 1, drop_last: bool = False,
+          shuffle: tuple = (None, None)):
     """A ``tf.data.Dataset`` of ``(features, labels)`` batches: a column name gives a tensor,
-    a list of names a dict of tensors; without ``label_columns``, features only."""
+    a list of names a dict of tensors; without ``label_columns``, features only.
+    ``shuffle``: ``(local_shuffle_buffer_size, local_shuffle_seed)`` for ``iter_batches``."""
     import tensorflow as tf
 
     columns = dataset.columns() or []
@@ -134,7 +136,8 @@ def to_tf(dataset: "Dataset", feature_columns: Any, label_columns: Any = None, *
 
     def batches():
         return dataset.iter_batches(batch_size=batch_size, batch_format="numpy",
-                                    drop_last=drop_last)
+                                    drop_last=drop_last, local_shuffle_buffer_size=shuffle[0],
+                                    local_shuffle_seed=shuffle[1])
 
     sample = next(iter(dataset.limit(1).iter_batches(batch_size=1, batch_format="numpy")), None)
     if sample is None:
