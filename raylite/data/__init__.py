@@ -37,6 +37,7 @@ _LAZY = {
     "ActorPoolStrategy": ("raylite.data._actors", "ActorPoolStrategy"),
     "GroupedData": ("raylite.data._aggregate", "GroupedData"),
     "aggregate": ("raylite.data.aggregate", None),
+    "preprocessors": ("raylite.data.preprocessors", None),
 }
 
 

@@ -30,8 +30,8 @@ from raylite.train._run import TrainingIterator
 from raylite.train._session import (get_checkpoint, get_context, get_dataset_shard, load_checkpoint,
                                     local_rank, report, save_checkpoint, world_rank, world_size)
 from raylite.train._trainer import Trainer
-from raylite.train._v2 import (CheckpointConfig, DataParallelTrainer, FailureConfig, Result,
-                               RunConfig, ScalingConfig)
+from raylite.train._v2 import (BaseTrainer, CheckpointConfig, DataParallelTrainer, FailureConfig,
+                               Result, RunConfig, ScalingConfig)
 from raylite.train.callbacks import TrainingCallback
 
 __all__ = [
@@ -41,7 +41,7 @@ __all__ = [
     "report", "world_rank", "local_rank", "world_size", "save_checkpoint", "load_checkpoint",
     "get_dataset_shard", "get_context", "get_checkpoint",
     # the Ray 2.x API
-    "DataParallelTrainer", "ScalingConfig", "RunConfig", "FailureConfig", "CheckpointConfig",
+    "BaseTrainer", "DataParallelTrainer", "ScalingConfig", "RunConfig", "FailureConfig", "CheckpointConfig",
     "Checkpoint", "Result",
     # errors
     "TrainingFailedError", "TrainingWorkerError",
