@@ -45,11 +45,13 @@ __all__ = [
     "Checkpoint", "Result",
     # errors
     "TrainingFailedError", "TrainingWorkerError",
-    # framework subpackages (loaded on first use)
-    "torch", "tensorflow", "callbacks",
+    # framework subpackages and AIR modules (loaded on first use)
+    "torch", "tensorflow", "xgboost", "lightgbm", "callbacks", "predictor", "batch_predictor",
+    "Predictor", "BatchPredictor",
 ]
 
-_SUBPACKAGES = {"torch", "tensorflow"}
+_SUBPACKAGES = {"torch", "tensorflow", "xgboost", "lightgbm", "predictor", "batch_predictor"}
+_LAZY = {"Predictor": "raylite.train.predictor", "BatchPredictor": "raylite.train.batch_predictor"}
 
 
 def __getattr__(name: str):
@@ -57,8 +59,12 @@ def __getattr__(name: str):
         module = importlib.import_module(f"raylite.train.{name}")
         globals()[name] = module
         return module
+    if name in _LAZY:
+        value = getattr(importlib.import_module(_LAZY[name]), name)
+        globals()[name] = value
+        return value
     raise AttributeError(f"module 'raylite.train' has no attribute {name!r}")
 
 
 def __dir__() -> list[str]:
-    return sorted(set(globals()) | _SUBPACKAGES)
+    return sorted(set(globals()) | _SUBPACKAGES | set(_LAZY))

@@ -223,13 +223,14 @@ class TrainingIterator:
         if dead:
             first = min(dead)
             raise self._died(group, first, dead[first])
+        pid = group.workers[rank].pid
         self._running = False
         self._owner.discard()
         if self._retry_errors and self._retries_left != 0:
             cause = load_cause(pickled) or RuntimeError(remote_traceback)
             logger.warning("raylite.train: the training function failed on worker rank %d:\n%s",
                            rank, remote_traceback.rstrip())
-            raise _WorkerDied(rank, group.workers[rank].pid, cause)
+            raise _WorkerDied(rank, pid, cause)
         hint = self._owner.explain(remote_traceback)
         raise function_failed(
             f"the training function failed on worker rank {rank} (of {size}); the other workers "
