@@ -161,3 +161,117 @@ def test_failure_config_restarts_from_the_latest_checkpoint(ray, tmp_path):
         DataParallelTrainer(_loop_failing_once, train_loop_config=config,
                             backend_config="tensorflow",
                             run_config=RunConfig(storage_path=str(tmp_path))).fit()
+
+
+def _loop_tuned(config):
+    for step in range(3):
+        session.report({"score": config["lr"] * (step + 1), "trial": session.get_trial_name()},
+                       checkpoint=Checkpoint.from_dict({"lr": config["lr"], "step": step}))
+
+
+def test_tuner_over_a_trainer_and_restore(ray, tmp_path):
+    trainer = DataParallelTrainer(_loop_tuned, train_loop_config={"lr": 0.0},
+                                  backend_config="tensorflow",
+                                  scaling_config=ScalingConfig(num_workers=1))
+    tuner = tune.Tuner(
+        trainer,
+        param_space={"train_loop_config": {"lr": tune.grid_search([0.1, 0.3])},
+                     "scaling_config": ScalingConfig(num_workers=2)},
+        tune_config=tune.TuneConfig(metric="score", mode="max"),
+        run_config=RunConfig(name="tuned", storage_path=str(tmp_path), verbose=0))
+    grid = tuner.fit()
+    assert not grid.errors and len(grid) == 2
+    best = grid.get_best_result()
+    assert best.metrics["score"] == pytest.approx(0.9)
+    assert best.metrics["trial"]  # the workers know their trial
+    assert best.checkpoint.to_dict() == {"lr": 0.3, "step": 2}
+    assert len(best.best_checkpoints) == 3
+    assert best.metrics_dataframe["score"].iloc[-1] == pytest.approx(0.9)
+    # restore without fit(): the results are read back
+    restored = tune.Tuner.restore(str(tmp_path / "tuned"), trainable=trainer)
+    again = restored.get_results()
+    assert sorted(r.metrics["score"] for r in again) == pytest.approx([0.3, 0.9])
+    assert again.get_best_result().checkpoint.to_dict()["lr"] == 0.3
+    with pytest.raises(ValueError, match="did you mean 'train_loop_config'"):
+        trainer._with_overrides({"train_loop_confg": {}})
+
+
+def test_run_config_stop_and_callbacks_reach_a_trainer(ray, tmp_path):
+    seen = []
+
+    class Recorder(tune.Callback):
+        def on_trial_result(self, iteration, trials, trial, result, **info):
+            seen.append(result["score"])
+
+    result = DataParallelTrainer(
+        _loop_tuned, train_loop_config={"lr": 1.0}, backend_config="tensorflow",
+        run_config=RunConfig(storage_path=str(tmp_path), verbose=0, callbacks=[Recorder()],
+                             stop={"training_iteration": 2})).fit()
+    assert seen == [1.0, 2.0]
+    assert result.metrics["score"] == 2.0
+    assert result.checkpoint.to_dict()["step"] == 1
+
+
+def test_torch_pipeline_trainer_tuner_batch_predictor(ray, tmp_path):
+    torch = pytest.importorskip("torch")
+    from raylite.train.batch_predictor import BatchPredictor
+    from raylite.train.torch import TorchCheckpoint, TorchPredictor, TorchTrainer
+
+    rng = np.random.default_rng(0)
+    x = rng.normal(size=(64, 2))
+    frame = pd.DataFrame({"a": x[:, 0], "b": x[:, 1], "y": 3 * x[:, 0] - 2 * x[:, 1] + 1})
+    ds = ray.data.from_pandas(frame)
+    preprocessor = Concatenator(output_column_name="features", exclude=["y"], dtype=np.float32)
+
+    def loop(config):
+        import torch as th
+        from raylite.train.torch import prepare_model
+        th.manual_seed(0)
+        model = prepare_model(th.nn.Linear(2, 1))
+        optimizer = th.optim.SGD(model.parameters(), lr=config["lr"])
+        shard = session.get_dataset_shard("train")
+        for epoch in range(config["epochs"]):
+            for batch in shard.iter_torch_batches(batch_size=16, dtypes=th.float32):
+                loss = th.nn.functional.mse_loss(model(batch["features"]).squeeze(1), batch["y"])
+                optimizer.zero_grad()
+                loss.backward()
+                optimizer.step()
+            session.report({"loss": loss.item(), "epoch": epoch},
+                           checkpoint=TorchCheckpoint.from_model(model))
+
+    trainer = TorchTrainer(loop, train_loop_config={"epochs": 15, "lr": 0.1},
+                           scaling_config=ScalingConfig(num_workers=2),
+                           datasets={"train": ds}, preprocessor=preprocessor)
+    grid = tune.Tuner(trainer, param_space={"train_loop_config": {"lr": tune.grid_search([0.1])}},
+                      tune_config=tune.TuneConfig(metric="loss", mode="min"),
+                      run_config=RunConfig(storage_path=str(tmp_path), verbose=0)).fit()
+    assert not grid.errors
+    checkpoint = grid.get_best_result().checkpoint
+    assert isinstance(checkpoint, TorchCheckpoint)
+    model = checkpoint.get_model()
+    assert model.weight.detach().numpy() == pytest.approx(np.array([[3.0, -2.0]]), abs=0.1)
+
+    # a single batch, pandas and numpy
+    predictor = TorchPredictor.from_checkpoint(checkpoint)
+    out = predictor.predict(frame[["a", "b"]].iloc[:4])
+    assert list(out.columns) == ["predictions"]
+    np.testing.assert_allclose(np.stack(out["predictions"].to_list())[:, 0],
+                               frame["y"].iloc[:4], atol=0.3)
+    raw = TorchPredictor(model).predict(x[:4].astype(np.float32))
+    np.testing.assert_allclose(raw[:, 0], frame["y"].iloc[:4], atol=0.3)
+
+    # the whole dataset: an actor pool, the preprocessor applied from the checkpoint
+    batch_predictor = BatchPredictor.from_checkpoint(checkpoint, TorchPredictor)
+    scored = batch_predictor.predict(ds.repartition(4), feature_columns=["features"],
+                                     keep_columns=["y"], batch_size=16,
+                                     min_scoring_workers=1, max_scoring_workers=2).to_pandas()
+    assert len(scored) == 64 and set(scored.columns) == {"predictions", "y"}
+    predictions = np.stack(scored["predictions"].to_list())[:, 0]
+    np.testing.assert_allclose(predictions, scored["y"], atol=0.3)
+    pipelined = batch_predictor.predict_pipelined(ds.repartition(4), blocks_per_window=2,
+                                                  feature_columns=["features"],
+                                                  keep_columns=["y"])
+    rows = pipelined.take_all()
+    assert len(rows) == 64
+    with pytest.raises(ValueError, match="blocks_per_window"):
+        batch_predictor.predict_pipelined(ds)

@@ -142,6 +142,7 @@ class CheckpointManager:
         self.latest_path: str | None = None
         self._kept: list[tuple[float, int, str]] = []  # (score, number, path)
         self._pending: tuple[int, str] | None = None  # waiting for its metrics
+        self._unreported: str | None = None  # registered since rank 0's last report
         self.metrics: dict[str, dict] = {}  # path -> the metrics reported with it
 
     def register(self, payload: tuple) -> str:
@@ -154,6 +155,7 @@ class CheckpointManager:
             with open(os.path.join(path, PREPROCESSOR_FILE), "wb") as f:
                 pickle.dump(self.preprocessor, f)
         self.latest_payload, self.latest_path = payload, path
+        self._unreported = path
         if self.score_by_metrics:
             self._pending = (self.count, path)
         else:
@@ -161,15 +163,18 @@ class CheckpointManager:
             self._prune()
         return path
 
-    def on_report(self, metrics: dict) -> None:
-        """Rank 0 reported ``metrics``: they belong to the checkpoint just registered, if any."""
+    def on_report(self, metrics: dict) -> str | None:
+        """Rank 0 reported ``metrics``: they belong to the checkpoint registered since its last
+        report, if any; returns that checkpoint's path."""
+        path, self._unreported = self._unreported, None
         if self._pending is None:
-            return
+            return path
         number, path = self._pending
         self._pending = None
         self.metrics[path] = dict(metrics)
         self._kept.append((self._metric_score(metrics, number), number, path))
         self._prune()
+        return path
 
     def flush(self) -> None:
         """A checkpoint still waiting for metrics is kept with none."""

@@ -77,6 +77,8 @@ class TrainingIterator:
         self.checkpoints = checkpoints
         self._retries_left = max_retries
         self._retry_errors = retry_errors  # Ray 2.x FailureConfig: an error restarts the run too
+        # per report of rank 0, in order: the checkpoint reported with it (a path) or None
+        self.report_checkpoints: deque = deque()
         self._finished = False
         self._outputs: list | None = None
         self._running = False
@@ -179,7 +181,7 @@ class TrainingIterator:
                     if kind == "report":
                         queues[rank].append(content)
                         if rank == 0:
-                            self.checkpoints.on_report(content)
+                            self.report_checkpoints.append(self.checkpoints.on_report(content))
                     else:
                         self.checkpoints.register(content)
                 if finished:

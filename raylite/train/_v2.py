@@ -227,13 +227,11 @@ class DataParallelTrainer(BaseTrainer):
                 checkpoint=resume, checkpoint_strategy=self._strategy(),
                 score_by_metrics=True, preprocessor=self.preprocessor,
                 retry_errors=failures.max_failures != 0)
-            seen = 0
             for results in iterator:
                 history.append(results[0])
+                new = iterator.report_checkpoints.popleft() if iterator.report_checkpoints \
+                    else None
                 if on_result is not None:
-                    manager = iterator.checkpoints
-                    new = manager.latest_path if manager.count != seen else None
-                    seen = manager.count
                     on_result(results[0], new)
             return _result(trainer, history, self.train_loop_config)
         finally:
