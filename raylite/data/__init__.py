@@ -52,6 +52,7 @@ _LAZY = {
     "context": ("raylite.data.context", None),
     "Schema": ("raylite.data._schema", "Schema"),
     "DataIterator": ("raylite.data._iterator", "DataIterator"),
+    "preprocessors": ("raylite.data.preprocessors", None),
 }
 
 

@@ -190,7 +190,9 @@ class Trainer:
 
     def run_iterator(self, train_func: Callable, config: dict | None = None, dataset: Any = None,
                      checkpoint: Any = None,
-                     checkpoint_strategy: CheckpointStrategy | None = None) -> TrainingIterator:
+                     checkpoint_strategy: CheckpointStrategy | None = None, *,
+                     score_by_metrics: bool = False, preprocessor: Any = None,
+                     retry_errors: bool = False) -> TrainingIterator:
         """Like :meth:`run`, but yield every iteration's reports (one dict per worker) as they come."""
         self._require_started("run")
         if not callable(train_func):
@@ -204,12 +206,14 @@ class Trainer:
         self._run_dir = os.path.join(self.logdir, f"run_{self._runs:03d}")
         os.makedirs(self._run_dir, exist_ok=True)
         self._checkpoints = CheckpointManager(os.path.join(self._run_dir, "checkpoints"),
-                                              checkpoint_strategy)
+                                              checkpoint_strategy,
+                                              score_by_metrics=score_by_metrics,
+                                              preprocessor=preprocessor)
         owner = GroupOwner(self._num_workers, self._current_group,
                            lambda: self._group is not None, self._restart_group,
                            self._discard_group, self._backend.explain_failure)
         self._iterator = TrainingIterator(owner, train_func, config, dataset, payload,
-                                          self._checkpoints, self._max_retries)
+                                          self._checkpoints, self._max_retries, retry_errors)
         return self._iterator
 
     def execute(self, func: Callable, *args: Any, **kwargs: Any) -> list:
