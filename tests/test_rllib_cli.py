@@ -44,6 +44,7 @@ def test_train_with_flags_then_rollout_the_printed_command(ray, tmp_path, capsys
     assert last == os.path.join(trial_dir, "checkpoint_000002", "checkpoint-2")
     command = out.strip().splitlines()[-1].strip()
     assert command == f"rllib rollout {last} --run PPO --env CartPole-v1 --steps 2000"
+    assert f"  rllib evaluate {last} --algo PPO --env CartPole-v1 --steps 2000\n" in out
 
     argv = shlex.split(command)[1:]
     argv[argv.index("2000")] = "30"

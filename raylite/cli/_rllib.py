@@ -10,9 +10,10 @@
 
 ``train`` checks everything it can before starting (config keys, env ids, stop criteria), runs
 each experiment through ``raylite.tune`` (one line of progress per iteration), and ends with
-the last checkpoint's path and the ``rllib rollout`` command that shows it. ``rollout`` acts
-with the checkpoint's weights on numpy: it needs neither torch nor TensorFlow, and renders
-with pygame when there is a display. Heavy imports happen inside the subcommands.
+the last checkpoint's path and the ``rllib evaluate`` and ``rllib rollout`` commands that show
+it. ``rollout`` acts with the checkpoint's weights on numpy: it needs neither torch nor
+TensorFlow, and renders with pygame when there is a display. Heavy imports happen inside the
+subcommands.
 """
 
 from __future__ import annotations
@@ -85,7 +86,7 @@ def _add_train_flags(parser: argparse.ArgumentParser) -> None:
                         action="store_false", help="do not checkpoint when training ends")
     parser.add_argument("--local-dir", "--storage-path", dest="local_dir", metavar="DIR",
                         help="results directory (default: $RAYLITE_RESULTS_DIR or "
-                             "~/raylite_results)")
+                             "~/ray_results)")
     parser.add_argument("--framework", choices=("torch", "tf", "tf2", "tfe"),
                         help="deep learning framework (default: torch)")
     parser.add_argument("--experiment-name", "--name", dest="name", default=None,
@@ -424,9 +425,10 @@ def _summarize(trials: list, run: str, env_name: str, stop: dict,
         print("No checkpoint was written (use --checkpoint-freq N or leave checkpoint_at_end on).")
         return "no checkpoint"
     print(f"Last checkpoint: {last_checkpoint}")
-    print("To see the trained agent:")
-    print(f"  rllib rollout {shlex.quote(last_checkpoint)} --run {run} --env "
-          f"{shlex.quote(env_name)} --steps 2000", flush=True)
+    print("To see the trained agent (Ray 2.x's command, then the book's):")
+    for command, flag in (("evaluate", "--algo"), ("rollout", "--run")):
+        print(f"  rllib {command} {shlex.quote(last_checkpoint)} {flag} {run} --env "
+              f"{shlex.quote(env_name)} --steps 2000", flush=True)
     return last_checkpoint
 
 

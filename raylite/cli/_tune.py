@@ -2,7 +2,7 @@
 
     tune ls EXPERIMENT_DIR [--sort METRIC [--desc]] [--filter "METRIC > 0.5"] [--output csv]
             [--columns a,b,c] [--limit N]
-    tune lsx RESULTS_DIR                     (default: ~/raylite_results)
+    tune lsx RESULTS_DIR                     (default: ~/ray_results)
 
 It reads what raylite.tune writes (``experiment_state.json`` in each experiment folder); it
 needs no running driver. The ``ls`` table fits the terminal: it shows the trial, its status, the
@@ -157,7 +157,8 @@ def _cell(value: Any) -> str:
 
 
 def cmd_lsx(args: argparse.Namespace) -> int:
-    root = args.results_dir or os.environ.get("RAYLITE_RESULTS_DIR") or os.path.expanduser("~/raylite_results")
+    from raylite._storage import results_dir
+    root = results_dir(args.results_dir)
     if not os.path.isdir(root):
         print(f"tune lsx: {root} does not exist; run an experiment first, or pass its folder",
               file=sys.stderr)

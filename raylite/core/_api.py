@@ -103,6 +103,7 @@ def init(address: str | None = None, *, num_cpus: float | None = None,
                                "Call raylite.shutdown() first, or pass ignore_reinit_error=True.")
         namespace = namespace or f"anonymous-{os.urandom(4).hex()}"
         address = _cluster_address(address)
+        _refuse_ray_client(address)
         if address is not None and not local_mode:
             if num_cpus is not None or num_gpus is not None or resources:
                 raise ValueError("num_cpus / num_gpus / resources describe a local runtime; a "
@@ -174,6 +175,15 @@ def _cluster_address(address: Any) -> Any:
                                   "`raylite start --head`, or set RAYLITE_ADDRESS")
         return recorded
     return address
+
+
+def _refuse_ray_client(address: Any) -> None:
+    if isinstance(address, str) and address.lower().startswith("ray://"):
+        raise ValueError(
+            f"init(address={address!r}): raylite has no Ray Client (ray://). It runs either "
+            "locally, init() (or address='local'), or on a Dask cluster: start one with "
+            "`raylite start --head`, then init(address='dask://HOST:8786') or "
+            "init(address='auto').")
 
 
 def _node_resources(num_cpus, num_gpus, resources, memory) -> dict[str, float]:

@@ -40,8 +40,9 @@ DEFAULT_POLICY_ID = "default_policy"
 
 
 def results_root() -> str:
-    """Where an algorithm run outside Tune saves: $RAYLITE_RESULTS_DIR or ~/raylite_results."""
-    return os.path.expanduser(os.environ.get("RAYLITE_RESULTS_DIR") or "~/raylite_results")
+    """Where an algorithm run outside Tune saves: $RAYLITE_RESULTS_DIR or ~/ray_results."""
+    from raylite._storage import results_dir
+    return results_dir()
 
 
 def env_label(env: Any) -> str:
@@ -65,7 +66,7 @@ class Algorithm(Trainable):
                 ``PPOConfig``.
             env: the env, if not in ``config["env"]``.
             logger_creator, trial_info: passed by Tune; outside Tune, checkpoints go to
-                ``~/raylite_results/<Algo>_<env>_<date>/`` (or $RAYLITE_RESULTS_DIR).
+                ``~/ray_results/<Algo>_<env>_<date>/`` (or $RAYLITE_RESULTS_DIR).
         """
         if config is not None and not isinstance(config, dict):
             if not hasattr(config, "to_dict"):

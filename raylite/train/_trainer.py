@@ -33,7 +33,7 @@ class Trainer:
         use_gpu: give each worker one GPU (torch then uses nccl).
         resources_per_worker: e.g. ``{"CPU": 2}``; default one CPU (and one GPU with use_gpu).
         logdir: where runs and checkpoints go; default
-            ``$RAYLITE_RESULTS_DIR`` or ``~/raylite_results``, in ``train_<date>``.
+            ``$RAYLITE_RESULTS_DIR`` or ``~/ray_results``, in ``train_<date>``.
         max_retries: restarts of the whole group, from the latest checkpoint, when a worker
             dies during a run (-1: unlimited; 0: fail at once).
 
@@ -109,10 +109,9 @@ class Trainer:
         if self._logdir_arg is not None:
             path = os.path.abspath(os.path.expanduser(self._logdir_arg))
         else:
-            root = os.environ.get("RAYLITE_RESULTS_DIR") or os.path.join("~", "raylite_results")
+            from raylite._storage import results_dir
             stamp = datetime.datetime.now().strftime("%Y-%m-%d_%H-%M-%S")
-            path = _fresh(os.path.join(os.path.abspath(os.path.expanduser(root)),
-                                       f"train_{stamp}"))
+            path = _fresh(os.path.join(results_dir(), f"train_{stamp}"))
         os.makedirs(path, exist_ok=True)
         return path
 

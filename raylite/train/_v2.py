@@ -103,10 +103,10 @@ class BaseTrainer:
         run = self.run_config
         if run.storage_path is None and run.local_dir is None and run.name is None:
             return None
-        root = (run.storage_path or run.local_dir or os.environ.get("RAYLITE_RESULTS_DIR")
-                or "~/raylite_results")
+        from raylite._storage import results_dir
+        root = results_dir(run.storage_path or run.local_dir)
         name = run.name or f"{type(self).__name__}_{os.getpid()}"
-        return os.path.join(os.path.expanduser(root), name)
+        return os.path.join(root, name)
 
     def _strategy(self) -> CheckpointStrategy | None:
         config = self.run_config.checkpoint_config

@@ -73,7 +73,7 @@ class Tuner:
         finished trials are kept, the others run again from their last checkpoint.
 
         Example:
-            >>> tuner = Tuner.restore("~/raylite_results/my_experiment", trainable=train)  # doctest: +SKIP
+            >>> tuner = Tuner.restore("~/ray_results/my_experiment", trainable=train)  # doctest: +SKIP
         """
         import os
 
