@@ -26,9 +26,12 @@ import time
 from typing import TYPE_CHECKING, Any, Callable
 
 from raylite.core import _ids, _refs
+from raylite.core._actors import ActorTable
 from raylite.core._node_actors import ActorsMixin
 from raylite.core._node_io import ProcessIOMixin
-from raylite.core._scheduler import PlacementGroup, Scheduler, Task, TaskState
+from raylite.core._scheduler import (Dispatch, Fail, GroupReady, Interrupt, PlacementGroup, Revoke,
+                                     Scheduler, StartActor, StartWorker, StopWorker, Task,
+                                     TaskState, Warn)
 from raylite.core._serialization import serialize
 from raylite.core._store import READY, ObjectTable
 from raylite.core._task import (ACTOR_CALL, TASK, SpecSubmitter, TaskSpec, pack_value,
@@ -36,7 +39,6 @@ from raylite.core._task import (ACTOR_CALL, TASK, SpecSubmitter, TaskSpec, pack_
 from raylite.exceptions import (ActorDiedError, GetTimeoutError, ObjectLostError,
                                 TaskCancelledError, WorkerCrashedError, make_task_error)
 if TYPE_CHECKING:
-    from raylite.core._node_actors import _ActorRecord
     from raylite.core._node_io import _Process
 
 SHM_ROOT = "/dev/shm" if os.path.isdir("/dev/shm") else tempfile.gettempdir()
@@ -89,8 +91,10 @@ class Node(ActorsMixin, ProcessIOMixin, SpecSubmitter):
         self.specs: dict[bytes, TaskSpec] = {}  # running or waiting tasks and calls, by task id
         self.functions: dict[bytes, bytes] = {}
         self.processes: dict[bytes, _Process] = {}
-        self.actors: dict[bytes, _ActorRecord] = {}
-        self.named_actors: dict[tuple, bytes] = {}
+        self.actor_table = ActorTable()
+        self.actors = self.actor_table.actors  # actor id -> ActorEntry
+        self.actor_processes: dict[bytes, _Process] = {}  # actor id -> its current process
+        self.actor_gpus: dict[bytes, list[int]] = {}
         self.groups: dict[bytes, PlacementGroup] = {}
         self.group_ready_ids: dict[bytes, bytes] = {}
         self.timers: list = []
@@ -98,7 +102,6 @@ class Node(ActorsMixin, ProcessIOMixin, SpecSubmitter):
         self.spawn_queue: list[Callable] = []
         self.task_events: collections.deque = collections.deque(maxlen=20_000)  # timeline (~4 MiB)
         self.stopping = False
-        self._future_pool: concurrent.futures.ThreadPoolExecutor | None = None
         self._future_pool: concurrent.futures.ThreadPoolExecutor | None = None
         self.selector = selectors.DefaultSelector()
         self._wake_r, self._wake_w = os.pipe()
@@ -164,35 +167,51 @@ class Node(ActorsMixin, ProcessIOMixin, SpecSubmitter):
     # actions from the scheduler
     # ======================================================================================
     def _act(self, actions: list) -> None:
+        handlers = self._action_handlers
         for action in actions:
-            kind = action[0]
-            if kind == "dispatch":
-                self._dispatch(action[1].payload, action[2], action[3])
-            elif kind == "start_worker":
-                self._spawn_later(self._spawn_task_worker)
-            elif kind == "fail":
-                self._fail_task(action[1].payload, action[2], action[3])
-            elif kind == "start_actor":
-                record = self.actors[action[1].actor_id]
-                record.gpu_ids = action[2]
-                self._spawn_later(lambda r=record: self._spawn_actor(r))
-            elif kind == "interrupt":
-                self._interrupt(action[1], action[2], action[3])
-            elif kind == "revoke":
-                process = self.processes.get(action[2])
-                if process is not None:
-                    process.channel.send(("revoke", action[1].task_id))
-            elif kind == "pg_ready":
-                ready_id = self.group_ready_ids.get(action[1].group_id)
-                if ready_id is not None:
-                    self._seal_value(ready_id, True)
-            elif kind == "stop_worker":
-                process = self.processes.get(action[1])
-                if process is not None:
-                    process.retired = True
-                    process.channel.send(("exit",))
-            elif kind == "warn":
-                print(f"raylite: warning: {action[1]}", file=sys.stderr, flush=True)
+            handlers[type(action)](self, action)
+
+    def _a_dispatch(self, action: Dispatch) -> None:
+        self._dispatch(action.task.payload, action.worker_id, action.gpu_ids)
+
+    def _a_start_worker(self, action: StartWorker) -> None:
+        self._spawn_later(self._spawn_task_worker)
+
+    def _a_fail(self, action: Fail) -> None:
+        self._fail_task(action.task.payload, action.reason, action.detail)
+
+    def _a_start_actor(self, action: StartActor) -> None:
+        actor_id = action.actor.actor_id
+        self.actor_gpus[actor_id] = action.gpu_ids
+        self._act(self.actor_table.resources_granted(actor_id))
+
+    def _a_interrupt(self, action: Interrupt) -> None:
+        self._interrupt(action.task, action.worker_id, action.force)
+
+    def _a_revoke(self, action: Revoke) -> None:
+        process = self.processes.get(action.worker_id)
+        if process is not None:
+            process.channel.send(("revoke", action.task.task_id))
+
+    def _a_group_ready(self, action: GroupReady) -> None:
+        ready_id = self.group_ready_ids.get(action.group.group_id)
+        if ready_id is not None:
+            self._seal_value(ready_id, True)
+
+    def _a_stop_worker(self, action: StopWorker) -> None:
+        process = self.processes.get(action.worker_id)
+        if process is not None:
+            process.retired = True
+            process.channel.send(("exit",))
+
+    def _a_warn(self, action: Warn) -> None:
+        print(f"raylite: warning: {action.message}", file=sys.stderr, flush=True)
+
+    _action_handlers = {
+        Dispatch: _a_dispatch, StartWorker: _a_start_worker, Fail: _a_fail,
+        StartActor: _a_start_actor, Interrupt: _a_interrupt, Revoke: _a_revoke,
+        GroupReady: _a_group_ready, StopWorker: _a_stop_worker, Warn: _a_warn,
+        **ActorsMixin._actor_action_handlers}
 
     def _dispatch(self, spec: TaskSpec, worker_id: bytes, gpu_ids: list[int]) -> None:
         process = self.processes[worker_id]
@@ -577,9 +596,8 @@ class Node(ActorsMixin, ProcessIOMixin, SpecSubmitter):
             workers = [{"pid": self.processes[w.worker_id].pid, "state": w.state.value,
                         "task": w.tasks[0].name if w.tasks else ""}
                        for w in sched.workers.values() if w.worker_id in self.processes]
-            actors = [{"class": r.class_name, "name": r.name or "", "state": r.state,
-                       "pid": r.process.pid if r.process else None}
-                      for r in self.actors.values()]
+            actors = [{"class": r["class"], "name": r["name"], "state": r["state"], "pid": r["pid"]}
+                      for r in self.actor_rows()]
             tasks: dict[str, int] = {}
             for task in sched.tasks.values():
                 tasks[task.state.value] = tasks.get(task.state.value, 0) + 1

@@ -41,13 +41,7 @@ def tasks_now(node: Any, limit: int = 200) -> list[dict[str, Any]]:
 
 def actor_rows(node: Any) -> list[dict[str, Any]]:
     """Every actor the node knows, alive or dead, with its queue and process."""
-    with node.lock:
-        rows = [{"actor_id": record.actor_id.hex(), "class": record.class_name,
-                 "name": record.name or "", "state": record.state,
-                 "pid": record.process.pid if record.process is not None else None,
-                 "pending_calls": len(record.queue) + len(record.in_flight),
-                 "restarts_left": record.restarts_left, "death_cause": record.death_cause or ""}
-                for record in node.actors.values()]
+    rows = node.actor_rows()  # a snapshot copied by the node
     for row in rows:
         row["rss_bytes"] = process_rss(row["pid"]) if row["state"] != "DEAD" else None
     return rows
