@@ -1,8 +1,17 @@
 """The local runtime: the driver's side of one node, the I/O shell around the scheduler.
 
-    user threads ──submit/get/put──▶ Node (under one lock) ──actions──▶ Channel.send ─▶ workers
+    user threads ──submit──▶ submission queue (no lock) ─┐
+                 ──get/put/wait───────────────────────────┤
+                                                          ▼
+                              Node (under one lock) ──actions──▶ Channel.send ─▶ workers
                                        ▲                                              │
     I/O thread: selector over worker sockets and output pipes ◀──done/submit/get──────┘
+
+Tasks and actor calls are not registered by the submitting thread: ``submit`` appends the spec to
+a deque and returns its refs at once. If the lock is free the submitter registers it right away;
+if not, the holder registers it when it lets go (see ``_NodeLock``): every queued spec, in
+order, in one batch whose sends to each worker go out as one write. So the submit path never
+waits for the lock.
 
 The node owns the object table (``_store``), the scheduler (``_scheduler``), the worker and
 actor processes, and the session folders: objects in /dev/shm/raylite-<pid>-<token>/ and spill
@@ -34,7 +43,7 @@ from raylite.core._scheduler import (Dispatch, Fail, GroupReady, Interrupt, Plac
                                      TaskState, Warn)
 from raylite.core._serialization import serialize
 from raylite.core._store import READY, ObjectTable
-from raylite.core._task import (ACTOR_CALL, TASK, SpecSubmitter, TaskSpec, pack_value,
+from raylite.core._task import (ACTOR_CALL, ACTOR_CREATE, TASK, SpecSubmitter, TaskSpec, pack_value,
                                 unpack_value)
 from raylite.exceptions import (ActorDiedError, GetTimeoutError, ObjectLostError,
                                 TaskCancelledError, WorkerCrashedError, make_task_error)
@@ -64,6 +73,55 @@ class _Waiter:
                 self.event.set()
 
 
+class _NodeLock:
+    """The node's lock (re-entrant) and the submission queue's drain.
+
+    Whoever enters it registers the queued submissions first, and whoever leaves it (the
+    outermost level) registers those queued meanwhile, so the holder sees every task submitted
+    before it took the lock and no queued task waits once the lock is free: a submitter that
+    found the lock taken appended before trying, so the holder's exit sees its spec.
+    """
+
+    __slots__ = ("_lock", "_node", "_depth")
+
+    def __init__(self, node: "Node"):
+        self._lock = threading.RLock()
+        self._node = node
+        self._depth = 0  # changed only by the owning thread
+
+    def __enter__(self) -> "_NodeLock":
+        self._lock.acquire()
+        self._entered()
+        return self
+
+    def try_enter(self) -> bool:
+        """Enter if nobody holds the lock (then release() it); never waits."""
+        if not self._lock.acquire(blocking=False):
+            return False
+        self._entered()
+        return True
+
+    def _entered(self) -> None:
+        self._depth += 1
+        if self._depth == 1 and self._node.submissions:
+            try:
+                self._node._register_submissions()
+            except BaseException:
+                self.release()
+                raise
+
+    def __exit__(self, *exc_info) -> None:
+        self.release()
+
+    def release(self) -> None:
+        try:
+            if self._depth == 1 and self._node.submissions:
+                self._node._register_submissions()
+        finally:
+            self._depth -= 1
+            self._lock.release()
+
+
 class Node(ActorsMixin, ProcessIOMixin, SpecSubmitter):
     """The local runtime. One per driver process."""
 
@@ -82,7 +140,11 @@ class Node(ActorsMixin, ProcessIOMixin, SpecSubmitter):
         self.node_id = os.urandom(14).hex()
         self.job_id = os.urandom(2).hex()
         self.log_to_driver = log_to_driver
-        self.lock = threading.RLock()
+        self.submissions: collections.deque = collections.deque()  # specs not yet registered
+        self._registering = False
+        self._corked: list = []  # channels whose sends are held back until the batch ends
+        self._corking = 0  # depth of nested batches
+        self.lock = _NodeLock(self)
         self.scheduler = Scheduler(resources)
         self.store = ObjectTable(self.shm_dir, spill_dir or os.path.join(self.session_dir, "spill"),
                                  object_store_memory)
@@ -126,12 +188,54 @@ class Node(ActorsMixin, ProcessIOMixin, SpecSubmitter):
     # submission
     # ======================================================================================
     def submit(self, spec: TaskSpec, function_blob: bytes | None = None) -> list[_refs.ObjectRef]:
-        with self.lock:
-            self._drain_refs()
-            if function_blob is not None and spec.function_id not in self.functions:
-                self.functions[spec.function_id] = function_blob
-            self._submit(spec, holder=True)
+        if function_blob is not None and spec.function_id not in self.functions:
+            self.functions.setdefault(spec.function_id, function_blob)
+        if spec.kind == ACTOR_CREATE:  # synchronous: a name clash raises here, to the caller
+            with self.lock:
+                self._drain_refs()
+                self._submit(spec, holder=True)
+        else:  # queued; registered now if the lock is free, else by its holder on leaving
+            self.submissions.append(spec)
+            if self.lock.try_enter():
+                self.lock.release()
         return [_refs.ObjectRef(oid, _track=False) for oid in spec.return_ids]
+
+    def _register_submissions(self) -> None:
+        """Register the queued specs, in order (under the lock)."""
+        if self._registering:
+            return
+        self._registering = True
+        submissions = self.submissions
+        try:
+            self._cork_begin()
+            while submissions:
+                self._submit(submissions.popleft(), holder=True)
+        finally:
+            self._registering = False
+            self._cork_end()
+
+    def _cork_begin(self) -> None:
+        """A batch begins: one scheduling pass at its end, one write per worker."""
+        self._corking += 1
+        self.scheduler.begin_batch()
+
+    def _cork_end(self) -> None:
+        """Schedule once for the whole batch, and send what it held back."""
+        actions = self.scheduler.end_batch()
+        if actions:
+            self._act(actions)
+        self._corking -= 1
+        if self._corking == 0 and self._corked:
+            corked, self._corked = self._corked, []
+            for channel in corked:
+                channel.uncork()
+
+    def _batched(self, channel):
+        """``channel``, holding its sends back until the current batch ends (if in one)."""
+        if self._corking and channel.corked is None:
+            channel.corked = []
+            self._corked.append(channel)
+        return channel
 
     def _submit(self, spec: TaskSpec, holder: bool) -> None:
         """Register a spec's return objects and route it (under the lock)."""
@@ -215,7 +319,7 @@ class Node(ActorsMixin, ProcessIOMixin, SpecSubmitter):
 
     def _dispatch(self, spec: TaskSpec, worker_id: bytes, gpu_ids: list[int]) -> None:
         process = self.processes[worker_id]
-        channel = process.channel
+        channel = self._batched(process.channel)
         if spec.function_id not in process.functions:
             process.functions.add(spec.function_id)
             channel.send(("fn", spec.function_id, self.functions[spec.function_id]))

@@ -132,7 +132,7 @@ class ActorsMixin:
 
     def _a_send_call(self, action: SendCall) -> None:
         spec = action.call
-        self.actor_processes[action.actor_id].channel.send(
+        self._batched(self.actor_processes[action.actor_id].channel).send(
             ("call", spec, self._locations(spec.arg_ids) if spec.arg_ids else None))
 
     def _a_fail_call(self, action: FailCall) -> None:

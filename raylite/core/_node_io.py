@@ -122,6 +122,9 @@ class ProcessIOMixin:
                         pass
                 else:
                     self._forward_output(key.fd, obj, tag)
+            if self.submissions:
+                with self.lock:  # entering registers them
+                    pass
             while self.spawn_queue and not self.stopping:
                 try:
                     self.spawn_queue.pop(0)()
@@ -160,9 +163,13 @@ class ProcessIOMixin:
             if messages is None:
                 self._on_process_exit(process)
                 return
-            for message in messages:
-                handler = self._handlers.get(message[0])
-                handler(self, process, message)
+            self._cork_begin()
+            try:
+                for message in messages:
+                    handler = self._handlers.get(message[0])
+                    handler(self, process, message)
+            finally:
+                self._cork_end()
 
     def _on_process_exit(self, process: _Process) -> None:
         if self.processes.pop(process.worker_id, None) is None:

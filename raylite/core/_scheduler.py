@@ -144,10 +144,10 @@ class Task:
     attempt: int = 0
     worker_id: bytes | None = None
     cancelled: bool = False
+    key: tuple = ()  # the scheduling class: same resources, same placement
 
-    @property
-    def key(self) -> tuple:
-        return (tuple(sorted(self.resources.items())), self.placement)
+    def __post_init__(self) -> None:
+        self.key = (tuple(sorted(self.resources.items())), self.placement)
 
     def to(self, state: TaskState) -> None:
         assert state in TASK_TRANSITIONS[self.state], (self.state, state)
@@ -257,6 +257,21 @@ class Scheduler:
         self.pending_groups: collections.deque[PlacementGroup] = collections.deque()
         self.durations: dict[bytes, tuple[int, float]] = {}  # function -> (runs, decaying max)
         self.warned: set = set()
+        self.feasible_classes: set = set()
+        self.batch_depth = 0  # > 0: scheduling passes wait for end_batch()
+        self.pass_due = False
+
+    # ----- batches ---------------------------------------------------------------------------
+    def begin_batch(self) -> None:
+        """Events until ``end_batch`` (e.g. a thousand submissions or a worker's fifty finished
+        tasks) update the tables only; one scheduling pass at the end places everything."""
+        self.batch_depth += 1
+
+    def end_batch(self) -> list:
+        self.batch_depth -= 1
+        if self.batch_depth == 0 and self.pass_due:
+            return self.schedule()
+        return []
 
     # ----- events: tasks -------------------------------------------------------------------
     def submit(self, task: Task, pending_deps: set) -> list:
@@ -478,6 +493,10 @@ class Scheduler:
 
     # ----- the scheduling pass ---------------------------------------------------------------
     def schedule(self) -> list:
+        if self.batch_depth:
+            self.pass_due = True
+            return []
+        self.pass_due = False
         actions: list = []
         self._place_groups(actions)
         self._start_actors(actions)
@@ -604,6 +623,16 @@ class Scheduler:
                 actions.append(StartActor(actor, actor.gpu_ids))
 
     def _check_feasible(self, request: dict[str, float], name: str, placement) -> list:
+        if placement is None:  # the node's totals never change: each class is checked once
+            key = tuple(request.items())
+            if key in self.feasible_classes:
+                return []
+            if self.pool.feasible(request):
+                self.feasible_classes.add(key)
+                return []
+        return self._check_feasible_slowly(request, name, placement)
+
+    def _check_feasible_slowly(self, request: dict[str, float], name: str, placement) -> list:
         if placement is not None:
             group = self.groups.get(placement[0])
             if group is None:

@@ -135,6 +135,7 @@ class Worker:
 
     def on_exit(self, message: tuple) -> None:
         """Finish the calls already started (threaded and async actors), then leave."""
+        self.conn.flush()
         if self.pool is not None:
             self.pool.shutdown(wait=True)
         if self.loop is not None:
@@ -157,7 +158,7 @@ class Worker:
             return
         self._set_gpus(gpu_ids)
         self.label = spec.name
-        self.conn.send(("done", spec.task_id) + self.execute(self.functions[spec.function_id], spec, resolved))
+        self.conn.send_soon(("done", spec.task_id) + self.execute(self.functions[spec.function_id], spec, resolved))
 
     # ----- actors ---------------------------------------------------------------------------
     def on_actor_init(self, message: tuple) -> None:
