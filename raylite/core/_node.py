@@ -196,7 +196,7 @@ class Node(ActorsMixin, ProcessIOMixin, SpecSubmitter):
                 self._submit(spec, holder=True)
         else:  # queued; registered now if the lock is free, else by its holder on leaving
             self.submissions.append(spec)
-            if self.lock.try_enter():
+            if self.lock.try_enter():  # entering registered it
                 self.lock.release()
         return [_refs.ObjectRef(oid, _track=False) for oid in spec.return_ids]
 
@@ -209,7 +209,15 @@ class Node(ActorsMixin, ProcessIOMixin, SpecSubmitter):
         try:
             self._cork_begin()
             while submissions:
-                self._submit(submissions.popleft(), holder=True)
+                spec = submissions.popleft()
+                try:
+                    self._submit(spec, holder=True)
+                except Exception as exc:  # noqa: BLE001 - e.g. an argument from a dead runtime
+                    self.specs.pop(spec.task_id, None)
+                    for oid in spec.return_ids:
+                        if oid not in self.store.entries:
+                            self.store.create(oid, 1)
+                    self._seal_returns_with_error(spec, error=exc)
         finally:
             self._registering = False
             self._cork_end()
@@ -693,43 +701,65 @@ class Node(ActorsMixin, ProcessIOMixin, SpecSubmitter):
                 pass
         stream.close()
 
+    def snapshot(self, copy: Callable[["Node"], Any], timeout_s: float = 10.0) -> Any:
+        """``copy(node)`` run on the I/O thread between two batches, its result returned: how
+        status, the dashboard and ``raylite memory`` read the node's tables without contending
+        for its lock with the submitting threads. ``copy`` must return copies, not live tables."""
+        if (threading.current_thread() is self.io_thread or self.stopping
+                or not self.io_thread.is_alive()):
+            with self.lock:
+                return copy(self)
+        future: concurrent.futures.Future = concurrent.futures.Future()
+
+        def run() -> None:
+            try:
+                with self.lock:
+                    future.set_result(copy(self))
+            except BaseException as exc:  # noqa: BLE001 - the reader gets it
+                future.set_exception(exc)
+        self._spawn_later(run)
+        return future.result(timeout_s)
+
     def status(self) -> dict[str, Any]:
         """What ``raylite status`` shows: resources, processes, tasks, actors, objects."""
-        with self.lock:
-            sched = self.scheduler
-            workers = [{"pid": self.processes[w.worker_id].pid, "state": w.state.value,
-                        "task": w.tasks[0].name if w.tasks else ""}
-                       for w in sched.workers.values() if w.worker_id in self.processes]
-            actors = [{"class": r["class"], "name": r["name"], "state": r["state"], "pid": r["pid"]}
-                      for r in self.actor_rows()]
-            tasks: dict[str, int] = {}
-            for task in sched.tasks.values():
-                tasks[task.state.value] = tasks.get(task.state.value, 0) + 1
-            return {"node_id": self.node_id, "uptime_s": time.time() - self.started,
-                    "resources": dict(sched.pool.total), "available": sched.available(),
-                    "workers": workers, "actors": actors, "tasks": tasks,
-                    "objects": {**self.store.stats(), "objects": sum(
-                        1 for oid in self.store.entries if oid not in self.actors)},
-                    "driver_pid": os.getpid()}
+        return self.snapshot(Node._status)
+
+    def _status(self) -> dict[str, Any]:
+        sched = self.scheduler
+        workers = [{"pid": self.processes[w.worker_id].pid, "state": w.state.value,
+                    "task": w.tasks[0].name if w.tasks else ""}
+                   for w in sched.workers.values() if w.worker_id in self.processes]
+        actors = [{"class": r["class"], "name": r["name"], "state": r["state"], "pid": r["pid"]}
+                  for r in self._actor_rows()]
+        tasks: dict[str, int] = {}
+        for task in sched.tasks.values():
+            tasks[task.state.value] = tasks.get(task.state.value, 0) + 1
+        return {"node_id": self.node_id, "uptime_s": time.time() - self.started,
+                "resources": dict(sched.pool.total), "available": sched.available(),
+                "workers": workers, "actors": actors, "tasks": tasks,
+                "objects": {**self.store.stats(), "objects": sum(
+                    1 for oid in self.store.entries if oid not in self.actors)},
+                "driver_pid": os.getpid()}
 
     def memory_table(self) -> list[dict[str, Any]]:
         """What ``raylite memory`` shows: each object, its size, where it is, who holds it."""
-        with self.lock:
-            rows = []
-            for oid, entry in self.store.entries.items():
-                if oid in self.actors:
-                    continue
-                where = ("spilled" if entry.spilled else "shared memory" if entry.path
-                         else "inline" if entry.data is not None else "pending")
-                rows.append({"object_id": oid.hex(), "size": entry.size, "where": where,
-                             "refs": entry.refs, "error": entry.is_error,
-                             "made_by": entry.lineage.name if entry.lineage else "put"})
-            return rows
+        return self.snapshot(Node._memory_table)
+
+    def _memory_table(self) -> list[dict[str, Any]]:
+        rows = []
+        for oid, entry in self.store.entries.items():
+            if oid in self.actors:
+                continue
+            where = ("spilled" if entry.spilled else "shared memory" if entry.path
+                     else "inline" if entry.data is not None else "pending")
+            rows.append({"object_id": oid.hex(), "size": entry.size, "where": where,
+                         "refs": entry.refs, "error": entry.is_error,
+                         "made_by": entry.lineage.name if entry.lineage else "put"})
+        return rows
 
     def timeline_events(self) -> list[dict[str, Any]]:
         """Task executions as Chrome-trace events (view in Perfetto or chrome://tracing)."""
-        with self.lock:
-            events = list(self.task_events)
+        events = self.snapshot(lambda node: list(node.task_events))
         return [{"name": name, "cat": "task", "ph": "X", "ts": start * 1e6,
                  "dur": duration * 1e6, "pid": pid, "tid": pid,
                  "args": {"ok": ok}} for name, pid, start, duration, ok in events]
@@ -739,8 +769,7 @@ class Node(ActorsMixin, ProcessIOMixin, SpecSubmitter):
             return [p.pid for p in self.processes.values()]
 
     def memory_summary(self) -> dict:
-        with self.lock:
-            return self.store.stats()
+        return self.snapshot(lambda node: node.store.stats())
 
 
 def _settle(future: concurrent.futures.Future, value: Any, error: bool) -> None:

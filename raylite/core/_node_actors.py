@@ -195,14 +195,16 @@ class ActorsMixin:
     # ----- snapshots ------------------------------------------------------------------------
     def actor_rows(self) -> list[dict[str, Any]]:
         """Every actor the node knows, alive or dead: a copy, for status and the dashboard."""
-        with self.lock:
-            processes = self.actor_processes
-            return [{"actor_id": e.actor_id.hex(), "class": e.class_name, "name": e.name or "",
-                     "state": e.state.value,
-                     "pid": processes[e.actor_id].pid if e.actor_id in processes else None,
-                     "pending_calls": len(e.queue) + len(e.in_flight),
-                     "restarts_left": e.restarts_left, "death_cause": e.death_cause}
-                    for e in self.actors.values()]
+        return self.snapshot(ActorsMixin._actor_rows)
+
+    def _actor_rows(self) -> list[dict[str, Any]]:
+        processes = self.actor_processes
+        return [{"actor_id": e.actor_id.hex(), "class": e.class_name, "name": e.name or "",
+                 "state": e.state.value,
+                 "pid": processes[e.actor_id].pid if e.actor_id in processes else None,
+                 "pending_calls": len(e.queue) + len(e.in_flight),
+                 "restarts_left": e.restarts_left, "death_cause": e.death_cause}
+                for e in self.actors.values()]
 
 
 def _read_counter(path: str | None) -> int | None:
