@@ -284,6 +284,8 @@ class Scheduler:
             return self._check_feasible(task.resources, task.name, task.placement)
         task.state = TaskState.READY
         self._enqueue(task)
+        if task.key in self.feasible_classes:  # the common case, checked once per class
+            return self.schedule()
         return self._check_feasible(task.resources, task.name, task.placement) + self.schedule()
 
     def object_available(self, object_id: bytes) -> list:
@@ -624,7 +626,7 @@ class Scheduler:
 
     def _check_feasible(self, request: dict[str, float], name: str, placement) -> list:
         if placement is None:  # the node's totals never change: each class is checked once
-            key = tuple(request.items())
+            key = (tuple(sorted(request.items())), None)  # as Task.key
             if key in self.feasible_classes:
                 return []
             if self.pool.feasible(request):
