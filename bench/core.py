@@ -30,7 +30,8 @@ from pathlib import Path
 
 REPO = Path(__file__).resolve().parent.parent
 WORKLOADS_FILE = REPO / "raylite" / "_microbenchmark.py"
-DEFAULT_RAY_PYTHON = os.environ.get("RAY_PYTHON", "/work/rayenv/bin/python")
+DEFAULT_RAY_PYTHON = os.environ.get(  # the peers' venv that `make bench-env` builds
+    "RAY_PYTHON", str(Path(__file__).resolve().parent.parent / ".bench-venv" / "bin" / "python"))
 CHILD_TIMEOUT_S = 600
 CHILD_CWD = tempfile.gettempdir()  # main() points this at an empty folder: nothing to shadow
 SETTLE_S = 2.0  # let a runtime's background processes finish starting before measuring memory

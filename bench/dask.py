@@ -4,7 +4,7 @@
                          [--address dask://HOST:PORT]
 
 Without --address it starts a LocalCluster of 2 single-thread worker processes (the setup of
-/work/shared/bench/dask_bench.py, whose figures ANCHORS.md quotes). Each figure is measured for raw
+`../shared/bench/dask_bench.py`, whose figures ANCHORS.md quotes). Each figure is measured for raw
 Dask and for raylite back to back, ``--repeat`` times, and the best of each is kept; the table
 prints both and raylite's ratio (the target: >= 0.8 for tasks, >= 0.5 for objects). Actor calls
 are direct calls on both sides (Dask's actor RPC); raylite's also keep each caller's order.

@@ -32,7 +32,8 @@ import time
 from pathlib import Path
 
 REPO = Path(__file__).resolve().parent.parent
-DEFAULT_RAY_PYTHON = os.environ.get("RAY_PYTHON", "/work/rayenv/bin/python")
+DEFAULT_RAY_PYTHON = os.environ.get(  # the peers' venv that `make bench-env` builds
+    "RAY_PYTHON", str(Path(__file__).resolve().parent.parent / ".bench-venv" / "bin" / "python"))
 CHILD_TIMEOUT_S = 900
 PARQUET_FILES = 24  # of 2M rows (42 MB) each: ~1 GB
 

@@ -4,7 +4,7 @@
     python bench/rllib.py cartpole [--seeds 1 2 3] [--framework torch|tf]
     python bench/rllib.py book          # rllib train -f configs/pendulum.yml, then rollout
     python bench/rllib.py all           # the three above (torch and tf), then the plot
-    python bench/rllib.py compare [--steps 200000] [--ray-python /work/rayenv/bin/python]
+    python bench/rllib.py compare [--steps 200000] [--ray-python .bench-venv/bin/python]
                                         # RLlib 2.60 and raylite on Pendulum, same run
 
 ``pendulum`` and ``cartpole`` train the tuned example files (configs/pendulum-ppo.yml,
@@ -28,6 +28,7 @@ import subprocess
 import sys
 import tempfile
 import time
+from pathlib import Path
 
 import yaml
 
@@ -194,7 +195,8 @@ def plot() -> None:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("what", choices=("pendulum", "cartpole", "book", "all", "plot", "compare"))
-    parser.add_argument("--ray-python", default="/work/rayenv/bin/python",
+    parser.add_argument("--ray-python", default=os.environ.get("RAY_PYTHON", str(
+                            Path(__file__).resolve().parent.parent / ".bench-venv" / "bin" / "python")),
                         help="a Python with ray[rllib] 2.60 installed (for compare)")
     parser.add_argument("--seeds", type=int, nargs="+", default=[1])
     parser.add_argument("--framework", choices=("torch", "tf"), default="torch")

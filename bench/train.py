@@ -40,7 +40,8 @@ import time
 from pathlib import Path
 
 REPO = Path(__file__).resolve().parent.parent
-DEFAULT_RAY_PYTHON = os.environ.get("RAY_PYTHON", "/work/rayenv/bin/python")
+DEFAULT_RAY_PYTHON = os.environ.get(  # the peers' venv that `make bench-env` builds
+    "RAY_PYTHON", str(Path(__file__).resolve().parent.parent / ".bench-venv" / "bin" / "python"))
 CHILD_TIMEOUT_S = 900
 
 # The workload: identical for all three runners (each sets up the gloo process group itself).

@@ -15,6 +15,7 @@ import pytest
 
 import raylite
 from raylite import exceptions
+from _support import poll
 
 
 @pytest.fixture
@@ -99,6 +100,51 @@ def test_actor_restarts_and_retries_calls(fresh):
         fresh.get(actor.die.remote(), timeout=20)  # retried once, dies again, out of restarts
     with pytest.raises(exceptions.ActorDiedError):
         fresh.get(actor.pid.remote(), timeout=10)
+
+
+def test_call_right_after_a_kill_waits_for_the_restart(fresh):
+    """Issue 16: a call made just after SIGKILL (death not yet noticed) runs on the restarted
+    actor, as in Ray; once restarts are spent the error says what happened."""
+    fresh.init(num_cpus=1)
+
+    @fresh.remote(max_restarts=2)
+    class Survivor:
+        def pid(self):
+            return os.getpid()
+
+    actor = Survivor.remote()
+    pids = [fresh.get(actor.pid.remote(), timeout=20)]
+    for _ in range(2):
+        os.kill(pids[-1], signal.SIGKILL)
+        pids.append(fresh.get(actor.pid.remote(), timeout=20))  # no error: it waited
+    assert len(set(pids)) == 3
+    os.kill(pids[-1], signal.SIGKILL)
+    with pytest.raises(exceptions.ActorDiedError, match="SIGKILL.*max_restarts=2 restarts were spent"):
+        fresh.get(actor.pid.remote(), timeout=20)
+
+
+def test_call_running_when_the_actor_is_killed_says_so(fresh, tmp_path):
+    fresh.init(num_cpus=1)
+    marker = str(tmp_path / "started")
+
+    @fresh.remote(max_restarts=1)
+    class Sleeper:
+        def pid(self):
+            return os.getpid()
+
+        def sleep(self, marker):
+            open(marker, "w").close()
+            threading.Event().wait(60)
+
+    actor = Sleeper.remote()
+    pid = fresh.get(actor.pid.remote(), timeout=20)
+    running = actor.sleep.remote(marker)
+    poll(lambda: os.path.exists(marker), "the call to start")
+    os.kill(pid, signal.SIGKILL)
+    with pytest.raises(exceptions.ActorDiedError,
+                       match="killed by SIGKILL while running it.*set max_task_retries"):
+        fresh.get(running, timeout=20)
+    assert fresh.get(actor.pid.remote(), timeout=20) != pid
 
 
 def test_killed_driver_leaves_no_workers_and_no_shm(tmp_path):

@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import pytest
 
-from raylite.core._scheduler import (PIPELINE_DEPTH, TASK_TRANSITIONS, Actor, PlacementGroup,
-                                     Scheduler, Task, TaskState)
+from raylite.core._scheduler import (PIPELINE_DEPTH, TASK_TRANSITIONS, Actor, Fail, Interrupt,
+                                     PlacementGroup, Scheduler, StopWorker, Task, TaskState)
 
 
 def task(name: str, cpus: float = 1.0, fn: bytes = b"f", retries: int = 0, **res) -> Task:
@@ -14,7 +14,7 @@ def task(name: str, cpus: float = 1.0, fn: bytes = b"f", retries: int = 0, **res
 
 
 def kinds(actions) -> list[str]:
-    return [a[0] for a in actions]
+    return [type(a).__name__ for a in actions]
 
 
 def started(s: Scheduler, n: int) -> list[bytes]:
@@ -29,7 +29,7 @@ def started(s: Scheduler, n: int) -> list[bytes]:
 
 def test_init_asks_for_one_worker_per_cpu():
     s = Scheduler({"CPU": 3})
-    assert kinds(s.schedule()) == ["start_worker"] * 3
+    assert kinds(s.schedule()) == ["StartWorker"] * 3
     assert s.schedule() == []  # already starting: no more
 
 
@@ -38,9 +38,9 @@ def test_dispatch_takes_resources_and_finish_returns_them():
     s.schedule()
     w0, w1 = started(s, 2)
     a = s.submit(task("a"), set())
-    assert kinds(a) == ["dispatch"]
+    assert kinds(a) == ["Dispatch"]
     assert s.available()["CPU"] == 1
-    s.task_finished(a[0][2], b"a", 0.01)
+    s.task_finished(a[0].worker_id, b"a", 0.01)
     assert s.available()["CPU"] == 2
     assert s.workers[w0].state.value == "IDLE" and s.workers[w1].state.value == "IDLE"
 
@@ -50,11 +50,11 @@ def test_tasks_queue_until_resources_free_in_fifo_order():
     s.schedule()
     (w,) = started(s, 1)
     first = s.submit(task("a"), set())
-    assert kinds(first) == ["dispatch"]
+    assert kinds(first) == ["Dispatch"]
     assert s.submit(task("b"), set()) == []
     assert s.submit(task("c"), set()) == []
     nxt = s.task_finished(w, b"a", 0.5)
-    assert [a[1].name for a in nxt if a[0] == "dispatch"] == ["b"]
+    assert [a.task.name for a in nxt if type(a).__name__ == "Dispatch"] == ["b"]
 
 
 def test_waiting_for_dependencies_then_ready():
@@ -65,7 +65,7 @@ def test_waiting_for_dependencies_then_ready():
     assert s.submit(t, {b"x", b"y"}) == []
     assert t.state is TaskState.WAITING
     assert s.object_available(b"x") == []
-    assert kinds(s.object_available(b"y")) == ["dispatch"]
+    assert kinds(s.object_available(b"y")) == ["Dispatch"]
     assert t.state is TaskState.RUNNING
 
 
@@ -74,7 +74,7 @@ def test_failed_dependency_fails_the_dependent():
     t = task("t")
     s.submit(t, {b"x"})
     actions = s.object_failed(b"x")
-    assert actions == [("fail", t, "dependency_failed", b"x")]
+    assert actions == [Fail(t, "dependency_failed", b"x")]
     assert t.state is TaskState.FAILED
 
 
@@ -83,17 +83,17 @@ def test_a_task_that_cannot_fit_does_not_block_other_classes():
     s.schedule()
     started(s, 2)
     gpu_a = s.submit(task("g1", 1, GPU=1), set())
-    assert kinds(gpu_a) == ["dispatch"] and gpu_a[0][3] == [0]  # gets GPU id 0
+    assert kinds(gpu_a) == ["Dispatch"] and gpu_a[0].gpu_ids == [0]  # gets GPU id 0
     assert kinds(s.submit(task("g2", 1, GPU=1), set())) == []
-    assert kinds(s.submit(task("cpu"), set())) == ["dispatch"]
+    assert kinds(s.submit(task("cpu"), set())) == ["Dispatch"]
 
 
 def test_infeasible_request_warns_once_and_waits():
     s = Scheduler({"CPU": 2})
     actions = s.submit(task("big", 4), set())
-    warns = [a for a in actions if a[0] == "warn"]
-    assert len(warns) == 1 and "big needs {CPU: 4}" in warns[0][1] and "num_cpus" in warns[0][1]
-    assert [a for a in s.submit(task("big", 4), set()) if a[0] == "warn"] == []
+    warns = [a for a in actions if type(a).__name__ == "Warn"]
+    assert len(warns) == 1 and "big needs {CPU: 4}" in warns[0].message and "num_cpus" in warns[0].message
+    assert [a for a in s.submit(task("big", 4), set()) if type(a).__name__ == "Warn"] == []
     assert s.tasks[b"big"].state is TaskState.READY
 
 
@@ -101,12 +101,12 @@ def test_custom_and_fractional_resources():
     s = Scheduler({"CPU": 1, "custom": 1})
     s.schedule()
     started(s, 1)
-    assert kinds(s.submit(task("h1", 0.5), set())) == ["dispatch"]
+    assert kinds(s.submit(task("h1", 0.5), set())) == ["Dispatch"]
     actions = s.submit(task("h2", 0.5), set())  # fits, but no idle worker: start one more
-    assert kinds(actions) == ["start_worker"]
+    assert kinds(actions) == ["StartWorker"]
     s.worker_started(b"extra")
     assert s.available()["CPU"] == 0.0
-    assert kinds(s.submit(task("c", 0, custom=1), set())) == ["start_worker"]
+    assert kinds(s.submit(task("c", 0, custom=1), set())) == ["StartWorker"]
 
 
 def test_worker_death_retries_then_fails():
@@ -116,11 +116,11 @@ def test_worker_death_retries_then_fails():
     t = task("t", retries=1)
     s.submit(t, set())
     actions = s.worker_died(w)
-    assert kinds(actions) == ["start_worker"] and t.state is TaskState.READY and t.attempt == 1
+    assert kinds(actions) == ["StartWorker"] and t.state is TaskState.READY and t.attempt == 1
     s.worker_started(b"w-new")
     assert t.state is TaskState.RUNNING
     actions = s.worker_died(b"w-new")
-    assert ("fail", t, "worker_crashed", b"w-new") in actions
+    assert Fail(t, "worker_crashed", b"w-new") in actions
     assert s.available()["CPU"] == 1
 
 
@@ -131,8 +131,8 @@ def test_blocked_worker_lends_its_cpu_and_takes_it_back():
     s.submit(task("outer"), set())
     s.submit(task("inner"), set())
     actions = s.worker_blocked(w)
-    assert kinds(actions) == ["start_worker"]  # the inner task gets a new worker
-    assert kinds(s.worker_started(b"w2")) == ["dispatch"]
+    assert kinds(actions) == ["StartWorker"]  # the inner task gets a new worker
+    assert kinds(s.worker_started(b"w2")) == ["Dispatch"]
     s.task_finished(b"w2", b"inner", 0.1)
     s.worker_unblocked(w)
     assert s.available()["CPU"] == 0
@@ -148,7 +148,7 @@ def test_fast_functions_are_pipelined_and_slow_ones_are_not():
     actions = []
     for i in range(PIPELINE_DEPTH + 4):
         actions += s.submit(task(f"t{i}", fn=b"fast"), set())
-    assert kinds(actions).count("dispatch") == PIPELINE_DEPTH
+    assert kinds(actions).count("Dispatch") == PIPELINE_DEPTH
     s2 = Scheduler({"CPU": 1})
     s2.schedule()
     (w2,) = started(s2, 1)
@@ -156,7 +156,7 @@ def test_fast_functions_are_pipelined_and_slow_ones_are_not():
         s2.submit(task(f"warm{i}", fn=b"slow"), set())
         s2.task_finished(w2, f"warm{i}".encode(), 0.5)
     actions = s2.submit(task("a", fn=b"slow"), set()) + s2.submit(task("b", fn=b"slow"), set())
-    assert kinds(actions).count("dispatch") == 1
+    assert kinds(actions).count("Dispatch") == 1
 
 
 def test_blocking_revokes_pipelined_tasks():
@@ -169,7 +169,7 @@ def test_blocking_revokes_pipelined_tasks():
     for i in range(3):
         s.submit(task(f"t{i}", fn=b"fast"), set())
     actions = s.worker_blocked(w)
-    revoked = [a[1].name for a in actions if a[0] == "revoke"]
+    revoked = [a.task.name for a in actions if type(a).__name__ == "Revoke"]
     assert sorted(revoked) == ["t1", "t2"]
     assert all(s.tasks[n.encode()].state is TaskState.READY for n in revoked)
 
@@ -182,20 +182,20 @@ def test_cancel_in_each_state():
     s.submit(running, set())
     s.submit(waiting, {b"x"})
     s.submit(queued, set())
-    assert kinds(s.cancel(b"w", False)) == ["fail"] and waiting.state is TaskState.CANCELLED
-    assert kinds(s.cancel(b"q", False)) == ["fail"] and queued.state is TaskState.CANCELLED
-    assert s.cancel(b"r", True) == [("interrupt", running, w, True)]
-    assert kinds(s.worker_died(w)) == ["fail", "start_worker"]
+    assert kinds(s.cancel(b"w", False)) == ["Fail"] and waiting.state is TaskState.CANCELLED
+    assert kinds(s.cancel(b"q", False)) == ["Fail"] and queued.state is TaskState.CANCELLED
+    assert s.cancel(b"r", True) == [Interrupt(running, w, True)]
+    assert kinds(s.worker_died(w)) == ["Fail", "StartWorker"]
     assert running.state is TaskState.CANCELLED
 
 
 def test_actor_holds_resources_for_its_life():
     s = Scheduler({"CPU": 2})
     a = Actor(b"a", "A", {"CPU": 2})
-    assert "start_actor" in kinds(s.request_actor(a))
+    assert "StartActor" in kinds(s.request_actor(a))
     b = Actor(b"b", "B", {"CPU": 1})
-    assert "start_actor" not in kinds(s.request_actor(b))
-    assert "start_actor" in kinds(s.actor_exited(b"a"))
+    assert "StartActor" not in kinds(s.request_actor(b))
+    assert "StartActor" in kinds(s.actor_exited(b"a"))
 
 
 def test_placement_group_reserves_bundles_and_tasks_use_them():
@@ -203,25 +203,25 @@ def test_placement_group_reserves_bundles_and_tasks_use_them():
     s.schedule()
     started(s, 2)
     group = PlacementGroup(b"pg", [{"CPU": 1}, {"CPU": 1}], "PACK")
-    assert kinds(s.create_group(group)) == ["pg_ready"]
+    assert kinds(s.create_group(group)) == ["GroupReady"]
     assert s.available()["CPU"] == 0
     t = Task(b"t", "t", {"CPU": 1}, b"f", 0, (b"pg", 1))
-    assert kinds(s.submit(t, set())) == ["dispatch"]
+    assert kinds(s.submit(t, set())) == ["Dispatch"]
     outside = task("outside")
     assert kinds(s.submit(outside, set())) == []
     s.task_finished(t.worker_id, b"t", 0.1)
-    assert kinds(s.remove_group(b"pg")) == ["dispatch"]
+    assert kinds(s.remove_group(b"pg")) == ["Dispatch"]
 
 
 def test_placement_group_bundles_get_distinct_gpus_and_give_them_back():
     s = Scheduler({"CPU": 4, "GPU": 2})
     group = PlacementGroup(b"pg", [{"CPU": 1, "GPU": 1}, {"CPU": 1, "GPU": 1}], "PACK")
-    assert "pg_ready" in kinds(s.create_group(group))
+    assert "GroupReady" in kinds(s.create_group(group))
     assert sorted(group.gpu_ids) == [0, 1]
     assert [p.acquire({"GPU": 1}) for p in group.pools] == [[0], [1]]   # one device each
     s.remove_group(b"pg")
     again = PlacementGroup(b"pg2", [{"GPU": 1}, {"GPU": 1}], "PACK")
-    assert "pg_ready" in kinds(s.create_group(again))
+    assert "GroupReady" in kinds(s.create_group(again))
     assert sorted(again.gpu_ids) == [0, 1]                               # returned, reused
 
 
@@ -235,7 +235,7 @@ def test_fractional_gpu_bundles_share_a_device_while_they_fit():
 def test_strict_spread_is_infeasible_on_one_node():
     s = Scheduler({"CPU": 4})
     actions = s.create_group(PlacementGroup(b"pg", [{"CPU": 1}, {"CPU": 1}], "STRICT_SPREAD"))
-    assert kinds(actions) == ["warn"] and "STRICT_SPREAD" in actions[0][1]
+    assert kinds(actions) == ["Warn"] and "STRICT_SPREAD" in actions[0].message
 
 
 def test_transition_table_rejects_illegal_moves():
@@ -253,7 +253,7 @@ def test_retry_on_error_requeues_and_frees_the_worker():
     t = task("t", retries=2)
     s.submit(t, set())
     actions = s.task_retry(w, b"t")
-    assert kinds(actions) == ["dispatch"] and t.attempt == 1 and t.state is TaskState.RUNNING
+    assert kinds(actions) == ["Dispatch"] and t.attempt == 1 and t.state is TaskState.RUNNING
 
 
 def test_extra_workers_retire_when_idle_long_enough():
@@ -271,7 +271,7 @@ def test_extra_workers_retire_when_idle_long_enough():
     now[0] = 1.0
     assert s.retire_idle(2.0) == []
     now[0] = 5.0
-    assert s.retire_idle(2.0) == [("stop_worker", w)]  # the longest idle goes, one stays
+    assert s.retire_idle(2.0) == [StopWorker(w)]  # the longest idle goes, one stays
     assert list(s.workers) == [b"extra"] and s.retire_idle(2.0) == []
 
 
@@ -281,7 +281,7 @@ def test_blocked_actor_lends_its_cpu():
     started(s, 1)
     s.request_actor(Actor(b"a", "A", {"CPU": 1}))
     assert kinds(s.submit(task("child"), set())) == []  # the actor holds the only CPU
-    assert kinds(s.actor_blocked(b"a")) == ["dispatch"]
+    assert kinds(s.actor_blocked(b"a")) == ["Dispatch"]
     assert s.actor_blocked(b"a") == []  # a second waiting call lends nothing more
     s.actor_unblocked(b"a")
     s.actor_unblocked(b"a")

@@ -1,8 +1,17 @@
 """The local runtime: the driver's side of one node, the I/O shell around the scheduler.
 
-    user threads ──submit/get/put──▶ Node (under one lock) ──actions──▶ Channel.send ─▶ workers
+    user threads ──submit──▶ submission queue (no lock) ─┐
+                 ──get/put/wait───────────────────────────┤
+                                                          ▼
+                              Node (under one lock) ──actions──▶ Channel.send ─▶ workers
                                        ▲                                              │
     I/O thread: selector over worker sockets and output pipes ◀──done/submit/get──────┘
+
+Tasks and actor calls are not registered by the submitting thread: ``submit`` appends the spec to
+a deque and returns its refs at once. If the lock is free the submitter registers it right away;
+if not, the holder registers it when it lets go (see ``_NodeLock``): every queued spec, in
+order, in one batch whose sends to each worker go out as one write. So the submit path never
+waits for the lock.
 
 The node owns the object table (``_store``), the scheduler (``_scheduler``), the worker and
 actor processes, and the session folders: objects in /dev/shm/raylite-<pid>-<token>/ and spill
@@ -26,17 +35,19 @@ import time
 from typing import TYPE_CHECKING, Any, Callable
 
 from raylite.core import _ids, _refs
+from raylite.core._actors import ActorTable
 from raylite.core._node_actors import ActorsMixin
 from raylite.core._node_io import ProcessIOMixin
-from raylite.core._scheduler import PlacementGroup, Scheduler, Task, TaskState
+from raylite.core._scheduler import (Dispatch, Fail, GroupReady, Interrupt, PlacementGroup, Revoke,
+                                     Scheduler, StartActor, StartWorker, StopWorker, Task,
+                                     TaskState, Warn)
 from raylite.core._serialization import serialize
 from raylite.core._store import READY, ObjectTable
-from raylite.core._task import (ACTOR_CALL, TASK, SpecSubmitter, TaskSpec, pack_value,
+from raylite.core._task import (ACTOR_CALL, ACTOR_CREATE, TASK, SpecSubmitter, TaskSpec, pack_value,
                                 unpack_value)
 from raylite.exceptions import (ActorDiedError, GetTimeoutError, ObjectLostError,
                                 TaskCancelledError, WorkerCrashedError, make_task_error)
 if TYPE_CHECKING:
-    from raylite.core._node_actors import _ActorRecord
     from raylite.core._node_io import _Process
 
 SHM_ROOT = "/dev/shm" if os.path.isdir("/dev/shm") else tempfile.gettempdir()
@@ -62,6 +73,55 @@ class _Waiter:
                 self.event.set()
 
 
+class _NodeLock:
+    """The node's lock (re-entrant) and the submission queue's drain.
+
+    Whoever enters it registers the queued submissions first, and whoever leaves it (the
+    outermost level) registers those queued meanwhile, so the holder sees every task submitted
+    before it took the lock and no queued task waits once the lock is free: a submitter that
+    found the lock taken appended before trying, so the holder's exit sees its spec.
+    """
+
+    __slots__ = ("_lock", "_node", "_depth")
+
+    def __init__(self, node: "Node"):
+        self._lock = threading.RLock()
+        self._node = node
+        self._depth = 0  # changed only by the owning thread
+
+    def __enter__(self) -> "_NodeLock":
+        self._lock.acquire()
+        self._entered()
+        return self
+
+    def try_enter(self) -> bool:
+        """Enter if nobody holds the lock (then release() it); never waits."""
+        if not self._lock.acquire(blocking=False):
+            return False
+        self._entered()
+        return True
+
+    def _entered(self) -> None:
+        self._depth += 1
+        if self._depth == 1 and self._node.submissions:
+            try:
+                self._node._register_submissions()
+            except BaseException:
+                self.release()
+                raise
+
+    def __exit__(self, *exc_info) -> None:
+        self.release()
+
+    def release(self) -> None:
+        try:
+            if self._depth == 1 and self._node.submissions:
+                self._node._register_submissions()
+        finally:
+            self._depth -= 1
+            self._lock.release()
+
+
 class Node(ActorsMixin, ProcessIOMixin, SpecSubmitter):
     """The local runtime. One per driver process."""
 
@@ -80,7 +140,11 @@ class Node(ActorsMixin, ProcessIOMixin, SpecSubmitter):
         self.node_id = os.urandom(14).hex()
         self.job_id = os.urandom(2).hex()
         self.log_to_driver = log_to_driver
-        self.lock = threading.RLock()
+        self.submissions: collections.deque = collections.deque()  # specs not yet registered
+        self._registering = False
+        self._corked: list = []  # channels whose sends are held back until the batch ends
+        self._corking = 0  # depth of nested batches
+        self.lock = _NodeLock(self)
         self.scheduler = Scheduler(resources)
         self.store = ObjectTable(self.shm_dir, spill_dir or os.path.join(self.session_dir, "spill"),
                                  object_store_memory)
@@ -89,8 +153,10 @@ class Node(ActorsMixin, ProcessIOMixin, SpecSubmitter):
         self.specs: dict[bytes, TaskSpec] = {}  # running or waiting tasks and calls, by task id
         self.functions: dict[bytes, bytes] = {}
         self.processes: dict[bytes, _Process] = {}
-        self.actors: dict[bytes, _ActorRecord] = {}
-        self.named_actors: dict[tuple, bytes] = {}
+        self.actor_table = ActorTable()
+        self.actors = self.actor_table.actors  # actor id -> ActorEntry
+        self.actor_processes: dict[bytes, _Process] = {}  # actor id -> its current process
+        self.actor_gpus: dict[bytes, list[int]] = {}
         self.groups: dict[bytes, PlacementGroup] = {}
         self.group_ready_ids: dict[bytes, bytes] = {}
         self.timers: list = []
@@ -98,7 +164,6 @@ class Node(ActorsMixin, ProcessIOMixin, SpecSubmitter):
         self.spawn_queue: list[Callable] = []
         self.task_events: collections.deque = collections.deque(maxlen=20_000)  # timeline (~4 MiB)
         self.stopping = False
-        self._future_pool: concurrent.futures.ThreadPoolExecutor | None = None
         self._future_pool: concurrent.futures.ThreadPoolExecutor | None = None
         self.selector = selectors.DefaultSelector()
         self._wake_r, self._wake_w = os.pipe()
@@ -123,12 +188,62 @@ class Node(ActorsMixin, ProcessIOMixin, SpecSubmitter):
     # submission
     # ======================================================================================
     def submit(self, spec: TaskSpec, function_blob: bytes | None = None) -> list[_refs.ObjectRef]:
-        with self.lock:
-            self._drain_refs()
-            if function_blob is not None and spec.function_id not in self.functions:
-                self.functions[spec.function_id] = function_blob
-            self._submit(spec, holder=True)
+        if function_blob is not None and spec.function_id not in self.functions:
+            self.functions.setdefault(spec.function_id, function_blob)
+        if spec.kind == ACTOR_CREATE:  # synchronous: a name clash raises here, to the caller
+            with self.lock:
+                self._drain_refs()
+                self._submit(spec, holder=True)
+        else:  # queued; registered now if the lock is free, else by its holder on leaving
+            self.submissions.append(spec)
+            if self.lock.try_enter():  # entering registered it
+                self.lock.release()
         return [_refs.ObjectRef(oid, _track=False) for oid in spec.return_ids]
+
+    def _register_submissions(self) -> None:
+        """Register the queued specs, in order (under the lock)."""
+        if self._registering:
+            return
+        self._registering = True
+        submissions = self.submissions
+        try:
+            self._cork_begin()
+            while submissions:
+                spec = submissions.popleft()
+                try:
+                    self._submit(spec, holder=True)
+                except Exception as exc:  # noqa: BLE001 - e.g. an argument from a dead runtime
+                    self.specs.pop(spec.task_id, None)
+                    for oid in spec.return_ids:
+                        if oid not in self.store.entries:
+                            self.store.create(oid, 1)
+                    self._seal_returns_with_error(spec, error=exc)
+        finally:
+            self._registering = False
+            self._cork_end()
+
+    def _cork_begin(self) -> None:
+        """A batch begins: one scheduling pass at its end, one write per worker."""
+        self._corking += 1
+        self.scheduler.begin_batch()
+
+    def _cork_end(self) -> None:
+        """Schedule once for the whole batch, and send what it held back."""
+        actions = self.scheduler.end_batch()
+        if actions:
+            self._act(actions)
+        self._corking -= 1
+        if self._corking == 0 and self._corked:
+            corked, self._corked = self._corked, []
+            for channel in corked:
+                channel.uncork()
+
+    def _batched(self, channel):
+        """``channel``, holding its sends back until the current batch ends (if in one)."""
+        if self._corking and channel.corked is None:
+            channel.corked = []
+            self._corked.append(channel)
+        return channel
 
     def _submit(self, spec: TaskSpec, holder: bool) -> None:
         """Register a spec's return objects and route it (under the lock)."""
@@ -164,39 +279,55 @@ class Node(ActorsMixin, ProcessIOMixin, SpecSubmitter):
     # actions from the scheduler
     # ======================================================================================
     def _act(self, actions: list) -> None:
+        handlers = self._action_handlers
         for action in actions:
-            kind = action[0]
-            if kind == "dispatch":
-                self._dispatch(action[1].payload, action[2], action[3])
-            elif kind == "start_worker":
-                self._spawn_later(self._spawn_task_worker)
-            elif kind == "fail":
-                self._fail_task(action[1].payload, action[2], action[3])
-            elif kind == "start_actor":
-                record = self.actors[action[1].actor_id]
-                record.gpu_ids = action[2]
-                self._spawn_later(lambda r=record: self._spawn_actor(r))
-            elif kind == "interrupt":
-                self._interrupt(action[1], action[2], action[3])
-            elif kind == "revoke":
-                process = self.processes.get(action[2])
-                if process is not None:
-                    process.channel.send(("revoke", action[1].task_id))
-            elif kind == "pg_ready":
-                ready_id = self.group_ready_ids.get(action[1].group_id)
-                if ready_id is not None:
-                    self._seal_value(ready_id, True)
-            elif kind == "stop_worker":
-                process = self.processes.get(action[1])
-                if process is not None:
-                    process.retired = True
-                    process.channel.send(("exit",))
-            elif kind == "warn":
-                print(f"raylite: warning: {action[1]}", file=sys.stderr, flush=True)
+            handlers[type(action)](self, action)
+
+    def _a_dispatch(self, action: Dispatch) -> None:
+        self._dispatch(action.task.payload, action.worker_id, action.gpu_ids)
+
+    def _a_start_worker(self, action: StartWorker) -> None:
+        self._spawn_later(self._spawn_task_worker)
+
+    def _a_fail(self, action: Fail) -> None:
+        self._fail_task(action.task.payload, action.reason, action.detail)
+
+    def _a_start_actor(self, action: StartActor) -> None:
+        actor_id = action.actor.actor_id
+        self.actor_gpus[actor_id] = action.gpu_ids
+        self._act(self.actor_table.resources_granted(actor_id))
+
+    def _a_interrupt(self, action: Interrupt) -> None:
+        self._interrupt(action.task, action.worker_id, action.force)
+
+    def _a_revoke(self, action: Revoke) -> None:
+        process = self.processes.get(action.worker_id)
+        if process is not None:
+            process.channel.send(("revoke", action.task.task_id))
+
+    def _a_group_ready(self, action: GroupReady) -> None:
+        ready_id = self.group_ready_ids.get(action.group.group_id)
+        if ready_id is not None:
+            self._seal_value(ready_id, True)
+
+    def _a_stop_worker(self, action: StopWorker) -> None:
+        process = self.processes.get(action.worker_id)
+        if process is not None:
+            process.retired = True
+            process.channel.send(("exit",))
+
+    def _a_warn(self, action: Warn) -> None:
+        print(f"raylite: warning: {action.message}", file=sys.stderr, flush=True)
+
+    _action_handlers = {
+        Dispatch: _a_dispatch, StartWorker: _a_start_worker, Fail: _a_fail,
+        StartActor: _a_start_actor, Interrupt: _a_interrupt, Revoke: _a_revoke,
+        GroupReady: _a_group_ready, StopWorker: _a_stop_worker, Warn: _a_warn,
+        **ActorsMixin._actor_action_handlers}
 
     def _dispatch(self, spec: TaskSpec, worker_id: bytes, gpu_ids: list[int]) -> None:
         process = self.processes[worker_id]
-        channel = process.channel
+        channel = self._batched(process.channel)
         if spec.function_id not in process.functions:
             process.functions.add(spec.function_id)
             channel.send(("fn", spec.function_id, self.functions[spec.function_id]))
@@ -570,44 +701,65 @@ class Node(ActorsMixin, ProcessIOMixin, SpecSubmitter):
                 pass
         stream.close()
 
+    def snapshot(self, copy: Callable[["Node"], Any], timeout_s: float = 10.0) -> Any:
+        """``copy(node)`` run on the I/O thread between two batches, its result returned: how
+        status, the dashboard and ``raylite memory`` read the node's tables without contending
+        for its lock with the submitting threads. ``copy`` must return copies, not live tables."""
+        if (threading.current_thread() is self.io_thread or self.stopping
+                or not self.io_thread.is_alive()):
+            with self.lock:
+                return copy(self)
+        future: concurrent.futures.Future = concurrent.futures.Future()
+
+        def run() -> None:
+            try:
+                with self.lock:
+                    future.set_result(copy(self))
+            except BaseException as exc:  # noqa: BLE001 - the reader gets it
+                future.set_exception(exc)
+        self._spawn_later(run)
+        return future.result(timeout_s)
+
     def status(self) -> dict[str, Any]:
         """What ``raylite status`` shows: resources, processes, tasks, actors, objects."""
-        with self.lock:
-            sched = self.scheduler
-            workers = [{"pid": self.processes[w.worker_id].pid, "state": w.state.value,
-                        "task": w.tasks[0].name if w.tasks else ""}
-                       for w in sched.workers.values() if w.worker_id in self.processes]
-            actors = [{"class": r.class_name, "name": r.name or "", "state": r.state,
-                       "pid": r.process.pid if r.process else None}
-                      for r in self.actors.values()]
-            tasks: dict[str, int] = {}
-            for task in sched.tasks.values():
-                tasks[task.state.value] = tasks.get(task.state.value, 0) + 1
-            return {"node_id": self.node_id, "uptime_s": time.time() - self.started,
-                    "resources": dict(sched.pool.total), "available": sched.available(),
-                    "workers": workers, "actors": actors, "tasks": tasks,
-                    "objects": {**self.store.stats(), "objects": sum(
-                        1 for oid in self.store.entries if oid not in self.actors)},
-                    "driver_pid": os.getpid()}
+        return self.snapshot(Node._status)
+
+    def _status(self) -> dict[str, Any]:
+        sched = self.scheduler
+        workers = [{"pid": self.processes[w.worker_id].pid, "state": w.state.value,
+                    "task": w.tasks[0].name if w.tasks else ""}
+                   for w in sched.workers.values() if w.worker_id in self.processes]
+        actors = [{"class": r["class"], "name": r["name"], "state": r["state"], "pid": r["pid"]}
+                  for r in self._actor_rows()]
+        tasks: dict[str, int] = {}
+        for task in sched.tasks.values():
+            tasks[task.state.value] = tasks.get(task.state.value, 0) + 1
+        return {"node_id": self.node_id, "uptime_s": time.time() - self.started,
+                "resources": dict(sched.pool.total), "available": sched.available(),
+                "workers": workers, "actors": actors, "tasks": tasks,
+                "objects": {**self.store.stats(), "objects": sum(
+                    1 for oid in self.store.entries if oid not in self.actors)},
+                "driver_pid": os.getpid()}
 
     def memory_table(self) -> list[dict[str, Any]]:
         """What ``raylite memory`` shows: each object, its size, where it is, who holds it."""
-        with self.lock:
-            rows = []
-            for oid, entry in self.store.entries.items():
-                if oid in self.actors:
-                    continue
-                where = ("spilled" if entry.spilled else "shared memory" if entry.path
-                         else "inline" if entry.data is not None else "pending")
-                rows.append({"object_id": oid.hex(), "size": entry.size, "where": where,
-                             "refs": entry.refs, "error": entry.is_error,
-                             "made_by": entry.lineage.name if entry.lineage else "put"})
-            return rows
+        return self.snapshot(Node._memory_table)
+
+    def _memory_table(self) -> list[dict[str, Any]]:
+        rows = []
+        for oid, entry in self.store.entries.items():
+            if oid in self.actors:
+                continue
+            where = ("spilled" if entry.spilled else "shared memory" if entry.path
+                     else "inline" if entry.data is not None else "pending")
+            rows.append({"object_id": oid.hex(), "size": entry.size, "where": where,
+                         "refs": entry.refs, "error": entry.is_error,
+                         "made_by": entry.lineage.name if entry.lineage else "put"})
+        return rows
 
     def timeline_events(self) -> list[dict[str, Any]]:
         """Task executions as Chrome-trace events (view in Perfetto or chrome://tracing)."""
-        with self.lock:
-            events = list(self.task_events)
+        events = self.snapshot(lambda node: list(node.task_events))
         return [{"name": name, "cat": "task", "ph": "X", "ts": start * 1e6,
                  "dur": duration * 1e6, "pid": pid, "tid": pid,
                  "args": {"ok": ok}} for name, pid, start, duration, ok in events]
@@ -617,8 +769,7 @@ class Node(ActorsMixin, ProcessIOMixin, SpecSubmitter):
             return [p.pid for p in self.processes.values()]
 
     def memory_summary(self) -> dict:
-        with self.lock:
-            return self.store.stats()
+        return self.snapshot(lambda node: node.store.stats())
 
 
 def _settle(future: concurrent.futures.Future, value: Any, error: bool) -> None:

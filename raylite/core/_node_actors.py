@@ -1,19 +1,23 @@
-"""The node's actors: one dedicated process each, calls in order, restarts, names, kill.
+"""The node's actors, the I/O side: turns actor messages into actor-table events and the
+table's actions into sends, spawns and kills. Every decision (queue, resend, restart, fail and
+with which message) is the actor table's (``raylite.core._actors``); this file only carries
+them out. Runs under the node's lock.
 
-Actor lifecycle (``_ActorRecord.state``)::
-
-    PENDING (waiting for resources) -> STARTING (process spawned) -> ALIVE
-        ALIVE --process died, restarts left--> RESTARTING -> ALIVE
-        any --killed / out of restarts / handles gone / constructor raised--> DEAD
-
-Calls that arrive before the actor is ALIVE queue in order and are sent once it is.
+Each actor process counts the calls it has started in an 8-byte shared-memory file
+(``calls-<worker id>`` in the session's /dev/shm folder); when the process dies, the count tells
+the table which of the calls sent to it never began.
 """
 
 from __future__ import annotations
 
+import os
+import signal
 import sys
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
+from raylite.core._actors import (ActorEntry, ActorReady, ActorState, ActorTable, CreationFailed,
+                                  ExitProcess, FailCall, KillProcess, Notify, ReleaseResources,
+                                  SendCall, SpawnProcess)
 from raylite.core._scheduler import Actor as SchedActor
 from raylite.core._store import READY
 from raylite.core._task import TaskSpec
@@ -23,176 +27,194 @@ if TYPE_CHECKING:
     from raylite.core._node_io import _Process
 
 
-class _ActorRecord:
-    PENDING, STARTING, ALIVE, RESTARTING, DEAD = "PENDING", "STARTING", "ALIVE", "RESTARTING", "DEAD"
+def _entry_for(spec: TaskSpec) -> ActorEntry:
+    options = spec.actor_options
+    return ActorEntry(spec.actor_id, options.get("class_name", "Actor"), name=options.get("name"),
+                      namespace=options.get("namespace"),
+                      detached=options.get("lifetime") == "detached",
+                      max_restarts=options.get("max_restarts", 0),
+                      max_task_retries=options.get("max_task_retries", 0), payload=spec)
 
-    def __init__(self, spec: TaskSpec):
-        options = spec.actor_options
-        self.actor_id = spec.actor_id
-        self.spec = spec
-        self.name = options.get("name")
-        self.namespace = options.get("namespace")
-        self.class_name = options.get("class_name", "Actor")
-        self.meta = options.get("meta")
-        self.state = self.PENDING
-        self.process: _Process | None = None
-        self.queue: list[TaskSpec] = []
-        self.in_flight: dict[bytes, TaskSpec] = {}
-        self.restarts_left = options.get("max_restarts", 0)
-        self.max_task_retries = options.get("max_task_retries", 0)
-        self.death_cause = ""
-        self.killed = False  # by kill() or out of scope: never restarted
-        self.gpu_ids: list[int] = []
 
+def describe_exit(returncode: int | None) -> str:
+    """'was killed by SIGKILL', 'exited with code 1', ... for an error message."""
+    if returncode is None:
+        return "closed its connection"
+    if returncode < 0:
+        try:
+            return f"was killed by {signal.Signals(-returncode).name}"
+        except ValueError:
+            return f"was killed by signal {-returncode}"
+    return f"exited with code {returncode}"
 
 
 class ActorsMixin:
-    """Actor bookkeeping of the Node (mixed into it; runs under the node's lock)."""
+    """Actor I/O of the Node (mixed into it; runs under the node's lock)."""
 
+    actor_table: ActorTable
+    actor_processes: dict[bytes, _Process]
+    actor_gpus: dict[bytes, list[int]]
+
+    # ----- events in ------------------------------------------------------------------------
     def _create_actor(self, spec: TaskSpec) -> None:
-        record = _ActorRecord(spec)
-        if record.name:
-            key = (record.namespace, record.name)
-            if key in self.named_actors and self.actors[self.named_actors[key]].state != record.DEAD:
-                self.specs.pop(spec.task_id, None)
-                raise ValueError(f"an actor named {record.name!r} already exists in namespace "
-                                 f"{record.namespace!r}; pick another name or use "
-                                 "get_actor(name) / .options(get_if_exists=True)")
-            self.named_actors[key] = spec.actor_id
-        self.actors[spec.actor_id] = record
+        try:
+            self.actor_table.create(_entry_for(spec))
+        except ValueError:
+            self.specs.pop(spec.task_id, None)
+            raise
         self._act(self.scheduler.request_actor(
             SchedActor(spec.actor_id, spec.name, spec.resources, spec.placement)))
 
     def _route_call(self, spec: TaskSpec) -> None:
-        record = self.actors.get(spec.actor_id)
-        if record is None or record.state == record.DEAD:
-            cause = record.death_cause if record else "it does not exist in this runtime"
-            self.specs.pop(spec.task_id, None)
-            self._seal_returns_with_error(spec, error=ActorDiedError(
-                f"cannot call {spec.name}: the actor is dead ({cause})"))
-            self._release_pins(spec)
-        elif record.state == record.ALIVE:
-            record.in_flight[spec.task_id] = spec
-            record.process.channel.send(("call", spec, self._locations(spec.arg_ids)
-                                         if spec.arg_ids else None))
-        else:
-            record.queue.append(spec)
+        self._act(self.actor_table.call(spec.actor_id, spec))  # the spec has task_id and name
 
     def _actor_ready(self, process: _Process, error: tuple | None) -> None:
-        record = self.actors.get(process.actor_id)
-        if record is None:
-            return
-        creation = record.spec
+        table = self.actor_table
         if error is not None:
-            record.state = record.DEAD
-            record.death_cause = "its constructor raised"
-            self._seal(creation.return_ids[0], error, is_error=True)
-            for spec in record.queue:
-                self._seal(spec.return_ids[0], error, is_error=True) if len(spec.return_ids) == 1 \
-                    else [self._seal(oid, error, is_error=True) for oid in spec.return_ids]
-                self.specs.pop(spec.task_id, None)
-            record.queue.clear()
+            self._act(table.constructor_failed(process.actor_id, process.incarnation, error))
+        else:
+            self._act(table.ready(process.actor_id, process.incarnation))
+
+    def _actor_died(self, process: _Process, patience: int = 20) -> None:
+        """The process's connection closed. Its exit status (for the error message) may lag a
+        moment behind: look again on a timer, never blocking the I/O thread."""
+        returncode = process.popen.poll()
+        if returncode is None and patience > 0:
+            self._add_timer(0.005, lambda: self._actor_died(process, patience - 1))
+            return
+        if self.actor_processes.get(process.actor_id) is process:
+            del self.actor_processes[process.actor_id]
+        if returncode is None:
             self._kill_process(process)
-            self._act(self.scheduler.actor_exited(record.actor_id))
-            return
-        record.state = record.ALIVE
-        if creation.return_ids and self.store.entries.get(creation.return_ids[0]) is not None \
-                and self.store.entries[creation.return_ids[0]].state != READY:
-            self._seal_value(creation.return_ids[0], None)
-        queued, record.queue = record.queue, []
-        for spec in queued:
-            self._route_call(spec)
-
-    def _actor_died(self, process: _Process) -> None:
-        record = self.actors.get(process.actor_id)
-        if record is None or record.state == record.DEAD:
-            return
-        lost = list(record.in_flight.values())
-        record.in_flight.clear()
-        if record.restarts_left != 0 and not record.killed:
-            record.restarts_left -= 1
-            record.state = record.RESTARTING
-            retry = [s for s in lost if record.max_task_retries != 0]
-            for spec in lost:
-                if spec not in retry:
-                    self._fail_call(spec, record, "the actor's process died while running it; "
-                                    "it was restarted (set max_task_retries to retry calls)")
-            record.queue[:0] = retry
-            print(f"raylite: actor {record.class_name} died; restarting it "
-                  f"({'unlimited' if record.restarts_left < 0 else record.restarts_left} restarts "
-                  "left)", file=sys.stderr, flush=True)
-            self._spawn_later(lambda: self._spawn_actor(record))
-            return
-        record.state = record.DEAD
-        record.death_cause = record.death_cause or "its process died"
-        for spec in lost + record.queue:
-            self._fail_call(spec, record, record.death_cause)
-        record.queue.clear()
-        self._act(self.scheduler.actor_exited(record.actor_id))
-
-    def _fail_call(self, spec: TaskSpec, record: _ActorRecord, why: str) -> None:
-        self.specs.pop(spec.task_id, None)
-        self._seal_returns_with_error(spec, error=ActorDiedError(
-            f"{spec.name} failed: actor {record.class_name} is dead or restarting ({why})"))
-        self._release_pins(spec)
+        started = _read_counter(process.counter_path)
+        self._act(self.actor_table.process_died(process.actor_id, process.incarnation, started,
+                                                describe_exit(returncode)))
 
     def _on_handles_gone(self, actor_id: bytes) -> None:
-        """The last handle to an actor is gone: unnamed, non-detached actors finish their queued
-        calls and exit, as in Ray."""
-        record = self.actors.get(actor_id)
-        if record is None or record.name or record.spec.actor_options.get("lifetime") == "detached":
-            return
-        if record.state == record.DEAD:
-            return
-        record.killed = True
-        record.restarts_left = 0
-        record.death_cause = "all handles to it went out of scope"
-        if record.process is not None:
-            record.process.channel.send(("exit",))  # after the calls already sent
-        elif record.state == record.PENDING:
-            record.state = record.DEAD
-            self._act(self.scheduler.actor_exited(actor_id))
+        self._act(self.actor_table.handles_gone(actor_id))
 
     def kill_actor(self, actor_id: bytes, no_restart: bool = True) -> None:
         with self.lock:
-            record = self.actors.get(actor_id)
-            if record is None or record.state == record.DEAD:
-                return
-            if no_restart:
-                record.killed = True
-                record.restarts_left = 0
-                record.death_cause = "it was killed with raylite.kill()"
-            if record.process is not None:
-                self._kill_process(record.process)
-            elif record.state == record.PENDING:
-                record.state = record.DEAD
-                for spec in record.queue:
-                    self._fail_call(spec, record, record.death_cause)
-                record.queue.clear()
-                self._act(self.scheduler.actor_exited(actor_id))
+            self._act(self.actor_table.kill(actor_id, no_restart))
 
     def get_actor(self, name: str, namespace: str | None) -> tuple:
+        namespace = namespace or self.namespace
         with self.lock:
-            actor_id = self.named_actors.get((namespace or self.namespace, name))
-            record = self.actors.get(actor_id) if actor_id else None
-            if record is None or record.state == record.DEAD:
-                known = sorted(n for (ns, n), a in self.named_actors.items()
-                               if ns == (namespace or self.namespace) and self.actors[a].state != "DEAD")
+            entry = self.actor_table.lookup(name, namespace)
+            if entry is None:
+                known = self.actor_table.live_names(namespace)
                 raise ValueError(f"Failed to look up actor with name {name!r} in namespace "
-                                 f"{namespace or self.namespace!r}: no live actor has that name. "
+                                 f"{namespace!r}: no live actor has that name. "
                                  f"Named actors there: {known or 'none'}. Create it with "
                                  f"Cls.options(name={name!r}).remote() first.")
-            return record.actor_id, record.class_name, record.meta
+            return entry.actor_id, entry.class_name, entry.payload.actor_options.get("meta")
 
-    def list_named_actors(self, all_namespaces: bool) -> list:
+    # ----- actions out ----------------------------------------------------------------------
+    def _a_spawn_process(self, action: SpawnProcess) -> None:
+        self._spawn_later(lambda: self._spawn_actor(action.actor_id, action.incarnation))
+
+    def _spawn_actor(self, actor_id: bytes, incarnation: int) -> None:
         with self.lock:
-            out = []
-            for (ns, name), aid in self.named_actors.items():
-                if self.actors[aid].state == "DEAD":
-                    continue
-                if all_namespaces:
-                    out.append({"name": name, "namespace": ns})
-                elif ns == self.namespace:
-                    out.append(name)
-            return out
+            entry = self.actors.get(actor_id)
+            if entry is None or entry.incarnation != incarnation or entry.state not in (
+                    ActorState.STARTING, ActorState.RESTARTING):
+                return  # killed (or replaced) before its process could start
+            gpu_ids = self.actor_gpus.get(actor_id, [])
+            process = self._spawn(actor_id, gpu_ids)
+            process.incarnation = incarnation
+            process.counter_path = os.path.join(self.shm_dir, "calls-" + process.worker_id.hex())
+            with open(process.counter_path, "wb") as f:
+                f.write(bytes(8))
+            self.actor_processes[actor_id] = process
+            spec = entry.payload
+            resolved = self._locations(spec.arg_ids) if spec.arg_ids else None
+            process.channel.send(("actor_init", spec, resolved, gpu_ids, process.counter_path))
 
+    def _a_send_call(self, action: SendCall) -> None:
+        spec = action.call
+        self._batched(self.actor_processes[action.actor_id].channel).send(
+            ("call", spec, self._locations(spec.arg_ids) if spec.arg_ids else None))
+
+    def _a_fail_call(self, action: FailCall) -> None:
+        spec = action.call
+        self.specs.pop(spec.task_id, None)
+        if action.error is not None:
+            for oid in spec.return_ids:
+                self._seal(oid, action.error, is_error=True)
+        else:
+            self._seal_returns_with_error(spec, error=ActorDiedError(action.reason))
+        self._release_pins(spec)
+
+    def _a_actor_ready(self, action: ActorReady) -> None:
+        creation = self.actors[action.actor_id].payload
+        entry = self.store.entries.get(creation.return_ids[0]) if creation.return_ids else None
+        if entry is not None and entry.state != READY:
+            self._seal_value(creation.return_ids[0], None)
+
+    def _a_creation_failed(self, action: CreationFailed) -> None:
+        creation = self.actors[action.actor_id].payload
+        self.specs.pop(creation.task_id, None)
+        if action.error is not None:
+            for oid in creation.return_ids:
+                self._seal(oid, action.error, is_error=True)
+        else:
+            self._seal_returns_with_error(creation, error=ActorDiedError(action.reason))
+
+    def _a_kill_process(self, action: KillProcess) -> None:
+        process = self.actor_processes.get(action.actor_id)
+        entry = self.actors[action.actor_id]
+        if process is not None:
+            self._kill_process(process)
+        elif entry.state is not ActorState.DEAD:  # its process was not started yet
+            self._act(self.actor_table.process_died(action.actor_id, entry.incarnation, 0,
+                                                    "was killed before it started"))
+
+    def _a_exit_process(self, action: ExitProcess) -> None:
+        def send_exit() -> None:
+            process = self.actor_processes.get(action.actor_id)
+            if process is not None:
+                process.channel.send(("exit",))
+        if action.actor_id in self.actor_processes:
+            send_exit()
+        else:  # its start is queued on the I/O thread: ask after it
+            self._spawn_later(send_exit)
+
+    def _a_release_resources(self, action: ReleaseResources) -> None:
+        self.actor_gpus.pop(action.actor_id, None)
+        self._act(self.scheduler.actor_exited(action.actor_id))
+
+    def _a_notify(self, action: Notify) -> None:
+        print(f"raylite: {action.message}", file=sys.stderr, flush=True)
+
+    _actor_action_handlers: dict[type, Any] = {
+        SpawnProcess: _a_spawn_process, SendCall: _a_send_call, FailCall: _a_fail_call,
+        ActorReady: _a_actor_ready, CreationFailed: _a_creation_failed,
+        KillProcess: _a_kill_process, ExitProcess: _a_exit_process,
+        ReleaseResources: _a_release_resources, Notify: _a_notify}
+
+    # ----- snapshots ------------------------------------------------------------------------
+    def actor_rows(self) -> list[dict[str, Any]]:
+        """Every actor the node knows, alive or dead: a copy, for status and the dashboard."""
+        return self.snapshot(ActorsMixin._actor_rows)
+
+    def _actor_rows(self) -> list[dict[str, Any]]:
+        processes = self.actor_processes
+        return [{"actor_id": e.actor_id.hex(), "class": e.class_name, "name": e.name or "",
+                 "state": e.state.value,
+                 "pid": processes[e.actor_id].pid if e.actor_id in processes else None,
+                 "pending_calls": len(e.queue) + len(e.in_flight),
+                 "restarts_left": e.restarts_left, "death_cause": e.death_cause}
+                for e in self.actors.values()]
+
+
+def _read_counter(path: str | None) -> int | None:
+    """How many calls an actor process started (None: unknown)."""
+    if path is None:
+        return None
+    try:
+        with open(path, "rb") as f:
+            data = f.read(8)
+        os.unlink(path)
+    except OSError:
+        return None
+    return int.from_bytes(data, sys.byteorder) if len(data) == 8 else None

@@ -22,7 +22,6 @@ from raylite.core._task import ACTOR_CALL, TASK, TaskSpec, unpack_value
 
 if TYPE_CHECKING:
     from raylite.core._node import _Waiter
-    from raylite.core._node_actors import _ActorRecord
 
 
 class _Process:
@@ -37,6 +36,8 @@ class _Process:
         self.functions: set[bytes] = set()
         self.ready = False
         self.retired = False  # asked to exit by the scheduler: not a death to react to
+        self.incarnation = 0  # an actor's: which of its processes this is
+        self.counter_path: str | None = None  # an actor's: calls started, in shared memory
 
 
 
@@ -75,16 +76,6 @@ class ProcessIOMixin:
 
     def _spawn_task_worker(self) -> None:
         self._spawn()
-
-    def _spawn_actor(self, record: _ActorRecord) -> None:
-        with self.lock:
-            if record.state == record.DEAD:
-                return
-            record.state = record.STARTING
-            record.process = self._spawn(record.actor_id, record.gpu_ids)
-            spec = record.spec
-            resolved = self._locations(spec.arg_ids) if spec.arg_ids else None
-            record.process.channel.send(("actor_init", spec, resolved, record.gpu_ids))
 
     def _kill_process(self, process: _Process) -> None:
         try:
@@ -131,6 +122,9 @@ class ProcessIOMixin:
                         pass
                 else:
                     self._forward_output(key.fd, obj, tag)
+            if self.submissions:
+                with self.lock:  # entering registers them
+                    pass
             while self.spawn_queue and not self.stopping:
                 try:
                     self.spawn_queue.pop(0)()
@@ -169,9 +163,13 @@ class ProcessIOMixin:
             if messages is None:
                 self._on_process_exit(process)
                 return
-            for message in messages:
-                handler = self._handlers.get(message[0])
-                handler(self, process, message)
+            self._cork_begin()
+            try:
+                for message in messages:
+                    handler = self._handlers.get(message[0])
+                    handler(self, process, message)
+            finally:
+                self._cork_end()
 
     def _on_process_exit(self, process: _Process) -> None:
         if self.processes.pop(process.worker_id, None) is None:
@@ -205,9 +203,7 @@ class ProcessIOMixin:
         self.task_events.append((spec.name, process.pid, time.time() - duration, duration,
                                  results[0][0] not in ("e", "E") if results else True))
         if spec.kind == ACTOR_CALL:
-            record = self.actors.get(spec.actor_id)
-            if record is not None:
-                record.in_flight.pop(task_id, None)
+            self.actor_table.call_done(spec.actor_id, task_id)
         if spec.kind == TASK and results and results[0][0] in ("e", "E") and self._should_retry(spec, results[0]):
             return
         for oid, packed in zip(spec.return_ids, results):

@@ -18,6 +18,7 @@ import pickle
 import socket
 import struct
 import threading
+import time
 from typing import Any
 
 _LEN = struct.Struct("<I")
@@ -25,6 +26,8 @@ _dumps = pickle.dumps
 _loads = pickle.loads
 RECV_SIZE = 1 << 20
 SOCKET_BUFFER = 4 << 20
+HOLD_MAX = 16  # a worker answers at most this many tasks in one write
+HOLD_S = 0.002  # ... and holds none of them back longer than this
 
 
 def frame(message: tuple) -> bytes:
@@ -78,8 +81,19 @@ class Channel:
         self.closed = False
         self._on_backlog = on_backlog  # called once when the outbox becomes non-empty
 
+    corked: list | None = None  # frames held back while the node sends a batch (see uncork)
+
     def send(self, message: tuple) -> None:
+        if self.corked is not None:
+            self.corked.append(frame(message))
+            return
         self.send_bytes(frame(message))
+
+    def uncork(self) -> None:
+        """Send the frames held back, in one write."""
+        corked, self.corked = self.corked, None
+        if corked:
+            self.send_bytes(b"".join(corked))
 
     def send_bytes(self, data: bytes) -> None:
         with self.lock:
@@ -157,6 +171,8 @@ class Connection:
         self.splitter = _Splitter()
         self.closed = False
         self.before_send = None  # hook returning extra messages to send first (ref counts)
+        self.held: list[bytes] = []  # frames of send_soon, not yet written
+        self.held_since = 0.0
         self._next_request = 0
 
     def send(self, message: tuple) -> None:
@@ -166,7 +182,29 @@ class Connection:
                 extra = self.before_send()
                 if extra is not None:
                     data = frame(extra) + data
+            if self.held:
+                data = b"".join(self.held) + data
+                self.held.clear()
             self.sock.sendall(data)
+
+    def send_soon(self, message: tuple) -> None:
+        """Send with the next message, or when the worker runs out of work (``next_message``):
+        a worker given a run of pipelined tasks answers them in a few writes, not one each."""
+        with self.send_lock:
+            if not self.held:
+                self.held_since = time.monotonic()
+            self.held.append(frame(message))
+
+    def flush(self) -> None:
+        with self.send_lock:
+            if self.held:
+                if self.before_send is not None:
+                    extra = self.before_send()
+                    if extra is not None:
+                        self.held.append(frame(extra))
+                data = b"".join(self.held)
+                self.held.clear()
+                self.sock.sendall(data)
 
     def request(self, kind: str, *args) -> Any:
         """Send ``(kind, request_id, *args)`` and wait for the driver's reply."""
@@ -177,7 +215,11 @@ class Connection:
         return self._wait(lambda: self.replies.pop(request_id, _MISSING))
 
     def next_message(self) -> tuple:
-        """The next message that is not a reply (work for this worker)."""
+        """The next message that is not a reply (work for this worker). Held messages go out
+        first unless more work is already here (and they are fresh and few)."""
+        if self.held and (not self.inbox or len(self.held) >= HOLD_MAX
+                          or time.monotonic() - self.held_since > HOLD_S):
+            self.flush()
         return self._wait(lambda: self.inbox.popleft() if self.inbox else _MISSING)
 
     def _wait(self, take) -> Any:

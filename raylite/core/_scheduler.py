@@ -1,18 +1,21 @@
 """The scheduler: a pure state machine, no processes, sockets or threads.
 
 Events come in as method calls (a task was submitted, an object became available, a worker
-started, finished a task, blocked in ``get``, died, ...). Each returns a list of actions for the
-I/O shell (``raylite.core._node``) to carry out::
+started, finished a task, blocked in ``get``, died, ...). Each returns a list of actions, small
+frozen dataclasses, for the I/O shell (``raylite.core._node``) to carry out::
 
-    ("dispatch", task, worker_id, gpu_ids)   send the task to that worker
-    ("start_worker",)                        spawn one more task worker
-    ("fail", task, reason, detail)           the task ends without a result
-    ("interrupt", task, worker_id, force)    cancel a running task
-    ("revoke", task, worker_id)              the worker must skip a pipelined task it was sent
-    ("stop_worker", worker_id)               an extra worker idle long enough: let it exit
-    ("start_actor", actor, gpu_ids)          resources granted: start the actor's process
-    ("pg_ready", group)                      a placement group's bundles are reserved
-    ("warn", message)                        tell the user (infeasible requests)
+    Dispatch(task, worker_id, gpu_ids)   send the task to that worker
+    StartWorker()                        spawn one more task worker
+    Fail(task, reason, detail)           the task ends without a result
+    Interrupt(task, worker_id, force)    cancel a running task
+    Revoke(task, worker_id)              the worker must skip a pipelined task it was sent
+    StopWorker(worker_id)                an extra worker idle long enough: let it exit
+    StartActor(actor, gpu_ids)           resources granted: start the actor's process
+    GroupReady(group)                    a placement group's bundles are reserved
+    Warn(message)                        tell the user (infeasible requests)
+
+Actors' own lifecycle (queueing, restarts) is the actor table's (``raylite.core._actors``); the
+scheduler only holds their resources.
 
 Task lifecycle (``TASK_TRANSITIONS``)::
 
@@ -39,6 +42,63 @@ from typing import Any, Callable
 
 PIPELINE_DEPTH = 16
 PIPELINE_BELOW_S = 0.002
+
+
+# ----- actions ---------------------------------------------------------------------------------
+@dataclass(frozen=True, slots=True)
+class Dispatch:
+    task: Task
+    worker_id: bytes
+    gpu_ids: list
+
+
+@dataclass(frozen=True, slots=True)
+class StartWorker:
+    pass
+
+
+@dataclass(frozen=True, slots=True)
+class Fail:
+    task: Task
+    reason: str  # "dependency_failed" (detail: the object id), "cancelled", "worker_crashed"
+    detail: Any
+
+
+@dataclass(frozen=True, slots=True)
+class Interrupt:
+    task: Task
+    worker_id: bytes
+    force: bool
+
+
+@dataclass(frozen=True, slots=True)
+class Revoke:
+    task: Task
+    worker_id: bytes
+
+
+@dataclass(frozen=True, slots=True)
+class StopWorker:
+    worker_id: bytes
+
+
+@dataclass(frozen=True, slots=True)
+class StartActor:
+    actor: Actor
+    gpu_ids: list
+
+
+@dataclass(frozen=True, slots=True)
+class GroupReady:
+    group: PlacementGroup
+
+
+@dataclass(frozen=True, slots=True)
+class Warn:
+    message: str
+
+
+_START_WORKER = StartWorker()
 
 
 class TaskState(Enum):
@@ -84,10 +144,10 @@ class Task:
     attempt: int = 0
     worker_id: bytes | None = None
     cancelled: bool = False
+    key: tuple = ()  # the scheduling class: same resources, same placement
 
-    @property
-    def key(self) -> tuple:
-        return (tuple(sorted(self.resources.items())), self.placement)
+    def __post_init__(self) -> None:
+        self.key = (tuple(sorted(self.resources.items())), self.placement)
 
     def to(self, state: TaskState) -> None:
         assert state in TASK_TRANSITIONS[self.state], (self.state, state)
@@ -197,6 +257,21 @@ class Scheduler:
         self.pending_groups: collections.deque[PlacementGroup] = collections.deque()
         self.durations: dict[bytes, tuple[int, float]] = {}  # function -> (runs, decaying max)
         self.warned: set = set()
+        self.feasible_classes: set = set()
+        self.batch_depth = 0  # > 0: scheduling passes wait for end_batch()
+        self.pass_due = False
+
+    # ----- batches ---------------------------------------------------------------------------
+    def begin_batch(self) -> None:
+        """Events until ``end_batch`` (e.g. a thousand submissions or a worker's fifty finished
+        tasks) update the tables only; one scheduling pass at the end places everything."""
+        self.batch_depth += 1
+
+    def end_batch(self) -> list:
+        self.batch_depth -= 1
+        if self.batch_depth == 0 and self.pass_due:
+            return self.schedule()
+        return []
 
     # ----- events: tasks -------------------------------------------------------------------
     def submit(self, task: Task, pending_deps: set) -> list:
@@ -209,6 +284,8 @@ class Scheduler:
             return self._check_feasible(task.resources, task.name, task.placement)
         task.state = TaskState.READY
         self._enqueue(task)
+        if task.key in self.feasible_classes:  # the common case, checked once per class
+            return self.schedule()
         return self._check_feasible(task.resources, task.name, task.placement) + self.schedule()
 
     def object_available(self, object_id: bytes) -> list:
@@ -280,15 +357,12 @@ class Scheduler:
             worker = self.workers.get(task.worker_id)
             if worker is not None and worker.tasks and worker.tasks[0] is not task:
                 worker.tasks.remove(task)  # pipelined, not started yet
-                return [("revoke", task, worker.worker_id)] + self._finish(
+                return [Revoke(task, worker.worker_id)] + self._finish(
                     task, TaskState.CANCELLED, "cancelled", None)
-            return [("interrupt", task, task.worker_id, force)]
+            return [Interrupt(task, task.worker_id, force)]
         return []
 
     # ----- events: workers -----------------------------------------------------------------
-    def worker_starting(self) -> None:
-        self.starting += 1
-
     def worker_started(self, worker_id: bytes) -> list:
         self.starting = max(0, self.starting - 1)
         self.workers[worker_id] = Worker(worker_id, WorkerState.IDLE, idle_since=self.clock())
@@ -296,7 +370,7 @@ class Scheduler:
 
     def retire_idle(self, idle_s: float) -> list:
         """Stop extra workers (started while others were blocked) idle for ``idle_s`` seconds,
-        down to one per CPU: actions ("stop_worker", worker_id)."""
+        down to one per CPU: StopWorker actions."""
         extra = len(self.workers) - self.min_workers
         if extra <= 0:
             return []
@@ -307,7 +381,7 @@ class Scheduler:
         for worker in idle[:extra]:
             del self.workers[worker.worker_id]
             worker.state = WorkerState.DEAD
-            actions.append(("stop_worker", worker.worker_id))
+            actions.append(StopWorker(worker.worker_id))
         return actions
 
     def worker_blocked(self, worker_id: bytes) -> list:
@@ -322,7 +396,7 @@ class Scheduler:
         actions = []
         while len(worker.tasks) > 1:
             task = worker.tasks.pop()
-            actions.append(("revoke", task, worker_id))
+            actions.append(Revoke(task, worker_id))
             self._requeue(task)
         return actions + self.schedule()
 
@@ -395,7 +469,7 @@ class Scheduler:
 
     def create_group(self, group: PlacementGroup) -> list:
         if group.strategy == "STRICT_SPREAD" and len(group.bundles) > 1:
-            return [("warn", f"placement group {group.name or group.group_id.hex()[:8]} asks for "
+            return [Warn(f"placement group {group.name or group.group_id.hex()[:8]} asks for "
                              f"STRICT_SPREAD over {len(group.bundles)} bundles, but this cluster "
                              "has one node; it can never be placed. Use PACK or SPREAD.")]
         self.groups[group.group_id] = group
@@ -403,7 +477,7 @@ class Scheduler:
         total = _sum_bundles(group.bundles)
         actions = []
         if not self.pool.feasible(total):
-            actions.append(("warn", f"placement group {group.name or group.group_id.hex()[:8]} needs "
+            actions.append(Warn(f"placement group {group.name or group.group_id.hex()[:8]} needs "
                                     f"{_fmt(total)} but the cluster has {_fmt(self.pool.total)} in all; "
                                     "it stays pending until resources are added."))
         return actions + self.schedule()
@@ -421,6 +495,10 @@ class Scheduler:
 
     # ----- the scheduling pass ---------------------------------------------------------------
     def schedule(self) -> list:
+        if self.batch_depth:
+            self.pass_due = True
+            return []
+        self.pass_due = False
         actions: list = []
         self._place_groups(actions)
         self._start_actors(actions)
@@ -450,18 +528,18 @@ class Scheduler:
             need = max(need, self.min_workers - len(self.workers) - self.starting)
         for _ in range(max(0, need)):
             self.starting += 1
-            actions.append(("start_worker",))
+            actions.append(_START_WORKER)
         return actions
 
     # ----- helpers ---------------------------------------------------------------------------
-    def _dispatch(self, task: Task, worker: Worker, pool: ResourcePool) -> tuple:
+    def _dispatch(self, task: Task, worker: Worker, pool: ResourcePool) -> Dispatch:
         worker.gpu_ids = pool.acquire(task.resources)
         worker.held, worker.held_from = task.resources, pool
         worker.state = WorkerState.BUSY
         worker.tasks.append(task)
         task.to(TaskState.RUNNING)
         task.worker_id = worker.worker_id
-        return ("dispatch", task, worker.worker_id, worker.gpu_ids)
+        return Dispatch(task, worker.worker_id, worker.gpu_ids)
 
     def _pipeline(self, task: Task, queue: collections.deque, actions: list) -> bool:
         """Queue fast tasks behind busy workers of the same class; True if any were placed."""
@@ -477,7 +555,7 @@ class Scheduler:
                     worker.tasks.append(nxt)
                     nxt.to(TaskState.RUNNING)
                     nxt.worker_id = worker.worker_id
-                    actions.append(("dispatch", nxt, worker.worker_id, worker.gpu_ids))
+                    actions.append(Dispatch(nxt, worker.worker_id, worker.gpu_ids))
                     placed = True
                 if not queue:
                     break
@@ -511,7 +589,7 @@ class Scheduler:
     def _finish(self, task: Task, state: TaskState, reason: str, detail: Any) -> list:
         task.to(state)
         self.tasks.pop(task.task_id, None)
-        return [("fail", task, reason, detail)]
+        return [Fail(task, reason, detail)]
 
     def _pool_for(self, placement: tuple[bytes, int] | None) -> ResourcePool | None:
         if placement is None:
@@ -535,7 +613,7 @@ class Scheduler:
             group.pools = [ResourcePool(bundle, gpu_ids=ids) for bundle, ids in
                            zip(group.bundles, _bundle_gpu_ids(group.bundles, group.gpu_ids))]
             group.ready = True
-            actions.append(("pg_ready", group))
+            actions.append(GroupReady(group))
 
     def _start_actors(self, actions: list) -> None:
         for actor in list(self.pending_actors):
@@ -544,16 +622,26 @@ class Scheduler:
                 self.pending_actors.remove(actor)
                 actor.gpu_ids = pool.acquire(actor.resources)
                 actor.held_from = pool
-                actions.append(("start_actor", actor, actor.gpu_ids))
+                actions.append(StartActor(actor, actor.gpu_ids))
 
     def _check_feasible(self, request: dict[str, float], name: str, placement) -> list:
+        if placement is None:  # the node's totals never change: each class is checked once
+            key = (tuple(sorted(request.items())), None)  # as Task.key
+            if key in self.feasible_classes:
+                return []
+            if self.pool.feasible(request):
+                self.feasible_classes.add(key)
+                return []
+        return self._check_feasible_slowly(request, name, placement)
+
+    def _check_feasible_slowly(self, request: dict[str, float], name: str, placement) -> list:
         if placement is not None:
             group = self.groups.get(placement[0])
             if group is None:
-                return [("warn", f"{name} names a placement group that does not exist (removed?); "
+                return [Warn(f"{name} names a placement group that does not exist (removed?); "
                                  "it will never run.")]
             if placement[1] >= len(group.bundles):
-                return [("warn", f"{name} asks for bundle {placement[1]} of a placement group with "
+                return [Warn(f"{name} asks for bundle {placement[1]} of a placement group with "
                                  f"{len(group.bundles)} bundles; it will never run.")]
             bundles = group.bundles if placement[1] < 0 else [group.bundles[placement[1]]]
             if any(ResourcePool(b).feasible(request) for b in bundles):
@@ -567,7 +655,7 @@ class Scheduler:
         if key in self.warned:
             return []
         self.warned.add(key)
-        return [("warn", f"{name} needs {_fmt(request)}, more than {where} can ever provide; it "
+        return [Warn(f"{name} needs {_fmt(request)}, more than {where} can ever provide; it "
                          "will wait until a node with those resources joins. Lower the request, "
                          "or start raylite with more resources (init(num_cpus=..., num_gpus=..., "
                          "resources={...})).")]

@@ -8,6 +8,7 @@ nested deeper travel as refs (as in Ray).
 
 from __future__ import annotations
 
+import operator
 import os
 import pickle
 from typing import Any
@@ -53,12 +54,17 @@ class TaskSpec:
         self.owner = None  # driver-side: the worker that submitted it (None: the driver)
 
     def __getstate__(self):
-        return tuple(getattr(self, s) for s in self.__slots__[:-1])
+        return _spec_fields(self)
 
     def __setstate__(self, state):
-        for name, value in zip(self.__slots__[:-1], state):
-            setattr(self, name, value)
+        (self.task_id, self.kind, self.name, self.function_id, self.function_blob, self.args,
+         self.arg_ids, self.contained, self.return_ids, self.resources, self.max_retries,
+         self.retry_exceptions, self.placement, self.actor_id, self.method,
+         self.actor_options) = state
         self.owner = None
+
+
+_spec_fields = operator.attrgetter(*TaskSpec.__slots__[:-1])  # all but owner, as a tuple
 
 
 def pack_args(args: tuple, kwargs: dict, name: str, shm_dir: str | None,

@@ -117,6 +117,7 @@ class Worker:
         self.loop: asyncio.AbstractEventLoop | None = None
         self.semaphore = None
         self._last_value: Any = None
+        self.started: memoryview | None = None  # an actor's count of calls started
 
     # ----- main loop ------------------------------------------------------------------------
     def run(self) -> None:
@@ -134,6 +135,7 @@ class Worker:
 
     def on_exit(self, message: tuple) -> None:
         """Finish the calls already started (threaded and async actors), then leave."""
+        self.conn.flush()
         if self.pool is not None:
             self.pool.shutdown(wait=True)
         if self.loop is not None:
@@ -156,11 +158,12 @@ class Worker:
             return
         self._set_gpus(gpu_ids)
         self.label = spec.name
-        self.conn.send(("done", spec.task_id) + self.execute(self.functions[spec.function_id], spec, resolved))
+        self.conn.send_soon(("done", spec.task_id) + self.execute(self.functions[spec.function_id], spec, resolved))
 
     # ----- actors ---------------------------------------------------------------------------
     def on_actor_init(self, message: tuple) -> None:
-        _, spec, resolved, gpu_ids = message
+        _, spec, resolved, gpu_ids, counter_path = message
+        self.started = _map_counter(counter_path)
         self._set_gpus(gpu_ids)
         options = spec.actor_options
         cls = loads_function(spec.function_blob)
@@ -183,6 +186,7 @@ class Worker:
 
     def on_call(self, message: tuple) -> None:
         _, spec, resolved = message
+        self.started[0] += 1  # the node reads this if the process dies: calls begun
         method = getattr(self.actor, spec.method)
         if self.loop is not None:
             asyncio.run_coroutine_threadsafe(self._call_async(method, spec, resolved), self.loop)
@@ -268,6 +272,16 @@ class Worker:
         self.gpu_ids = list(gpu_ids)
         self._visible = ",".join(str(g) for g in gpu_ids)
         os.environ["CUDA_VISIBLE_DEVICES"] = self._visible
+
+
+def _map_counter(path: str) -> memoryview:
+    """The 8-byte shared-memory counter of calls started, as a one-element array."""
+    import mmap
+    fd = os.open(path, os.O_RDWR)
+    try:
+        return memoryview(mmap.mmap(fd, 8)).cast("Q")
+    finally:
+        os.close(fd)
 
 
 _CORE_DIR = os.path.dirname(os.path.abspath(__file__))

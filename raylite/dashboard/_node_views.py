@@ -1,7 +1,9 @@
 """Read-only views of a local Node that its own introspection methods do not give.
 
-Every function here takes the node, copies what it needs under ``node.lock`` and does the slow
-part (unpickling, /proc reads) after letting go of the lock. Nothing here changes the node.
+Every function here takes the node and reads a copy of what it needs through
+``node.snapshot(copy)`` (the copy is made on the node's I/O thread between two batches, so the
+dashboard never contends for the node's lock), then does the slow part (unpickling, /proc
+reads) on its own thread. Nothing here changes the node.
 
     tasks_now(node)        live tasks: name, state, worker pid          (scheduler table)
     actor_rows(node)       actors with id, pending calls, death cause   (actor records)
@@ -26,7 +28,7 @@ _PAGE_SIZE = os.sysconf("SC_PAGE_SIZE") if hasattr(os, "sysconf") else 4096
 
 def tasks_now(node: Any, limit: int = 200) -> list[dict[str, Any]]:
     """Tasks the scheduler holds (waiting, ready, running), oldest first, at most ``limit``."""
-    with node.lock:
+    def copy(node: Any) -> list[dict[str, Any]]:
         processes = node.processes
         rows = []
         for task in node.scheduler.tasks.values():
@@ -36,18 +38,13 @@ def tasks_now(node: Any, limit: int = 200) -> list[dict[str, Any]]:
                          "pid": process.pid if process is not None else None})
             if len(rows) >= limit:
                 break
-    return rows
+        return rows
+    return node.snapshot(copy)
 
 
 def actor_rows(node: Any) -> list[dict[str, Any]]:
     """Every actor the node knows, alive or dead, with its queue and process."""
-    with node.lock:
-        rows = [{"actor_id": record.actor_id.hex(), "class": record.class_name,
-                 "name": record.name or "", "state": record.state,
-                 "pid": record.process.pid if record.process is not None else None,
-                 "pending_calls": len(record.queue) + len(record.in_flight),
-                 "restarts_left": record.restarts_left, "death_cause": record.death_cause or ""}
-                for record in node.actors.values()]
+    rows = node.actor_rows()  # a snapshot copied by the node
     for row in rows:
         row["rss_bytes"] = process_rss(row["pid"]) if row["state"] != "DEAD" else None
     return rows
@@ -55,8 +52,7 @@ def actor_rows(node: Any) -> list[dict[str, Any]]:
 
 def finished_tasks(node: Any, recent: int = _RECENT_TASKS) -> dict[str, Any]:
     """Totals of finished executions (ok / failed, by name) and the most recent ones."""
-    with node.lock:
-        events = list(node.task_events)  # a C-level copy: the lock is held for microseconds
+    events = node.snapshot(lambda node: list(node.task_events))  # a C-level copy
     ok = failed = 0
     by_name: dict[str, list[int]] = {}
     for name, _pid, _start, _duration, success in events:
@@ -104,15 +100,19 @@ class FailureLog:
             return list(reversed(self.failures.values()))
 
     def _scan(self, node: Any) -> None:
-        found = []
-        with node.lock:
+        seen = self.seen
+
+        def copy(node: Any) -> tuple[list, list]:
+            found = []
             actors = node.actors
             for object_id, entry in node.store.entries.items():
-                if entry.is_error and object_id not in self.seen and object_id not in actors:
+                if entry.is_error and object_id not in seen and object_id not in actors:
                     lineage = entry.lineage
                     found.append((object_id, entry.data, entry.path,
                                   lineage.name if lineage is not None else ""))
             recent = list(itertools.islice(reversed(node.task_events), 5000)) if found else []
+            return found, recent
+        found, recent = node.snapshot(copy)
         for object_id, data, path, made_by in found:
             self.seen.add(object_id)
             if data is None and path is not None:
@@ -134,7 +134,7 @@ class FailureLog:
             while len(self.failures) > self.keep:
                 self.failures.popitem(last=False)
         if len(self.seen) > 10 * self.keep + 10_000:
-            self.seen = {oid for oid in self.seen if oid in node.store.entries}
+            self.seen = node.snapshot(lambda node: {oid for oid in seen if oid in node.store.entries})
 
 
 def describe_error(data: bytes, made_by: str) -> dict[str, Any]:
@@ -159,10 +159,9 @@ def describe_error(data: bytes, made_by: str) -> dict[str, Any]:
 
 def utilisation_sample(node: Any) -> list[float]:
     """[time, % of CPUs in use, % of GPUs in use, % of the object store's memory in use]."""
-    with node.lock:
-        total = node.scheduler.pool.total
-        available = node.scheduler.available()
-        shm_bytes, limit = node.store.shm_bytes, node.store.limit
+    total, available, shm_bytes, limit = node.snapshot(lambda node: (
+        dict(node.scheduler.pool.total), node.scheduler.available(), node.store.shm_bytes,
+        node.store.limit))
 
     def used(name: str) -> float:
         amount = total.get(name, 0.0)
