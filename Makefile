@@ -38,6 +38,7 @@ $(BENCH_STAMP):
 bench-env: $(BENCH_STAMP)
 
 bench: $(STAMP) $(BENCH_STAMP)
+	$(PY) -m pip install -q -e ".[bench]"
 	$(PY) bench/core.py
 
 clean:

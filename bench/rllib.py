@@ -2,15 +2,23 @@
 
     python bench/rllib.py pendulum [--seeds 1 2 3] [--framework torch|tf] [--steps 200000]
     python bench/rllib.py cartpole [--seeds 1 2 3] [--framework torch|tf]
+    python bench/rllib.py dqn [--seeds 1 2 3] [--framework torch|tf] [--steps 100000]
+    python bench/rllib.py sac [--seeds 42 1 2] [--framework torch|tf] [--steps 20000]
     python bench/rllib.py book          # rllib train -f configs/pendulum.yml, then rollout
     python bench/rllib.py all           # the three above (torch and tf), then the plot
     python bench/rllib.py compare [--steps 200000] [--ray-python .bench-venv/bin/python]
                                         # RLlib 2.60 and raylite on Pendulum, same run
+    python bench/rllib.py compare-dqn [--steps 100000] [--ray-python ...]
+                                        # RLlib 2.60's DQN and raylite's on CartPole, same run
 
 ``pendulum`` and ``cartpole`` train the tuned example files (configs/pendulum-ppo.yml,
 configs/cartpole-ppo.yml) through the Python API for a fixed step budget, one JSON line per
 iteration, and a summary line: steps and seconds to a mean return of -400 / -200 (Pendulum)
 or 475 (CartPole), the return at 120k / 200k steps, env steps per second while training.
+``dqn`` and ``sac`` do the same with DQN on CartPole-v1 (configs/cartpole-dqn.yml: a mean
+return of 475 within 100k steps) and SAC on Pendulum-v1 (configs/pendulum-sac.yml: -200
+within 20k steps), both after RLlib's tuned examples; their curves go to a plot of their own,
+bench/rllib_offpolicy_curves.png.
 ``book`` runs the book's Example 1-5 as a reader does and times it to its stop criterion.
 Every run's curve is appended to $RLLIB_BENCH_CURVES (default: a file in the temp dir) and
 all of them are plotted into bench/rllib_curves.png when matplotlib is installed. RLlib 2.60's figures for comparison
@@ -37,25 +45,35 @@ REPO = os.path.dirname(HERE)
 CURVES = os.environ.get("RLLIB_BENCH_CURVES") or os.path.join(tempfile.gettempdir(),
                                                               "raylite_rllib_curves.jsonl")
 PLOT = os.path.join(HERE, "rllib_curves.png")
+OFF_POLICY_PLOT = os.path.join(HERE, "rllib_offpolicy_curves.png")
 RLLIB_260 = [(92_000, -400), (104_000, -200), (200_000, -138)]
 
 
 def load_example(name: str) -> tuple[dict, dict]:
     with open(os.path.join(REPO, "configs", f"{name}.yml")) as f:
         [(_, spec)] = yaml.safe_load(f).items()
-    return {**spec["config"], "env": spec["env"]}, spec["stop"]
+    return {**spec["config"], "env": spec["env"], "run": spec["run"]}, spec["stop"]
+
+
+# Per example: the mean returns whose first crossing is reported, and the step counts at which
+# the curve's value is reported.
+TARGETS = {"pendulum-ppo": [-400, -200], "cartpole-ppo": [475], "cartpole-dqn": [475],
+           "pendulum-sac": [-400, -200]}
+CHECKPOINTS = {"pendulum-ppo": (100_000, 120_000, 200_000), "cartpole-ppo": (100_000,),
+               "cartpole-dqn": (50_000, 100_000), "pendulum-sac": (10_000, 20_000)}
 
 
 def train_curve(name: str, framework: str, seed: int, budget: int) -> dict:
     """Train example ``name`` for ``budget`` env steps; the curve and the summary."""
     import raylite
-    from raylite.rllib import PPO
+    from raylite import rllib
     config, _ = load_example(name)
+    algo_class = getattr(rllib, config.pop("run"))
     config.update(framework=framework, seed=seed)
     if not raylite.is_initialized():
         raylite.init(num_cpus=2)
     start = time.perf_counter()
-    algo = PPO(config=config)
+    algo = algo_class(config=config)
     setup_s = time.perf_counter() - start
     start = time.perf_counter()
     curve, steps = [], 0
@@ -64,6 +82,9 @@ def train_curve(name: str, framework: str, seed: int, budget: int) -> dict:
         steps = result["timesteps_total"]
         point = {"steps": steps, "return": round(result["episode_reward_mean"], 1),
                  "t": round(time.perf_counter() - start, 1)}
+        new_episodes = result["hist_stats"]["episode_reward"][-result["episodes_this_iter"]:]
+        if result["episodes_this_iter"] and new_episodes:   # this iteration's episodes alone
+            point["iter_return"] = round(sum(new_episodes) / len(new_episodes), 1)
         curve.append(point)
         print(json.dumps(point), flush=True)
     greedy = algo.evaluate()["evaluation"]["episode_reward_mean"]
@@ -71,9 +92,10 @@ def train_curve(name: str, framework: str, seed: int, budget: int) -> dict:
     run = {"name": name, "framework": framework, "seed": seed, "setup_s": round(setup_s, 1),
            "curve": curve, "greedy_return_10_episodes": round(greedy, 1),
            "env_steps_per_s": round(steps / curve[-1]["t"])}
-    run.update(milestones(curve, [-400, -200] if "pendulum" in name else [475]))
-    run.update({f"return_at_{k // 1000}k": value_at(curve, k) for k in (100_000, 120_000, 200_000)
+    run.update(milestones(curve, TARGETS[name]))
+    run.update({f"return_at_{k // 1000}k": value_at(curve, k) for k in CHECKPOINTS[name]
                 if k <= budget})
+    run["best"] = max(([p["return"], p["steps"]] for p in curve), default=None)
     return run
 
 
@@ -119,22 +141,26 @@ def book_run(timeout_s: int = 600) -> dict:
             "rollout_mean_10_episodes": mean, "checkpoint": checkpoint}
 
 
-def ray_run(python: str, budget: int, timeout_s: int = 1800) -> dict:
-    """RLlib's own anchor script (../shared/bench/rllib_ppo_ray.py) in Ray's venv, as a curve."""
-    script = os.path.join(REPO, "..", "shared", "bench", "rllib_ppo_ray.py")
+def ray_run(python: str, budget: int, timeout_s: int = 1800, script: str | None = None,
+            name: str = "pendulum rllib-2.60", targets: tuple = (-400, -200),
+            checkpoints: tuple = (100_000, 120_000, 200_000), seed: int | None = None) -> dict:
+    """RLlib's own anchor script (../shared/bench/rllib_ppo_ray.py, or ``script``) in Ray's
+    venv, as a curve."""
+    script = script or os.path.join(REPO, "..", "shared", "bench", "rllib_ppo_ray.py")
     env = {**os.environ, "RAY_AUTH_MODE": "disabled", "PYTHONWARNINGS": "ignore"}
-    done = subprocess.run([python, script, str(budget)], env=env, capture_output=True, text=True,
-                          timeout=timeout_s)
+    seed_args = [] if seed is None else [str(seed)]
+    done = subprocess.run([python, script, str(budget), *seed_args], env=env,
+                          capture_output=True, text=True, timeout=timeout_s, check=False)
     lines = [json.loads(line) for line in done.stdout.splitlines() if line.startswith("{")]
     if done.returncode or not lines:
         raise RuntimeError(f"RLlib run failed ({done.returncode}): {done.stderr[-3000:]}")
     curve = [{"steps": p["steps"], "return": p["return_mean"], "t": p["t"]}
              for p in lines if "return_mean" in p and p["return_mean"] == p["return_mean"]]
     summary = lines[-1]
-    run = {"name": "pendulum rllib-2.60", "framework": "torch", "seed": None, "curve": curve,
+    run = {"name": name, "framework": "torch", "seed": seed, "curve": curve,
            "env_steps_per_s": summary["steps_per_s"], "wall_s": summary["wall_s"]}
-    run.update(milestones(curve, [-400, -200]))
-    run.update({f"return_at_{k // 1000}k": value_at(curve, k) for k in (100_000, 120_000, 200_000)
+    run.update(milestones(curve, list(targets)))
+    run.update({f"return_at_{k // 1000}k": value_at(curve, k) for k in checkpoints
                 if k <= budget})
     return run
 
@@ -150,6 +176,22 @@ def compare(python: str, budget: int) -> None:
             ("return at 200k", "return_at_200k")]
     print("| figure | raylite | RLlib 2.60 |\n|---|---|---|")
     for label, key in rows:
+        print(f"| {label} | {ours.get(key)} | {theirs.get(key)} |")
+
+
+def compare_dqn(python: str, budget: int, seed: int = 1) -> None:
+    """RLlib 2.60's DQN (bench/rllib_dqn_ray.py) then raylite's on CartPole-v1, same settings
+    (configs/cartpole-dqn.yml), same step budget, one after the other."""
+    theirs = ray_run(python, budget, script=os.path.join(HERE, "rllib_dqn_ray.py"),
+                     name="cartpole-dqn rllib-2.60", targets=(475,),
+                     checkpoints=CHECKPOINTS["cartpole-dqn"], seed=seed)
+    record(theirs)
+    ours = train_curve("cartpole-dqn", "torch", seed, budget)
+    record(ours)
+    print("| figure | raylite | RLlib 2.60 |\n|---|---|---|")
+    for label, key in [("env steps/s while training", "env_steps_per_s"),
+                       ("steps, s to return >= 475", "to_475"),
+                       ("return at 50k", "return_at_50k"), ("return at 100k", "return_at_100k")]:
         print(f"| {label} | {ours.get(key)} | {theirs.get(key)} |")
 
 
@@ -170,6 +212,12 @@ def plot() -> None:
         return
     with open(CURVES) as f:
         runs = [json.loads(line) for line in f if line.strip()]
+    off_policy = [run for run in runs if run["name"].split()[0].endswith(("-dqn", "-sac"))]
+    if off_policy:
+        plot_off_policy(plt, off_policy)
+    runs = [run for run in runs if run not in off_policy]
+    if not runs:
+        return
     fig, axes = plt.subplots(1, 2, figsize=(13, 4.8))
     for run in runs:
         ax = axes[1] if run["name"].startswith("cartpole") else axes[0]
@@ -192,9 +240,34 @@ def plot() -> None:
     print(f"plot: {PLOT}")
 
 
+def plot_off_policy(plt, runs: list[dict]) -> None:
+    """DQN on CartPole-v1 (left) and SAC on Pendulum-v1 (right), one line per run."""
+    fig, axes = plt.subplots(1, 2, figsize=(13, 4.8))
+    for run in runs:
+        ax = axes[0] if "dqn" in run["name"] else axes[1]
+        label = f"{run['name']} {run['framework']}" + (f" seed {run['seed']}" if run["seed"] is not None else "")
+        ax.plot([p["steps"] / 1000 for p in run["curve"]], [p["return"] for p in run["curve"]],
+                label=label, linewidth=1.2)
+    axes[0].axhline(475, color="grey", linestyle=":")
+    axes[0].axvline(100, color="grey", linestyle=":")
+    axes[1].axhline(-200, color="grey", linestyle=":")
+    axes[1].axvline(20, color="grey", linestyle=":")
+    for ax, title in zip(axes, ("DQN on CartPole-v1 (mean of 100 episodes)",
+                                "SAC on Pendulum-v1 (mean of 5 episodes)")):
+        ax.set_title(f"raylite.rllib {title}")
+        ax.set_xlabel("env steps (thousands)")
+        ax.set_ylabel("episode_reward_mean")
+        ax.grid(alpha=0.3)
+        ax.legend(fontsize=7)
+    fig.tight_layout()
+    fig.savefig(OFF_POLICY_PLOT, dpi=110)
+    print(f"plot: {OFF_POLICY_PLOT}")
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("what", choices=("pendulum", "cartpole", "book", "all", "plot", "compare"))
+    parser.add_argument("what", choices=("pendulum", "cartpole", "dqn", "sac", "book", "all",
+                                         "plot", "compare", "compare-dqn"))
     parser.add_argument("--ray-python", default=os.environ.get("RAY_PYTHON", str(
                             Path(__file__).resolve().parent.parent / ".bench-venv" / "bin" / "python")),
                         help="a Python with ray[rllib] 2.60 installed (for compare)")
@@ -204,6 +277,8 @@ def main() -> None:
     args = parser.parse_args()
     jobs = {"pendulum": [("pendulum-ppo", args.framework, args.steps or 200_000)],
             "cartpole": [("cartpole-ppo", args.framework, args.steps or 100_000)],
+            "dqn": [("cartpole-dqn", args.framework, args.steps or 100_000)],
+            "sac": [("pendulum-sac", args.framework, args.steps or 20_000)],
             "all": [("pendulum-ppo", "torch", 200_000), ("pendulum-ppo", "tf", 200_000),
                     ("cartpole-ppo", "torch", 100_000)]}.get(args.what, [])
     for name, framework, budget in jobs:
@@ -211,6 +286,8 @@ def main() -> None:
             record(train_curve(name, framework, seed, budget))
     if args.what == "compare":
         compare(args.ray_python, args.steps or 200_000)
+    if args.what == "compare-dqn":
+        compare_dqn(args.ray_python, args.steps or 100_000, args.seeds[0])
     if args.what in ("book", "all"):
         record(book_run())
     if args.what != "plot" or os.path.exists(CURVES):
