@@ -258,7 +258,8 @@ def plot_off_policy(plt, runs: list[dict]) -> None:
         ax.set_xlabel("env steps (thousands)")
         ax.set_ylabel("episode_reward_mean")
         ax.grid(alpha=0.3)
-        ax.legend(fontsize=7)
+        if ax.get_legend_handles_labels()[0]:
+            ax.legend(fontsize=7)
     fig.tight_layout()
     fig.savefig(OFF_POLICY_PLOT, dpi=110)
     print(f"plot: {OFF_POLICY_PLOT}")
