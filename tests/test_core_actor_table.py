@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from raylite.core._actors import (ACTOR_TRANSITIONS, ActorCall, ActorEntry, ActorReady,
+from raylite.core.local._actors import (ACTOR_TRANSITIONS, ActorCall, ActorEntry, ActorReady,
                                   ActorState, ActorTable, CreationFailed, ExitProcess, FailCall,
                                   KillProcess, Notify, ReleaseResources, SendCall, SpawnProcess)
 

@@ -1,14 +1,9 @@
 """The public core API: init, remote, get, put, wait and friends.
 
-Everything here talks to one *backend* object, the seam between the API and the machinery:
-
-    Node          the local multi-process runtime (the driver's side)   raylite.core._node
-    WorkerClient  the same API from inside a worker process             raylite.core._worker
-    InlineBackend init(local_mode=True): everything runs in the caller  raylite.core._inline
-
-A backend provides submit_task / create_actor / submit_actor_call / get / put / wait / cancel /
-kill_actor / get_actor and the introspection calls; the libraries (data, tune, train, serve,
-rllib) only ever use this module's functions, never a backend directly.
+Everything here talks to one *backend* object, the seam between the API and the machinery: a
+``raylite.core._backend.Backend`` (the local runtime, a worker's client of it, local mode, or a
+Dask cluster; that module lists them). This module never asks which kind it has. The libraries
+(data, tune, train, serve, rllib) only ever use this module's functions, never a backend.
 """
 
 from __future__ import annotations
@@ -116,24 +111,17 @@ def init(address: str | None = None, *, num_cpus: float | None = None,
             return _context
         total = _node_resources(num_cpus, num_gpus, resources, kwargs.get("_memory"))
         if local_mode:
-            from raylite.core._inline import InlineBackend
+            from raylite.core.inline import InlineBackend
             backend = InlineBackend(total, namespace)
         else:
-            from raylite.core._node import Node
+            from raylite.core.local._node import Node
             backend = Node(total, object_store_memory or _default_store_memory(), namespace,
                            log_to_driver=log_to_driver)
         _backend_obj = backend
         _register_exit_hook()
-        webui_url = None if local_mode else _start_dashboard(backend, kwargs)
-        _context = RuntimeInfo({
-            "node_ip_address": "127.0.0.1", "raylet_ip_address": "127.0.0.1",
-            "redis_address": None, "gcs_address": None,
-            "object_store_address": getattr(backend, "shm_dir", None),
-            "raylet_socket_name": None, "webui_url": webui_url,
-            "session_dir": getattr(backend, "session_dir", None),
-            "metrics_export_port": None, "node_id": getattr(backend, "node_id", "local"),
-            "namespace": namespace, "address": "local",
-        })
+        source = backend.dashboard_source()
+        webui_url = None if source is None else _start_dashboard(source, kwargs)
+        _context = RuntimeInfo(backend.context_info(), webui_url=webui_url)
         return _context
 
 
@@ -241,7 +229,7 @@ def shutdown() -> None:
         sys.modules["raylite.dashboard"].stop()
     with _lock:
         backend, _backend_obj, _context = _backend_obj, None, None
-    if backend is not None and getattr(backend, "kind", "") != "worker":
+    if backend is not None and backend.owns_runtime:
         backend.shutdown()
 
 
@@ -624,25 +612,13 @@ def get_actor(name: str, namespace: str | None = None) -> ActorHandle:
 
 
 def _call(name: str, *args):
-    backend = _backend()
-    if getattr(backend, "kind", "") == "worker":
-        return backend.api(name, *args)
-    return getattr(backend, name)(*args)
-
-
-_resolver: concurrent.futures.ThreadPoolExecutor | None = None
+    return getattr(_backend(), name)(*args)
 
 
 def ref_future(ref: ObjectRef) -> concurrent.futures.Future:
-    """A Future for a ref. The local runtime completes it when the object is sealed; elsewhere
-    a shared pool of resolver threads waits for it."""
-    global _resolver
-    backend = _backend()
-    if hasattr(backend, "future"):
-        return backend.future(ref)
-    if _resolver is None:
-        _resolver = concurrent.futures.ThreadPoolExecutor(64, thread_name_prefix="raylite-future")
-    return _resolver.submit(get, ref)
+    """A Future for a ref, completed when the object is ready, with no thread waiting for it:
+    in the driver, in a worker, in local mode and on Dask alike."""
+    return _backend().future(ref)
 
 
 # ==========================================================================================
@@ -670,7 +646,7 @@ def get_gpu_ids() -> list[int]:
     torch backend) has since widened CUDA_VISIBLE_DEVICES to the machine's GPUs; elsewhere (the
     driver, a Dask worker) they are read from CUDA_VISIBLE_DEVICES.
     """
-    assigned = getattr(getattr(_backend_obj, "worker", None), "gpu_ids", None)
+    assigned = _backend_obj.assigned_gpu_ids() if _backend_obj is not None else None
     if assigned is not None:   # in a raylite worker process: the scheduler's assignment
         return list(assigned)
     visible = os.environ.get("CUDA_VISIBLE_DEVICES", "")
@@ -685,7 +661,7 @@ class RuntimeContext:
         self._backend = backend
 
     def get_job_id(self) -> str:
-        return getattr(self._backend, "job_id", None) or self._info.get("job_id", "01")
+        return self._info.get("job_id") or "01"
 
     def get_node_id(self) -> str:
         return self._info.get("node_id", "")
@@ -694,13 +670,11 @@ class RuntimeContext:
         return self._info.get("worker_id", "driver")
 
     def get_task_id(self) -> str | None:
-        worker = getattr(self._backend, "worker", None)
-        running = getattr(worker, "running", None)
+        running = self._backend.current_task_id()
         return running.hex() if running else None
 
     def get_actor_id(self) -> str | None:
-        worker = getattr(self._backend, "worker", None)
-        return getattr(worker, "actor_id_hex", None)
+        return self._backend.current_actor_id()
 
     def get_assigned_resources(self) -> dict:
         return {}
@@ -726,7 +700,7 @@ def get_runtime_context() -> RuntimeContext:
 
 def timeline(filename: str | None = None) -> list[dict]:
     """Task executions as Chrome-trace events (not recorded yet: returns what the runtime has)."""
-    events = list(getattr(_backend(), "timeline_events", lambda: [])())
+    events = list(_backend().timeline_events())
     if filename:
         import json
         with open(filename, "w") as f:

@@ -38,6 +38,7 @@ only while the process that created it runs (it is the one that asks Dask to run
 from __future__ import annotations
 
 import asyncio
+import concurrent.futures
 import itertools
 import os
 import sys
@@ -57,6 +58,7 @@ from raylite.core._dask_pickling import _for_store, _pickle_by_value, pickle_arg
 from raylite.core._dask_refs import RefTable, _new_key
 from raylite.core._ids import new_id
 from raylite.core._refs import ObjectRef, collect_refs
+from raylite.core._backend import Backend, settle
 from raylite.core._task import pack_args
 from raylite.exceptions import (
     ActorDiedError,
@@ -74,7 +76,7 @@ _BATCH_DELAY_S = 0.002  # a buffered task waits at most this long before it is s
 # ==========================================================================================
 # the backend (driver side; WorkerBackend below is the same inside workers)
 # ==========================================================================================
-class DaskBackend(ActorsMixin, ClusterMixin):
+class DaskBackend(ActorsMixin, ClusterMixin, Backend):
     """The raylite API on a Dask cluster, through one ``distributed.Client``."""
 
     kind = "dask"
@@ -363,6 +365,28 @@ class DaskBackend(ActorsMixin, ClusterMixin):
         return [remote.unwrap(item.result() if type(item) is ThreadFuture else next(gathered))
                 for item in items]
 
+    def future(self, ref: ObjectRef) -> concurrent.futures.Future:
+        """A Future completed by the Dask (or actor-call) future's own done-callback."""
+        future: concurrent.futures.Future = concurrent.futures.Future()
+        self.table.drain()
+        item = self.table.waitable(ref._id)
+
+        def done(_: Any) -> None:
+            if future.cancelled():
+                return
+            try:
+                value = self.get([ref], None)[0]
+            except BaseException as exc:  # noqa: BLE001 - the awaiting caller gets it
+                settle(future, exc, True)
+                return
+            settle(future, value, False)
+        item.add_done_callback(done)
+        return future
+
+    def current_task_id(self) -> bytes | None:
+        worker = getattr(self, "worker", None)  # set in WorkerBackend only
+        return worker.running if worker is not None else None
+
     def wait(self, refs: list, num_returns: int, timeout: float | None,
              fetch_local: bool) -> tuple[list, list]:
         self.table.drain()
@@ -450,6 +474,7 @@ class WorkerBackend(DaskBackend):
     """The raylite API inside a Dask task or actor, through the worker's own client."""
 
     kind = "worker"
+    owns_runtime = False  # raylite.shutdown() in a task leaves the worker's client alone
 
     def __init__(self, client: Any, dask_worker: Any):
         super().__init__(client, None, owns_client=False)

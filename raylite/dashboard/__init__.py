@@ -48,7 +48,7 @@ def start(node: Any, host: str = "127.0.0.1", port: int = 8265,
     Returns None, with a note on stderr, when fastapi or uvicorn is not installed.
 
     Args:
-        node: the local runtime (``raylite.core._node.Node``) to show.
+        node: the local runtime (``raylite.core.local._node.Node``) to show.
         host: the address to listen on. Anything but loopback is reachable from other
             machines: allowed, with a warning.
         port: the first port to try.

@@ -35,20 +35,21 @@ import time
 from typing import TYPE_CHECKING, Any, Callable
 
 from raylite.core import _ids, _refs
-from raylite.core._actors import ActorTable
-from raylite.core._node_actors import ActorsMixin
-from raylite.core._node_io import ProcessIOMixin
-from raylite.core._scheduler import (Dispatch, Fail, GroupReady, Interrupt, PlacementGroup, Revoke,
+from raylite.core._backend import Backend, settle as _settle
+from raylite.core.local._actors import ActorTable
+from raylite.core.local._node_actors import ActorsMixin
+from raylite.core.local._node_io import ProcessIOMixin
+from raylite.core.local._scheduler import (Dispatch, Fail, GroupReady, Interrupt, PlacementGroup, Revoke,
                                      Scheduler, StartActor, StartWorker, StopWorker, Task,
                                      TaskState, Warn)
 from raylite.core._serialization import serialize
-from raylite.core._store import READY, ObjectTable
+from raylite.core.local._store import READY, ObjectTable
 from raylite.core._task import (ACTOR_CALL, ACTOR_CREATE, TASK, SpecSubmitter, TaskSpec, pack_value,
                                 unpack_value)
 from raylite.exceptions import (ActorDiedError, GetTimeoutError, ObjectLostError,
                                 TaskCancelledError, WorkerCrashedError, make_task_error)
 if TYPE_CHECKING:
-    from raylite.core._node_io import _Process
+    from raylite.core.local._node_io import _Process
 
 SHM_ROOT = "/dev/shm" if os.path.isdir("/dev/shm") else tempfile.gettempdir()
 
@@ -122,10 +123,8 @@ class _NodeLock:
             self._lock.release()
 
 
-class Node(ActorsMixin, ProcessIOMixin, SpecSubmitter):
+class Node(ActorsMixin, ProcessIOMixin, SpecSubmitter, Backend):
     """The local runtime. One per driver process."""
-
-    kind = "local"
 
     def __init__(self, resources: dict[str, float], object_store_memory: int, namespace: str,
                  log_to_driver: bool = True, spill_dir: str | None = None):
@@ -657,6 +656,16 @@ class Node(ActorsMixin, ProcessIOMixin, SpecSubmitter):
     # ======================================================================================
     # shutdown and introspection
     # ======================================================================================
+    def context_info(self) -> dict:
+        return {"node_ip_address": "127.0.0.1", "raylet_ip_address": "127.0.0.1",
+                "redis_address": None, "gcs_address": None, "object_store_address": self.shm_dir,
+                "raylet_socket_name": None, "webui_url": None, "session_dir": self.session_dir,
+                "metrics_export_port": None, "node_id": self.node_id, "job_id": self.job_id,
+                "namespace": self.namespace, "address": "local"}
+
+    def dashboard_source(self) -> "Node":
+        return self
+
     def shutdown(self) -> None:
         with self.lock:
             if self.stopping:
@@ -770,14 +779,6 @@ class Node(ActorsMixin, ProcessIOMixin, SpecSubmitter):
 
     def memory_summary(self) -> dict:
         return self.snapshot(lambda node: node.store.stats())
-
-
-def _settle(future: concurrent.futures.Future, value: Any, error: bool) -> None:
-    """Complete ``future`` with a value or an exception, unless it was cancelled (even just now)."""
-    try:
-        future.set_exception(value) if error else future.set_result(value)
-    except concurrent.futures.InvalidStateError:
-        pass  # cancelled by its caller while the value was on its way
 
 
 def _cleanup_stale_sessions() -> None:

@@ -171,6 +171,7 @@ class Connection:
         self.splitter = _Splitter()
         self.closed = False
         self.before_send = None  # hook returning extra messages to send first (ref counts)
+        self.on_ready = None  # called with ("ready", object id, location) for watched objects
         self.held: list[bytes] = []  # frames of send_soon, not yet written
         self.held_since = 0.0
         self._next_request = 0
@@ -251,6 +252,8 @@ class Connection:
                             self.revoked.add(message[1])
                         elif message[0] == "cancel":
                             self.cancelled.add(message[1])
+                        elif message[0] == "ready":
+                            self.on_ready(message)
                         else:
                             self.inbox.append(message)
                 cond.notify_all()

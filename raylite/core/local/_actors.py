@@ -2,7 +2,7 @@
 
 Events come in as method calls (created, resources granted, ready, constructor failed, a call
 submitted or finished, the process died, handles gone, killed). Each returns a list of typed
-actions (frozen dataclasses below) for the I/O shell (``raylite.core._node``) to carry out.
+actions (frozen dataclasses below) for the I/O shell (``raylite.core.local._node``) to carry out.
 Every policy decision about actors is made here: which calls queue, which are resent after a
 restart, which fail and with what message, whether a death restarts the actor.
 

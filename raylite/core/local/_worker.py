@@ -4,7 +4,7 @@
                                  │ user code calls raylite.get/remote/put
                                  └──▶ WorkerClient ──submit/get/put──▶ driver (replies come back)
 
-Started by the driver with ``python -m raylite.core._worker``; the socket to the driver is an
+Started by the driver with ``python -m raylite.core.local._worker``; the socket to the driver is an
 inherited file descriptor. The process exits when the driver goes away (end of stream, or the
 parent-death signal), cleaning the session's shared memory if it is the last one to notice.
 """
@@ -12,6 +12,7 @@ parent-death signal), cleaning the session's shared memory if it is the last one
 from __future__ import annotations
 
 import asyncio
+import concurrent.futures
 import io
 import json
 import os
@@ -24,7 +25,8 @@ import traceback
 from typing import Any
 
 from raylite.core import _ids, _refs
-from raylite.core._protocol import Connection, ConnectionLost
+from raylite.core._backend import Backend, settle
+from raylite.core.local._protocol import Connection, ConnectionLost
 from raylite.core._refs import ObjectRef
 from raylite.core._serialization import loads_function
 from raylite.core._task import SpecSubmitter, pack_value, unpack_args, unpack_value
@@ -118,6 +120,7 @@ class Worker:
         self.semaphore = None
         self._last_value: Any = None
         self.started: memoryview | None = None  # an actor's count of calls started
+        self.actor_id: bytes | None = None
 
     # ----- main loop ------------------------------------------------------------------------
     def run(self) -> None:
@@ -164,6 +167,7 @@ class Worker:
     def on_actor_init(self, message: tuple) -> None:
         _, spec, resolved, gpu_ids, counter_path = message
         self.started = _map_counter(counter_path)
+        self.actor_id = spec.actor_id
         self._set_gpus(gpu_ids)
         options = spec.actor_options
         cls = loads_function(spec.function_blob)
@@ -284,7 +288,7 @@ def _map_counter(path: str) -> memoryview:
         os.close(fd)
 
 
-_CORE_DIR = os.path.dirname(os.path.abspath(__file__))
+_CORE_DIR = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))  # raylite/core
 
 
 def _user_traceback(exc: BaseException) -> str:
@@ -297,10 +301,18 @@ def _user_traceback(exc: BaseException) -> str:
     return "".join(lines)
 
 
-class WorkerClient(SpecSubmitter):
+def _forwarded(name: str):
+    """A Backend method that the driver's node answers (the "api" message)."""
+    def method(self, *args):
+        return self.api(name, *args)
+    method.__name__ = name
+    return method
+
+
+class WorkerClient(SpecSubmitter, Backend):
     """The raylite API inside a worker: everything goes to the driver over the connection."""
 
-    kind = "worker"
+    owns_runtime = False  # raylite.shutdown() in a task does not stop the driver's runtime
 
     def __init__(self, conn: Connection, shm_dir: str, worker: Worker, context: dict):
         self.conn = conn
@@ -308,6 +320,87 @@ class WorkerClient(SpecSubmitter):
         self.worker = worker
         self.context = context
         self.sent_functions: set[bytes] = set()
+        self.watched: dict[bytes, list] = {}  # object id -> Futures waiting for it
+        self.watch_lock = threading.Lock()
+        self.ready_queue: Any = None  # "ready" replies, settled on a thread of their own
+        conn.on_ready = self._on_ready
+
+    get_actor = _forwarded("get_actor")
+    cluster_resources = _forwarded("cluster_resources")
+    available_resources = _forwarded("available_resources")
+    nodes = _forwarded("nodes")
+    create_placement_group = _forwarded("create_placement_group")
+    remove_placement_group = _forwarded("remove_placement_group")
+    placement_group_table = _forwarded("placement_group_table")
+    timeline_events = _forwarded("timeline_events")
+    status = _forwarded("status")
+    memory_summary = _forwarded("memory_summary")
+
+    def context_info(self) -> dict:
+        return dict(self.context)
+
+    def assigned_gpu_ids(self) -> list[int] | None:
+        return self.worker.gpu_ids
+
+    def current_task_id(self) -> bytes | None:
+        return self.worker.running
+
+    def current_actor_id(self) -> str | None:
+        return self.worker.actor_id.hex() if self.worker.actor_id else None
+
+    def shutdown(self) -> None:
+        pass  # the connection belongs to the driver's runtime
+
+    # futures --------------------------------------------------------------------------------
+    def future(self, ref: ObjectRef) -> concurrent.futures.Future:
+        """A Future the driver completes: it answers ("ready", id, location) once the object is
+        sealed, and a thread of this process (not the socket's reader) settles the Future."""
+        future: concurrent.futures.Future = concurrent.futures.Future()
+        object_id = ref._id
+        with self.watch_lock:
+            if self.ready_queue is None:
+                import queue
+                self.ready_queue = queue.SimpleQueue()
+                threading.Thread(target=self._settle_ready, name="raylite-futures",
+                                 daemon=True).start()
+            waiting = self.watched.get(object_id)
+            if waiting is not None:
+                waiting.append((future, ref))
+                return future
+            self.watched[object_id] = [(future, ref)]  # the ref keeps the object alive
+        self.conn.send(("watch", object_id))
+        return future
+
+    def _on_ready(self, message: tuple) -> None:
+        self.ready_queue.put(message)  # on the reading thread: hand over, never block it
+
+    def _settle_ready(self) -> None:
+        while True:
+            _, object_id, (kind, data) = self.ready_queue.get()
+            with self.watch_lock:
+                waiting = self.watched.pop(object_id, [])
+            if not waiting:
+                continue
+            try:
+                if kind == "lost":
+                    from raylite.exceptions import ObjectLostError
+                    value, error = ObjectLostError(data), True
+                else:
+                    value, error = unpack_value(kind, data), kind in ("e", "E")
+            except BaseException as exc:  # noqa: BLE001 - e.g. a vanished file: get() rebuilds
+                if isinstance(exc, FileNotFoundError):
+                    for future, ref in waiting:
+                        self._complete_by_get(future, ref)
+                    continue
+                value, error = exc, True
+            for future, _ in waiting:
+                settle(future, value, error)
+
+    def _complete_by_get(self, future: concurrent.futures.Future, ref: ObjectRef) -> None:
+        try:
+            settle(future, self.get([ref], None)[0], False)
+        except BaseException as exc:  # noqa: BLE001
+            settle(future, exc, True)
 
     # values ---------------------------------------------------------------------------------
     def fetch(self, object_ids: list[bytes], resolved: dict | None = None,

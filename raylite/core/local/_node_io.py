@@ -16,12 +16,12 @@ import time
 from typing import TYPE_CHECKING, Callable
 
 from raylite.core import _ids, _refs
-from raylite.core._protocol import Channel, make_pair
-from raylite.core._store import READY
+from raylite.core.local._protocol import Channel, make_pair
+from raylite.core.local._store import READY
 from raylite.core._task import ACTOR_CALL, TASK, TaskSpec, unpack_value
 
 if TYPE_CHECKING:
-    from raylite.core._node import _Waiter
+    from raylite.core.local._node import _Waiter
 
 
 class _Process:
@@ -61,7 +61,7 @@ class ProcessIOMixin:
                    RAYLITE_CONTEXT=json.dumps(context), PYTHONUNBUFFERED="1")
         if gpu_ids is not None:
             env["CUDA_VISIBLE_DEVICES"] = ",".join(str(g) for g in gpu_ids)
-        popen = subprocess.Popen([sys.executable, "-m", "raylite.core._worker"],
+        popen = subprocess.Popen([sys.executable, "-m", "raylite.core.local._worker"],
                                  pass_fds=(child.fileno(),), env=env, stdin=subprocess.DEVNULL,
                                  stdout=subprocess.PIPE, stderr=subprocess.PIPE)
         child.close()
@@ -307,6 +307,21 @@ class ProcessIOMixin:
         elif timeout is not None:
             self._add_timer(timeout, lambda: reply(waiter))
 
+    def _h_watch(self, process: _Process, message: tuple) -> None:
+        """A worker wants a Future for an object: answer ("ready", id, location) when sealed."""
+        object_id = message[1]
+
+        def reply(waiter: _Waiter | None = None) -> None:
+            process.channel.send(("ready", object_id, self._location_or_lost(object_id)))
+
+        try:
+            waiter = self._add_waiter([object_id], 1, reply)
+        except ValueError as exc:
+            process.channel.send(("ready", object_id, ("lost", str(exc))))
+            return
+        if waiter is None:
+            reply()
+
     def _h_lost(self, process: _Process, message: tuple) -> None:
         self._object_lost(message[1], message[2])
 
@@ -323,7 +338,7 @@ class ProcessIOMixin:
 
     _handlers = {"ready": _h_ready, "done": _h_done, "submit": _h_submit, "put": _h_put,
                  "refs": _h_refs, "get": _h_get, "wait": _h_wait, "lost": _h_lost,
-                 "actor_ready": _h_actor_ready, "api": _h_api}
+                 "actor_ready": _h_actor_ready, "api": _h_api, "watch": _h_watch}
 
     # ----- timers ----------------------------------------------------------------------------
     def _add_timer(self, delay: float, callback: Callable) -> None:

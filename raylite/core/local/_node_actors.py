@@ -1,6 +1,6 @@
 """The node's actors, the I/O side: turns actor messages into actor-table events and the
 table's actions into sends, spawns and kills. Every decision (queue, resend, restart, fail and
-with which message) is the actor table's (``raylite.core._actors``); this file only carries
+with which message) is the actor table's (``raylite.core.local._actors``); this file only carries
 them out. Runs under the node's lock.
 
 Each actor process counts the calls it has started in an 8-byte shared-memory file
@@ -15,16 +15,16 @@ import signal
 import sys
 from typing import TYPE_CHECKING, Any
 
-from raylite.core._actors import (ActorEntry, ActorReady, ActorState, ActorTable, CreationFailed,
+from raylite.core.local._actors import (ActorEntry, ActorReady, ActorState, ActorTable, CreationFailed,
                                   ExitProcess, FailCall, KillProcess, Notify, ReleaseResources,
                                   SendCall, SpawnProcess)
-from raylite.core._scheduler import Actor as SchedActor
-from raylite.core._store import READY
+from raylite.core.local._scheduler import Actor as SchedActor
+from raylite.core.local._store import READY
 from raylite.core._task import TaskSpec
 from raylite.exceptions import ActorDiedError
 
 if TYPE_CHECKING:
-    from raylite.core._node_io import _Process
+    from raylite.core.local._node_io import _Process
 
 
 def _entry_for(spec: TaskSpec) -> ActorEntry:
