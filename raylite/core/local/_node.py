@@ -36,6 +36,7 @@ from typing import TYPE_CHECKING, Any, Callable
 
 from raylite.core import _ids, _refs
 from raylite.core._backend import Backend, settle as _settle
+from raylite.core.local import _protocol as wire
 from raylite.core.local._actors import ActorTable
 from raylite.core.local._node_actors import ActorsMixin
 from raylite.core.local._node_io import ProcessIOMixin
@@ -302,7 +303,7 @@ class Node(ActorsMixin, ProcessIOMixin, SpecSubmitter, Backend):
     def _a_revoke(self, action: Revoke) -> None:
         process = self.processes.get(action.worker_id)
         if process is not None:
-            process.channel.send(("revoke", action.task.task_id))
+            process.channel.send((wire.REVOKE, action.task.task_id))
 
     def _a_group_ready(self, action: GroupReady) -> None:
         ready_id = self.group_ready_ids.get(action.group.group_id)
@@ -313,7 +314,7 @@ class Node(ActorsMixin, ProcessIOMixin, SpecSubmitter, Backend):
         process = self.processes.get(action.worker_id)
         if process is not None:
             process.retired = True
-            process.channel.send(("exit",))
+            process.channel.send((wire.EXIT,))
 
     def _a_warn(self, action: Warn) -> None:
         print(f"raylite: warning: {action.message}", file=sys.stderr, flush=True)
@@ -329,9 +330,9 @@ class Node(ActorsMixin, ProcessIOMixin, SpecSubmitter, Backend):
         channel = self._batched(process.channel)
         if spec.function_id not in process.functions:
             process.functions.add(spec.function_id)
-            channel.send(("fn", spec.function_id, self.functions[spec.function_id]))
+            channel.send((wire.FUNCTION, spec.function_id, self.functions[spec.function_id]))
         resolved = self._locations(spec.arg_ids) if spec.arg_ids else None
-        channel.send(("task", spec, resolved, gpu_ids))
+        channel.send((wire.TASK, spec, resolved, gpu_ids))
 
     def _locations(self, object_ids: list[bytes]) -> dict:
         entries = self.store.entries
@@ -362,7 +363,7 @@ class Node(ActorsMixin, ProcessIOMixin, SpecSubmitter, Backend):
             return
         import signal
         if not force:  # in case the task has not started yet, the worker checks this first
-            process.channel.send(("cancel", task.task_id))
+            process.channel.send((wire.CANCEL, task.task_id))
         try:
             os.kill(process.pid, signal.SIGKILL if force else signal.SIGINT)
         except ProcessLookupError:
@@ -388,7 +389,7 @@ class Node(ActorsMixin, ProcessIOMixin, SpecSubmitter, Backend):
         self._seal(object_id, pack_value(value, self.shm_dir, object_id), is_error=False)
 
     def _seal(self, object_id: bytes, packed: tuple, is_error: bool) -> None:
-        if packed[0] in ("i", "e"):
+        if packed[0] in (wire.INLINE, wire.INLINE_ERROR):
             waiters = self.store.seal(object_id, packed[1], None, len(packed[1]), is_error, packed[2])
         else:
             waiters = self.store.seal(object_id, None, packed[1], packed[2], is_error, packed[3])
@@ -404,14 +405,14 @@ class Node(ActorsMixin, ProcessIOMixin, SpecSubmitter, Backend):
                                  location: tuple | None = None) -> None:
         if location is not None:  # the same error as a dependency's
             kind, data = location
-            if kind == "E":  # it lives in a file: take its bytes inline
+            if kind == wire.SHARED_ERROR:  # it lives in a file: take its bytes inline
                 with open(data, "rb") as f:
                     data = f.read()
-            packed = ("e", data, [])
+            packed = (wire.INLINE_ERROR, data, [])
         else:
             err = make_task_error(error, spec.name, os.getpid(), "") if not isinstance(
                 error, (WorkerCrashedError, TaskCancelledError, ActorDiedError)) else error
-            packed = ("e", serialize(err).to_bytes(), [])
+            packed = (wire.INLINE_ERROR, serialize(err).to_bytes(), [])
         for oid in spec.return_ids:
             self._seal(oid, packed, is_error=True)
 
@@ -421,7 +422,7 @@ class Node(ActorsMixin, ProcessIOMixin, SpecSubmitter, Backend):
         values = []
         for oid, (kind, data) in zip(ids, locations):
             kind, value = self._read(oid, kind, data, timeout)
-            if kind in ("e", "E"):
+            if kind in wire.ERROR_KINDS:
                 raise value
             values.append(value)
         return values
@@ -454,7 +455,7 @@ class Node(ActorsMixin, ProcessIOMixin, SpecSubmitter, Backend):
     def _location_or_lost(self, object_id: bytes) -> tuple:
         entry = self.store.entries.get(object_id)
         if entry is None:
-            return ("e", pack_value(ObjectLostError(
+            return (wire.INLINE_ERROR, pack_value(ObjectLostError(
                 f"object {object_id.hex()} was freed: no reference to it was alive (was the "
                 "ObjectRef rebuilt from its id after being dropped?)"), self.shm_dir, object_id)[1])
         return self.store.location(object_id)
@@ -493,7 +494,7 @@ class Node(ActorsMixin, ProcessIOMixin, SpecSubmitter, Backend):
 
         def complete(waiter: _Waiter | None = None) -> None:
             kind, data = self._location_or_lost(ref._id)
-            if kind not in ("i", "e"):  # in shared memory: read it off the I/O thread
+            if kind not in (wire.INLINE, wire.INLINE_ERROR):  # in shared memory: read it off the I/O thread
                 self._futures_pool().submit(self._complete_future, future, ref)
                 return
             if future.cancelled():  # the awaiting caller gave up (e.g. its asyncio task ended)
@@ -503,7 +504,7 @@ class Node(ActorsMixin, ProcessIOMixin, SpecSubmitter, Backend):
             except BaseException as exc:  # noqa: BLE001
                 _settle(future, exc, error=True)
                 return
-            _settle(future, value, error=kind == "e")
+            _settle(future, value, error=kind == wire.INLINE_ERROR)
 
         with self.lock:
             self._drain_refs()
@@ -551,7 +552,7 @@ class Node(ActorsMixin, ProcessIOMixin, SpecSubmitter, Backend):
         entry = self.store.entries[object_id]
         spec = entry.lineage
         if spec is None or spec.kind != TASK:
-            self._seal(object_id, ("e", pack_value(ObjectLostError(
+            self._seal(object_id, (wire.INLINE_ERROR, pack_value(ObjectLostError(
                 f"object {object_id.hex()} was lost from shared memory and was made by put() or an "
                 "actor, so it cannot be rebuilt; keep a copy or recompute it in a task"),
                 self.shm_dir, _ids.new_id())[1], []), is_error=True)
@@ -676,7 +677,7 @@ class Node(ActorsMixin, ProcessIOMixin, SpecSubmitter, Backend):
         if self.io_thread is not threading.current_thread():
             self.io_thread.join(timeout=2)
         for process in processes:
-            process.channel.send(("exit",))
+            process.channel.send((wire.EXIT,))
         deadline = time.monotonic() + 0.5
         for process in processes:
             try:

@@ -15,6 +15,7 @@ import signal
 import sys
 from typing import TYPE_CHECKING, Any
 
+from raylite.core.local import _protocol as wire
 from raylite.core.local._actors import (ActorEntry, ActorReady, ActorState, ActorTable, CreationFailed,
                                   ExitProcess, FailCall, KillProcess, Notify, ReleaseResources,
                                   SendCall, SpawnProcess)
@@ -128,12 +129,12 @@ class ActorsMixin:
             self.actor_processes[actor_id] = process
             spec = entry.payload
             resolved = self._locations(spec.arg_ids) if spec.arg_ids else None
-            process.channel.send(("actor_init", spec, resolved, gpu_ids, process.counter_path))
+            process.channel.send((wire.ACTOR_INIT, spec, resolved, gpu_ids, process.counter_path))
 
     def _a_send_call(self, action: SendCall) -> None:
         spec = action.call
         self._batched(self.actor_processes[action.actor_id].channel).send(
-            ("call", spec, self._locations(spec.arg_ids) if spec.arg_ids else None))
+            (wire.CALL, spec, self._locations(spec.arg_ids) if spec.arg_ids else None))
 
     def _a_fail_call(self, action: FailCall) -> None:
         spec = action.call
@@ -173,7 +174,7 @@ class ActorsMixin:
         def send_exit() -> None:
             process = self.actor_processes.get(action.actor_id)
             if process is not None:
-                process.channel.send(("exit",))
+                process.channel.send((wire.EXIT,))
         if action.actor_id in self.actor_processes:
             send_exit()
         else:  # its start is queued on the I/O thread: ask after it

@@ -26,6 +26,7 @@ from typing import Any
 
 from raylite.core import _ids, _refs
 from raylite.core._backend import Backend, settle
+from raylite.core.local import _protocol as wire
 from raylite.core.local._protocol import Connection, ConnectionLost
 from raylite.core._refs import ObjectRef
 from raylite.core._serialization import loads_function
@@ -62,7 +63,7 @@ class _Tracker:
             if not released and not self.borrowed:
                 return None
             borrowed, self.borrowed = self.borrowed, []
-        return ("refs", borrowed, released)
+        return (wire.REFS, borrowed, released)
 
 
 class _PrefixedStream(io.TextIOBase):
@@ -105,6 +106,10 @@ class _PrefixedStream(io.TextIOBase):
 class Worker:
     """The execution loop of one worker process."""
 
+    # the work messages; the connection itself takes REPLY, REVOKE, CANCEL and SEALED
+    HANDLERS = {wire.TASK: "on_task", wire.FUNCTION: "on_function",
+                wire.ACTOR_INIT: "on_actor_init", wire.CALL: "on_call", wire.EXIT: "on_exit"}
+
     def __init__(self, conn: Connection, shm_dir: str):
         self.conn = conn
         self.shm_dir = shm_dir
@@ -124,8 +129,7 @@ class Worker:
 
     # ----- main loop ------------------------------------------------------------------------
     def run(self) -> None:
-        handlers = {"task": self.on_task, "fn": self.on_function, "actor_init": self.on_actor_init,
-                    "call": self.on_call, "exit": self.on_exit}
+        handlers = {kind: getattr(self, name) for kind, name in self.HANDLERS.items()}
         warm = False
         while True:
             if not warm and not self.conn.inbox:  # the first idle moment: import numpy
@@ -157,11 +161,11 @@ class Worker:
         if self.conn.cancelled and spec.task_id in self.conn.cancelled:
             self.conn.cancelled.discard(spec.task_id)
             error = TaskCancelledError(f"{spec.name} was cancelled before it started")
-            self.conn.send(("done", spec.task_id, self.pack_error(spec, error), 0.0))
+            self.conn.send((wire.DONE, spec.task_id, self.pack_error(spec, error), 0.0))
             return
         self._set_gpus(gpu_ids)
         self.label = spec.name
-        self.conn.send_soon(("done", spec.task_id) + self.execute(self.functions[spec.function_id], spec, resolved))
+        self.conn.send_soon((wire.DONE, spec.task_id) + self.execute(self.functions[spec.function_id], spec, resolved))
 
     # ----- actors ---------------------------------------------------------------------------
     def on_actor_init(self, message: tuple) -> None:
@@ -173,8 +177,8 @@ class Worker:
         cls = loads_function(spec.function_blob)
         self.actor_name = self.label = options.get("class_name", cls.__name__)
         results, _ = self.execute(cls, spec, resolved)
-        if results[0][0] == "e":
-            self.conn.send(("actor_ready", spec.actor_id, results[0]))
+        if results[0][0] == wire.INLINE_ERROR:
+            self.conn.send((wire.ACTOR_READY, spec.actor_id, results[0]))
             return
         self.actor = self._last_value
         self._last_value = None
@@ -186,7 +190,7 @@ class Worker:
         elif concurrency > 1:
             from concurrent.futures import ThreadPoolExecutor
             self.pool = ThreadPoolExecutor(concurrency, thread_name_prefix="actor")
-        self.conn.send(("actor_ready", spec.actor_id, None))
+        self.conn.send((wire.ACTOR_READY, spec.actor_id, None))
 
     def on_call(self, message: tuple) -> None:
         _, spec, resolved = message
@@ -200,7 +204,7 @@ class Worker:
             self._call_sync(method, spec, resolved)
 
     def _call_sync(self, method, spec, resolved) -> None:
-        self.conn.send(("done", spec.task_id) + self.execute(method, spec, resolved))
+        self.conn.send((wire.DONE, spec.task_id) + self.execute(method, spec, resolved))
 
     async def _call_async(self, method, spec, resolved) -> None:
         async with self.semaphore:
@@ -213,7 +217,7 @@ class Worker:
                 results = self.pack_results(spec, value)
             except BaseException as exc:  # noqa: BLE001 - every failure goes back to the caller
                 results = self.pack_error(spec, exc)
-            self.conn.send(("done", spec.task_id, results, time.perf_counter() - start))
+            self.conn.send((wire.DONE, spec.task_id, results, time.perf_counter() - start))
 
     # ----- execution ------------------------------------------------------------------------
     def execute(self, fn, spec, resolved) -> tuple[list, float]:
@@ -224,7 +228,7 @@ class Worker:
             value = fn(*args, **kwargs)
             if spec.kind == "actor_create":
                 self._last_value = value
-                results = [("i", b"\x80\x05N.", [])]
+                results = [(wire.INLINE, b"\x80\x05N.", [])]
             else:
                 results = self.pack_results(spec, value)
         except BaseException as exc:  # noqa: BLE001 - every failure goes back to the caller
@@ -266,7 +270,7 @@ class Worker:
             substitute = RuntimeError(f"{type(exc).__name__}: {exc}")
             packed = pack_value(make_task_error(substitute, spec.name, os.getpid(), tb),
                                 self.shm_dir, _ids.new_id())
-        kind = "e" if packed[0] == "i" else "E"
+        kind = wire.INLINE_ERROR if packed[0] == wire.INLINE else wire.SHARED_ERROR
         return [(kind,) + packed[1:]] * max(1, len(spec.return_ids))
 
     def _set_gpus(self, gpu_ids) -> None:
@@ -353,8 +357,8 @@ class WorkerClient(SpecSubmitter, Backend):
 
     # futures --------------------------------------------------------------------------------
     def future(self, ref: ObjectRef) -> concurrent.futures.Future:
-        """A Future the driver completes: it answers ("ready", id, location) once the object is
-        sealed, and a thread of this process (not the socket's reader) settles the Future."""
+        """A Future the driver completes: it answers WATCH with SEALED once the object is ready,
+        and a thread of this process (not the socket's reader) settles the Future."""
         future: concurrent.futures.Future = concurrent.futures.Future()
         object_id = ref._id
         with self.watch_lock:
@@ -368,10 +372,10 @@ class WorkerClient(SpecSubmitter, Backend):
                 waiting.append((future, ref))
                 return future
             self.watched[object_id] = [(future, ref)]  # the ref keeps the object alive
-        self.conn.send(("watch", object_id))
+        self.conn.send((wire.WATCH, object_id))
         return future
 
-    def _on_ready(self, message: tuple) -> None:
+    def _on_ready(self, message: tuple) -> None:  # a SEALED message
         self.ready_queue.put(message)  # on the reading thread: hand over, never block it
 
     def _settle_ready(self) -> None:
@@ -382,11 +386,11 @@ class WorkerClient(SpecSubmitter, Backend):
             if not waiting:
                 continue
             try:
-                if kind == "lost":
+                if kind == wire.GONE:
                     from raylite.exceptions import ObjectLostError
                     value, error = ObjectLostError(data), True
                 else:
-                    value, error = unpack_value(kind, data), kind in ("e", "E")
+                    value, error = unpack_value(kind, data), kind in wire.ERROR_KINDS
             except BaseException as exc:  # noqa: BLE001 - e.g. a vanished file: get() rebuilds
                 if isinstance(exc, FileNotFoundError):
                     for future, ref in waiting:
@@ -410,7 +414,7 @@ class WorkerClient(SpecSubmitter, Backend):
         missing = [oid for oid in object_ids if oid not in locations]
         for _ in range(5):
             if missing:
-                reply = self.conn.request("get", missing, timeout)
+                reply = self.conn.request(wire.GET, missing, timeout)
                 if reply == "timeout":
                     raise GetTimeoutError(f"get timed out after {timeout} s waiting for "
                                           f"{len(missing)} object(s)")
@@ -418,16 +422,16 @@ class WorkerClient(SpecSubmitter, Backend):
             values, missing = {}, []
             for oid in object_ids:
                 kind, data = locations[oid][0], locations[oid][1]
-                if kind == "lost":
+                if kind == wire.GONE:
                     from raylite.exceptions import ObjectLostError
                     raise ObjectLostError(data)
                 try:
                     value = unpack_value(kind, data)
                 except FileNotFoundError:
-                    self.conn.send(("lost", oid, data))
+                    self.conn.send((wire.LOST, oid, data))
                     missing.append(oid)
                     continue
-                if kind in ("e", "E"):
+                if kind in wire.ERROR_KINDS:
                     raise value
                 values[oid] = value
             if not missing:
@@ -442,12 +446,12 @@ class WorkerClient(SpecSubmitter, Backend):
 
     def put(self, value: Any) -> ObjectRef:
         object_id = _ids.new_id()
-        self.conn.send(("put", object_id, pack_value(value, self.shm_dir, object_id)))
+        self.conn.send((wire.PUT, object_id, pack_value(value, self.shm_dir, object_id)))
         return ObjectRef(object_id)
 
     def wait(self, refs: list[ObjectRef], num_returns: int, timeout: float | None,
              fetch_local: bool) -> tuple[list, list]:
-        ready = set(self.conn.request("wait", [r._id for r in refs], num_returns, timeout))
+        ready = set(self.conn.request(wire.WAIT, [r._id for r in refs], num_returns, timeout))
         return [r for r in refs if r._id in ready], [r for r in refs if r._id not in ready]
 
     # work -----------------------------------------------------------------------------------
@@ -455,12 +459,12 @@ class WorkerClient(SpecSubmitter, Backend):
         if function_blob is not None and spec.function_id not in self.sent_functions:
             spec.function_blob = function_blob
             self.sent_functions.add(spec.function_id)
-        self.conn.send(("submit", spec))
+        self.conn.send((wire.SUBMIT, spec))
         spec.function_blob = None if spec.kind != "actor_create" else spec.function_blob
         return [ObjectRef(oid) for oid in spec.return_ids]
 
     def api(self, name: str, *args) -> Any:
-        ok, value = self.conn.request("api", name, args)
+        ok, value = self.conn.request(wire.API, name, args)
         if not ok:
             raise value
         return value
@@ -544,7 +548,7 @@ def main() -> None:
     sys.stderr = _PrefixedStream(sys.stderr, worker)
     from raylite.core import _api
     _api.attach_worker(client)
-    conn.send(("ready", os.getpid()))
+    conn.send((wire.STARTED, os.getpid()))
     try:
         worker.run()
     except ConnectionLost:
