@@ -142,7 +142,7 @@ def test_call_running_when_the_actor_is_killed_says_so(fresh, tmp_path):
     poll(lambda: os.path.exists(marker), "the call to start")
     os.kill(pid, signal.SIGKILL)
     with pytest.raises(exceptions.ActorDiedError,
-                       match="killed by SIGKILL while running it.*set max_task_retries"):
+                       match=r"died \(killed by SIGKILL\) while running it.*set max_task_retries"):
         fresh.get(running, timeout=20)
     assert fresh.get(actor.pid.remote(), timeout=20) != pid
 

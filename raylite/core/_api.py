@@ -12,13 +12,13 @@ import concurrent.futures
 import functools
 import inspect
 import os
-import sys
 import threading
 from typing import Any, Callable
 
 from raylite.core import _ids, _refs
+from raylite._suggest import did_you_mean
 from raylite.core._options import (ACTOR_OPTIONS, METHOD_OPTIONS, TASK_OPTIONS, check_options,
-                                   did_you_mean, placement_of, to_resources)
+                                   placement_of, to_resources)
 from raylite.core._refs import ObjectRef
 
 _lock = threading.RLock()
@@ -103,7 +103,7 @@ def init(address: str | None = None, *, num_cpus: float | None = None,
                 raise ValueError("num_cpus / num_gpus / resources describe a local runtime; a "
                                  "cluster's resources are its workers' (raylite start "
                                  "--num-cpus ...). Drop them, or drop address=.")
-            from raylite.core._dask import DaskBackend  # the scale-out backend
+            from raylite.core.dask._backend import DaskBackend  # the scale-out backend
             backend = DaskBackend.connect(address, namespace)
             context = RuntimeInfo(backend.context_info())
             _backend_obj, _context = backend, context
@@ -120,30 +120,28 @@ def init(address: str | None = None, *, num_cpus: float | None = None,
         _backend_obj = backend
         _register_exit_hook()
         source = backend.dashboard_source()
-        webui_url = None if source is None else _start_dashboard(source, kwargs)
+        webui_url = None if source is None else _run_start_hooks(source, kwargs)
         _context = RuntimeInfo(backend.context_info(), webui_url=webui_url)
         return _context
 
 
-def _start_dashboard(backend: Any, kwargs: dict) -> str | None:
-    """Start the dashboard (raylite.dashboard) unless turned off; its "host:port", or None."""
-    include = kwargs.get("include_dashboard")
-    if include is None:
-        include = os.environ.get("RAYLITE_DASHBOARD", "1") != "0"
-    if not include:
-        return None
-    from raylite import dashboard
-    try:
-        port = kwargs.get("dashboard_port")
-        url = dashboard.start(backend, host=kwargs.get("dashboard_host") or "127.0.0.1",
-                              port=8265 if port is None else port)  # 0: any free port
-    except (OSError, ValueError) as exc:  # the runtime is up: go on without a dashboard
-        print(f"raylite: the dashboard did not start: {exc}", file=sys.stderr, flush=True)
-        return None
-    if url is None:
-        return None
-    print(f"View the dashboard at {url}", file=sys.stderr, flush=True)
-    return url.split("://", 1)[1]
+# What starts and stops with a local runtime besides it (the dashboard): registered by the
+# top-level package, so the core imports nothing above it.
+_runtime_hooks: list[tuple[Callable[[Any, dict], "str | None"], Callable[[], None]]] = []
+
+
+def add_runtime_hook(on_start: Callable[[Any, dict], "str | None"],
+                     on_stop: Callable[[], None]) -> None:
+    """``on_start(source, init_kwargs)`` runs after a runtime that has a dashboard source
+    starts (it may return the dashboard's "host:port"); ``on_stop()`` runs first in shutdown."""
+    _runtime_hooks.append((on_start, on_stop))
+
+
+def _run_start_hooks(source: Any, kwargs: dict) -> str | None:
+    url = None
+    for on_start, _ in _runtime_hooks:
+        url = on_start(source, kwargs) or url
+    return url
 
 
 def _cluster_address(address: Any) -> Any:
@@ -155,7 +153,7 @@ def _cluster_address(address: Any) -> Any:
         explicit = os.environ.get("RAYLITE_ADDRESS") or None
         if explicit is not None or address is None:
             return explicit
-        from raylite.cli._cluster import recorded_address
+        from raylite.core.dask._state import recorded_address
         recorded = recorded_address()
         if recorded is None:
             raise ConnectionError("init(address='auto') found no running cluster: start one with "
@@ -225,8 +223,8 @@ def _register_exit_hook() -> None:
 def shutdown() -> None:
     """Stop the runtime: workers, actors and shared memory are gone afterwards. Idempotent."""
     global _backend_obj, _context
-    if "raylite.dashboard" in sys.modules:  # stopped first, while the runtime it reads still runs
-        sys.modules["raylite.dashboard"].stop()
+    for _, on_stop in _runtime_hooks:  # first, while the runtime they read still runs
+        on_stop()
     with _lock:
         backend, _backend_obj, _context = _backend_obj, None, None
     if backend is not None and backend.owns_runtime:

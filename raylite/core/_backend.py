@@ -5,8 +5,8 @@
     Node             the local multi-process runtime (the driver's side)   raylite.core.local
     WorkerClient     the same API from inside a local worker process       raylite.core.local
     InlineBackend    init(local_mode=True): everything runs in the caller  raylite.core.inline
-    DaskBackend      init(address=...): a Dask cluster                     raylite.core._dask
-    WorkerBackend    the same API from inside a Dask task or actor         raylite.core._dask
+    DaskBackend      init(address=...): a Dask cluster                     raylite.core.dask._backend
+    WorkerBackend    the same API from inside a Dask task or actor         raylite.core.dask._backend
 
 ``_api`` talks to the backend only through these methods, and never asks which kind it has.
 Abstract methods are what each backend must provide; the others have a default that fits a

@@ -81,6 +81,22 @@ def start(node: Any, host: str = "127.0.0.1", port: int = 8265,
     return url
 
 
+def start_with_runtime(node: Any, options: dict) -> str | None:
+    """``init()``'s dashboard: started on ``dashboard_host`` / ``dashboard_port`` (8265 or the
+    next free port); its "host:port", or None (with a note) when it cannot start."""
+    try:
+        port = options.get("dashboard_port")
+        url = start(node, host=options.get("dashboard_host") or "127.0.0.1",
+                    port=8265 if port is None else port)  # 0: any free port
+    except (OSError, ValueError) as exc:  # the runtime is up: go on without a dashboard
+        print(f"raylite: the dashboard did not start: {exc}", file=sys.stderr, flush=True)
+        return None
+    if url is None:
+        return None
+    print(f"View the dashboard at {url}", file=sys.stderr, flush=True)
+    return url.split("://", 1)[1]
+
+
 def stop() -> None:
     """Stop the dashboard if one runs (waits up to ~2 s for in-flight requests). Idempotent."""
     global _current

@@ -577,18 +577,6 @@ def arrow_schema(schema: Any) -> Any:
     return schema
 
 
-def iter_row_chunks(items: Iterable, size: int):
-    """Split an iterable into lists of at most ``size`` items."""
-    chunk: list = []
-    for item in items:
-        chunk.append(item)
-        if len(chunk) == size:
-            yield chunk
-            chunk = []
-    if chunk:
-        yield chunk
-
-
 def batches(blocks: Iterator[Block], batch_size: int | None, batch_format: str,
             drop_last: bool) -> Iterator[Any]:
     """Blocks re-cut into batches of exactly ``batch_size`` rows (None: one per block; the

@@ -23,7 +23,6 @@ import weakref
 from collections.abc import Callable
 from typing import Any
 
-import raylite
 
 class ReplicaSet:
     """The running replicas of one deployment and this process's calls in flight on each."""

@@ -38,14 +38,14 @@ def _entry_for(spec: TaskSpec) -> ActorEntry:
 
 
 def describe_exit(returncode: int | None) -> str:
-    """'was killed by SIGKILL', 'exited with code 1', ... for an error message."""
+    """'killed by SIGKILL', 'exited with code 1', ... for an error message."""
     if returncode is None:
-        return "closed its connection"
+        return "its connection closed"
     if returncode < 0:
         try:
-            return f"was killed by {signal.Signals(-returncode).name}"
+            return f"killed by {signal.Signals(-returncode).name}"
         except ValueError:
-            return f"was killed by signal {-returncode}"
+            return f"killed by signal {-returncode}"
     return f"exited with code {returncode}"
 
 
@@ -168,7 +168,7 @@ class ActorsMixin:
             self._kill_process(process)
         elif entry.state is not ActorState.DEAD:  # its process was not started yet
             self._act(self.actor_table.process_died(action.actor_id, entry.incarnation, 0,
-                                                    "was killed before it started"))
+                                                    "killed before it started"))
 
     def _a_exit_process(self, action: ExitProcess) -> None:
         def send_exit() -> None:

@@ -11,19 +11,19 @@ class, with the worker's client, seceding from the thread pool while it blocks) 
 How raylite's concepts map onto Dask (the modules beside this one hold the details):
 
     ObjectRef      a Dask key ("<name>-<32 hex>", ``ref._id`` is its bytes), kept alive by a
-                   Future in every process holding a ref to it                  _dask_refs.py
+                   Future in every process holding a ref to it                  _refs.py
     task           run_task in a Dask task, pure=False, keyed by the task's name; top-level refs
                    become Dask dependencies, nested ones travel as refs; num_returns=n adds n
                    pick_item tasks; tasks submitted one by one go out in batches (one
-                   client.map per run of like tasks), like client.map            _dask_remote.py
+                   client.map per run of like tasks), like client.map            _remote.py
     put            client.scatter({key: value})
-    actor          a Dask actor holding an ActorHost (its key is the actor id)   _dask_actors.py
-                   its worker's side: call order, threads, event loop, kill      _dask_host.py
+    actor          a Dask actor holding an ActorHost (its key is the actor id)   _actors.py
+                   its worker's side: call order, threads, event loop, kill      _host.py
     actor call     a direct call (Dask's actor RPC, no task): queued in the caller's order,
                    numbered, sent at once; the result stays with the caller until Dask needs
-                   it (then it is scattered under the ref's key)                 _dask_calls.py
+                   it (then it is scattered under the ref's key)                 _calls.py
     resources      Dask worker resources (``raylite start`` declares CPU/GPU/custom ones); one CPU
-                   is one worker thread; a resource no worker has is reported    _dask_cluster.py
+                   is one worker thread; a resource no worker has is reported    _cluster.py
     errors         a task raises its TaskError (Dask marks it erred, dependents too); actor calls
                    return theirs as values (``Failed``), so later calls still run
 
@@ -49,13 +49,13 @@ from concurrent.futures import Future as ThreadFuture
 from concurrent.futures import wait as thread_wait
 from typing import Any
 
-from raylite.core import _dask_remote as remote
+from raylite.core.dask import _remote as remote
 from raylite.core import _refs
-from raylite.core._dask_actors import ActorsMixin
-from raylite.core._dask_cluster import ClusterMixin
-from raylite.core._dask_connect import open_client, scheduler_address, unreachable  # noqa: F401
-from raylite.core._dask_pickling import _for_store, _pickle_by_value, pickle_arguments_by_value
-from raylite.core._dask_refs import RefTable, _new_key
+from raylite.core.dask._actors import ActorsMixin
+from raylite.core.dask._cluster import ClusterMixin
+from raylite.core.dask._connect import open_client, scheduler_address, unreachable  # noqa: F401
+from raylite.core.dask._pickling import _for_store, _pickle_by_value, pickle_arguments_by_value
+from raylite.core.dask._refs import RefTable, _new_key
 from raylite.core._ids import new_id
 from raylite.core._refs import ObjectRef, collect_refs
 from raylite.core._backend import Backend, settle
@@ -119,7 +119,7 @@ class DaskBackend(ActorsMixin, ClusterMixin, Backend):
                 timeout: float | None = None) -> DaskBackend:
         """Connect to the scheduler at ``address`` (or adopt a ``distributed.Client``).
 
-        Addresses, credentials and the bounded handshake: ``_dask_connect``."""
+        Addresses, credentials and the bounded handshake: ``_connect``."""
         from distributed import Client
         if isinstance(address, Client):
             backend = cls(address, namespace, owns_client=False)
