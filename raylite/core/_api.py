@@ -212,12 +212,27 @@ _exit_hook_registered = False
 
 
 def _register_exit_hook() -> None:
-    """Shut down when the driver exits without calling shutdown(), as the book's scripts do."""
+    """Shut down when the driver exits without calling shutdown(), as the book's scripts do,
+    and when it is asked to stop with SIGTERM (unless the program handles SIGTERM itself)."""
     global _exit_hook_registered
     if not _exit_hook_registered:
         import atexit
         atexit.register(shutdown)
         _exit_hook_registered = True
+    import signal
+    if (threading.current_thread() is threading.main_thread()
+            and signal.getsignal(signal.SIGTERM) is signal.SIG_DFL):
+        signal.signal(signal.SIGTERM, _on_sigterm)
+
+
+def _on_sigterm(signum: int, frame: Any) -> None:
+    """SIGTERM: the normal shutdown, then die of SIGTERM as the default handler would."""
+    import signal
+    try:
+        shutdown()
+    finally:
+        signal.signal(signal.SIGTERM, signal.SIG_DFL)
+        os.kill(os.getpid(), signal.SIGTERM)
 
 
 def shutdown() -> None:

@@ -673,6 +673,10 @@ class Node(ActorsMixin, ProcessIOMixin, SpecSubmitter, Backend):
                 return
             self.stopping = True
             processes = list(self.processes.values())
+        try:  # tells the workers, who hear of the I/O thread's end first, that this is no death
+            open(os.path.join(self.shm_dir, wire.SHUTDOWN_MARK), "w").close()
+        except OSError:
+            pass
         self._wake()
         if self.io_thread is not threading.current_thread():
             self.io_thread.join(timeout=2)

@@ -71,6 +71,10 @@ LOCATION_KINDS = {INLINE: "value inline", SHARED: "value in shared memory",
                   INLINE_ERROR: "error inline", SHARED_ERROR: "error in shared memory",
                   GONE: "lost, with the reason"}
 
+# a file the driver's normal shutdown leaves in its /dev/shm folder: workers that hear of the
+# driver's I/O thread ending (their parent-death signal) and find it know it is no death
+SHUTDOWN_MARK = ".shutting-down"
+
 _LEN = struct.Struct("<I")
 _dumps = pickle.dumps
 _loads = pickle.loads

@@ -26,6 +26,7 @@ from typing import Any
 
 from raylite.core import _ids, _refs
 from raylite.core._backend import Backend, settle
+from raylite.core._control import SESSIONS_DIR
 from raylite.core.local import _protocol as wire
 from raylite.core.local._protocol import Connection, ConnectionLost
 from raylite.core._refs import ObjectRef
@@ -487,8 +488,10 @@ def _flush_streams() -> None:
             pass
 
 
-def _watch_parent(shm_root: str) -> None:
-    """Exit when the driver dies; the first worker to notice removes the session's memory."""
+def _watch_parent(shm_root: str, session_dir: str | None) -> int:
+    """Exit when the driver dies (killed, even with kill -9). Every worker that notices removes
+    what the driver left: the session's shared memory, its session folder (spill files, control
+    socket and key) and its ~/.raylite/sessions record; the last one to go finds them gone."""
     try:
         import ctypes
         ctypes.CDLL(None).prctl(1, signal.SIGTERM)  # PR_SET_PDEATHSIG
@@ -497,14 +500,57 @@ def _watch_parent(shm_root: str) -> None:
     parent = os.getppid()
 
     def on_term(signum, frame):
-        if os.getppid() != parent:
-            import shutil
-            shutil.rmtree(shm_root, ignore_errors=True)
+        signal.signal(signal.SIGTERM, signal.SIG_IGN)  # the parent-death signal can come twice
+        if not os.path.exists(os.path.join(shm_root, wire.SHUTDOWN_MARK)):  # not a normal shutdown
+            _after_connection_lost(parent, shm_root, session_dir)
         os._exit(1)
 
     signal.signal(signal.SIGTERM, on_term)
     if os.getppid() != parent:
         on_term(0, None)
+    return parent
+
+
+def _after_connection_lost(parent: int, shm_root: str, session_dir: str | None) -> None:
+    """The driver went away without a normal shutdown: if it died, clean up after it (it may
+    still be finishing its exit for a moment: wait for this process's re-parenting)."""
+    deadline = time.monotonic() + 1.0
+    while os.getppid() == parent and not _dying(parent) and time.monotonic() < deadline:
+        time.sleep(0.01)
+    if os.getppid() != parent or _dying(parent):
+        _remove_session(shm_root, session_dir, parent)
+
+
+def _dying(pid: int) -> bool:
+    """Whether ``pid`` is on its way out without a say: SIGKILL pending (kill -9, the OOM
+    killer) or already a zombie. Its threads die one by one, so a child can hear of it (the
+    parent-death signal, a closed socket) before it is re-parented."""
+    try:
+        with open(f"/proc/{pid}/status") as f:
+            fields = dict(line.split(":", 1) for line in f if ":" in line)
+    except OSError:
+        return True
+    if fields.get("State", "").strip()[:1] in ("Z", "X"):
+        return True
+    pending = 0
+    for field in ("ShdPnd", "SigPnd"):  # a fatal signal is queued on each thread as it dies
+        pending |= int(fields.get(field, "0").strip() or "0", 16)
+    return bool(pending & (1 << (signal.SIGKILL - 1)))
+
+
+def _remove_session(shm_root: str, session_dir: str | None, driver_pid: int) -> None:
+    import shutil
+    for _ in range(3):  # another worker may still be writing a file there while it exits
+        for folder in (shm_root, session_dir):
+            if folder:
+                shutil.rmtree(folder, ignore_errors=True)
+        if not any(folder and os.path.exists(folder) for folder in (shm_root, session_dir)):
+            break
+        time.sleep(0.01)
+    try:
+        os.unlink(os.path.join(SESSIONS_DIR, f"{driver_pid}.json"))
+    except OSError:
+        pass
 
 
 def _on_interrupt(signum, frame) -> None:
@@ -535,7 +581,8 @@ def main() -> None:
     shm_dir = env["RAYLITE_SHM_DIR"]
     context = json.loads(env.pop("RAYLITE_CONTEXT"))
     sys.path[:0] = [p for p in context.pop("sys_path") if p not in sys.path]
-    _watch_parent(os.path.dirname(shm_dir) if context.get("shm_root_is_parent") else shm_dir)
+    shm_root = os.path.dirname(shm_dir) if context.get("shm_root_is_parent") else shm_dir
+    parent = _watch_parent(shm_root, context.get("session_dir"))
     signal.signal(signal.SIGINT, _on_interrupt)
     sock = socket.socket(fileno=fd)
     conn = Connection(sock)
@@ -552,7 +599,7 @@ def main() -> None:
     try:
         worker.run()
     except ConnectionLost:
-        pass
+        _after_connection_lost(parent, shm_root, context.get("session_dir"))
     _flush_streams()
     os._exit(0)
 
