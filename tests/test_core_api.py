@@ -523,3 +523,39 @@ def test_zero_copy_arrow_table(ray):
         ranges = [line.split()[0] for line in maps if line.rstrip().endswith(path)]
     assert any(int(lo, 16) <= address < int(hi, 16)
                for lo, hi in (r.split("-") for r in ranges)), (path, ranges)
+
+
+def test_refs_turn_into_futures_inside_workers_too(ray):
+    """Item 4 of issue 17: a worker (task or actor) awaits refs or takes their Future; the
+    driver tells it when the object is ready, no thread of its own waits for each ref."""
+    @ray.remote
+    def double(x):
+        return 2 * x
+
+    @ray.remote
+    def fail():
+        raise KeyError("boom")
+
+    @ray.remote
+    class Awaiter:
+        async def awaited(self, refs):
+            return [await ref for ref in refs]
+
+        def through_futures(self, refs):
+            futures = [ref.future() for ref in refs]
+            values = [f.result(timeout=20) for f in futures]
+            return values, sorted({t.name for t in threading.enumerate()
+                                   if t.name.startswith("raylite-futures")})
+
+        def failing(self, refs):
+            try:
+                refs[0].future().result(timeout=20)
+            except KeyError as error:
+                return str(error)
+
+    refs = [double.remote(i) for i in range(4)]
+    awaiter = Awaiter.remote()
+    assert ray.get(awaiter.awaited.remote(refs), timeout=30) == [0, 2, 4, 6]
+    values, threads = ray.get(awaiter.through_futures.remote(refs + refs[:1]), timeout=30)
+    assert values == [0, 2, 4, 6, 0] and threads == ["raylite-futures"]  # one, not one per ref
+    assert "boom" in ray.get(awaiter.failing.remote([fail.remote()]), timeout=30)

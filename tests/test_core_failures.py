@@ -142,7 +142,7 @@ def test_call_running_when_the_actor_is_killed_says_so(fresh, tmp_path):
     poll(lambda: os.path.exists(marker), "the call to start")
     os.kill(pid, signal.SIGKILL)
     with pytest.raises(exceptions.ActorDiedError,
-                       match="killed by SIGKILL while running it.*set max_task_retries"):
+                       match=r"died \(killed by SIGKILL\) while running it.*set max_task_retries"):
         fresh.get(running, timeout=20)
     assert fresh.get(actor.pid.remote(), timeout=20) != pid
 
@@ -176,6 +176,49 @@ def test_killed_driver_leaves_no_workers_and_no_shm(tmp_path):
     raylite.init(num_cpus=1)  # and the next init sweeps whatever is left
     raylite.shutdown()
     assert not os.path.exists(shm_dir)
+
+
+_SESSION_DRIVER = textwrap.dedent("""
+    import json, os, sys, numpy as np, raylite
+    from raylite.core._control import SESSIONS_DIR
+    raylite.init(num_cpus=1, object_store_memory=3_000_000, include_dashboard=False)
+    node = raylite.core._api._backend_obj
+    @raylite.remote
+    def pid():
+        return os.getpid()
+    refs = [raylite.put(np.ones(250_000)) for _ in range(3)]  # 2 MB each: some spill to disk
+    raylite.get([pid.remote() for _ in range(3)])
+    print(json.dumps({"shm": node.shm_dir, "session": node.session_dir,
+                      "spill": os.path.join(node.session_dir, "spill"),
+                      "record": os.path.join(SESSIONS_DIR, f"{os.getpid()}.json"),
+                      "pids": node.worker_pids()}), flush=True)
+    sys.stdin.read()
+""")
+
+
+def _start_session_driver(home) -> tuple[subprocess.Popen, dict]:
+    import json
+    proc = subprocess.Popen([sys.executable, "-c", _SESSION_DRIVER], stdin=subprocess.PIPE,
+                            stdout=subprocess.PIPE, text=True, env=dict(os.environ, HOME=str(home)))
+    info = json.loads(proc.stdout.readline())
+    assert os.path.isdir(info["shm"]) and os.listdir(info["spill"]) and os.path.exists(info["record"])
+    return proc, info
+
+
+def _left_behind(info: dict) -> list[str]:
+    return [info[k] for k in ("shm", "session", "record") if os.path.exists(info[k])]
+
+
+@pytest.mark.parametrize("how", ["SIGKILL", "SIGTERM"])
+def test_a_killed_driver_leaves_nothing_behind(tmp_path, how):
+    """Issue 16: kill -9 of a driver left its session folder (spill files, key, socket) and its
+    ~/.raylite/sessions record until a later init(); the workers now remove them as they go.
+    SIGTERM runs the normal shutdown."""
+    proc, info = _start_session_driver(tmp_path)
+    proc.send_signal(getattr(signal, how))
+    assert proc.wait(timeout=20) == -getattr(signal, how)
+    assert _wait_gone(info["pids"]) == []
+    poll(lambda: not _left_behind(info), f"the session's files to go (left: {_left_behind(info)})")
 
 
 def test_shutdown_leaves_nothing_behind(fresh):

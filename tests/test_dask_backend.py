@@ -101,7 +101,7 @@ def shared_cluster(config) -> tuple:
     joined = _cli("start", "--address", address, "--num-cpus", "1",
                   "--resources", '{"accel": 1}', state_dir=state_dir)
     assert joined.returncode == 0, joined.stdout + joined.stderr
-    from raylite.core import _dask_tls
+    from raylite.core.dask import _tls as _dask_tls
     client = _shared["client"] = Client(address, set_as_default=False, timeout=30,
                                         security=_dask_tls.load().security())
     client.wait_for_workers(2, timeout=60)
@@ -530,7 +530,8 @@ def test_unreachable_address_fails_fast_and_says_how_to_start(tmp_path):
 
 
 def test_workers_running_another_raylite_are_reported(ray, monkeypatch, capsys):
-    from raylite.core import _api, _dask_remote
+    from raylite.core import _api
+    from raylite.core.dask import _remote as _dask_remote
     monkeypatch.setattr(_dask_remote, "PROTOCOL", _dask_remote.PROTOCOL + 1)
     _api._backend_obj._check_workers()
     err = capsys.readouterr().err

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from raylite.core._scheduler import (PIPELINE_DEPTH, TASK_TRANSITIONS, Actor, Fail, Interrupt,
+from raylite.core.local._scheduler import (PIPELINE_DEPTH, TASK_TRANSITIONS, Actor, Fail, Interrupt,
                                      PlacementGroup, Scheduler, StopWorker, Task, TaskState)
 
 
@@ -226,7 +226,7 @@ def test_placement_group_bundles_get_distinct_gpus_and_give_them_back():
 
 
 def test_fractional_gpu_bundles_share_a_device_while_they_fit():
-    from raylite.core._scheduler import _bundle_gpu_ids
+    from raylite.core.local._scheduler import _bundle_gpu_ids
     assert _bundle_gpu_ids([{"GPU": 0.5}] * 3, [0, 1]) == [[0], [0], [1]]
     assert _bundle_gpu_ids([{"GPU": 1}, {"CPU": 1}, {"GPU": 2}], [3, 4, 5]) == [[3], [], [4, 5]]
     assert _bundle_gpu_ids([{"GPU": 0.5}, {"GPU": 1}], [0, 1]) == [[0], [1]]

@@ -207,7 +207,7 @@ def _apply_flags(spec: dict, args: argparse.Namespace) -> dict:
 def _train_experiment(name: str, spec: dict, args: argparse.Namespace) -> str | None:
     import raylite
     from raylite import rllib, tune
-    from raylite.tune import _registry
+    from raylite import _registry
     from raylite.rllib._config import AlgorithmConfig
 
     if not spec.get("run"):

@@ -1,14 +1,9 @@
 """The public core API: init, remote, get, put, wait and friends.
 
-Everything here talks to one *backend* object, the seam between the API and the machinery:
-
-    Node          the local multi-process runtime (the driver's side)   raylite.core._node
-    WorkerClient  the same API from inside a worker process             raylite.core._worker
-    InlineBackend init(local_mode=True): everything runs in the caller  raylite.core._inline
-
-A backend provides submit_task / create_actor / submit_actor_call / get / put / wait / cancel /
-kill_actor / get_actor and the introspection calls; the libraries (data, tune, train, serve,
-rllib) only ever use this module's functions, never a backend directly.
+Everything here talks to one *backend* object, the seam between the API and the machinery: a
+``raylite.core._backend.Backend`` (the local runtime, a worker's client of it, local mode, or a
+Dask cluster; that module lists them). This module never asks which kind it has. The libraries
+(data, tune, train, serve, rllib) only ever use this module's functions, never a backend.
 """
 
 from __future__ import annotations
@@ -17,13 +12,13 @@ import concurrent.futures
 import functools
 import inspect
 import os
-import sys
 import threading
 from typing import Any, Callable
 
 from raylite.core import _ids, _refs
+from raylite._suggest import did_you_mean
 from raylite.core._options import (ACTOR_OPTIONS, METHOD_OPTIONS, TASK_OPTIONS, check_options,
-                                   did_you_mean, placement_of, to_resources)
+                                   placement_of, to_resources)
 from raylite.core._refs import ObjectRef
 
 _lock = threading.RLock()
@@ -109,7 +104,7 @@ def init(address: str | None = None, *, num_cpus: float | None = None,
                 raise ValueError("num_cpus / num_gpus / resources describe a local runtime; a "
                                  "cluster's resources are its workers' (raylite start "
                                  "--num-cpus ...). Drop them, or drop address=.")
-            from raylite.core._dask import DaskBackend  # the scale-out backend
+            from raylite.core.dask._backend import DaskBackend  # the scale-out backend
             backend = DaskBackend.connect(address, namespace)
             context = RuntimeInfo(backend.context_info())
             _backend_obj, _context = backend, context
@@ -117,46 +112,37 @@ def init(address: str | None = None, *, num_cpus: float | None = None,
             return _context
         total = _node_resources(num_cpus, num_gpus, resources, kwargs.get("_memory"))
         if local_mode:
-            from raylite.core._inline import InlineBackend
+            from raylite.core.inline import InlineBackend
             backend = InlineBackend(total, namespace)
         else:
-            from raylite.core._node import Node
+            from raylite.core.local._node import Node
             backend = Node(total, object_store_memory or _default_store_memory(), namespace,
                            log_to_driver=log_to_driver)
         _backend_obj = backend
         _register_exit_hook()
-        webui_url = None if local_mode else _start_dashboard(backend, kwargs)
-        _context = RuntimeInfo({
-            "node_ip_address": "127.0.0.1", "raylet_ip_address": "127.0.0.1",
-            "redis_address": None, "gcs_address": None,
-            "object_store_address": getattr(backend, "shm_dir", None),
-            "raylet_socket_name": None, "webui_url": webui_url,
-            "session_dir": getattr(backend, "session_dir", None),
-            "metrics_export_port": None, "node_id": getattr(backend, "node_id", "local"),
-            "namespace": namespace, "address": "local",
-        })
+        source = backend.dashboard_source()
+        webui_url = None if source is None else _run_start_hooks(source, kwargs)
+        _context = RuntimeInfo(backend.context_info(), webui_url=webui_url)
         return _context
 
 
-def _start_dashboard(backend: Any, kwargs: dict) -> str | None:
-    """Start the dashboard (raylite.dashboard) unless turned off; its "host:port", or None."""
-    include = kwargs.get("include_dashboard")
-    if include is None:
-        include = os.environ.get("RAYLITE_DASHBOARD", "1") != "0"
-    if not include:
-        return None
-    from raylite import dashboard
-    try:
-        port = kwargs.get("dashboard_port")
-        url = dashboard.start(backend, host=kwargs.get("dashboard_host") or "127.0.0.1",
-                              port=8265 if port is None else port)  # 0: any free port
-    except (OSError, ValueError) as exc:  # the runtime is up: go on without a dashboard
-        print(f"raylite: the dashboard did not start: {exc}", file=sys.stderr, flush=True)
-        return None
-    if url is None:
-        return None
-    print(f"View the dashboard at {url}", file=sys.stderr, flush=True)
-    return url.split("://", 1)[1]
+# What starts and stops with a local runtime besides it (the dashboard): registered by the
+# top-level package, so the core imports nothing above it.
+_runtime_hooks: list[tuple[Callable[[Any, dict], "str | None"], Callable[[], None]]] = []
+
+
+def add_runtime_hook(on_start: Callable[[Any, dict], "str | None"],
+                     on_stop: Callable[[], None]) -> None:
+    """``on_start(source, init_kwargs)`` runs after a runtime that has a dashboard source
+    starts (it may return the dashboard's "host:port"); ``on_stop()`` runs first in shutdown."""
+    _runtime_hooks.append((on_start, on_stop))
+
+
+def _run_start_hooks(source: Any, kwargs: dict) -> str | None:
+    url = None
+    for on_start, _ in _runtime_hooks:
+        url = on_start(source, kwargs) or url
+    return url
 
 
 def _cluster_address(address: Any) -> Any:
@@ -168,7 +154,7 @@ def _cluster_address(address: Any) -> Any:
         explicit = os.environ.get("RAYLITE_ADDRESS") or None
         if explicit is not None or address is None:
             return explicit
-        from raylite.cli._cluster import recorded_address
+        from raylite.core.dask._state import recorded_address
         recorded = recorded_address()
         if recorded is None:
             raise ConnectionError("init(address='auto') found no running cluster: start one with "
@@ -236,22 +222,37 @@ _exit_hook_registered = False
 
 
 def _register_exit_hook() -> None:
-    """Shut down when the driver exits without calling shutdown(), as the book's scripts do."""
+    """Shut down when the driver exits without calling shutdown(), as the book's scripts do,
+    and when it is asked to stop with SIGTERM (unless the program handles SIGTERM itself)."""
     global _exit_hook_registered
     if not _exit_hook_registered:
         import atexit
         atexit.register(shutdown)
         _exit_hook_registered = True
+    import signal
+    if (threading.current_thread() is threading.main_thread()
+            and signal.getsignal(signal.SIGTERM) is signal.SIG_DFL):
+        signal.signal(signal.SIGTERM, _on_sigterm)
+
+
+def _on_sigterm(signum: int, frame: Any) -> None:
+    """SIGTERM: the normal shutdown, then die of SIGTERM as the default handler would."""
+    import signal
+    try:
+        shutdown()
+    finally:
+        signal.signal(signal.SIGTERM, signal.SIG_DFL)
+        os.kill(os.getpid(), signal.SIGTERM)
 
 
 def shutdown() -> None:
     """Stop the runtime: workers, actors and shared memory are gone afterwards. Idempotent."""
     global _backend_obj, _context
-    if "raylite.dashboard" in sys.modules:  # stopped first, while the runtime it reads still runs
-        sys.modules["raylite.dashboard"].stop()
+    for _, on_stop in _runtime_hooks:  # first, while the runtime they read still runs
+        on_stop()
     with _lock:
         backend, _backend_obj, _context = _backend_obj, None, None
-    if backend is not None and getattr(backend, "kind", "") != "worker":
+    if backend is not None and backend.owns_runtime:
         backend.shutdown()
 
 
@@ -634,25 +635,13 @@ def get_actor(name: str, namespace: str | None = None) -> ActorHandle:
 
 
 def _call(name: str, *args):
-    backend = _backend()
-    if getattr(backend, "kind", "") == "worker":
-        return backend.api(name, *args)
-    return getattr(backend, name)(*args)
-
-
-_resolver: concurrent.futures.ThreadPoolExecutor | None = None
+    return getattr(_backend(), name)(*args)
 
 
 def ref_future(ref: ObjectRef) -> concurrent.futures.Future:
-    """A Future for a ref. The local runtime completes it when the object is sealed; elsewhere
-    a shared pool of resolver threads waits for it."""
-    global _resolver
-    backend = _backend()
-    if hasattr(backend, "future"):
-        return backend.future(ref)
-    if _resolver is None:
-        _resolver = concurrent.futures.ThreadPoolExecutor(64, thread_name_prefix="raylite-future")
-    return _resolver.submit(get, ref)
+    """A Future for a ref, completed when the object is ready, with no thread waiting for it:
+    in the driver, in a worker, in local mode and on Dask alike."""
+    return _backend().future(ref)
 
 
 # ==========================================================================================
@@ -680,7 +669,7 @@ def get_gpu_ids() -> list[int]:
     torch backend) has since widened CUDA_VISIBLE_DEVICES to the machine's GPUs; elsewhere (the
     driver, a Dask worker) they are read from CUDA_VISIBLE_DEVICES.
     """
-    assigned = getattr(getattr(_backend_obj, "worker", None), "gpu_ids", None)
+    assigned = _backend_obj.assigned_gpu_ids() if _backend_obj is not None else None
     if assigned is not None:   # in a raylite worker process: the scheduler's assignment
         return list(assigned)
     visible = os.environ.get("CUDA_VISIBLE_DEVICES", "")
@@ -695,7 +684,7 @@ class RuntimeContext:
         self._backend = backend
 
     def get_job_id(self) -> str:
-        return getattr(self._backend, "job_id", None) or self._info.get("job_id", "01")
+        return self._info.get("job_id") or "01"
 
     def get_node_id(self) -> str:
         return self._info.get("node_id", "")
@@ -704,13 +693,11 @@ class RuntimeContext:
         return self._info.get("worker_id", "driver")
 
     def get_task_id(self) -> str | None:
-        worker = getattr(self._backend, "worker", None)
-        running = getattr(worker, "running", None)
+        running = self._backend.current_task_id()
         return running.hex() if running else None
 
     def get_actor_id(self) -> str | None:
-        worker = getattr(self._backend, "worker", None)
-        return getattr(worker, "actor_id_hex", None)
+        return self._backend.current_actor_id()
 
     def get_assigned_resources(self) -> dict:
         return {}
@@ -736,7 +723,7 @@ def get_runtime_context() -> RuntimeContext:
 
 def timeline(filename: str | None = None) -> list[dict]:
     """Task executions as Chrome-trace events (not recorded yet: returns what the runtime has)."""
-    events = list(getattr(_backend(), "timeline_events", lambda: [])())
+    events = list(_backend().timeline_events())
     if filename:
         import json
         with open(filename, "w") as f:

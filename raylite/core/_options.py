@@ -2,9 +2,10 @@
 
 from __future__ import annotations
 
-import difflib
 import math
 from typing import Any
+
+from raylite._suggest import did_you_mean
 
 TASK_OPTIONS = frozenset({
     "num_cpus", "num_gpus", "memory", "resources", "num_returns", "max_retries",
@@ -23,16 +24,11 @@ METHOD_OPTIONS = frozenset({"num_returns", "name", "max_task_retries", "retry_ex
                             "concurrency_group"})
 
 
-def did_you_mean(word: str, choices) -> str:
-    close = difflib.get_close_matches(word, list(choices), n=2, cutoff=0.6)
-    return f"; did you mean {' or '.join(repr(c) for c in close)}?" if close else ""
-
-
 def check_options(options: dict[str, Any], allowed: frozenset, what: str) -> dict[str, Any]:
     """Reject unknown option names and bad values with errors that say what would be right."""
     for key in options:
         if key not in allowed:
-            raise TypeError(f"{what} got an unexpected option {key!r}{did_you_mean(key, allowed)} "
+            raise TypeError(f"{what} got an unexpected option {key!r}{did_you_mean(key, allowed) or '.'} "
                             f"Valid options: {', '.join(sorted(k for k in allowed if not k.startswith('_')))}.")
     for key in ("num_cpus", "num_gpus", "memory"):
         value = options.get(key)

@@ -28,7 +28,7 @@ from typing import Any
 from raylite.rllib._config import AlgorithmConfig, ModelConfig
 from raylite.rllib._envs import EnvContext, check_stop_criteria, resolve_env
 from raylite.rllib._filters import MeanStdFilter
-from raylite.tune._registry import register_env, register_trainable
+from raylite._registry import register_env, register_trainable
 
 # Loaded on first use, so that ``rllib rollout`` and env checks do not import Tune.
 _LAZY = {"PPO": "_ppo", "PPOConfig": "_ppo", "PPOTrainer": "_ppo", "DEFAULT_CONFIG": "_ppo",

@@ -22,7 +22,7 @@ from typing import Any
 import numpy as np
 
 from raylite.rllib import _checkpoint
-from raylite.tune import _registry
+from raylite import _registry
 from raylite.rllib._config import AlgorithmConfig
 from raylite.rllib._envs import EnvSpec, action_info, preprocessor, resolve_env
 from raylite.rllib._filters import make_filter

@@ -14,22 +14,16 @@ from __future__ import annotations
 
 import copy
 import dataclasses
-import difflib
 import math
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
+from raylite._suggest import did_you_mean
 
 FRAMEWORKS = ("torch", "tf", "tf2", "tfe")
 ACTIVATIONS = ("tanh", "relu", "swish", "silu", "elu", "linear")
 BATCH_MODES = ("truncate_episodes", "complete_episodes")
 OBSERVATION_FILTERS = ("NoFilter", "MeanStdFilter")
-
-
-def did_you_mean(word: str, choices: Any, n: int = 2) -> str:
-    """``"; did you mean 'a' or 'b'?"`` for the closest choices, or ``""``."""
-    close = difflib.get_close_matches(str(word), sorted(map(str, choices)), n=n, cutoff=0.6)
-    return f"; did you mean {' or '.join(map(repr, close))}?" if close else ""
 
 
 # ---- value checks (each returns None when the value is fine, else what would be right) -------

@@ -17,7 +17,6 @@ The book's chapter 3 maze is registered as ``"maze"``. Gymnasium is imported on 
 
 from __future__ import annotations
 
-import difflib
 import importlib
 import inspect
 import math
@@ -29,7 +28,8 @@ from typing import Any
 
 import numpy as np
 
-from raylite.tune import _registry
+from raylite._suggest import close_matches, did_you_mean
+from raylite import _registry
 
 _NOTICED: set[str] = set()
 _ID = re.compile(r"^(?:(?P<namespace>[\w:.-]+)/)?(?P<name>[\w:.-]+?)(?:-v(?P<version>\d+))?$")
@@ -173,7 +173,7 @@ def unknown_env_message(env: str) -> str:
         for version in range(spec.version or 0):  # the ids that map to this one
             candidates.add(f"{spec.namespace + '/' if spec.namespace else ''}{spec.name}-v{version}")
     by_lower = {c.lower(): c for c in sorted(candidates)}
-    close = difflib.get_close_matches(env.lower(), list(by_lower), n=3, cutoff=0.75)
+    close = close_matches(env.lower(), by_lower, n=3, cutoff=0.75)
     hint = f"; did you mean {' / '.join(by_lower[c] for c in close)}?" if close else ""
     return (f"unknown environment {env!r}{hint} (an env is a Gymnasium id such as "
             f"'Pendulum-v1', a name given to register_env, 'module.Class' or an env class)")
@@ -195,8 +195,7 @@ def _import_class(path: str) -> Any:
 
 
 def _close(word: str, choices: list[str]) -> str:
-    close = difflib.get_close_matches(word, choices, n=2, cutoff=0.6)
-    return f"; did you mean {' or '.join(map(repr, close))}?" if close else ""
+    return did_you_mean(word, choices)
 
 
 # ---- old gym API ----------------------------------------------------------------------------

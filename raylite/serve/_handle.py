@@ -33,7 +33,7 @@ from typing import Any
 import raylite
 from raylite.serve import _streaming
 from raylite.serve._common import CONTROLLER_NAME, SERVE_NAMESPACE
-from raylite.serve._router import ReplicaSet, watcher
+from raylite.serve._router import ReplicaSet, on_ready, ref_future
 
 REFRESH_S = 2.0
 
@@ -121,7 +121,7 @@ def submit(name: str, method: str, args: tuple, kwargs: dict, on_done=None,
         if on_done is not None:
             on_done(ok, value)
 
-    watcher().watch(ref, done)
+    on_ready(ref, done)
     return (ref, actor) if entry == "handle_call_stream" else ref
 
 
@@ -150,13 +150,13 @@ class DeploymentResponseGenerator:
                 self._actor.stream_cancel.remote(stream_id)
 
     async def __aiter__(self):
-        items, state, stream_id = await watcher().watch_async(self._ref)
+        items, state, stream_id = await ref_future(self._ref)
         finished = stream_id is None
         try:
             for item in items:
                 yield item
             while not finished:
-                items, state = await watcher().watch_async(
+                items, state = await ref_future(
                     self._actor.stream_next.remote(stream_id))
                 finished = state == _streaming.DONE
                 for item in items:
@@ -246,7 +246,7 @@ class DeploymentHandle:
             else:
                 future.set_exception(value)
 
-        def resubmit() -> None:   # off the watcher's thread: it may ask the controller
+        def resubmit() -> None:   # off the runtime's futures thread: it may ask the controller
             try:
                 submit(name, method, args, kwargs, settle)
             except BaseException as exc:  # noqa: BLE001 - the caller gets it

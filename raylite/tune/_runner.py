@@ -18,7 +18,6 @@ it happens, and a snapshot of the whole experiment is written every STATE_SAVE_I
 
 from __future__ import annotations
 
-import difflib
 import os
 import random
 import sys
@@ -28,6 +27,7 @@ from collections.abc import Callable
 from typing import Any
 
 import raylite
+from raylite._suggest import did_you_mean
 from raylite.exceptions import RayliteError
 from raylite.tune import _experiment_state as state_mod
 from raylite.tune import _search_space as space_mod
@@ -742,9 +742,8 @@ def _reject_unsupported(unsupported: dict) -> None:
     known = set(inspect.signature(run).parameters) | _UNSUPPORTED_OK | {"loggers"}
     for key in unsupported:
         if key not in _UNSUPPORTED_OK:
-            close = difflib.get_close_matches(key, sorted(known), n=2, cutoff=0.6)
-            hint = f"; did you mean {' or '.join(map(repr, close))}?" if close else ""
-            raise TypeError(f"tune.run() got an unexpected keyword argument {key!r}{hint}")
+            raise TypeError(f"tune.run() got an unexpected keyword argument {key!r}"
+                            f"{did_you_mean(key, known)}")
 
 
 def _make_searcher(search_alg: Any, metric: str | None, mode: str | None, config: dict,

@@ -21,6 +21,60 @@ import threading
 import time
 from typing import Any
 
+# ===============================================================================================
+# the messages, declared once: (kind, fields...) tuples; each side's handler table covers its list
+# ===============================================================================================
+# driver -> worker
+TASK = "task"              # (TASK, spec, locations of its ready arguments | None, gpu ids)
+FUNCTION = "fn"            # (FUNCTION, function id, pickled function): sent before its first task
+ACTOR_INIT = "actor_init"  # (ACTOR_INIT, creation spec, locations | None, gpu ids, counter path)
+CALL = "call"              # (CALL, method-call spec, locations | None)
+EXIT = "exit"              # (EXIT,): finish what was started, then leave
+REVOKE = "revoke"          # (REVOKE, task id): skip this pipelined task, it was taken back
+CANCEL = "cancel"          # (CANCEL, task id): fail this task if it has not started
+REPLY = "r"                # (REPLY, request id, answer): to GET, WAIT and API requests
+SEALED = "sealed"          # (SEALED, object id, location): a WATCHed object is ready
+
+TO_WORKER = {TASK: "run a task", FUNCTION: "a function, before its first task",
+             ACTOR_INIT: "become this actor", CALL: "run an actor method",
+             EXIT: "finish and leave", REVOKE: "skip a pipelined task",
+             CANCEL: "fail a task not yet started", REPLY: "the answer to a request",
+             SEALED: "a watched object is ready"}
+
+# worker -> driver
+STARTED = "started"        # (STARTED, pid): ready for tasks
+DONE = "done"              # (DONE, task id, [location per return], seconds it ran)
+SUBMIT = "submit"          # (SUBMIT, spec): a nested task, actor or call
+PUT = "put"                # (PUT, object id, location)
+REFS = "refs"              # (REFS, borrowed ids, released ids): ref counts of this process
+GET = "get"                # (GET, request id, ids, timeout): REPLY with locations, or "timeout"
+WAIT = "wait"              # (WAIT, request id, ids, num_returns, timeout): REPLY with ready ids
+LOST = "lost"              # (LOST, object id, path): a file vanished: rebuild or mark lost
+ACTOR_READY = "actor_ready"  # (ACTOR_READY, actor id, error location | None)
+API = "api"                # (API, request id, Node method name, args): REPLY (ok, value)
+WATCH = "watch"            # (WATCH, object id): send SEALED when it is ready
+
+TO_DRIVER = {STARTED: "a worker is up", DONE: "a task or call finished",
+             SUBMIT: "submit from a worker", PUT: "put from a worker", REFS: "ref counts",
+             GET: "values wanted", WAIT: "wait()", LOST: "an object's file vanished",
+             ACTOR_READY: "an actor's constructor returned", API: "any other API call",
+             WATCH: "a Future wanted"}
+
+# where an object is: (kind, data), in DONE, PUT, REPLY to GET, and SEALED
+INLINE = "i"               # data: the pickled value (bytes)
+SHARED = "s"               # data: a path in the session's /dev/shm folder
+INLINE_ERROR = "e"         # data: a pickled exception (bytes)
+SHARED_ERROR = "E"         # data: a path holding a pickled exception
+GONE = "lost"              # data: why the object is lost (str), only in replies
+ERROR_KINDS = (INLINE_ERROR, SHARED_ERROR)
+LOCATION_KINDS = {INLINE: "value inline", SHARED: "value in shared memory",
+                  INLINE_ERROR: "error inline", SHARED_ERROR: "error in shared memory",
+                  GONE: "lost, with the reason"}
+
+# a file the driver's normal shutdown leaves in its /dev/shm folder: workers that hear of the
+# driver's I/O thread ending (their parent-death signal) and find it know it is no death
+SHUTDOWN_MARK = ".shutting-down"
+
 _LEN = struct.Struct("<I")
 _dumps = pickle.dumps
 _loads = pickle.loads
@@ -171,6 +225,7 @@ class Connection:
         self.splitter = _Splitter()
         self.closed = False
         self.before_send = None  # hook returning extra messages to send first (ref counts)
+        self.on_ready = None  # called with SEALED messages (watched objects)
         self.held: list[bytes] = []  # frames of send_soon, not yet written
         self.held_since = 0.0
         self._next_request = 0
@@ -245,12 +300,15 @@ class Connection:
                     self.closed = True
                 else:
                     for message in messages:
-                        if message[0] == "r":
+                        kind = message[0]
+                        if kind == REPLY:
                             self.replies[message[1]] = message[2]
-                        elif message[0] == "revoke":
+                        elif kind == REVOKE:
                             self.revoked.add(message[1])
-                        elif message[0] == "cancel":
+                        elif kind == CANCEL:
                             self.cancelled.add(message[1])
+                        elif kind == SEALED:
+                            self.on_ready(message)
                         else:
                             self.inbox.append(message)
                 cond.notify_all()

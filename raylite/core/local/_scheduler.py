@@ -2,7 +2,7 @@
 
 Events come in as method calls (a task was submitted, an object became available, a worker
 started, finished a task, blocked in ``get``, died, ...). Each returns a list of actions, small
-frozen dataclasses, for the I/O shell (``raylite.core._node``) to carry out::
+frozen dataclasses, for the I/O shell (``raylite.core.local._node``) to carry out::
 
     Dispatch(task, worker_id, gpu_ids)   send the task to that worker
     StartWorker()                        spawn one more task worker
@@ -14,7 +14,7 @@ frozen dataclasses, for the I/O shell (``raylite.core._node``) to carry out::
     GroupReady(group)                    a placement group's bundles are reserved
     Warn(message)                        tell the user (infeasible requests)
 
-Actors' own lifecycle (queueing, restarts) is the actor table's (``raylite.core._actors``); the
+Actors' own lifecycle (queueing, restarts) is the actor table's (``raylite.core.local._actors``); the
 scheduler only holds their resources.
 
 Task lifecycle (``TASK_TRANSITIONS``)::

@@ -16,12 +16,13 @@ import time
 from typing import TYPE_CHECKING, Callable
 
 from raylite.core import _ids, _refs
-from raylite.core._protocol import Channel, make_pair
-from raylite.core._store import READY
+from raylite.core.local import _protocol as wire
+from raylite.core.local._protocol import Channel, make_pair
+from raylite.core.local._store import READY
 from raylite.core._task import ACTOR_CALL, TASK, TaskSpec, unpack_value
 
 if TYPE_CHECKING:
-    from raylite.core._node import _Waiter
+    from raylite.core.local._node import _Waiter
 
 
 class _Process:
@@ -61,7 +62,7 @@ class ProcessIOMixin:
                    RAYLITE_CONTEXT=json.dumps(context), PYTHONUNBUFFERED="1")
         if gpu_ids is not None:
             env["CUDA_VISIBLE_DEVICES"] = ",".join(str(g) for g in gpu_ids)
-        popen = subprocess.Popen([sys.executable, "-m", "raylite.core._worker"],
+        popen = subprocess.Popen([sys.executable, "-m", "raylite.core.local._worker"],
                                  pass_fds=(child.fileno(),), env=env, stdin=subprocess.DEVNULL,
                                  stdout=subprocess.PIPE, stderr=subprocess.PIPE)
         child.close()
@@ -190,7 +191,7 @@ class ProcessIOMixin:
             self._act(self.scheduler.worker_died(process.worker_id))
 
     # ----- message handlers (under the lock, on the I/O thread) --------------------------------
-    def _h_ready(self, process: _Process, message: tuple) -> None:
+    def _h_started(self, process: _Process, message: tuple) -> None:
         process.ready = True
         if process.actor_id is None:
             self._act(self.scheduler.worker_started(process.worker_id))
@@ -201,13 +202,13 @@ class ProcessIOMixin:
         if spec is None:
             return
         self.task_events.append((spec.name, process.pid, time.time() - duration, duration,
-                                 results[0][0] not in ("e", "E") if results else True))
+                                 results[0][0] not in wire.ERROR_KINDS if results else True))
         if spec.kind == ACTOR_CALL:
             self.actor_table.call_done(spec.actor_id, task_id)
-        if spec.kind == TASK and results and results[0][0] in ("e", "E") and self._should_retry(spec, results[0]):
+        if spec.kind == TASK and results and results[0][0] in wire.ERROR_KINDS and self._should_retry(spec, results[0]):
             return
         for oid, packed in zip(spec.return_ids, results):
-            self._seal(oid, packed, is_error=packed[0] in ("e", "E"))
+            self._seal(oid, packed, is_error=packed[0] in wire.ERROR_KINDS)
         if spec.kind == TASK:
             if not any(oid in self.store.entries for oid in spec.return_ids):
                 self._release_pins(spec)  # nobody kept a result: no lineage to keep either
@@ -255,7 +256,7 @@ class ProcessIOMixin:
         def reply(waiter: _Waiter | None) -> None:
             if waiter is not None and waiter.target_left > 0:
                 return
-            process.channel.send(("r", request_id, [self._location_or_lost(oid) for oid in ids]))
+            process.channel.send((wire.REPLY, request_id, [self._location_or_lost(oid) for oid in ids]))
             if blocked[0]:
                 blocked[0] = False
                 self._act(self._unblock(process))
@@ -263,7 +264,7 @@ class ProcessIOMixin:
         try:
             waiter = self._add_waiter(ids, len(ids), reply)
         except ValueError as exc:
-            process.channel.send(("r", request_id, [("lost", str(exc))] * len(ids)))
+            process.channel.send((wire.REPLY, request_id, [(wire.GONE, str(exc))] * len(ids)))
             return
         if waiter is None:
             reply(None)
@@ -276,7 +277,7 @@ class ProcessIOMixin:
                 if waiter.target_left > 0:
                     waiter.target_left = -1  # never fire
                     self._remove_waiter(waiter)
-                    process.channel.send(("r", request_id, "timeout"))
+                    process.channel.send((wire.REPLY, request_id, "timeout"))
                     if blocked[0]:
                         blocked[0] = False
                         self._act(self._unblock(process))
@@ -297,7 +298,7 @@ class ProcessIOMixin:
             done[0] = True
             entries = self.store.entries
             ready = [oid for oid in ids if oid in entries and entries[oid].state == READY]
-            process.channel.send(("r", request_id, ready[:num_returns]))
+            process.channel.send((wire.REPLY, request_id, ready[:num_returns]))
             if waiter is not None:
                 self._remove_waiter(waiter)
 
@@ -306,6 +307,21 @@ class ProcessIOMixin:
             reply()
         elif timeout is not None:
             self._add_timer(timeout, lambda: reply(waiter))
+
+    def _h_watch(self, process: _Process, message: tuple) -> None:
+        """A worker wants a Future for an object: answer SEALED when it is ready."""
+        object_id = message[1]
+
+        def reply(waiter: _Waiter | None = None) -> None:
+            process.channel.send((wire.SEALED, object_id, self._location_or_lost(object_id)))
+
+        try:
+            waiter = self._add_waiter([object_id], 1, reply)
+        except ValueError as exc:
+            process.channel.send((wire.SEALED, object_id, (wire.GONE, str(exc))))
+            return
+        if waiter is None:
+            reply()
 
     def _h_lost(self, process: _Process, message: tuple) -> None:
         self._object_lost(message[1], message[2])
@@ -319,11 +335,12 @@ class ProcessIOMixin:
             result = (True, getattr(self, name)(*args))
         except Exception as exc:
             result = (False, exc)
-        process.channel.send(("r", request_id, result))
+        process.channel.send((wire.REPLY, request_id, result))
 
-    _handlers = {"ready": _h_ready, "done": _h_done, "submit": _h_submit, "put": _h_put,
-                 "refs": _h_refs, "get": _h_get, "wait": _h_wait, "lost": _h_lost,
-                 "actor_ready": _h_actor_ready, "api": _h_api}
+    _handlers = {wire.STARTED: _h_started, wire.DONE: _h_done, wire.SUBMIT: _h_submit,
+                 wire.PUT: _h_put, wire.REFS: _h_refs, wire.GET: _h_get, wire.WAIT: _h_wait,
+                 wire.LOST: _h_lost, wire.ACTOR_READY: _h_actor_ready, wire.API: _h_api,
+                 wire.WATCH: _h_watch}
 
     # ----- timers ----------------------------------------------------------------------------
     def _add_timer(self, delay: float, callback: Callable) -> None:

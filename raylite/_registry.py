@@ -66,7 +66,7 @@ def registered_trainables() -> list[str]:
 def resolve_trainable(name: str) -> Any:
     """The trainable called ``name``: one given to :func:`register_trainable`, else an RLlib
     algorithm (``"PPO"``, any case); ValueError with a "did you mean" otherwise."""
-    import difflib
+    from raylite._suggest import did_you_mean
     found = _TRAINABLES.get(name)
     if found is not None:
         return found
@@ -80,8 +80,7 @@ def resolve_trainable(name: str) -> Any:
     except ValueError:
         pass
     known = sorted(_TRAINABLES) + algorithms
-    close = difflib.get_close_matches(name, known, n=1, cutoff=0.5)
-    hint = f"; did you mean {close[0]!r}?" if close else ""
+    hint = did_you_mean(name, known, n=1, cutoff=0.5)
     raise ValueError(f"unknown trainable {name!r}{hint} (registered: {', '.join(known) or 'none'}). "
                      "Register it first with tune.register_trainable(name, trainable), or pass "
                      "the function or class itself")

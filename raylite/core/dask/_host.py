@@ -21,8 +21,8 @@ from concurrent.futures import Future as ThreadFuture
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
-from raylite.core import _dask_remote as remote
-from raylite.core._dask_remote import Failed
+from raylite.core.dask import _remote as remote
+from raylite.core.dask._remote import Failed
 from raylite.core._refs import ObjectRef
 from raylite.core._task import unpack_args
 from raylite.exceptions import ActorDiedError, TaskError

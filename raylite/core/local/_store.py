@@ -20,6 +20,8 @@ import os
 import shutil
 from typing import Any
 
+from raylite.core.local import _protocol as wire
+
 PENDING, READY, FREED = 0, 1, 2
 
 
@@ -139,15 +141,15 @@ class ObjectTable:
 
     # ----- reading --------------------------------------------------------------------------
     def location(self, object_id: bytes) -> tuple:
-        """Where to read a READY object: ("i", bytes) inline, ("s", path) in shared memory."""
+        """Where to read a READY object: (kind, data), kinds as declared in ``_protocol``."""
         entry = self.entries[object_id]
         if entry.data is not None:
-            return ("e" if entry.is_error else "i", entry.data)
+            return (wire.INLINE_ERROR if entry.is_error else wire.INLINE, entry.data)
         if entry.spilled:
             self._restore(object_id, entry)
         else:
             self.in_memory.move_to_end(object_id)
-        return ("E" if entry.is_error else "s", entry.path)
+        return (wire.SHARED_ERROR if entry.is_error else wire.SHARED, entry.path)
 
     def mark_lost(self, object_id: bytes, path: str) -> bool:
         """A reader found ``path`` missing. True when the entry went back to PENDING for rebuild."""

@@ -11,19 +11,19 @@ class, with the worker's client, seceding from the thread pool while it blocks) 
 How raylite's concepts map onto Dask (the modules beside this one hold the details):
 
     ObjectRef      a Dask key ("<name>-<32 hex>", ``ref._id`` is its bytes), kept alive by a
-                   Future in every process holding a ref to it                  _dask_refs.py
+                   Future in every process holding a ref to it                  _refs.py
     task           run_task in a Dask task, pure=False, keyed by the task's name; top-level refs
                    become Dask dependencies, nested ones travel as refs; num_returns=n adds n
                    pick_item tasks; tasks submitted one by one go out in batches (one
-                   client.map per run of like tasks), like client.map            _dask_remote.py
+                   client.map per run of like tasks), like client.map            _remote.py
     put            client.scatter({key: value})
-    actor          a Dask actor holding an ActorHost (its key is the actor id)   _dask_actors.py
-                   its worker's side: call order, threads, event loop, kill      _dask_host.py
+    actor          a Dask actor holding an ActorHost (its key is the actor id)   _actors.py
+                   its worker's side: call order, threads, event loop, kill      _host.py
     actor call     a direct call (Dask's actor RPC, no task): queued in the caller's order,
                    numbered, sent at once; the result stays with the caller until Dask needs
-                   it (then it is scattered under the ref's key)                 _dask_calls.py
+                   it (then it is scattered under the ref's key)                 _calls.py
     resources      Dask worker resources (``raylite start`` declares CPU/GPU/custom ones); one CPU
-                   is one worker thread; a resource no worker has is reported    _dask_cluster.py
+                   is one worker thread; a resource no worker has is reported    _cluster.py
     errors         a task raises its TaskError (Dask marks it erred, dependents too); actor calls
                    return theirs as values (``Failed``), so later calls still run
 
@@ -38,6 +38,7 @@ only while the process that created it runs (it is the one that asks Dask to run
 from __future__ import annotations
 
 import asyncio
+import concurrent.futures
 import itertools
 import os
 import sys
@@ -48,15 +49,16 @@ from concurrent.futures import Future as ThreadFuture
 from concurrent.futures import wait as thread_wait
 from typing import Any
 
-from raylite.core import _dask_remote as remote
+from raylite.core.dask import _remote as remote
 from raylite.core import _refs
-from raylite.core._dask_actors import ActorsMixin
-from raylite.core._dask_cluster import ClusterMixin
-from raylite.core._dask_connect import open_client, scheduler_address, unreachable  # noqa: F401
-from raylite.core._dask_pickling import _for_store, _pickle_by_value, pickle_arguments_by_value
-from raylite.core._dask_refs import RefTable, _new_key
+from raylite.core.dask._actors import ActorsMixin
+from raylite.core.dask._cluster import ClusterMixin
+from raylite.core.dask._connect import open_client, scheduler_address, unreachable  # noqa: F401
+from raylite.core.dask._pickling import _for_store, _pickle_by_value, pickle_arguments_by_value
+from raylite.core.dask._refs import RefTable, _new_key
 from raylite.core._ids import new_id
 from raylite.core._refs import ObjectRef, collect_refs
+from raylite.core._backend import Backend, settle
 from raylite.core._task import pack_args
 from raylite.exceptions import (
     ActorDiedError,
@@ -74,7 +76,7 @@ _BATCH_DELAY_S = 0.002  # a buffered task waits at most this long before it is s
 # ==========================================================================================
 # the backend (driver side; WorkerBackend below is the same inside workers)
 # ==========================================================================================
-class DaskBackend(ActorsMixin, ClusterMixin):
+class DaskBackend(ActorsMixin, ClusterMixin, Backend):
     """The raylite API on a Dask cluster, through one ``distributed.Client``."""
 
     kind = "dask"
@@ -117,7 +119,7 @@ class DaskBackend(ActorsMixin, ClusterMixin):
                 timeout: float | None = None) -> DaskBackend:
         """Connect to the scheduler at ``address`` (or adopt a ``distributed.Client``).
 
-        Addresses, credentials and the bounded handshake: ``_dask_connect``."""
+        Addresses, credentials and the bounded handshake: ``_connect``."""
         from distributed import Client
         if isinstance(address, Client):
             backend = cls(address, namespace, owns_client=False)
@@ -363,6 +365,28 @@ class DaskBackend(ActorsMixin, ClusterMixin):
         return [remote.unwrap(item.result() if type(item) is ThreadFuture else next(gathered))
                 for item in items]
 
+    def future(self, ref: ObjectRef) -> concurrent.futures.Future:
+        """A Future completed by the Dask (or actor-call) future's own done-callback."""
+        future: concurrent.futures.Future = concurrent.futures.Future()
+        self.table.drain()
+        item = self.table.waitable(ref._id)
+
+        def done(_: Any) -> None:
+            if future.cancelled():
+                return
+            try:
+                value = self.get([ref], None)[0]
+            except BaseException as exc:  # noqa: BLE001 - the awaiting caller gets it
+                settle(future, exc, True)
+                return
+            settle(future, value, False)
+        item.add_done_callback(done)
+        return future
+
+    def current_task_id(self) -> bytes | None:
+        worker = getattr(self, "worker", None)  # set in WorkerBackend only
+        return worker.running if worker is not None else None
+
     def wait(self, refs: list, num_returns: int, timeout: float | None,
              fetch_local: bool) -> tuple[list, list]:
         self.table.drain()
@@ -450,6 +474,7 @@ class WorkerBackend(DaskBackend):
     """The raylite API inside a Dask task or actor, through the worker's own client."""
 
     kind = "worker"
+    owns_runtime = False  # raylite.shutdown() in a task leaves the worker's client alone
 
     def __init__(self, client: Any, dask_worker: Any):
         super().__init__(client, None, owns_client=False)

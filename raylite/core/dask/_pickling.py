@@ -13,7 +13,7 @@ import os
 import sys
 from typing import Any
 
-from raylite.core import _dask_remote as remote
+from raylite.core.dask import _remote as remote
 from raylite.core._refs import collect_refs
 
 _checked_modules: set[str] = set()

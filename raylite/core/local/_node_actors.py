@@ -1,6 +1,6 @@
 """The node's actors, the I/O side: turns actor messages into actor-table events and the
 table's actions into sends, spawns and kills. Every decision (queue, resend, restart, fail and
-with which message) is the actor table's (``raylite.core._actors``); this file only carries
+with which message) is the actor table's (``raylite.core.local._actors``); this file only carries
 them out. Runs under the node's lock.
 
 Each actor process counts the calls it has started in an 8-byte shared-memory file
@@ -15,16 +15,17 @@ import signal
 import sys
 from typing import TYPE_CHECKING, Any
 
-from raylite.core._actors import (ActorEntry, ActorReady, ActorState, ActorTable, CreationFailed,
+from raylite.core.local import _protocol as wire
+from raylite.core.local._actors import (ActorEntry, ActorReady, ActorState, ActorTable, CreationFailed,
                                   ExitProcess, FailCall, KillProcess, Notify, ReleaseResources,
                                   SendCall, SpawnProcess)
-from raylite.core._scheduler import Actor as SchedActor
-from raylite.core._store import READY
+from raylite.core.local._scheduler import Actor as SchedActor
+from raylite.core.local._store import READY
 from raylite.core._task import TaskSpec
 from raylite.exceptions import ActorDiedError
 
 if TYPE_CHECKING:
-    from raylite.core._node_io import _Process
+    from raylite.core.local._node_io import _Process
 
 
 def _entry_for(spec: TaskSpec) -> ActorEntry:
@@ -37,14 +38,14 @@ def _entry_for(spec: TaskSpec) -> ActorEntry:
 
 
 def describe_exit(returncode: int | None) -> str:
-    """'was killed by SIGKILL', 'exited with code 1', ... for an error message."""
+    """'killed by SIGKILL', 'exited with code 1', ... for an error message."""
     if returncode is None:
-        return "closed its connection"
+        return "its connection closed"
     if returncode < 0:
         try:
-            return f"was killed by {signal.Signals(-returncode).name}"
+            return f"killed by {signal.Signals(-returncode).name}"
         except ValueError:
-            return f"was killed by signal {-returncode}"
+            return f"killed by signal {-returncode}"
     return f"exited with code {returncode}"
 
 
@@ -128,12 +129,12 @@ class ActorsMixin:
             self.actor_processes[actor_id] = process
             spec = entry.payload
             resolved = self._locations(spec.arg_ids) if spec.arg_ids else None
-            process.channel.send(("actor_init", spec, resolved, gpu_ids, process.counter_path))
+            process.channel.send((wire.ACTOR_INIT, spec, resolved, gpu_ids, process.counter_path))
 
     def _a_send_call(self, action: SendCall) -> None:
         spec = action.call
         self._batched(self.actor_processes[action.actor_id].channel).send(
-            ("call", spec, self._locations(spec.arg_ids) if spec.arg_ids else None))
+            (wire.CALL, spec, self._locations(spec.arg_ids) if spec.arg_ids else None))
 
     def _a_fail_call(self, action: FailCall) -> None:
         spec = action.call
@@ -167,13 +168,13 @@ class ActorsMixin:
             self._kill_process(process)
         elif entry.state is not ActorState.DEAD:  # its process was not started yet
             self._act(self.actor_table.process_died(action.actor_id, entry.incarnation, 0,
-                                                    "was killed before it started"))
+                                                    "killed before it started"))
 
     def _a_exit_process(self, action: ExitProcess) -> None:
         def send_exit() -> None:
             process = self.actor_processes.get(action.actor_id)
             if process is not None:
-                process.channel.send(("exit",))
+                process.channel.send((wire.EXIT,))
         if action.actor_id in self.actor_processes:
             send_exit()
         else:  # its start is queued on the I/O thread: ask after it

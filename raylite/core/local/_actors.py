@@ -2,7 +2,7 @@
 
 Events come in as method calls (created, resources granted, ready, constructor failed, a call
 submitted or finished, the process died, handles gone, killed). Each returns a list of typed
-actions (frozen dataclasses below) for the I/O shell (``raylite.core._node``) to carry out.
+actions (frozen dataclasses below) for the I/O shell (``raylite.core.local._node``) to carry out.
 Every policy decision about actors is made here: which calls queue, which are resent after a
 restart, which fail and with what message, whether a death restarts the actor.
 
@@ -228,7 +228,7 @@ class ActorTable:
                      how: str) -> list:
         """The process of ``incarnation`` is gone. ``started``: how many of the calls sent to
         it had begun (None: unknown, so all of them may have); ``how``: what happened to it
-        ("was killed by SIGKILL", ...)."""
+        ("killed by SIGKILL", "exited with code 1", ...)."""
         entry = self.actors.get(actor_id)
         if entry is None or entry.incarnation != incarnation or entry.state is ActorState.DEAD:
             return []
@@ -239,10 +239,10 @@ class ActorTable:
         if entry.restarts_left != 0 and not entry.killed:
             return self._restart(entry, began, not_begun, how)
         if not entry.death_cause:
-            entry.death_cause = (f"its process {how} and max_restarts={entry.max_restarts} "
+            entry.death_cause = (f"its process died ({how}) and max_restarts={entry.max_restarts} "
                                  f"{'restart was' if entry.max_restarts == 1 else 'restarts were'}"
                                  " spent" if entry.max_restarts else
-                                 f"its process {how}; it had max_restarts=0")
+                                 f"its process died ({how}); it had max_restarts=0")
         actions = [FailCall(call, f"{call.name} failed: actor {entry.class_name} is dead "
                                   f"({entry.death_cause})") for call in began + not_begun]
         actions += [FailCall(call, f"{call.name} failed: actor {entry.class_name} is dead "
@@ -311,10 +311,10 @@ class ActorTable:
                          if entry.max_task_retries else "set max_task_retries to retry calls "
                          "that were running")
                 actions.append(FailCall(call, f"{call.name} failed: actor {entry.class_name}'s "
-                                              f"process {how} while running it; the actor is "
-                                              f"restarting ({left} restarts left) but {spent}"))
+                                              f"process died ({how}) while running it; the actor "
+                                              f"is restarting ({left} restarts left) but {spent}"))
         entry.queue.extendleft(reversed(resend + not_begun))  # ahead of later calls, in order
-        actions.append(Notify(f"actor {entry.class_name}'s process {how}; restarting it "
+        actions.append(Notify(f"actor {entry.class_name}'s process died ({how}); restarting it "
                               f"({left} restarts left)"))
         actions.append(self._new_incarnation(entry))
         return actions

@@ -14,7 +14,7 @@ import time
 from concurrent.futures import Future as ThreadFuture
 from typing import Any
 
-from raylite.core._dask_refs import _new_key
+from raylite.core.dask._refs import _new_key
 from raylite.core._ids import new_id
 from raylite.core._refs import ObjectRef
 

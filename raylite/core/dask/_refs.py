@@ -8,7 +8,7 @@ The :class:`RefTable` is the process's ref tracker (``_refs.set_tracker``)::
                                              └ 0: release the Future (fire_and_forget if not done)
 
 The ref of an actor call starts *local*: its entry holds the call's result (a thread Future set
-by the reply, :mod:`~raylite.core._dask_calls`) and no Dask Future. ``get``/``wait`` read it
+by the reply, :mod:`~raylite.core.dask._calls`) and no Dask Future. ``get``/``wait`` read it
 there. It is *materialized* (scattered to Dask under its key) the first time Dask needs it:
 passed to a task, held in an object, returned from a task::
 

@@ -1,7 +1,7 @@
 """Reaching a Dask scheduler: which address and scheme, which credentials, and a bounded handshake.
 
     "auto"                  the cluster ``raylite start --head`` recorded here
-    "tls://HOST:PORT"       mutual TLS with this user's credentials (``_dask_tls``)
+    "tls://HOST:PORT"       mutual TLS with this user's credentials (``_tls``)
     "dask://HOST:PORT"      TLS when this user has raylite credentials, else plain TCP (warned)
     "HOST:PORT", "HOST"     the same as dask:// (port 8786 by default)
     "tcp://HOST:PORT"       plain TCP, asked for explicitly (warned: no authentication)
@@ -69,9 +69,9 @@ def resolve(address: str, insecure: bool = False) -> tuple[str, Any]:
     Raises ConnectionError when "auto" finds no cluster or a tls:// address finds no
     credentials, or finds them unreadable, or readable by others.
     """
-    from raylite.core import _dask_tls
+    from raylite.core.dask import _tls as _dask_tls
     if isinstance(address, str) and address.strip() == "auto":
-        from raylite.cli._cluster import recorded_address
+        from raylite.core.dask._state import recorded_address
         recorded = recorded_address()
         if recorded is None:
             raise ConnectionError("address 'auto' (RAYLITE_ADDRESS=auto) found no running "
@@ -96,7 +96,7 @@ def resolve(address: str, insecure: bool = False) -> tuple[str, Any]:
 
 
 def _credentials():
-    from raylite.core import _dask_tls
+    from raylite.core.dask import _tls as _dask_tls
     try:
         return _dask_tls.load()
     except PermissionError as exc:

@@ -4,14 +4,14 @@ A call is a *direct call*: one message to the actor's worker through Dask's acto
 (``actor_execute``), not a Dask task, so it costs one round trip and no scheduler work. Calls
 are queued in the order the program makes them; the channel's pump (on the client's event loop)
 numbers them and sends each at once, without waiting for the previous reply; the actor's host
-starts one caller's calls in number order (:mod:`~raylite.core._dask_host`)::
+starts one caller's calls in number order (:mod:`~raylite.core.dask._host`)::
 
     a.m.remote(x) ──submit──▶ queue ──pump: (caller, seq)──▶ actor_execute("direct_call", ...)
     ObjectRef ◀── local result (a thread Future) ◀────────────────── reply: value or Failed
 
 A call's result stays in the calling process (get and wait read it there). When its ref must
 exist in Dask (passed to a task, put in an object, returned from a task) the table *materializes*
-it: waits for the result and scatters it under the ref's key (:mod:`~raylite.core._dask_refs`).
+it: waits for the result and scatters it under the ref's key (:mod:`~raylite.core.dask._refs`).
 
 When the actor's worker dies, the calls in flight fail with ActorDiedError (or are sent again
 after a restart, up to ``max_task_retries``); the actor's owner restarts it (Dask's ``retry`` of
@@ -28,8 +28,8 @@ import threading
 from concurrent.futures import Future as ThreadFuture
 from typing import Any
 
-from raylite.core._dask_refs import _KEY_PREFIX
-from raylite.core._dask_remote import Failed
+from raylite.core.dask._refs import _KEY_PREFIX
+from raylite.core.dask._remote import Failed
 from raylite.exceptions import ActorDiedError, TaskError
 
 RESTART_TIMEOUT_S = 60.0  # how long a caller waits for a lost actor to be restarted

@@ -4,7 +4,7 @@
                                  │ user code calls raylite.get/remote/put
                                  └──▶ WorkerClient ──submit/get/put──▶ driver (replies come back)
 
-Started by the driver with ``python -m raylite.core._worker``; the socket to the driver is an
+Started by the driver with ``python -m raylite.core.local._worker``; the socket to the driver is an
 inherited file descriptor. The process exits when the driver goes away (end of stream, or the
 parent-death signal), cleaning the session's shared memory if it is the last one to notice.
 """
@@ -12,6 +12,7 @@ parent-death signal), cleaning the session's shared memory if it is the last one
 from __future__ import annotations
 
 import asyncio
+import concurrent.futures
 import io
 import json
 import os
@@ -24,7 +25,10 @@ import traceback
 from typing import Any
 
 from raylite.core import _ids, _refs
-from raylite.core._protocol import Connection, ConnectionLost
+from raylite.core._backend import Backend, settle
+from raylite.core._control import SESSIONS_DIR
+from raylite.core.local import _protocol as wire
+from raylite.core.local._protocol import Connection, ConnectionLost
 from raylite.core._refs import ObjectRef
 from raylite.core._serialization import loads_function
 from raylite.core._task import SpecSubmitter, pack_value, unpack_args, unpack_value
@@ -60,7 +64,7 @@ class _Tracker:
             if not released and not self.borrowed:
                 return None
             borrowed, self.borrowed = self.borrowed, []
-        return ("refs", borrowed, released)
+        return (wire.REFS, borrowed, released)
 
 
 class _PrefixedStream(io.TextIOBase):
@@ -103,6 +107,10 @@ class _PrefixedStream(io.TextIOBase):
 class Worker:
     """The execution loop of one worker process."""
 
+    # the work messages; the connection itself takes REPLY, REVOKE, CANCEL and SEALED
+    HANDLERS = {wire.TASK: "on_task", wire.FUNCTION: "on_function",
+                wire.ACTOR_INIT: "on_actor_init", wire.CALL: "on_call", wire.EXIT: "on_exit"}
+
     def __init__(self, conn: Connection, shm_dir: str):
         self.conn = conn
         self.shm_dir = shm_dir
@@ -118,11 +126,11 @@ class Worker:
         self.semaphore = None
         self._last_value: Any = None
         self.started: memoryview | None = None  # an actor's count of calls started
+        self.actor_id: bytes | None = None
 
     # ----- main loop ------------------------------------------------------------------------
     def run(self) -> None:
-        handlers = {"task": self.on_task, "fn": self.on_function, "actor_init": self.on_actor_init,
-                    "call": self.on_call, "exit": self.on_exit}
+        handlers = {kind: getattr(self, name) for kind, name in self.HANDLERS.items()}
         warm = False
         while True:
             if not warm and not self.conn.inbox:  # the first idle moment: import numpy
@@ -154,23 +162,24 @@ class Worker:
         if self.conn.cancelled and spec.task_id in self.conn.cancelled:
             self.conn.cancelled.discard(spec.task_id)
             error = TaskCancelledError(f"{spec.name} was cancelled before it started")
-            self.conn.send(("done", spec.task_id, self.pack_error(spec, error), 0.0))
+            self.conn.send((wire.DONE, spec.task_id, self.pack_error(spec, error), 0.0))
             return
         self._set_gpus(gpu_ids)
         self.label = spec.name
-        self.conn.send_soon(("done", spec.task_id) + self.execute(self.functions[spec.function_id], spec, resolved))
+        self.conn.send_soon((wire.DONE, spec.task_id) + self.execute(self.functions[spec.function_id], spec, resolved))
 
     # ----- actors ---------------------------------------------------------------------------
     def on_actor_init(self, message: tuple) -> None:
         _, spec, resolved, gpu_ids, counter_path = message
         self.started = _map_counter(counter_path)
+        self.actor_id = spec.actor_id
         self._set_gpus(gpu_ids)
         options = spec.actor_options
         cls = loads_function(spec.function_blob)
         self.actor_name = self.label = options.get("class_name", cls.__name__)
         results, _ = self.execute(cls, spec, resolved)
-        if results[0][0] == "e":
-            self.conn.send(("actor_ready", spec.actor_id, results[0]))
+        if results[0][0] == wire.INLINE_ERROR:
+            self.conn.send((wire.ACTOR_READY, spec.actor_id, results[0]))
             return
         self.actor = self._last_value
         self._last_value = None
@@ -182,7 +191,7 @@ class Worker:
         elif concurrency > 1:
             from concurrent.futures import ThreadPoolExecutor
             self.pool = ThreadPoolExecutor(concurrency, thread_name_prefix="actor")
-        self.conn.send(("actor_ready", spec.actor_id, None))
+        self.conn.send((wire.ACTOR_READY, spec.actor_id, None))
 
     def on_call(self, message: tuple) -> None:
         _, spec, resolved = message
@@ -196,7 +205,7 @@ class Worker:
             self._call_sync(method, spec, resolved)
 
     def _call_sync(self, method, spec, resolved) -> None:
-        self.conn.send(("done", spec.task_id) + self.execute(method, spec, resolved))
+        self.conn.send((wire.DONE, spec.task_id) + self.execute(method, spec, resolved))
 
     async def _call_async(self, method, spec, resolved) -> None:
         async with self.semaphore:
@@ -209,7 +218,7 @@ class Worker:
                 results = self.pack_results(spec, value)
             except BaseException as exc:  # noqa: BLE001 - every failure goes back to the caller
                 results = self.pack_error(spec, exc)
-            self.conn.send(("done", spec.task_id, results, time.perf_counter() - start))
+            self.conn.send((wire.DONE, spec.task_id, results, time.perf_counter() - start))
 
     # ----- execution ------------------------------------------------------------------------
     def execute(self, fn, spec, resolved) -> tuple[list, float]:
@@ -220,7 +229,7 @@ class Worker:
             value = fn(*args, **kwargs)
             if spec.kind == "actor_create":
                 self._last_value = value
-                results = [("i", b"\x80\x05N.", [])]
+                results = [(wire.INLINE, b"\x80\x05N.", [])]
             else:
                 results = self.pack_results(spec, value)
         except BaseException as exc:  # noqa: BLE001 - every failure goes back to the caller
@@ -262,7 +271,7 @@ class Worker:
             substitute = RuntimeError(f"{type(exc).__name__}: {exc}")
             packed = pack_value(make_task_error(substitute, spec.name, os.getpid(), tb),
                                 self.shm_dir, _ids.new_id())
-        kind = "e" if packed[0] == "i" else "E"
+        kind = wire.INLINE_ERROR if packed[0] == wire.INLINE else wire.SHARED_ERROR
         return [(kind,) + packed[1:]] * max(1, len(spec.return_ids))
 
     def _set_gpus(self, gpu_ids) -> None:
@@ -284,7 +293,7 @@ def _map_counter(path: str) -> memoryview:
         os.close(fd)
 
 
-_CORE_DIR = os.path.dirname(os.path.abspath(__file__))
+_CORE_DIR = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))  # raylite/core
 
 
 def _user_traceback(exc: BaseException) -> str:
@@ -297,10 +306,18 @@ def _user_traceback(exc: BaseException) -> str:
     return "".join(lines)
 
 
-class WorkerClient(SpecSubmitter):
+def _forwarded(name: str):
+    """A Backend method that the driver's node answers (the "api" message)."""
+    def method(self, *args):
+        return self.api(name, *args)
+    method.__name__ = name
+    return method
+
+
+class WorkerClient(SpecSubmitter, Backend):
     """The raylite API inside a worker: everything goes to the driver over the connection."""
 
-    kind = "worker"
+    owns_runtime = False  # raylite.shutdown() in a task does not stop the driver's runtime
 
     def __init__(self, conn: Connection, shm_dir: str, worker: Worker, context: dict):
         self.conn = conn
@@ -308,6 +325,87 @@ class WorkerClient(SpecSubmitter):
         self.worker = worker
         self.context = context
         self.sent_functions: set[bytes] = set()
+        self.watched: dict[bytes, list] = {}  # object id -> Futures waiting for it
+        self.watch_lock = threading.Lock()
+        self.ready_queue: Any = None  # "ready" replies, settled on a thread of their own
+        conn.on_ready = self._on_ready
+
+    get_actor = _forwarded("get_actor")
+    cluster_resources = _forwarded("cluster_resources")
+    available_resources = _forwarded("available_resources")
+    nodes = _forwarded("nodes")
+    create_placement_group = _forwarded("create_placement_group")
+    remove_placement_group = _forwarded("remove_placement_group")
+    placement_group_table = _forwarded("placement_group_table")
+    timeline_events = _forwarded("timeline_events")
+    status = _forwarded("status")
+    memory_summary = _forwarded("memory_summary")
+
+    def context_info(self) -> dict:
+        return dict(self.context)
+
+    def assigned_gpu_ids(self) -> list[int] | None:
+        return self.worker.gpu_ids
+
+    def current_task_id(self) -> bytes | None:
+        return self.worker.running
+
+    def current_actor_id(self) -> str | None:
+        return self.worker.actor_id.hex() if self.worker.actor_id else None
+
+    def shutdown(self) -> None:
+        pass  # the connection belongs to the driver's runtime
+
+    # futures --------------------------------------------------------------------------------
+    def future(self, ref: ObjectRef) -> concurrent.futures.Future:
+        """A Future the driver completes: it answers WATCH with SEALED once the object is ready,
+        and a thread of this process (not the socket's reader) settles the Future."""
+        future: concurrent.futures.Future = concurrent.futures.Future()
+        object_id = ref._id
+        with self.watch_lock:
+            if self.ready_queue is None:
+                import queue
+                self.ready_queue = queue.SimpleQueue()
+                threading.Thread(target=self._settle_ready, name="raylite-futures",
+                                 daemon=True).start()
+            waiting = self.watched.get(object_id)
+            if waiting is not None:
+                waiting.append((future, ref))
+                return future
+            self.watched[object_id] = [(future, ref)]  # the ref keeps the object alive
+        self.conn.send((wire.WATCH, object_id))
+        return future
+
+    def _on_ready(self, message: tuple) -> None:  # a SEALED message
+        self.ready_queue.put(message)  # on the reading thread: hand over, never block it
+
+    def _settle_ready(self) -> None:
+        while True:
+            _, object_id, (kind, data) = self.ready_queue.get()
+            with self.watch_lock:
+                waiting = self.watched.pop(object_id, [])
+            if not waiting:
+                continue
+            try:
+                if kind == wire.GONE:
+                    from raylite.exceptions import ObjectLostError
+                    value, error = ObjectLostError(data), True
+                else:
+                    value, error = unpack_value(kind, data), kind in wire.ERROR_KINDS
+            except BaseException as exc:  # noqa: BLE001 - e.g. a vanished file: get() rebuilds
+                if isinstance(exc, FileNotFoundError):
+                    for future, ref in waiting:
+                        self._complete_by_get(future, ref)
+                    continue
+                value, error = exc, True
+            for future, _ in waiting:
+                settle(future, value, error)
+
+    def _complete_by_get(self, future: concurrent.futures.Future, ref: ObjectRef) -> None:
+        try:
+            settle(future, self.get([ref], None)[0], False)
+        except BaseException as exc:  # noqa: BLE001
+            settle(future, exc, True)
 
     # values ---------------------------------------------------------------------------------
     def fetch(self, object_ids: list[bytes], resolved: dict | None = None,
@@ -317,7 +415,7 @@ class WorkerClient(SpecSubmitter):
         missing = [oid for oid in object_ids if oid not in locations]
         for _ in range(5):
             if missing:
-                reply = self.conn.request("get", missing, timeout)
+                reply = self.conn.request(wire.GET, missing, timeout)
                 if reply == "timeout":
                     raise GetTimeoutError(f"get timed out after {timeout} s waiting for "
                                           f"{len(missing)} object(s)")
@@ -325,16 +423,16 @@ class WorkerClient(SpecSubmitter):
             values, missing = {}, []
             for oid in object_ids:
                 kind, data = locations[oid][0], locations[oid][1]
-                if kind == "lost":
+                if kind == wire.GONE:
                     from raylite.exceptions import ObjectLostError
                     raise ObjectLostError(data)
                 try:
                     value = unpack_value(kind, data)
                 except FileNotFoundError:
-                    self.conn.send(("lost", oid, data))
+                    self.conn.send((wire.LOST, oid, data))
                     missing.append(oid)
                     continue
-                if kind in ("e", "E"):
+                if kind in wire.ERROR_KINDS:
                     raise value
                 values[oid] = value
             if not missing:
@@ -349,12 +447,12 @@ class WorkerClient(SpecSubmitter):
 
     def put(self, value: Any) -> ObjectRef:
         object_id = _ids.new_id()
-        self.conn.send(("put", object_id, pack_value(value, self.shm_dir, object_id)))
+        self.conn.send((wire.PUT, object_id, pack_value(value, self.shm_dir, object_id)))
         return ObjectRef(object_id)
 
     def wait(self, refs: list[ObjectRef], num_returns: int, timeout: float | None,
              fetch_local: bool) -> tuple[list, list]:
-        ready = set(self.conn.request("wait", [r._id for r in refs], num_returns, timeout))
+        ready = set(self.conn.request(wire.WAIT, [r._id for r in refs], num_returns, timeout))
         return [r for r in refs if r._id in ready], [r for r in refs if r._id not in ready]
 
     # work -----------------------------------------------------------------------------------
@@ -362,12 +460,12 @@ class WorkerClient(SpecSubmitter):
         if function_blob is not None and spec.function_id not in self.sent_functions:
             spec.function_blob = function_blob
             self.sent_functions.add(spec.function_id)
-        self.conn.send(("submit", spec))
+        self.conn.send((wire.SUBMIT, spec))
         spec.function_blob = None if spec.kind != "actor_create" else spec.function_blob
         return [ObjectRef(oid) for oid in spec.return_ids]
 
     def api(self, name: str, *args) -> Any:
-        ok, value = self.conn.request("api", name, args)
+        ok, value = self.conn.request(wire.API, name, args)
         if not ok:
             raise value
         return value
@@ -390,8 +488,10 @@ def _flush_streams() -> None:
             pass
 
 
-def _watch_parent(shm_root: str) -> None:
-    """Exit when the driver dies; the first worker to notice removes the session's memory."""
+def _watch_parent(shm_root: str, session_dir: str | None) -> int:
+    """Exit when the driver dies (killed, even with kill -9). Every worker that notices removes
+    what the driver left: the session's shared memory, its session folder (spill files, control
+    socket and key) and its ~/.raylite/sessions record; the last one to go finds them gone."""
     try:
         import ctypes
         ctypes.CDLL(None).prctl(1, signal.SIGTERM)  # PR_SET_PDEATHSIG
@@ -400,14 +500,57 @@ def _watch_parent(shm_root: str) -> None:
     parent = os.getppid()
 
     def on_term(signum, frame):
-        if os.getppid() != parent:
-            import shutil
-            shutil.rmtree(shm_root, ignore_errors=True)
+        signal.signal(signal.SIGTERM, signal.SIG_IGN)  # the parent-death signal can come twice
+        if not os.path.exists(os.path.join(shm_root, wire.SHUTDOWN_MARK)):  # not a normal shutdown
+            _after_connection_lost(parent, shm_root, session_dir)
         os._exit(1)
 
     signal.signal(signal.SIGTERM, on_term)
     if os.getppid() != parent:
         on_term(0, None)
+    return parent
+
+
+def _after_connection_lost(parent: int, shm_root: str, session_dir: str | None) -> None:
+    """The driver went away without a normal shutdown: if it died, clean up after it (it may
+    still be finishing its exit for a moment: wait for this process's re-parenting)."""
+    deadline = time.monotonic() + 1.0
+    while os.getppid() == parent and not _dying(parent) and time.monotonic() < deadline:
+        time.sleep(0.01)
+    if os.getppid() != parent or _dying(parent):
+        _remove_session(shm_root, session_dir, parent)
+
+
+def _dying(pid: int) -> bool:
+    """Whether ``pid`` is on its way out without a say: SIGKILL pending (kill -9, the OOM
+    killer) or already a zombie. Its threads die one by one, so a child can hear of it (the
+    parent-death signal, a closed socket) before it is re-parented."""
+    try:
+        with open(f"/proc/{pid}/status") as f:
+            fields = dict(line.split(":", 1) for line in f if ":" in line)
+    except OSError:
+        return True
+    if fields.get("State", "").strip()[:1] in ("Z", "X"):
+        return True
+    pending = 0
+    for field in ("ShdPnd", "SigPnd"):  # a fatal signal is queued on each thread as it dies
+        pending |= int(fields.get(field, "0").strip() or "0", 16)
+    return bool(pending & (1 << (signal.SIGKILL - 1)))
+
+
+def _remove_session(shm_root: str, session_dir: str | None, driver_pid: int) -> None:
+    import shutil
+    for _ in range(3):  # another worker may still be writing a file there while it exits
+        for folder in (shm_root, session_dir):
+            if folder:
+                shutil.rmtree(folder, ignore_errors=True)
+        if not any(folder and os.path.exists(folder) for folder in (shm_root, session_dir)):
+            break
+        time.sleep(0.01)
+    try:
+        os.unlink(os.path.join(SESSIONS_DIR, f"{driver_pid}.json"))
+    except OSError:
+        pass
 
 
 def _on_interrupt(signum, frame) -> None:
@@ -438,7 +581,8 @@ def main() -> None:
     shm_dir = env["RAYLITE_SHM_DIR"]
     context = json.loads(env.pop("RAYLITE_CONTEXT"))
     sys.path[:0] = [p for p in context.pop("sys_path") if p not in sys.path]
-    _watch_parent(os.path.dirname(shm_dir) if context.get("shm_root_is_parent") else shm_dir)
+    shm_root = os.path.dirname(shm_dir) if context.get("shm_root_is_parent") else shm_dir
+    parent = _watch_parent(shm_root, context.get("session_dir"))
     signal.signal(signal.SIGINT, _on_interrupt)
     sock = socket.socket(fileno=fd)
     conn = Connection(sock)
@@ -451,11 +595,11 @@ def main() -> None:
     sys.stderr = _PrefixedStream(sys.stderr, worker)
     from raylite.core import _api
     _api.attach_worker(client)
-    conn.send(("ready", os.getpid()))
+    conn.send((wire.STARTED, os.getpid()))
     try:
         worker.run()
     except ConnectionLost:
-        pass
+        _after_connection_lost(parent, shm_root, context.get("session_dir"))
     _flush_streams()
     os._exit(0)
 

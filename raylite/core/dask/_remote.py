@@ -1,7 +1,7 @@
 """The half of the Dask backend that runs inside Dask workers: the task wrapper and its helpers.
 
 Every raylite task is one Dask task running :func:`run_task` (actors are in
-:mod:`~raylite.core._dask_host`)::
+:mod:`~raylite.core.dask._host`)::
 
     driver: f.remote(x, ref) ──client.submit(run_task, fid, blob, "f", payload, ..., ref's future)──▶
     worker: run_task ──▶ install the WorkerBackend (raylite API inside the task) ──▶
@@ -27,7 +27,7 @@ from raylite.core._serialization import loads_function
 from raylite.core._task import unpack_args
 from raylite.exceptions import ActorDiedError, TaskError, make_task_error
 
-_CORE_DIR = os.path.dirname(os.path.abspath(__file__))
+_CORE_DIR = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))  # raylite/core
 PROTOCOL = 2  # bump when the wrappers' signatures change: drivers and workers must agree
 _local = threading.local()  # of the running task: .namespace, .upstream (an argument's error),
 #                              .submitted (its tasks), .calls (its actor calls)
@@ -338,7 +338,7 @@ def _install() -> Any:
             from distributed import get_client, get_worker
 
             from raylite.core import _api, _refs
-            from raylite.core._dask import WorkerBackend
+            from raylite.core.dask._backend import WorkerBackend
             backend = WorkerBackend(get_client(), get_worker())
             current = _api._backend_obj
             if current is None or getattr(current, "kind", "") == "worker":

@@ -9,11 +9,13 @@ visible to the caller here but not on a real runtime.
 from __future__ import annotations
 
 import asyncio
+import concurrent.futures
 import os
 import traceback
 from typing import Any
 
 from raylite.core import _ids, _refs
+from raylite.core._backend import Backend
 from raylite.core._refs import ObjectRef
 from raylite.exceptions import ActorDiedError, TaskCancelledError, make_task_error
 
@@ -23,8 +25,8 @@ class _Tracker:
         pass
 
 
-class InlineBackend:
-    kind = "inline"
+class InlineBackend(Backend):
+    """Local mode: a backend that runs everything in the caller's thread."""
 
     def __init__(self, resources: dict[str, float], namespace: str):
         self.total = dict(resources)
@@ -110,6 +112,14 @@ class InlineBackend:
     def wait(self, refs, num_returns, timeout, fetch_local):
         return refs[:num_returns], refs[num_returns:]
 
+    def future(self, ref: ObjectRef) -> concurrent.futures.Future:
+        future: concurrent.futures.Future = concurrent.futures.Future()
+        try:
+            future.set_result(self._value(ref))
+        except BaseException as exc:  # noqa: BLE001 - the awaiting caller gets it
+            future.set_exception(exc)
+        return future
+
     def cancel(self, object_id: bytes, force: bool) -> None:
         if object_id not in self.values:
             self.values[object_id] = (True, TaskCancelledError("cancelled"))
@@ -145,6 +155,13 @@ class InlineBackend:
 
     def placement_group_table(self) -> dict:
         return {}
+
+    def context_info(self) -> dict:
+        return {"node_ip_address": "127.0.0.1", "raylet_ip_address": "127.0.0.1",
+                "redis_address": None, "gcs_address": None, "object_store_address": None,
+                "raylet_socket_name": None, "webui_url": None, "session_dir": None,
+                "metrics_export_port": None, "node_id": self.node_id,
+                "namespace": self.namespace, "address": "local"}
 
     def shutdown(self) -> None:
         self.values.clear()

@@ -55,7 +55,7 @@ class Credentials:
 
 def folder() -> Path:
     """``<state folder>/tls`` (not created)."""
-    from raylite.cli._cluster import state_root
+    from raylite.core.dask._state import state_root
     return state_root() / FOLDER
 
 

@@ -1,8 +1,8 @@
 """Actors on Dask, the driver's (and worker's) side: creation, calls, restarts, names, kill.
 
-An actor is a Dask actor holding an :class:`~raylite.core._dask_host.ActorHost`, created by
+An actor is a Dask actor holding an :class:`~raylite.core.dask._host.ActorHost`, created by
 ``client.submit(ActorHost, ..., actor=True)``; its Dask key is the actor's id. Method calls are
-direct calls through one :class:`~raylite.core._dask_calls.ActorChannel` per actor in each
+direct calls through one :class:`~raylite.core.dask._calls.ActorChannel` per actor in each
 process that calls it (one caller's calls run in the order it made them)::
 
     A.remote(...) ──client.submit(ActorHost, class, args, actor=True)──▶ a Dask actor
@@ -21,11 +21,11 @@ from __future__ import annotations
 
 from typing import Any
 
-from raylite.core import _dask_remote as remote
-from raylite.core._dask_calls import ActorChannel
-from raylite.core._dask_pickling import pickle_arguments_by_value
-from raylite.core._dask_host import ActorHost, kill_actor_here
-from raylite.core._dask_refs import _new_key
+from raylite.core.dask import _remote as remote
+from raylite.core.dask._calls import ActorChannel
+from raylite.core.dask._pickling import pickle_arguments_by_value
+from raylite.core.dask._host import ActorHost, kill_actor_here
+from raylite.core.dask._refs import _new_key
 from raylite.core._ids import new_id
 from raylite.core._refs import ObjectRef
 from raylite.core._task import pack_args

@@ -35,20 +35,22 @@ import time
 from typing import TYPE_CHECKING, Any, Callable
 
 from raylite.core import _ids, _refs
-from raylite.core._actors import ActorTable
-from raylite.core._node_actors import ActorsMixin
-from raylite.core._node_io import ProcessIOMixin
-from raylite.core._scheduler import (Dispatch, Fail, GroupReady, Interrupt, PlacementGroup, Revoke,
+from raylite.core._backend import Backend, settle as _settle
+from raylite.core.local import _protocol as wire
+from raylite.core.local._actors import ActorTable
+from raylite.core.local._node_actors import ActorsMixin
+from raylite.core.local._node_io import ProcessIOMixin
+from raylite.core.local._scheduler import (Dispatch, Fail, GroupReady, Interrupt, PlacementGroup, Revoke,
                                      Scheduler, StartActor, StartWorker, StopWorker, Task,
                                      TaskState, Warn)
 from raylite.core._serialization import serialize
-from raylite.core._store import READY, ObjectTable
+from raylite.core.local._store import READY, ObjectTable
 from raylite.core._task import (ACTOR_CALL, ACTOR_CREATE, TASK, SpecSubmitter, TaskSpec, pack_value,
                                 unpack_value)
 from raylite.exceptions import (ActorDiedError, GetTimeoutError, ObjectLostError,
                                 TaskCancelledError, WorkerCrashedError, make_task_error)
 if TYPE_CHECKING:
-    from raylite.core._node_io import _Process
+    from raylite.core.local._node_io import _Process
 
 SHM_ROOT = "/dev/shm" if os.path.isdir("/dev/shm") else tempfile.gettempdir()
 
@@ -122,10 +124,8 @@ class _NodeLock:
             self._lock.release()
 
 
-class Node(ActorsMixin, ProcessIOMixin, SpecSubmitter):
+class Node(ActorsMixin, ProcessIOMixin, SpecSubmitter, Backend):
     """The local runtime. One per driver process."""
-
-    kind = "local"
 
     def __init__(self, resources: dict[str, float], object_store_memory: int, namespace: str,
                  log_to_driver: bool = True, spill_dir: str | None = None):
@@ -303,7 +303,7 @@ class Node(ActorsMixin, ProcessIOMixin, SpecSubmitter):
     def _a_revoke(self, action: Revoke) -> None:
         process = self.processes.get(action.worker_id)
         if process is not None:
-            process.channel.send(("revoke", action.task.task_id))
+            process.channel.send((wire.REVOKE, action.task.task_id))
 
     def _a_group_ready(self, action: GroupReady) -> None:
         ready_id = self.group_ready_ids.get(action.group.group_id)
@@ -314,7 +314,7 @@ class Node(ActorsMixin, ProcessIOMixin, SpecSubmitter):
         process = self.processes.get(action.worker_id)
         if process is not None:
             process.retired = True
-            process.channel.send(("exit",))
+            process.channel.send((wire.EXIT,))
 
     def _a_warn(self, action: Warn) -> None:
         print(f"raylite: warning: {action.message}", file=sys.stderr, flush=True)
@@ -330,9 +330,9 @@ class Node(ActorsMixin, ProcessIOMixin, SpecSubmitter):
         channel = self._batched(process.channel)
         if spec.function_id not in process.functions:
             process.functions.add(spec.function_id)
-            channel.send(("fn", spec.function_id, self.functions[spec.function_id]))
+            channel.send((wire.FUNCTION, spec.function_id, self.functions[spec.function_id]))
         resolved = self._locations(spec.arg_ids) if spec.arg_ids else None
-        channel.send(("task", spec, resolved, gpu_ids))
+        channel.send((wire.TASK, spec, resolved, gpu_ids))
 
     def _locations(self, object_ids: list[bytes]) -> dict:
         entries = self.store.entries
@@ -363,7 +363,7 @@ class Node(ActorsMixin, ProcessIOMixin, SpecSubmitter):
             return
         import signal
         if not force:  # in case the task has not started yet, the worker checks this first
-            process.channel.send(("cancel", task.task_id))
+            process.channel.send((wire.CANCEL, task.task_id))
         try:
             os.kill(process.pid, signal.SIGKILL if force else signal.SIGINT)
         except ProcessLookupError:
@@ -389,7 +389,7 @@ class Node(ActorsMixin, ProcessIOMixin, SpecSubmitter):
         self._seal(object_id, pack_value(value, self.shm_dir, object_id), is_error=False)
 
     def _seal(self, object_id: bytes, packed: tuple, is_error: bool) -> None:
-        if packed[0] in ("i", "e"):
+        if packed[0] in (wire.INLINE, wire.INLINE_ERROR):
             waiters = self.store.seal(object_id, packed[1], None, len(packed[1]), is_error, packed[2])
         else:
             waiters = self.store.seal(object_id, None, packed[1], packed[2], is_error, packed[3])
@@ -405,14 +405,14 @@ class Node(ActorsMixin, ProcessIOMixin, SpecSubmitter):
                                  location: tuple | None = None) -> None:
         if location is not None:  # the same error as a dependency's
             kind, data = location
-            if kind == "E":  # it lives in a file: take its bytes inline
+            if kind == wire.SHARED_ERROR:  # it lives in a file: take its bytes inline
                 with open(data, "rb") as f:
                     data = f.read()
-            packed = ("e", data, [])
+            packed = (wire.INLINE_ERROR, data, [])
         else:
             err = make_task_error(error, spec.name, os.getpid(), "") if not isinstance(
                 error, (WorkerCrashedError, TaskCancelledError, ActorDiedError)) else error
-            packed = ("e", serialize(err).to_bytes(), [])
+            packed = (wire.INLINE_ERROR, serialize(err).to_bytes(), [])
         for oid in spec.return_ids:
             self._seal(oid, packed, is_error=True)
 
@@ -422,7 +422,7 @@ class Node(ActorsMixin, ProcessIOMixin, SpecSubmitter):
         values = []
         for oid, (kind, data) in zip(ids, locations):
             kind, value = self._read(oid, kind, data, timeout)
-            if kind in ("e", "E"):
+            if kind in wire.ERROR_KINDS:
                 raise value
             values.append(value)
         return values
@@ -455,7 +455,7 @@ class Node(ActorsMixin, ProcessIOMixin, SpecSubmitter):
     def _location_or_lost(self, object_id: bytes) -> tuple:
         entry = self.store.entries.get(object_id)
         if entry is None:
-            return ("e", pack_value(ObjectLostError(
+            return (wire.INLINE_ERROR, pack_value(ObjectLostError(
                 f"object {object_id.hex()} was freed: no reference to it was alive (was the "
                 "ObjectRef rebuilt from its id after being dropped?)"), self.shm_dir, object_id)[1])
         return self.store.location(object_id)
@@ -494,7 +494,7 @@ class Node(ActorsMixin, ProcessIOMixin, SpecSubmitter):
 
         def complete(waiter: _Waiter | None = None) -> None:
             kind, data = self._location_or_lost(ref._id)
-            if kind not in ("i", "e"):  # in shared memory: read it off the I/O thread
+            if kind not in (wire.INLINE, wire.INLINE_ERROR):  # in shared memory: read it off the I/O thread
                 self._futures_pool().submit(self._complete_future, future, ref)
                 return
             if future.cancelled():  # the awaiting caller gave up (e.g. its asyncio task ended)
@@ -504,7 +504,7 @@ class Node(ActorsMixin, ProcessIOMixin, SpecSubmitter):
             except BaseException as exc:  # noqa: BLE001
                 _settle(future, exc, error=True)
                 return
-            _settle(future, value, error=kind == "e")
+            _settle(future, value, error=kind == wire.INLINE_ERROR)
 
         with self.lock:
             self._drain_refs()
@@ -552,7 +552,7 @@ class Node(ActorsMixin, ProcessIOMixin, SpecSubmitter):
         entry = self.store.entries[object_id]
         spec = entry.lineage
         if spec is None or spec.kind != TASK:
-            self._seal(object_id, ("e", pack_value(ObjectLostError(
+            self._seal(object_id, (wire.INLINE_ERROR, pack_value(ObjectLostError(
                 f"object {object_id.hex()} was lost from shared memory and was made by put() or an "
                 "actor, so it cannot be rebuilt; keep a copy or recompute it in a task"),
                 self.shm_dir, _ids.new_id())[1], []), is_error=True)
@@ -657,17 +657,31 @@ class Node(ActorsMixin, ProcessIOMixin, SpecSubmitter):
     # ======================================================================================
     # shutdown and introspection
     # ======================================================================================
+    def context_info(self) -> dict:
+        return {"node_ip_address": "127.0.0.1", "raylet_ip_address": "127.0.0.1",
+                "redis_address": None, "gcs_address": None, "object_store_address": self.shm_dir,
+                "raylet_socket_name": None, "webui_url": None, "session_dir": self.session_dir,
+                "metrics_export_port": None, "node_id": self.node_id, "job_id": self.job_id,
+                "namespace": self.namespace, "address": "local"}
+
+    def dashboard_source(self) -> "Node":
+        return self
+
     def shutdown(self) -> None:
         with self.lock:
             if self.stopping:
                 return
             self.stopping = True
             processes = list(self.processes.values())
+        try:  # tells the workers, who hear of the I/O thread's end first, that this is no death
+            open(os.path.join(self.shm_dir, wire.SHUTDOWN_MARK), "w").close()
+        except OSError:
+            pass
         self._wake()
         if self.io_thread is not threading.current_thread():
             self.io_thread.join(timeout=2)
         for process in processes:
-            process.channel.send(("exit",))
+            process.channel.send((wire.EXIT,))
         deadline = time.monotonic() + 0.5
         for process in processes:
             try:
@@ -770,14 +784,6 @@ class Node(ActorsMixin, ProcessIOMixin, SpecSubmitter):
 
     def memory_summary(self) -> dict:
         return self.snapshot(lambda node: node.store.stats())
-
-
-def _settle(future: concurrent.futures.Future, value: Any, error: bool) -> None:
-    """Complete ``future`` with a value or an exception, unless it was cancelled (even just now)."""
-    try:
-        future.set_exception(value) if error else future.set_result(value)
-    except concurrent.futures.InvalidStateError:
-        pass  # cancelled by its caller while the value was on its way
 
 
 def _cleanup_stale_sessions() -> None:
