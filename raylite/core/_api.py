@@ -13,6 +13,7 @@ import functools
 import inspect
 import os
 import threading
+import time
 from typing import Any, Callable
 
 from raylite.core import _ids, _refs
@@ -556,11 +557,37 @@ def get(object_refs, *, timeout: float | None = None):
     if isinstance(object_refs, (list, tuple)):
         for i, ref in enumerate(object_refs):
             if type(ref) is not ObjectRef:
+                if _stands_for_a_value(ref):
+                    return _get_mixed(list(object_refs), timeout)
                 raise TypeError(_not_a_ref("get", ref, f" (item {i} of the list)"))
         if not object_refs:
             return []
         return _backend().get(list(object_refs), timeout)
+    if _stands_for_a_value(object_refs):
+        return object_refs._raylite_get(timeout)
     raise TypeError(_not_a_ref("get", object_refs, ""))
+
+
+def _stands_for_a_value(value: Any) -> bool:
+    """A library's future that ``get`` accepts as Ray's does (Serve's DeploymentResponse, the
+    ObjectRef of Ray 2.2's handles): it has ``_raylite_get(timeout)``."""
+    return hasattr(type(value), "_raylite_get")
+
+
+def _get_mixed(values: list, timeout: float | None) -> list:
+    deadline = None if timeout is None else time.monotonic() + timeout
+    refs = [v for v in values if type(v) is ObjectRef]
+    fetched = iter(_backend().get(refs, timeout) if refs else [])
+    out = []
+    for value in values:
+        if type(value) is ObjectRef:
+            out.append(next(fetched))
+        elif _stands_for_a_value(value):
+            left = None if deadline is None else max(0.0, deadline - time.monotonic())
+            out.append(value._raylite_get(left))
+        else:
+            raise TypeError(_not_a_ref("get", value, " (in the list)"))
+    return out
 
 
 def _not_a_ref(what: str, value: Any, where: str) -> str:

@@ -205,23 +205,32 @@ def _after_change(state: _ServeState) -> None:
 
 
 # ----- deploying ----------------------------------------------------------------------------
-def _collect(root: Application, app_name: str | None) -> list[tuple[Deployment, tuple, dict]]:
-    """The deployments of an application graph, dependencies first; bound args become handles."""
-    order: list[tuple[Deployment, tuple, dict]] = []
+def _collect(root: Application,
+             app_name: str | None) -> list[tuple[Application, str, tuple, dict]]:
+    """The deployments of an application graph, dependencies first, each with its name in the
+    application; bound args become handles. A deployment bound more than once (with other
+    arguments) is deployed once per binding, as ``Model``, ``Model_1``, ... (as Ray names them;
+    the root keeps the plain name)."""
+    order: list[tuple[Application, str, tuple, dict]] = []
     handles: dict[int, _handle.DeploymentHandle] = {}
-    names: dict[str, int] = {}
+    taken: set[str] = set()
+
+    def unique(name: str) -> str:
+        candidate, suffix = name, 0
+        while candidate in taken:
+            suffix += 1
+            candidate = f"{name}_{suffix}"
+        taken.add(candidate)
+        return candidate
 
     def visit(node: Application) -> _handle.DeploymentHandle:
         if id(node) in handles:
             return handles[id(node)]
-        name = node.deployment.name
-        if names.setdefault(name, id(node)) != id(node):
-            raise ValueError(f"the application binds two different deployments named {name!r}; "
-                             "rename one with .options(name=...)")
-        args = replace(node.args)
+        name = unique(node.deployment.name)
+        handles[id(node)] = _handle.DeploymentHandle(name, app_name)  # before its arguments:
+        args = replace(node.args)                                     # the root keeps its name
         kwargs = replace(node.kwargs)
-        handles[id(node)] = _handle.DeploymentHandle(name, app_name)
-        order.append((node.deployment, args, kwargs))
+        order.append((node, name, args, kwargs))
         return handles[id(node)]
 
     def replace(value: Any) -> Any:
@@ -245,17 +254,17 @@ def deploy_application(app_name: str | None, root: Application, route_prefix: An
     state = _ensure_started()
     specs = []
     collected = _collect(root, app_name)
-    for deployment, args, kwargs in collected:
-        is_root = deployment is root.deployment
-        prefix = route_prefix if is_root else None
+    for node, name, args, kwargs in collected:
+        deployment = node.deployment
+        prefix = route_prefix if node is root else None
         config = deployment._config.replace(route_prefix=prefix)
         definition = raylite.put((dumps_callable(deployment.func_or_class), args, kwargs))
-        specs.append({"name": deployment.name, "config": config, "definition": [definition]})
+        specs.append({"name": name, "config": config, "definition": [definition]})
     try:
         raylite.get(state.controller.deploy_application.remote(app_name, specs, delete_others))
     finally:
         _after_change(state)
-    return _handle.DeploymentHandle(root.deployment.name, app_name)
+    return _handle.DeploymentHandle(collected[-1][1], app_name)
 
 
 def run(target: Application | Deployment, *, route_prefix: Any = _UNSET,
