@@ -275,3 +275,21 @@ def test_torch_pipeline_trainer_tuner_batch_predictor(ray, tmp_path):
     assert len(rows) == 64
     with pytest.raises(ValueError, match="blocks_per_window"):
         batch_predictor.predict_pipelined(ds)
+
+
+def _loop_count_rows(config):
+    shard = session.get_dataset_shard("train")
+    rows = sum(len(b) for b in shard.iter_batches(batch_size=None, batch_format="pandas"))
+    session.report({"rows": rows, "free_cpus": raylite.available_resources().get("CPU", 0)})
+
+
+def test_workers_holding_every_cpu_are_still_fed(ray):
+    """2 workers on 2 CPUs: the reads, transforms and slices of the dataset finish before
+    the workers take the CPUs, so iterating the shards needs no task (it hung before)."""
+    # one block cut in two: the halves are made by slice tasks
+    rng = np.random.default_rng(0)
+    ds = ray.data.from_pandas(pd.DataFrame({"x": rng.normal(size=200), "y": np.arange(200)}))
+    result = DataParallelTrainer(_loop_count_rows, backend_config="tensorflow",
+                                 scaling_config=ScalingConfig(num_workers=2),
+                                 datasets={"train": ds}).fit()
+    assert result.metrics["rows"] == 100 and result.metrics["free_cpus"] == 0
