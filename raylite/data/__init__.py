@@ -38,6 +38,10 @@ _LAZY = {
     "GroupedData": ("raylite.data._aggregate", "GroupedData"),
     "aggregate": ("raylite.data.aggregate", None),
     "preprocessors": ("raylite.data.preprocessors", None),
+    "datasource": ("raylite.data.datasource", None),
+    "Datasource": ("raylite.data.datasource", "Datasource"),
+    "ReadTask": ("raylite.data.datasource", "ReadTask"),
+    "read_datasource": ("raylite.data.datasource", "read_datasource"),
 }
 
 
