@@ -293,3 +293,21 @@ def test_workers_holding_every_cpu_are_still_fed(ray):
                                  scaling_config=ScalingConfig(num_workers=2),
                                  datasets={"train": ds}).fit()
     assert result.metrics["rows"] == 100 and result.metrics["free_cpus"] == 0
+
+
+def _tune_loop(config):
+    for step, loss in enumerate([4.0, 1.0, 3.0, 2.0]):
+        session.report({"loss": loss}, checkpoint=Checkpoint.from_dict({"step": step}))
+
+
+def test_tune_result_best_checkpoints_honour_num_to_keep(ray, tmp_path):
+    grid = tune.Tuner(_tune_loop, run_config=RunConfig(
+        storage_path=str(tmp_path), verbose=0, checkpoint_config=CheckpointConfig(
+            num_to_keep=2, checkpoint_score_attribute="loss",
+            checkpoint_score_order="min"))).fit()
+    result = grid[0]
+    steps = [c.to_dict()["step"] for c, _ in result.best_checkpoints]
+    # the best (step 1, loss 1.0) and the latest (step 3), kept to restore from
+    assert steps == [1, 3]
+    assert [m["loss"] for _, m in result.best_checkpoints] == [1.0, 2.0]
+    assert result.checkpoint.to_dict()["step"] == 3
