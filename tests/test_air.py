@@ -220,7 +220,8 @@ def test_torch_pipeline_trainer_tuner_batch_predictor(ray, tmp_path):
     rng = np.random.default_rng(0)
     x = rng.normal(size=(64, 2))
     frame = pd.DataFrame({"a": x[:, 0], "b": x[:, 1], "y": 3 * x[:, 0] - 2 * x[:, 1] + 1})
-    ds = ray.data.from_pandas(frame)
+    frame.to_parquet(tmp_path / "data.parquet")
+    ds = ray.data.read_parquet(str(tmp_path / "data.parquet"))
     preprocessor = Concatenator(output_column_name="features", exclude=["y"], dtype=np.float32)
 
     def loop(config):
