@@ -26,6 +26,8 @@ import tempfile
 from collections.abc import Iterator
 from typing import Any
 
+import cloudpickle
+
 from raylite.util._pickle_file import load_pickle
 
 DICT_FILE = "dict_checkpoint.pkl"
@@ -121,7 +123,7 @@ class Checkpoint:
 
     def to_bytes(self) -> bytes:
         """The dict, pickled (a directory checkpoint must hold a dict)."""
-        return pickle.dumps(self.to_dict())
+        return cloudpickle.dumps(self.to_dict())
 
     def to_directory(self, path: str | os.PathLike | None = None) -> str:
         """Write the checkpoint into ``path`` (a new temporary directory if None); return it."""
@@ -129,7 +131,7 @@ class Checkpoint:
         os.makedirs(path, exist_ok=True)
         if self._data is not None:
             with open(os.path.join(path, DICT_FILE), "wb") as f:
-                pickle.dump(self._data, f)
+                cloudpickle.dump(self._data, f)
         elif os.path.abspath(self.path) != os.path.abspath(path):
             shutil.copytree(self.path, path, dirs_exist_ok=True)
         if type(self) is not Checkpoint:
@@ -190,7 +192,7 @@ class Checkpoint:
             self._data[PREPROCESSOR_KEY] = preprocessor
             return
         with open(os.path.join(self.path, PREPROCESSOR_FILE), "wb") as f:
-            pickle.dump(preprocessor, f)
+            cloudpickle.dump(preprocessor, f)
 
     # ---- pickling and printing ------------------------------------------------------------
     def __getstate__(self) -> dict:
