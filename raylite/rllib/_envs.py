@@ -203,7 +203,10 @@ def _close(word: str, choices: list[str]) -> str:
 def as_gymnasium(env: Any, name: str = "env") -> Any:
     """``env`` if it follows Gymnasium's API, else wrapped in :class:`LegacyEnv`."""
     import gymnasium
-    if isinstance(env, gymnasium.Env) and "seed" in _parameters(env.reset):
+
+    from raylite.rllib._multi_agent import MultiAgentEnv
+    if isinstance(env, MultiAgentEnv) or (
+            isinstance(env, gymnasium.Env) and "seed" in _parameters(env.reset)):
         return env
     return LegacyEnv(env, name)
 

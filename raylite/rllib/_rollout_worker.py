@@ -142,15 +142,21 @@ class RolloutWorker:
 class WorkerSet:
     """The trainer's rollout workers: remote actors, or one local worker (``num_workers: 0``)."""
 
-    def __init__(self, env_spec: EnvSpec, config: AlgorithmConfig, model_spec: ModelSpec):
+    def __init__(self, env_spec: EnvSpec, config: AlgorithmConfig, model_spec: ModelSpec,
+                 units: dict[str, Any] | None = None):
+        """``units`` (policy id -> PolicyUnit) makes the workers multi-agent ones."""
+        from raylite.rllib._multi_agent import MultiAgentWorker
         self.local: RolloutWorker | None = None
         self.remote: list[Any] = []
         self.learner_worker: Any = None   # set by the algorithm
+        self.policy_returns: dict[str, list[float]] = {}
+        worker_class, spec = (RolloutWorker, model_spec) if units is None else (
+            MultiAgentWorker, units)
         if config.num_workers == 0:
-            self.local = RolloutWorker(env_spec, config, model_spec, 0)
+            self.local = worker_class(env_spec, config, spec, 0)
         else:
-            actor = raylite.remote(RolloutWorker).options(num_cpus=config.num_cpus_per_worker)
-            self.remote = [actor.remote(env_spec, config, model_spec, i + 1)
+            actor = raylite.remote(worker_class).options(num_cpus=config.num_cpus_per_worker)
+            self.remote = [actor.remote(env_spec, config, spec, i + 1)
                            for i in range(config.num_workers)]
             raylite.get([worker.ping.remote() for worker in self.remote])  # raise setup errors now
 
@@ -187,7 +193,7 @@ class WorkerSet:
                ) -> tuple[dict[str, np.ndarray], list[tuple[float, int]]]:
         """Rounds of one fragment per worker until ``min_steps`` steps are in: the batch and
         the finished episodes' (return, length). Filter deltas go to ``merge_delta``."""
-        batches, episodes, steps = [], [], 0
+        batches, episodes, steps, multi_agent = [], [], 0, False
         while steps < min_steps:
             if self.local is not None:
                 outs = [self.local.sample()]
@@ -197,8 +203,24 @@ class WorkerSet:
                 batches.append(out["batch"])
                 episodes.extend(out["episodes"])
                 merge_delta(out["filter_delta"])
-                steps += batch_size(out["batch"])
+                if "policy_returns" in out:   # multi-agent: {policy id: batch}, env steps
+                    multi_agent = True
+                    steps += out["env_steps"]
+                    for pid, values in out["policy_returns"].items():
+                        self.policy_returns.setdefault(pid, []).extend(values)
+                else:
+                    steps += batch_size(out["batch"])
+        self.last_env_steps = steps
+        if multi_agent:
+            pids = {pid for batch in batches for pid in batch}
+            return {pid: concat_batches([b[pid] for b in batches if pid in b])
+                    for pid in pids}, episodes
         return concat_batches(batches), episodes
+
+    def take_policy_returns(self) -> dict[str, list[float]]:
+        """Each policy's agent returns of the episodes finished since the last call."""
+        returns, self.policy_returns = self.policy_returns, {}
+        return returns
 
     def stop(self) -> None:
         if self.local is not None:
