@@ -81,6 +81,20 @@ def test_ppo_two_policies_with_their_own_gamma_and_one_frozen():
     algo.stop()
 
 
+def test_multi_agent_rollout_worker_actors(ray):
+    algo = (PPOConfig().environment(TwoCartPoles, env_config={"num_agents": 2})
+            .multi_agent(policies={"p0", "p1"}, policy_mapping_fn=by_agent)
+            .env_runners(num_env_runners=2, rollout_fragment_length=20)
+            .training(train_batch_size=40, sgd_minibatch_size=20, num_sgd_iter=1,
+                      model={"fcnet_hiddens": [8]}).build())
+    result = algo.train()
+    assert result["timesteps_total"] == 40 and set(result["info"]["learner"]) == {"p0", "p1"}
+    weights = algo.workers.foreach_worker(lambda w: w.get_policy("p1").get_weights(),
+                                          local_worker=False)
+    assert len(weights) == 2
+    algo.stop()
+
+
 def test_dqn_multi_agent_trains_each_policy_and_checkpoints_all(tmp_path):
     from raylite.rllib.algorithms.algorithm import Algorithm
     config = (DQNConfig().environment(TwoCartPoles, env_config={"num_agents": 2})

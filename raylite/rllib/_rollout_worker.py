@@ -13,6 +13,7 @@ With ``num_workers: 0`` one RolloutWorker runs inside the trainer. Workers act w
 
 from __future__ import annotations
 
+import dataclasses
 from collections.abc import Callable
 from typing import Any
 
@@ -139,6 +140,16 @@ class RolloutWorker:
         self.env.close()
 
 
+@dataclasses.dataclass(frozen=True)
+class ActingSpec:
+    """What a multi-agent worker needs of a policy (not its learner)."""
+
+    config: Any
+    model_spec: Any
+    observation_space: Any
+    action_space: Any
+
+
 class WorkerSet:
     """The trainer's rollout workers: remote actors, or one local worker (``num_workers: 0``)."""
 
@@ -151,7 +162,9 @@ class WorkerSet:
         self.learner_worker: Any = None   # set by the algorithm
         self.policy_returns: dict[str, list[float]] = {}
         worker_class, spec = (RolloutWorker, model_spec) if units is None else (
-            MultiAgentWorker, units)
+            MultiAgentWorker, {pid: ActingSpec(unit.config, unit.model_spec,
+                                               unit.observation_space, unit.action_space)
+                               for pid, unit in units.items()})
         if config.num_workers == 0:
             self.local = worker_class(env_spec, config, spec, 0)
         else:
