@@ -67,6 +67,10 @@ def _add_train(commands: argparse._SubParsersAction) -> None:
                     "experiment from --run, --env, --stop and --config.",
         epilog="config keys (YAML config: or --config JSON):\n" + fields_help())
     parser.add_argument("-f", "--config-file", metavar="FILE", help="YAML experiment file")
+    parser.add_argument("source", nargs="*", metavar="file FILE",
+                        help="Ray 2.x's form: `rllib train file FILE`, FILE a YAML experiment "
+                             "file or a .py file that defines an algorithm config (`config = "
+                             "PPOConfig()...`, and optionally a `stop` dict)")
     _add_train_flags(parser)
     parser.set_defaults(handler=_train)
 
@@ -145,7 +149,17 @@ def _json_dict(text: str) -> dict:
 
 # ---- train ----------------------------------------------------------------------------------------
 def _train(args: argparse.Namespace) -> int:
-    if args.config_file:
+    source = getattr(args, "source", None)
+    if source:
+        if source[0] != "file" or len(source) != 2:
+            raise UsageError(f"unexpected arguments {' '.join(source)!r}: use `rllib train file "
+                             f"FILE` or `rllib train -f FILE`")
+        if args.config_file:
+            raise UsageError("give the experiment file once: `file FILE` or -f FILE")
+        args.config_file = source[1]
+    if args.config_file and args.config_file.endswith(".py"):
+        experiments = _load_python_experiment(args.config_file, args.name)
+    elif args.config_file:
         experiments = _load_experiments(args.config_file)
     else:
         if not args.run or not args.env:
@@ -179,6 +193,33 @@ def _load_experiments(path: str) -> dict[str, dict]:
                                  f"{', '.join(EXPERIMENT_KEYS)}; algorithm settings go under "
                                  f"config:)")
     return experiments
+
+
+def _load_python_experiment(path: str, name: str | None) -> dict[str, dict]:
+    """One experiment from a .py file that defines an algorithm config (``config``, or the
+    only config it defines) and optionally ``stop``."""
+    import runpy
+
+    from raylite.rllib._config import ConfigBuilder
+    if not os.path.exists(path):
+        raise UsageError(f"no such file: {path}")
+    namespace = runpy.run_path(path, run_name="__rllib_train__")
+    configs = {key: value for key, value in namespace.items()
+               if isinstance(value, ConfigBuilder)}
+    if "config" in configs:
+        config = configs["config"]
+    elif len(configs) == 1:
+        config = next(iter(configs.values()))
+    else:
+        raise UsageError(f"{path} must define one algorithm config (e.g. `config = "
+                         f"PPOConfig().environment(...)`); it defines "
+                         f"{', '.join(configs) or 'none'}")
+    stop = namespace.get("stop") or {}
+    if not isinstance(stop, dict):
+        raise UsageError(f"{path}: stop must be a dict such as {{'training_iteration': 10}}")
+    values = config.to_dict()
+    return {name or os.path.splitext(os.path.basename(path))[0]: {
+        "run": config.algo_name, "env": values.get("env"), "stop": stop, "config": values}}
 
 
 def _apply_flags(spec: dict, args: argparse.Namespace) -> dict:
