@@ -22,6 +22,7 @@ from typing import Any
 import numpy as np
 
 from raylite.rllib import _checkpoint
+from raylite.rllib._callbacks import make_callbacks, summarize_custom_metrics
 from raylite.tune import _registry
 from raylite.rllib._config import AlgorithmConfig, did_you_mean
 from raylite.rllib._envs import EnvSpec, action_info, preprocessor, resolve_env
@@ -119,6 +120,9 @@ class Algorithm(Trainable):
         self.episodes_total = 0
         self._recent_episodes: collections.deque = collections.deque(
             maxlen=config.metrics_smoothing_episodes)
+        self.callbacks = make_callbacks(config.callbacks)
+        if self.callbacks is not None:
+            self.callbacks.on_algorithm_init(algorithm=self)
 
     def _make_units(self, config: AlgorithmConfig) -> dict[str, PolicyUnit]:
         """One policy (network, learner, config) per policy id: ``default_policy`` alone for
@@ -177,7 +181,13 @@ class Algorithm(Trainable):
 
     def _check_unimplemented(self, config: AlgorithmConfig) -> None:
         """Refuse the options raylite accepts in configs but does not implement yet."""
-        for name in ("env_task_fn", "output", "callbacks"):
+        if config.callbacks is not None and config.policies is not None:
+            raise NotImplementedError("callbacks with multi-agent training: not implemented by "
+                                      "raylite yet; remove one of them")
+        if config.env_task_fn is not None and config.policies is not None:
+            raise NotImplementedError("env_task_fn with multi-agent training: not implemented "
+                                      "by raylite yet")
+        for name in ("output",):
             value = getattr(config, name)
             if value is not None and not self._implements(name):
                 raise NotImplementedError(f"config {name!r}: not implemented by raylite's "
@@ -224,7 +234,8 @@ class Algorithm(Trainable):
                                         for pid, stats in learner_stats.items()},
                             "num_steps_sampled": self.timesteps_total,
                             "num_steps_trained": self.timesteps_total},
-                      timers=dict(self.timers), custom_metrics={},
+                      timers=dict(self.timers),
+                      custom_metrics=summarize_custom_metrics(self.workers.take_custom_metrics()),
                       config=self.algo_config.to_dict())
         if self.is_multi_agent:
             returns = self.workers.take_policy_returns()
@@ -234,6 +245,11 @@ class Algorithm(Trainable):
         interval = self.algo_config.evaluation_interval
         if interval and (self.iteration + 1) % interval == 0:
             result.update(self.evaluate())
+        if self.callbacks is not None:
+            self.callbacks.on_train_result(algorithm=self, result=result, trainer=self)
+        if self.algo_config.env_task_fn is not None:  # curriculum: the next tasks
+            light = {k: v for k, v in result.items() if k not in ("config", "hist_stats")}
+            result["env_tasks"] = self.workers.set_tasks(self.algo_config.env_task_fn, light)
         return result
 
     def _episode_metrics(self, episodes: list[tuple[float, int]]) -> dict:

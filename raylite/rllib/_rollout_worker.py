@@ -41,12 +41,16 @@ class RolloutWorker:
     def __init__(self, env_spec: EnvSpec, config: AlgorithmConfig, model_spec: ModelSpec,
                  worker_index: int = 0):
         self.config = config
+        self.worker_index = worker_index
         self.env = VectorEnv(env_spec, config.num_envs_per_worker, config.seed, config.horizon,
                              worker_index)
         self.filter = make_filter(config.observation_filter, (self.env.obs_size,))
         self.policy = model_spec.acting_policy(action_adapter(self.env.action_space,
                                                               config.normalize_actions))
         self.on_policy = model_spec.on_policy
+        from raylite.rllib._callbacks import make_callbacks
+        self.callbacks = make_callbacks(config.callbacks)
+        self.env.callbacks, self.env.worker = self.callbacks, self
         seed = None if config.seed is None else config.seed + 7919 * worker_index
         self.rng = np.random.default_rng(seed)
         self._obs: np.ndarray | None = None  # the raw observations the next step acts on
@@ -94,8 +98,11 @@ class RolloutWorker:
         last_values = self.policy.values(self.filter(raw_obs, update=False))
         batch = buffer.finish(last_values, config.gamma, config.lambda_, config.use_gae,
                               config.use_critic)
+        if self.callbacks is not None:
+            self.callbacks.on_sample_end(worker=self, samples=batch)
         return {"batch": batch, "episodes": self.env.take_episodes(),
-                "filter_delta": self.filter.take_delta()}
+                "filter_delta": self.filter.take_delta(),
+                "custom_metrics": self.env.take_custom_metrics()}
 
     def _sample_transitions(self) -> dict[str, Any]:
         """``rollout_fragment_length`` steps of every env as n-step transitions."""
@@ -119,8 +126,11 @@ class RolloutWorker:
         self._obs = raw_obs
         steps = {name: np.stack(values) for name, values in columns.items()}
         batch = n_step_transitions(steps, config.n_step, config.gamma)
+        if self.callbacks is not None:
+            self.callbacks.on_sample_end(worker=self, samples=batch)
         return {"batch": batch, "episodes": self.env.take_episodes(),
-                "filter_delta": self.filter.take_delta()}
+                "filter_delta": self.filter.take_delta(),
+                "custom_metrics": self.env.take_custom_metrics()}
 
     def ping(self) -> bool:
         return True
@@ -135,6 +145,25 @@ class RolloutWorker:
 
     def foreach_env(self, fn: Callable[[Any], Any]) -> list[Any]:
         return [fn(env) for env in self.env.envs]
+
+    def foreach_env_with_context(self, fn: Callable[[Any, Any], Any]) -> list[Any]:
+        """``fn(env, env_context)`` for each of the worker's envs."""
+        from raylite.rllib._envs import EnvContext
+        return [fn(env, EnvContext(self.config.env_config, self.worker_index, i,
+                                   self.config.num_workers))
+                for i, env in enumerate(self.env.envs)]
+
+    def set_tasks(self, env_task_fn: Callable, result: dict) -> list[Any]:
+        """Curriculum: ``env.set_task(env_task_fn(result, env, env_context))`` on each env."""
+        def apply(env: Any, context: Any) -> Any:
+            target = env if hasattr(env, "set_task") else getattr(env, "unwrapped", env)
+            if not hasattr(target, "set_task"):
+                raise TypeError(f"env_task_fn needs envs with set_task (a TaskSettableEnv); "
+                                f"{type(target).__name__} has none")
+            task = env_task_fn(result, target, context)
+            target.set_task(task)
+            return task
+        return self.foreach_env_with_context(apply)
 
     def close(self) -> None:
         self.env.close()
@@ -161,6 +190,7 @@ class WorkerSet:
         self.remote: list[Any] = []
         self.learner_worker: Any = None   # set by the algorithm
         self.policy_returns: dict[str, list[float]] = {}
+        self.custom_metrics: list[dict[str, float]] = []
         worker_class, spec = (RolloutWorker, model_spec) if units is None else (
             MultiAgentWorker, {pid: ActingSpec(unit.config, unit.model_spec,
                                                unit.observation_space, unit.action_space)
@@ -187,6 +217,14 @@ class WorkerSet:
         if self.remote:
             results.extend(raylite.get([worker.apply.remote(fn) for worker in self.remote]))
         return results
+
+    def set_tasks(self, env_task_fn: Callable, result: dict) -> list[Any]:
+        """Curriculum: every worker's envs take their next task; the tasks set."""
+        if self.local is not None:
+            return self.local.set_tasks(env_task_fn, result)
+        tasks = raylite.get([worker.set_tasks.remote(env_task_fn, result)
+                             for worker in self.remote])
+        return [task for worker_tasks in tasks for task in worker_tasks]
 
     def num_remote_workers(self) -> int:
         return len(self.remote)
@@ -215,6 +253,7 @@ class WorkerSet:
             for out in outs:
                 batches.append(out["batch"])
                 episodes.extend(out["episodes"])
+                self.custom_metrics.extend(out.get("custom_metrics", ()))
                 merge_delta(out["filter_delta"])
                 if "policy_returns" in out:   # multi-agent: {policy id: batch}, env steps
                     multi_agent = True
@@ -229,6 +268,10 @@ class WorkerSet:
             return {pid: concat_batches([b[pid] for b in batches if pid in b])
                     for pid in pids}, episodes
         return concat_batches(batches), episodes
+
+    def take_custom_metrics(self) -> list[dict[str, float]]:
+        metrics, self.custom_metrics = self.custom_metrics, []
+        return metrics
 
     def take_policy_returns(self) -> dict[str, list[float]]:
         """Each policy's agent returns of the episodes finished since the last call."""
