@@ -34,10 +34,12 @@ from raylite.tune._registry import register_env, register_trainable
 _LAZY = {"PPO": "_ppo", "PPOConfig": "_ppo", "PPOTrainer": "_ppo", "DEFAULT_CONFIG": "_ppo",
          "DQN": "_dqn", "DQNConfig": "_dqn", "DQNTrainer": "_dqn",
          "SAC": "_sac", "SACConfig": "_sac", "SACTrainer": "_sac",
+         "MARWIL": "_marwil", "MARWILConfig": "_marwil", "BC": "_marwil", "BCConfig": "_marwil",
          "Algorithm": "_algorithm", "Policy": "_algorithm"}
 
 #: algorithm name -> the attribute of this package that holds it
-ALGORITHMS: dict[str, str] = {"PPO": "PPO", "DQN": "DQN", "SAC": "SAC"}
+ALGORITHMS: dict[str, str] = {"PPO": "PPO", "DQN": "DQN", "SAC": "SAC", "MARWIL": "MARWIL",
+                              "BC": "BC"}
 
 
 def algorithm_name(name: str) -> str:
@@ -74,6 +76,8 @@ def __getattr__(name: str) -> Any:
 
 __all__ = [
     "ALGORITHMS",
+    "BC",
+    "BCConfig",
     "DEFAULT_CONFIG",
     "DQN",
     "DQNConfig",
@@ -82,6 +86,8 @@ __all__ = [
     "Algorithm",
     "AlgorithmConfig",
     "EnvContext",
+    "MARWIL",
+    "MARWILConfig",
     "MeanStdFilter",
     "ModelConfig",
     "PPOConfig",

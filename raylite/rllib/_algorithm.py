@@ -187,11 +187,9 @@ class Algorithm(Trainable):
         if config.env_task_fn is not None and config.policies is not None:
             raise NotImplementedError("env_task_fn with multi-agent training: not implemented "
                                       "by raylite yet")
-        for name in ("output",):
-            value = getattr(config, name)
-            if value is not None and not self._implements(name):
-                raise NotImplementedError(f"config {name!r}: not implemented by raylite's "
-                                          f"{self.algo_name} yet; remove it")
+        if config.output is not None and config.policies is not None:
+            raise NotImplementedError("output with multi-agent training: not implemented by "
+                                      "raylite yet")
         if config.input_ != "sampler" and not self._implements("input"):
             raise NotImplementedError(f"config 'input': {self.algo_name} in raylite learns "
                                       f"from its env only ('sampler')")

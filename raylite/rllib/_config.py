@@ -439,6 +439,18 @@ class AlgorithmConfig(_Fields):
                             group="training", algos=SAC)
     alpha_lr: Any = option(None, "the entropy weight's learning rate",
                            check=_optional_positive, group="training", algos=SAC)
+    # MARWIL and BC: learning from offline data
+    beta: float = option(1.0, "MARWIL's advantage weighting: exp(beta * advantage / c) "
+                         "(0: behavior cloning)", check=_non_negative, group="training",
+                         algos=("MARWIL", "BC"))
+    vf_coeff: float = option(1.0, "weight of the value loss", check=_non_negative,
+                             group="training", algos=("MARWIL", "BC"))
+    moving_average_sqd_adv_norm_start: float = option(
+        100.0, "start of the running mean of squared advantages (c^2)", check=_positive,
+        group="training", algos=("MARWIL", "BC"))
+    moving_average_sqd_adv_norm_update_rate: float = option(
+        1e-8, "how fast c^2 follows the batches' squared advantages", check=_unit_interval,
+        group="training", algos=("MARWIL", "BC"))
     model: ModelConfig = field(default_factory=ModelConfig, metadata={
         "doc": "the network: fcnet_hiddens, fcnet_activation, vf_share_layers, free_log_std",
         "check": _anything, "group": "training", "aliases": ("model_config",), "algos": None})
@@ -580,6 +592,8 @@ ALGORITHM_DEFAULTS: dict[str, dict[str, Any]] = {
                                      "alpha": 0.6, "beta": 0.4, "prioritized_replay_eps": 1e-6},
             "exploration_config": {"type": "EpsilonGreedy", "initial_epsilon": 1.0,
                                    "final_epsilon": 0.02, "epsilon_timesteps": 10000}},
+    "MARWIL": {"num_workers": 0, "train_batch_size": 2000, "lr": 1e-4},
+    "BC": {"num_workers": 0, "train_batch_size": 2000, "lr": 1e-4, "beta": 0.0, "vf_coeff": 0.0},
     "SAC": {"num_workers": 0, "rollout_fragment_length": 1, "train_batch_size": 256,
             "lr": 3e-4, "num_steps_sampled_before_learning_starts": 1500,
             "target_network_update_freq": 0, "tau": 5e-3,

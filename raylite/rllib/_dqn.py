@@ -118,6 +118,10 @@ class DQN(Algorithm):
 
     def setup(self, config: dict) -> None:
         super().setup(config)
+        self.reader = None
+        if self.algo_config.input_ != "sampler":
+            from raylite.rllib._offline import JsonReader
+            self.reader = JsonReader(self.algo_config.input_)
         defaults = ALGORITHM_DEFAULTS[self.algo_name]
         for unit in self.units.values():
             unit.state.update(
@@ -139,18 +143,12 @@ class DQN(Algorithm):
         start = time.perf_counter()
         while True:
             # 1. rollouts, epsilon-greedy with the current weights
-            lifetime = self.timesteps_total + steps
-            weights = {pid: unit.learner.get_weights() for pid, unit in self.units.items()}
-            exploration = {pid: self.exploration_state(unit, lifetime)
-                           for pid, unit in self.units.items()}
-            if self.is_multi_agent:
-                self.workers.sync(weights, None, exploration)
+            if self.reader is not None:  # offline: logged transitions instead of rollouts
+                batches, new_episodes = {DEFAULT_POLICY_ID: self._offline_transitions()}, []
+                steps += len(batches[DEFAULT_POLICY_ID][OBS])
             else:
-                self.workers.sync(weights[DEFAULT_POLICY_ID], self.filter.get_state(),
-                                  exploration[DEFAULT_POLICY_ID])
-            batch, new_episodes = self.workers.sample(1, self.filter.merge_delta)
-            batches = batch if self.is_multi_agent else {DEFAULT_POLICY_ID: batch}
-            steps += self.workers.last_env_steps
+                batches, new_episodes = self._sample_round(self.timesteps_total + steps)
+                steps += self.workers.last_env_steps
             episodes.extend(new_episodes)
             lifetime = self.timesteps_total + steps
             learn_start = time.perf_counter()
@@ -175,6 +173,38 @@ class DQN(Algorithm):
             if explore is not None:
                 policy_stats["cur_epsilon"] = explore["epsilon"]
         return steps, episodes, stats
+
+    def _sample_round(self, lifetime: int) -> tuple[dict[str, dict], list]:
+        """One round of rollouts with the current weights and exploration."""
+        weights = {pid: unit.learner.get_weights() for pid, unit in self.units.items()}
+        exploration = {pid: self.exploration_state(unit, lifetime)
+                       for pid, unit in self.units.items()}
+        if self.is_multi_agent:
+            self.workers.sync(weights, None, exploration)
+        else:
+            self.workers.sync(weights[DEFAULT_POLICY_ID], self.filter.get_state(),
+                              exploration[DEFAULT_POLICY_ID])
+        batch, episodes = self.workers.sample(1, self.filter.merge_delta)
+        return (batch if self.is_multi_agent else {DEFAULT_POLICY_ID: batch}), episodes
+
+    def _implements(self, option: str) -> bool:
+        return option == "input" and not self.algo_config.policies
+
+    def _offline_transitions(self) -> dict[str, np.ndarray]:
+        """The next logged batch as transitions (written by DQN or SAC with output=DIR)."""
+        batch = self.reader.next()
+        missing = [c for c in (OBS, ACTIONS, REWARDS, NEW_OBS, TERMINATEDS) if c not in batch]
+        if missing:
+            raise ValueError(f"offline data for {self.algo_name} needs transitions; these "
+                             f"batches lack {', '.join(missing)} (write them with "
+                             f"{self.algo_name} or DQN and output=DIR)")
+        rows = len(batch[OBS])
+        discounts = batch.get(DISCOUNTS, np.full(rows, self.algo_config.gamma, np.float32))
+        return {OBS: batch[OBS].astype(np.float32), ACTIONS: batch[ACTIONS],
+                REWARDS: batch[REWARDS].astype(np.float32),
+                NEW_OBS: batch[NEW_OBS].astype(np.float32),
+                TERMINATEDS: batch[TERMINATEDS].astype(np.float32),
+                DISCOUNTS: np.asarray(discounts, np.float32)}
 
     def learn_from_replay(self, unit: Any, sampled: int, lifetime: int) -> dict[str, float]:
         """Steps 3 and 4 for one policy, once enough steps are in."""

@@ -42,6 +42,7 @@ class RolloutWorker:
                  worker_index: int = 0):
         self.config = config
         self.worker_index = worker_index
+        self._writer: Any = None
         self.env = VectorEnv(env_spec, config.num_envs_per_worker, config.seed, config.horizon,
                              worker_index)
         self.filter = make_filter(config.observation_filter, (self.env.obs_size,))
@@ -67,9 +68,17 @@ class RolloutWorker:
     def sample(self) -> dict[str, Any]:
         """One fragment: ``rollout_fragment_length`` steps of every env (with
         ``complete_episodes``, then on until each env's episode ends); GAE done for
-        on-policy learning, else n-step transitions for a replay buffer."""
-        if not self.on_policy:
-            return self._sample_transitions()
+        on-policy learning, else n-step transitions for a replay buffer. With ``output``
+        set, the batch is also appended to the JSON files there."""
+        out = self._sample_fragment() if self.on_policy else self._sample_transitions()
+        if self.config.output is not None:
+            if self._writer is None:
+                from raylite.rllib._offline import JsonWriter
+                self._writer = JsonWriter(self.config.output, worker_index=self.worker_index)
+            self._writer.write(out["batch"])
+        return out
+
+    def _sample_fragment(self) -> dict[str, Any]:
         config = self.config
         complete = config.batch_mode == "complete_episodes"
         buffer = RolloutBuffer(self.env.num_envs)
