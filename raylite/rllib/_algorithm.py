@@ -93,12 +93,23 @@ class Algorithm(Trainable):
         _registry.install(self._registered)
         self.algo_config = config = AlgorithmConfig.from_dict(config, self.algo_name)
         self._check_unimplemented(config)
-        self.env_spec: EnvSpec = resolve_env(config.env, config.env_config)
-        probe = self.env_spec.make()
-        self.observation_space, self.action_space = probe.observation_space, probe.action_space
-        self.is_multi_agent = isinstance(probe, MultiAgentEnv)
-        probe.close()
-        _check_spaces(config, self.observation_space, self.action_space)
+        self.external = callable(config.input_)   # clients act through a PolicyServerInput
+        if self.external:
+            if config.observation_space is None or config.action_space is None:
+                raise ValueError("an external env (input_=PolicyServerInput): set "
+                                 "observation_space and action_space in .environment()")
+            self.env_spec: EnvSpec | None = None
+            self.observation_space, self.action_space = (config.observation_space,
+                                                         config.action_space)
+            self.is_multi_agent = False
+        else:
+            self.env_spec = resolve_env(config.env, config.env_config)
+            probe = self.env_spec.make()
+            self.observation_space = probe.observation_space
+            self.action_space = probe.action_space
+            self.is_multi_agent = isinstance(probe, MultiAgentEnv)
+            probe.close()
+            _check_spaces(config, self.observation_space, self.action_space)
         self.units: dict[str, PolicyUnit] = self._make_units(config)
         default = self.units.get(DEFAULT_POLICY_ID) or next(iter(self.units.values()))
         self.learner, self.model_spec = default.learner, default.model_spec
@@ -110,7 +121,8 @@ class Algorithm(Trainable):
         obs_size, self._flatten = preprocessor(self.observation_space)
         self.filter = make_filter(config.observation_filter, (obs_size,))
         self.workers = WorkerSet(self.env_spec, config, self.model_spec,
-                                 self.units if self.is_multi_agent else None)
+                                 self.units if self.is_multi_agent else None,
+                                 external=self.external)
         self.workers.learner_worker = _LearnerWorker(self)
         self._rng = np.random.default_rng(config.seed)
         self._acting: dict[str, Any] = {}
@@ -124,13 +136,17 @@ class Algorithm(Trainable):
         if self.callbacks is not None:
             self.callbacks.on_algorithm_init(algorithm=self)
 
+    @property
+    def env_label(self) -> str:
+        return self.env_spec.name if self.env_spec is not None else "the external env"
+
     def _make_units(self, config: AlgorithmConfig) -> dict[str, PolicyUnit]:
         """One policy (network, learner, config) per policy id: ``default_policy`` alone for
         a single-agent env; the ``multi_agent`` policies (with their config overrides) else."""
         if not self.is_multi_agent:
             if config.policies is not None:
                 raise ValueError(f"multi_agent policies need a MultiAgentEnv; "
-                                 f"{self.env_spec.name} is a single-agent env")
+                                 f"{self.env_label} is a single-agent env")
             specs = {DEFAULT_POLICY_ID: PolicySpec()}
         else:
             specs = policy_specs(config.policies or {DEFAULT_POLICY_ID})
@@ -190,7 +206,8 @@ class Algorithm(Trainable):
         if config.output is not None and config.policies is not None:
             raise NotImplementedError("output with multi-agent training: not implemented by "
                                       "raylite yet")
-        if config.input_ != "sampler" and not self._implements("input"):
+        if config.input_ != "sampler" and not callable(config.input_) and not self._implements(
+                "input"):
             raise NotImplementedError(f"config 'input': {self.algo_name} in raylite learns "
                                       f"from its env only ('sampler')")
 
@@ -371,6 +388,9 @@ class Algorithm(Trainable):
     def evaluate(self) -> dict:
         """``{"evaluation": metrics}`` of ``evaluation_num_episodes`` episodes on a fresh env,
         greedy unless ``evaluation_config`` has ``explore: true``."""
+        if self.env_spec is None:
+            raise ValueError("evaluate(): this algorithm learns from an external env and has "
+                             "no env of its own to evaluate in")
         if self._eval_env is None:
             self._eval_env = self.env_spec.make()
             if not self.is_multi_agent:
@@ -407,7 +427,8 @@ class Algorithm(Trainable):
                           "model_spec_type": type(unit.model_spec).__name__}
                     for pid, unit in self.units.items()}
         return {"algorithm": self.algo_name, "config": self.algo_config.to_dict(),
-                "env_name": self.env_spec.name, **policies[default.policy_id],
+                "env_name": self.env_spec.name if self.env_spec else "external",
+                **policies[default.policy_id],
                 "policies": policies, "filter": self.filter.get_state(),
                 "counters": {"iteration": self.iteration, "timesteps_total": self.timesteps_total,
                              "episodes_total": self.episodes_total},

@@ -108,7 +108,7 @@ class DQN(Algorithm):
                     action_space: Any) -> QModelSpec:
         from gymnasium import spaces
         if not isinstance(action_space, spaces.Discrete):
-            raise ValueError(f"DQN needs a Discrete action space; {self.env_spec.name} has "
+            raise ValueError(f"DQN needs a Discrete action space; {self.env_label} has "
                              f"{action_space}: use SAC (continuous actions) or PPO")
         return QModelSpec(obs_size=preprocessor(observation_space)[0],
                           action_size=int(action_space.n),
@@ -119,7 +119,7 @@ class DQN(Algorithm):
     def setup(self, config: dict) -> None:
         super().setup(config)
         self.reader = None
-        if self.algo_config.input_ != "sampler":
+        if self.algo_config.input_ != "sampler" and not self.external:
             from raylite.rllib._offline import JsonReader
             self.reader = JsonReader(self.algo_config.input_)
         defaults = ALGORITHM_DEFAULTS[self.algo_name]

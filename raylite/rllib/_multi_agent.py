@@ -346,26 +346,7 @@ class MultiAgentWorker:
         if not self.on_policy:
             rows[pid].append(n_step_transitions(steps, config.n_step, config.gamma))
             return
-        rows[pid].append(self._gae_rows(pid, steps, config))
-
-    def _gae_rows(self, pid: str, steps: dict[str, np.ndarray], config: Any) -> dict:
-        policy = self.policies[pid]
-        rewards = steps["rewards"][:, 0].astype(np.float32)
-        truncated = steps["dones"][:, 0] & ~steps["terminateds"][:, 0]
-        if truncated.any():  # a time limit is not an end of the task: bootstrap the value
-            rewards[truncated] += config.gamma * policy.values(steps["new_obs"][truncated, 0])
-        last_done = bool(steps["dones"][-1, 0])
-        last_value = np.zeros(1, np.float32) if last_done else policy.values(
-            steps["new_obs"][-1])
-        buffer = RolloutBuffer(1)
-        for t in range(len(rewards)):
-            buffer.add(obs=steps["obs"][t], actions=steps["actions"][t],
-                       action_logp=steps["action_logp"][t],
-                       action_dist_inputs=steps["action_dist_inputs"][t],
-                       vf_preds=steps["vf_preds"][t], rewards=rewards[t:t + 1],
-                       dones=steps["dones"][t])
-        return buffer.finish(last_value, config.gamma, config.lambda_, config.use_gae,
-                             config.use_critic)
+        rows[pid].append(gae_rows(self.policies[pid], steps, config))
 
 
 def run_multi_agent_episodes(env: Any, act: Callable[[dict], dict], num_episodes: int
@@ -384,3 +365,24 @@ def run_multi_agent_episodes(env: Any, act: Callable[[dict], dict], num_episodes
             obs = live_observations(obs, terminateds, truncateds)
         episodes.append((total, length))
     return episodes
+
+
+def gae_rows(policy: Any, steps: dict[str, np.ndarray], config: Any) -> dict:
+    """One agent's (or external episode's) ``[T, 1]`` steps as PPO rows, GAE done; a cut
+    before the episode's end bootstraps with the value of the next observation."""
+    rewards = steps["rewards"][:, 0].astype(np.float32)
+    truncated = steps["dones"][:, 0] & ~steps["terminateds"][:, 0]
+    if truncated.any():  # a time limit is not an end of the task: bootstrap the value
+        rewards[truncated] += config.gamma * policy.values(steps["new_obs"][truncated, 0])
+    last_done = bool(steps["dones"][-1, 0])
+    last_value = np.zeros(1, np.float32) if last_done else policy.values(
+        steps["new_obs"][-1])
+    buffer = RolloutBuffer(1)
+    for t in range(len(rewards)):
+        buffer.add(obs=steps["obs"][t], actions=steps["actions"][t],
+                   action_logp=steps["action_logp"][t],
+                   action_dist_inputs=steps["action_dist_inputs"][t],
+                   vf_preds=steps["vf_preds"][t], rewards=rewards[t:t + 1],
+                   dones=steps["dones"][t])
+    return buffer.finish(last_value, config.gamma, config.lambda_, config.use_gae,
+                         config.use_critic)

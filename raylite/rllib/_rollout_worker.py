@@ -191,15 +191,24 @@ class ActingSpec:
 class WorkerSet:
     """The trainer's rollout workers: remote actors, or one local worker (``num_workers: 0``)."""
 
-    def __init__(self, env_spec: EnvSpec, config: AlgorithmConfig, model_spec: ModelSpec,
-                 units: dict[str, Any] | None = None):
-        """``units`` (policy id -> PolicyUnit) makes the workers multi-agent ones."""
+    def __init__(self, env_spec: EnvSpec | None, config: AlgorithmConfig, model_spec: ModelSpec,
+                 units: dict[str, Any] | None = None, external: bool = False):
+        """``units`` (policy id -> PolicyUnit) makes the workers multi-agent ones;
+        ``external`` one local worker that serves external envs' clients."""
         from raylite.rllib._multi_agent import MultiAgentWorker
         self.local: RolloutWorker | None = None
         self.remote: list[Any] = []
         self.learner_worker: Any = None   # set by the algorithm
         self.policy_returns: dict[str, list[float]] = {}
         self.custom_metrics: list[dict[str, float]] = []
+        if external:
+            from raylite.rllib._external import ExternalWorker
+            if config.num_workers:
+                raise ValueError("an external env (input_=PolicyServerInput) is served by the "
+                                 "algorithm's process: set num_env_runners=0")
+            self.local = ExternalWorker(config, model_spec, config.observation_space,
+                                        config.action_space)
+            return
         worker_class, spec = (RolloutWorker, model_spec) if units is None else (
             MultiAgentWorker, {pid: ActingSpec(unit.config, unit.model_spec,
                                                unit.observation_space, unit.action_space)

@@ -101,7 +101,7 @@ class SAC(DQN):
                     action_space: Any) -> SACModelSpec:
         from gymnasium import spaces
         if not isinstance(action_space, spaces.Box):
-            raise ValueError(f"SAC needs a continuous (Box) action space; {self.env_spec.name} "
+            raise ValueError(f"SAC needs a continuous (Box) action space; {self.env_label} "
                              f"has {action_space}: use DQN or PPO")
         if not config.normalize_actions:
             raise ValueError("SAC acts in [-1, 1] (tanh) and rescales to the action bounds: "
