@@ -201,3 +201,43 @@ def test_get_preprocessor_flattens_dict_tuple_and_discrete_spaces():
     assert prep.shape == (7,)
     vector = prep.transform({"a": 2, "b": (np.array([0.5, 0.25], np.float32), 1)})
     assert vector.tolist() == [0.0, 0.0, 1.0, 0.5, 0.25, 0.0, 1.0]
+
+
+class DictObs(gym.Env):
+    """Dict and Tuple observations (flattened by the preprocessor): find the marked slot."""
+
+    observation_space = gym.spaces.Dict({
+        "slot": gym.spaces.Discrete(3),
+        "extra": gym.spaces.Tuple((gym.spaces.Box(-1, 1, (2,), np.float32),
+                                   gym.spaces.Discrete(2)))})
+    action_space = gym.spaces.Discrete(3)
+
+    def reset(self, *, seed=None, options=None):
+        super().reset(seed=seed)
+        self.slot = int(self.np_random.integers(3))
+        return self._obs(), {}
+
+    def _obs(self):
+        return {"slot": self.slot, "extra": (np.zeros(2, np.float32), 1)}
+
+    def step(self, action):
+        return self._obs(), float(action == self.slot), True, False, {}
+
+
+@pytest.mark.parametrize("config_class", [PPOConfig, DQNConfig])
+def test_dict_and_tuple_observations_are_flattened_for_training(config_class):
+    config = config_class().environment(DictObs).debugging(seed=0)
+    if config_class is PPOConfig:
+        config = config.env_runners(num_env_runners=0).training(**PPO_TINY)
+    else:
+        config = config.training(**DQN_TINY).reporting(min_sample_timesteps_per_iteration=32)
+    algo = config.build()
+    result = algo.train()
+    assert result["timesteps_total"] >= 32
+    obs = {"slot": 2, "extra": (np.zeros(2, np.float32), 0)}
+    assert algo.compute_single_action(obs, explore=False) in (0, 1, 2)
+    assert algo.get_policy().get_weights()  # the first layer takes the 7 flattened inputs
+    first = [w for name, w in algo.get_policy().get_weights().items()
+             if name.endswith("hidden_0/kernel")][0]
+    assert first.shape[0] == 3 + 2 + 2
+    algo.stop()
