@@ -174,10 +174,24 @@ class Algorithm(Trainable):
                     action_space: Any) -> ModelSpec:
         discrete, action_size = action_info(action_space)
         model = config.model
+        if model.custom_model is not None:
+            return self._custom_model_spec(config, observation_space, action_space)
         return ModelSpec(obs_size=preprocessor(observation_space)[0], discrete=discrete,
                          action_size=action_size, hiddens=tuple(model.fcnet_hiddens),
                          activation=model.fcnet_activation,
                          vf_share_layers=model.vf_share_layers, free_log_std=model.free_log_std)
+
+    def _custom_model_spec(self, config: AlgorithmConfig, observation_space: Any,
+                           action_space: Any) -> Any:
+        from raylite.rllib._custom_model import CustomTorchModelSpec, ModelCatalog
+        if config.framework != "torch":
+            raise ValueError("custom_model: raylite supports custom torch models; Keras "
+                             "custom models are not implemented (use framework='torch')")
+        discrete, action_size = action_info(action_space)
+        model_config = {**config.model.to_dict()}
+        return CustomTorchModelSpec(preprocessor(observation_space)[0], discrete, action_size,
+                                    ModelCatalog.get_model_class(config.model.custom_model),
+                                    model_config, observation_space, action_space)
 
     def _make_learner(self, config: AlgorithmConfig, model_spec: Any,
                       weights: dict[str, np.ndarray]) -> Any:

@@ -232,6 +232,14 @@ class ModelConfig(_Fields):
                                    "(else the value has its own network)", check=_boolean)
     free_log_std: bool = option(False, "continuous actions: the log std is a free parameter, "
                                 "not an output of the network", check=_boolean)
+    custom_model: Any = option(None, "a name given to ModelCatalog.register_custom_model (a "
+                               "torch TorchModelV2 module; PPO)", check=lambda v: None if (
+                                   v is None or isinstance(v, str)) else "a registered name")
+    custom_model_config: dict = option({}, "passed to the custom model as "
+                                       "model_config['custom_model_config']", check=_mapping)
+    conv_filters: Any = option(None, "convolutions for image observations (raylite: not "
+                               "implemented; flatten the image or use a custom model)",
+                               check=_one_of(None))
 
     @classmethod
     def from_dict(cls, values: dict) -> ModelConfig:
