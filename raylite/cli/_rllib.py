@@ -200,7 +200,7 @@ def _load_python_experiment(path: str, name: str | None) -> dict[str, dict]:
     only config it defines) and optionally ``stop``."""
     import runpy
 
-    from raylite.rllib._config import ConfigBuilder
+    from raylite.rllib._builder import ConfigBuilder
     if not os.path.exists(path):
         raise UsageError(f"no such file: {path}")
     namespace = runpy.run_path(path, run_name="__rllib_train__")
@@ -495,6 +495,13 @@ def _rollout(args: argparse.Namespace) -> int:
         if algo != state["algorithm"]:
             raise UsageError(f"the checkpoint was written by {state['algorithm']}, not {algo}")
     config = state["config"]
+    if len(state.get("policies") or {}) > 1:
+        raise UsageError(f"the checkpoint holds {len(state['policies'])} policies (multi-agent): "
+                         f"rollout of multi-agent checkpoints is not implemented; use "
+                         f"Algorithm.from_checkpoint(path).evaluate()")
+    if state["env_name"] == "external" and not args.env:
+        raise UsageError("the checkpoint was trained on an external env: pass --env ENV to "
+                         "roll it out in a Gymnasium env with the same spaces")
     env_spec = rllib.resolve_env(args.env or state["env_name"], config.get("env_config"))
     spec = _checkpoint.model_spec(state)
     render = not args.no_render and _can_render()

@@ -26,7 +26,8 @@ from typing import Any
 import numpy as np
 
 from raylite.rllib._algorithm import DEFAULT_POLICY_ID, Algorithm
-from raylite.rllib._config import ALGORITHM_DEFAULTS, AlgorithmConfig, ConfigBuilder
+from raylite.rllib._builder import ConfigBuilder
+from raylite.rllib._config import ALGORITHM_DEFAULTS, AlgorithmConfig
 from raylite.rllib._envs import preprocessor
 from raylite.rllib._exploration import epsilon_schedule
 from raylite.rllib._model import model_loss

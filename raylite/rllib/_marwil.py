@@ -20,7 +20,8 @@ import numpy as np
 
 from raylite.rllib._algorithm import DEFAULT_POLICY_ID, Algorithm
 from raylite.rllib._buffer import ACTIONS, OBS
-from raylite.rllib._config import AlgorithmConfig, ConfigBuilder
+from raylite.rllib._builder import ConfigBuilder
+from raylite.rllib._config import AlgorithmConfig
 from raylite.rllib._gae import discounted_returns
 from raylite.rllib._offline import JsonReader
 

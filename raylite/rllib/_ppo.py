@@ -36,7 +36,8 @@ from raylite.rllib._buffer import (
     minibatches,
     standardize,
 )
-from raylite.rllib._config import AlgorithmConfig, ConfigBuilder
+from raylite.rllib._builder import ConfigBuilder
+from raylite.rllib._config import AlgorithmConfig
 
 
 def ppo_loss(ops: Any, dist_class: type, dist_inputs: Any, values: Any, batch: dict[str, Any],

@@ -22,7 +22,8 @@ from typing import Any
 
 import numpy as np
 
-from raylite.rllib._config import ALGORITHM_DEFAULTS, AlgorithmConfig, ConfigBuilder
+from raylite.rllib._builder import ConfigBuilder
+from raylite.rllib._config import ALGORITHM_DEFAULTS, AlgorithmConfig
 from raylite.rllib._dqn import DQN
 from raylite.rllib._envs import preprocessor
 from raylite.rllib._model import model_loss
