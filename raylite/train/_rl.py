@@ -22,7 +22,7 @@ __all__ = ["RLTrainer", "RLCheckpoint", "RLPredictor"]
 
 def _algorithm_class(algorithm: Any) -> Any:
     if isinstance(algorithm, str):
-        from raylite.tune._registry import resolve_trainable
+        from raylite._registry import resolve_trainable
         return resolve_trainable(algorithm)
     return algorithm
 
