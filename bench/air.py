@@ -54,15 +54,15 @@ def bench_predict(rows: int, features: int, repeat: int) -> dict:
 
     torch.set_num_threads(2)
     plain = best_of(repeat, plain_loop)
-    ds = ray.data.from_pandas([pd.DataFrame({"x": list(part)})
-                               for part in np.array_split(x, 8)]).materialize()
+    # a tensor column "value" of 8 blocks, as ray.data.from_numpy makes it
+    ds = ray.data.from_numpy(np.array_split(x, 8)).materialize()
     batch_predictor = BatchPredictor.from_checkpoint(checkpoint, TorchPredictor)
 
-    tiny = ray.data.from_pandas(pd.DataFrame({"x": list(x[:16])})).materialize()
+    tiny = ray.data.from_numpy(x[:16]).materialize()
 
     def raylite_pool(data, expected):
         count = 0
-        out = batch_predictor.predict(data, feature_columns=["x"], batch_size=4096,
+        out = batch_predictor.predict(data, feature_columns=["value"], batch_size=4096,
                                       min_scoring_workers=2, max_scoring_workers=2)
         for batch in out.iter_batches(batch_size=None, batch_format="pandas"):
             count += len(batch)

@@ -129,7 +129,7 @@ class _ScoringActor:
         if missing:
             raise ValueError(f"feature_columns {missing} are not in the (preprocessed) batch; "
                              f"its columns are {list(batch)}")
-        features = {c: batch[c] for c in columns}
+        features = {c: _dense(batch[c]) for c in columns}
         if len(features) == 1:  # one column: the model gets its array (as Ray's predictors do)
             output = self.predictor.predict(next(iter(features.values())), **self.predict_kwargs)
         else:
@@ -142,3 +142,16 @@ class _ScoringActor:
                                  f"{list(original)}")
             predictions[column] = source[column]
         return predictions
+
+
+def _dense(values: Any) -> Any:
+    """A column of equal-length arrays (Arrow list columns arrive as object arrays of them)
+    as one n-d array; any other column as it is."""
+    import numpy as np
+    if getattr(values, "dtype", None) == object and len(values) and isinstance(
+            values[0], (np.ndarray, list)):
+        try:
+            return np.stack([np.asarray(v) for v in values])
+        except ValueError:  # ragged: leave it to the predictor
+            return values
+    return values
