@@ -559,3 +559,37 @@ def test_refs_turn_into_futures_inside_workers_too(ray):
     values, threads = ray.get(awaiter.through_futures.remote(refs + refs[:1]), timeout=30)
     assert values == [0, 2, 4, 6, 0] and threads == ["raylite-futures"]  # one, not one per ref
     assert "boom" in ray.get(awaiter.failing.remote([fail.remote()]), timeout=30)
+
+
+def test_options_raylite_does_not_implement_are_refused_or_warned_never_ignored(ray, capfd):
+    """Issue 16: init / @remote / .options accepted options and then ignored them."""
+    @ray.remote
+    def f():
+        return 1
+
+    @ray.remote
+    class A:
+        def m(self):
+            return 1
+
+    with pytest.raises(ValueError, match="runtime_env=.*not supported: runtime environments"):
+        f.options(runtime_env={"env_vars": {"X": "1"}})
+    with pytest.raises(ValueError, match="concurrency_groups.*max_concurrency"):
+        A.options(concurrency_groups={"io": 2})
+    with pytest.raises(ValueError, match="concurrency_group"):
+        ray.method(concurrency_group="io")
+    with pytest.raises(ValueError, match="max_pending_calls"):
+        A.options(max_pending_calls=10)
+    for key, value in (("_plasma_directory", "/tmp"), ("storage", "/tmp/s"),
+                       ("job_config", object()), ("labels", {"zone": "a"}), ("_temp_dir", "/x")):
+        with pytest.raises(ValueError, match=f"init\\({key}=.*not supported"):
+            ray.init(**{key: value})
+    assert ray.get(f.options(runtime_env={}, max_calls=3).remote()) == 1  # empty / a hint: fine
+    assert ray.get(f.options(max_calls=5).remote()) == 1
+    err = capfd.readouterr().err
+    assert err.count("max_calls is accepted and ignored") == 1  # warned once
+    assert "infeasible" not in err
+    ref = f.options(accelerator_type="V100").remote()  # as in Ray: needs a node of that type
+    assert ray.wait([ref], timeout=0.3)[0] == []
+    assert "accelerator_type:V100" in capfd.readouterr().err
+    ray.cancel(ref)

@@ -24,12 +24,40 @@ METHOD_OPTIONS = frozenset({"num_returns", "name", "max_task_retries", "retry_ex
                             "concurrency_group"})
 
 
+# Options Ray has that raylite does not implement. Where ignoring one would change what the
+# program does, it is refused with this reason; the empty values listed are accepted.
+NOT_IMPLEMENTED = {
+    "runtime_env": "runtime environments are not implemented in raylite yet: set environment "
+                   "variables before init(), install packages into this Python and run from "
+                   "the project folder instead",
+    "concurrency_groups": "actor concurrency groups are not implemented in raylite yet: use "
+                          "max_concurrency (one pool of threads or one event loop per actor)",
+    "concurrency_group": "actor concurrency groups are not implemented in raylite yet",
+    "max_pending_calls": "a limit on an actor's pending calls is not implemented in raylite",
+}
+EMPTY_VALUES = (None, {}, [], "", -1)
+# Options Ray itself treats as hints, or as tuning raylite has no use for: accepted, with a
+# one-time warning that raylite ignores them.
+HINTS = {
+    "max_calls": "raylite's workers are not recycled after a number of calls",
+    "object_store_memory": "a task's or actor's object store memory is not reserved separately",
+    "placement_group_capture_child_tasks": "child tasks are not captured into the placement group",
+    "_metadata": "task metadata is not kept",
+}
+_warned: set[str] = set()
+
+
 def check_options(options: dict[str, Any], allowed: frozenset, what: str) -> dict[str, Any]:
     """Reject unknown option names and bad values with errors that say what would be right."""
     for key in options:
         if key not in allowed:
             raise TypeError(f"{what} got an unexpected option {key!r}{did_you_mean(key, allowed) or '.'} "
                             f"Valid options: {', '.join(sorted(k for k in allowed if not k.startswith('_')))}.")
+        value = options[key]
+        if key in NOT_IMPLEMENTED and not _is_empty(value):
+            raise ValueError(f"{what}: {key}={value!r:.80} is not supported: {NOT_IMPLEMENTED[key]}.")
+        if key in HINTS and not _is_empty(value) and value is not False:
+            warn_once(key, f"{what}: {key} is accepted and ignored ({HINTS[key]}).")
     for key in ("num_cpus", "num_gpus", "memory"):
         value = options.get(key)
         if value is not None and (not isinstance(value, (int, float)) or value < 0 or math.isnan(value)):
@@ -61,6 +89,19 @@ def check_options(options: dict[str, Any], allowed: frozenset, what: str) -> dic
     return options
 
 
+def _is_empty(value: Any) -> bool:
+    return any(value is empty or (type(value) is type(empty) and value == empty)
+               for empty in EMPTY_VALUES)
+
+
+def warn_once(key: str, message: str) -> None:
+    """Tell the user once per process (options Ray treats as hints)."""
+    if key not in _warned:
+        _warned.add(key)
+        import sys
+        print(f"raylite: warning: {message}", file=sys.stderr, flush=True)
+
+
 def to_resources(options: dict[str, Any], default_cpus: float) -> dict[str, float]:
     """The scheduler's resource request for a set of options."""
     cpus = options.get("num_cpus")
@@ -71,6 +112,8 @@ def to_resources(options: dict[str, Any], default_cpus: float) -> dict[str, floa
         out["memory"] = float(options["memory"])
     for name, amount in (options.get("resources") or {}).items():
         out[name] = float(amount)
+    if options.get("accelerator_type"):  # as in Ray: a node of that kind is required
+        out[f"accelerator_type:{options['accelerator_type']}"] = 0.001
     return {k: v for k, v in out.items() if v > 0}
 
 
