@@ -414,7 +414,15 @@ class ActorClass:
             except ValueError:
                 pass
         is_async = any(m["is_async"] for m in self._meta.values())
+        groups = options.get("concurrency_groups") or {}
+        for method_name, meta in self._meta.items():
+            group = meta["concurrency_group"]
+            if group is not None and group not in groups:
+                raise ValueError(f"{self._name}.{method_name} runs in concurrency group {group!r}, "
+                                 f"which {self._name} does not declare{did_you_mean(group, groups)}"
+                                 f": add it to @remote(concurrency_groups={{...}})")
         actor_options = {
+            "concurrency_groups": dict(groups),
             "class_name": self._name, "meta": self._meta, "name": name,
             "namespace": options.get("namespace") or (_context or {}).get("namespace"),
             "max_restarts": options.get("max_restarts", 0),
@@ -449,6 +457,7 @@ def _method_meta(cls: type) -> dict[str, dict]:
         function = getattr(member, "__func__", member)
         meta[name] = {
             "num_returns": getattr(function, "__raylite_num_returns__", 1),
+            "concurrency_group": getattr(function, "__raylite_concurrency_group__", None),
             "is_async": inspect.iscoroutinefunction(function) or inspect.isasyncgenfunction(function),
         }
     return meta
@@ -517,19 +526,24 @@ class ActorMethod:
         return refs[0] if n == 1 else (refs if n > 1 else None)
 
     def options(self, **options) -> "ActorMethod":
+        """Per call: ``num_returns``, ``name``, ``concurrency_group`` (one the actor declares)."""
         check_options(options, METHOD_OPTIONS, f"{self._name}.options()")
         return ActorMethod(self._handle, self._name, options.get("num_returns", self._num_returns),
                            options)
 
 
 def method(*, num_returns: int = 1, concurrency_group: str | None = None):
-    """Decorate an actor method: ``@raylite.method(num_returns=2)``."""
-    if concurrency_group is not None:
-        raise ValueError(f"@method(concurrency_group={concurrency_group!r}) is not supported: "
-                         f"{NOT_IMPLEMENTED['concurrency_group']}.")
+    """Decorate an actor method: ``@raylite.method(num_returns=2)``; ``concurrency_group``
+    runs its calls in one of the groups the actor declares (``concurrency_groups=``)."""
+    if concurrency_group is not None and (not isinstance(concurrency_group, str)
+                                          or not concurrency_group):
+        raise ValueError(f"@method(concurrency_group=...) must name a group, got "
+                         f"{concurrency_group!r}")
 
     def decorate(function):
         function.__raylite_num_returns__ = num_returns
+        if concurrency_group is not None:
+            function.__raylite_concurrency_group__ = concurrency_group
         return function
     return decorate
 

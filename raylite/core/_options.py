@@ -30,9 +30,6 @@ NOT_IMPLEMENTED = {
     "runtime_env": "runtime environments are not implemented in raylite yet: set environment "
                    "variables before init(), install packages into this Python and run from "
                    "the project folder instead",
-    "concurrency_groups": "actor concurrency groups are not implemented in raylite yet: use "
-                          "max_concurrency (one pool of threads or one event loop per actor)",
-    "concurrency_group": "actor concurrency groups are not implemented in raylite yet",
     "max_pending_calls": "a limit on an actor's pending calls is not implemented in raylite",
 }
 EMPTY_VALUES = (None, {}, [], "", -1)
@@ -83,6 +80,15 @@ def check_options(options: dict[str, Any], allowed: frozenset, what: str) -> dic
         value = options.get(key)
         if value is not None and (not isinstance(value, int) or value < -1):
             raise ValueError(f"{what}: {key} must be an int >= -1 (-1: unlimited), got {value!r}.")
+    groups = options.get("concurrency_groups")
+    if groups is not None and (not isinstance(groups, dict) or not all(
+            isinstance(k, str) and k and isinstance(v, int) and not isinstance(v, bool) and v >= 1
+            for k, v in groups.items())):
+        raise ValueError(f"{what}: concurrency_groups must be a dict of group name to its "
+                         f"number of concurrent calls (an int >= 1), got {groups!r:.80}.")
+    group = options.get("concurrency_group")
+    if group is not None and (not isinstance(group, str) or not group):
+        raise ValueError(f"{what}: concurrency_group must be a group's name, got {group!r}.")
     concurrency = options.get("max_concurrency")
     if concurrency is not None and (not isinstance(concurrency, int) or concurrency < 1):
         raise ValueError(f"{what}: max_concurrency must be an int >= 1, got {concurrency!r}.")
