@@ -2,6 +2,8 @@
 
     python bench/rllib.py pendulum [--seeds 1 2 3] [--framework torch|tf] [--steps 200000]
     python bench/rllib.py cartpole [--seeds 1 2 3] [--framework torch|tf]
+    python bench/rllib.py dqn [--seeds 1 2 3]        # configs/cartpole-dqn.yml, 100k steps
+    python bench/rllib.py sac [--seeds 1]            # configs/pendulum-sac.yml, 20k steps
     python bench/rllib.py book          # rllib train -f configs/pendulum.yml, then rollout
     python bench/rllib.py all           # the three above (torch and tf), then the plot
     python bench/rllib.py compare [--steps 200000] [--ray-python .bench-venv/bin/python]
@@ -43,19 +45,20 @@ RLLIB_260 = [(92_000, -400), (104_000, -200), (200_000, -138)]
 def load_example(name: str) -> tuple[dict, dict]:
     with open(os.path.join(REPO, "configs", f"{name}.yml")) as f:
         [(_, spec)] = yaml.safe_load(f).items()
-    return {**spec["config"], "env": spec["env"]}, spec["stop"]
+    return {**spec["config"], "env": spec["env"], "_run": spec["run"]}, spec["stop"]
 
 
 def train_curve(name: str, framework: str, seed: int, budget: int) -> dict:
     """Train example ``name`` for ``budget`` env steps; the curve and the summary."""
     import raylite
-    from raylite.rllib import PPO
+    from raylite.rllib import get_algorithm_class
     config, _ = load_example(name)
+    algo_class = get_algorithm_class(config.pop("_run"))
     config.update(framework=framework, seed=seed)
     if not raylite.is_initialized():
         raylite.init(num_cpus=2)
     start = time.perf_counter()
-    algo = PPO(config=config)
+    algo = algo_class(config=config)
     setup_s = time.perf_counter() - start
     start = time.perf_counter()
     curve, steps = [], 0
@@ -72,8 +75,8 @@ def train_curve(name: str, framework: str, seed: int, budget: int) -> dict:
            "curve": curve, "greedy_return_10_episodes": round(greedy, 1),
            "env_steps_per_s": round(steps / curve[-1]["t"])}
     run.update(milestones(curve, [-400, -200] if "pendulum" in name else [475]))
-    run.update({f"return_at_{k // 1000}k": value_at(curve, k) for k in (100_000, 120_000, 200_000)
-                if k <= budget})
+    run.update({f"return_at_{k // 1000}k": value_at(curve, k)
+                for k in (20_000, 100_000, 120_000, 200_000) if k <= budget})
     return run
 
 
@@ -160,7 +163,7 @@ def record(run: dict) -> None:
         f.write(json.dumps({**run, "date": time.strftime("%Y-%m-%d %H:%M")}) + "\n")
 
 
-def plot() -> None:
+def plot(path: str = PLOT) -> None:
     try:
         import matplotlib
         matplotlib.use("Agg")
@@ -182,28 +185,32 @@ def plot() -> None:
     axes[0].axhline(-800, color="grey", linestyle=":")
     axes[1].axhline(475, color="grey", linestyle=":")
     for ax, title in zip(axes, ("Pendulum-v1", "CartPole-v1")):
-        ax.set_title(f"raylite.rllib PPO on {title}")
+        ax.set_title(f"raylite.rllib on {title}")
         ax.set_xlabel("env steps (thousands)")
         ax.set_ylabel("episode_reward_mean")
         ax.grid(alpha=0.3)
         ax.legend(fontsize=7)
     fig.tight_layout()
-    fig.savefig(PLOT, dpi=110)
-    print(f"plot: {PLOT}")
+    fig.savefig(path, dpi=110)
+    print(f"plot: {path}")
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("what", choices=("pendulum", "cartpole", "book", "all", "plot", "compare"))
+    parser.add_argument("what", choices=("pendulum", "cartpole", "dqn", "sac", "book", "all",
+                                         "plot", "compare"))
     parser.add_argument("--ray-python", default=os.environ.get("RAY_PYTHON", str(
                             Path(__file__).resolve().parent.parent / ".bench-venv" / "bin" / "python")),
                         help="a Python with ray[rllib] 2.60 installed (for compare)")
     parser.add_argument("--seeds", type=int, nargs="+", default=[1])
     parser.add_argument("--framework", choices=("torch", "tf"), default="torch")
     parser.add_argument("--steps", type=int, default=None)
+    parser.add_argument("--plot", default=PLOT, help="where to draw the curves")
     args = parser.parse_args()
     jobs = {"pendulum": [("pendulum-ppo", args.framework, args.steps or 200_000)],
             "cartpole": [("cartpole-ppo", args.framework, args.steps or 100_000)],
+            "dqn": [("cartpole-dqn", args.framework, args.steps or 100_000)],
+            "sac": [("pendulum-sac", args.framework, args.steps or 20_000)],
             "all": [("pendulum-ppo", "torch", 200_000), ("pendulum-ppo", "tf", 200_000),
                     ("cartpole-ppo", "torch", 100_000)]}.get(args.what, [])
     for name, framework, budget in jobs:
@@ -214,7 +221,7 @@ def main() -> None:
     if args.what in ("book", "all"):
         record(book_run())
     if args.what != "plot" or os.path.exists(CURVES):
-        plot()
+        plot(args.plot)
 
 
 if __name__ == "__main__":

@@ -33,10 +33,10 @@ __all__ = [
     "get_actor", "method", "cluster_resources", "available_resources", "nodes",
     "get_runtime_context", "get_gpu_ids", "timeline", "ObjectRef", "ActorHandle", "ActorClass",
     "RemoteFunction", "RuntimeContext", "exceptions", "__version__",
-    "data", "tune", "train", "serve", "rllib", "util",
+    "data", "tune", "train", "serve", "rllib", "util", "air",
 ]
 
-_SUBPACKAGES = {"data", "tune", "train", "serve", "rllib", "util"}
+_SUBPACKAGES = {"data", "tune", "train", "serve", "rllib", "util", "air"}
 
 
 def _dashboard_started(node, options: dict):

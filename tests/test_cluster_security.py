@@ -233,11 +233,21 @@ def test_a_second_os_user_cannot_submit_work(cluster, tmp_path):
     Python interpreter may live in root's home, which the new user cannot read: the attacking
     process imports what it needs as root, then becomes that user for good before it tries.)"""
     state_dir, address, state = cluster
+    created = False
     try:
         pwd.getpwnam(SECOND_USER)
     except KeyError:
         subprocess.run(["useradd", "--no-create-home", "--shell", "/usr/sbin/nologin",
                         SECOND_USER], check=True, capture_output=True)
+        created = True
+    try:
+        _attack_as_second_user(state_dir, address, state, tmp_path)
+    finally:
+        if created:
+            subprocess.run(["userdel", SECOND_USER], check=False, capture_output=True)
+
+
+def _attack_as_second_user(state_dir: Path, address: str, state: dict, tmp_path: Path) -> None:
     user = pwd.getpwnam(SECOND_USER)
     assert user.pw_uid != os.getuid()
     work = tmp_path / "second-user"
@@ -257,15 +267,20 @@ def test_a_second_os_user_cannot_submit_work(cluster, tmp_path):
 
 
 def test_insecure_is_asked_for_and_warned(tmp_path):
+    """--insecure: plain TCP, said twice (at start and when a client connects); this cluster
+    also runs the Dask dashboard, which binds --host like every other port."""
     state_dir = tmp_path / "state"
     head = _cli("start", "--head", "--insecure", "--port", "0", "--num-cpus", "1",
-                "--include-dashboard", "false", "--idle-timeout", "60", state_dir=state_dir)
+                "--dashboard-port", "0", "--idle-timeout", "60", state_dir=state_dir)
     try:
         assert head.returncode == 0, head.stdout + head.stderr
         assert "warning: --insecure" in head.stderr and "without authentication" in head.stderr
-        address = json.loads((state_dir / "cluster.json").read_text())["address"]
+        state = json.loads((state_dir / "cluster.json").read_text())
+        address = state["address"]
         assert address.startswith("tcp://127.0.0.1:")
         assert not (state_dir / "tls").exists()
+        listening = _listening(state)
+        assert len(listening) >= 5 and all(ip == "127.0.0.1" for _, ip, _ in listening), listening
         done = _python(f"""
             import raylite
             raylite.init(address="{address}")

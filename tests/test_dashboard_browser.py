@@ -1,14 +1,19 @@
 """The dashboard in a real browser: headless Chromium renders the page after tasks, a failing
-task, an actor, a Tune run (with an RLlib-style reward curve) and a Serve deployment, the
-rendered DOM must show them all, and a screenshot goes to docs/dashboard.png.
+task, an actor, a Tune run (with an RLlib-style reward curve) and Serve deployments, the
+rendered DOM must show them all, and a screenshot goes to docs/dashboard.png. Then the parts a
+user opens most, read from the rendered DOM: tasks under load (many waiting, two running, the
+busy workers), a Tune experiment's curves (one per trial, every iteration), and the Serve
+deployments (routes, replica health).
 
 Skipped, saying why, where no Chromium is installed (Debian: ``apt-get install chromium``; or
-point $CHROMIUM at a binary).
+point $CHROMIUM at a binary). CI installs it (``.ci/run``), so there it runs.
 """
 
 from __future__ import annotations
 
+import html
 import os
+import re
 import shutil
 import subprocess
 import tempfile
@@ -23,9 +28,9 @@ import raylite
 import _support
 from _support import free_port
 
-ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-SCREENSHOT = os.environ.get("RAYLITE_DASHBOARD_SCREENSHOT") or os.path.join(ROOT, "docs",
-                                                                              "dashboard.png")
+# Where the screenshot goes: a temporary file, so a test run leaves the tracked tree alone;
+# RAYLITE_DASHBOARD_SCREENSHOT=docs/dashboard.png refreshes the README's picture.
+SCREENSHOT = os.environ.get("RAYLITE_DASHBOARD_SCREENSHOT")
 CHROMIUM_FLAGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-quic",
                   "--no-first-run", "--disable-background-networking",
                   "--disable-component-update", "--disable-sync", "--no-proxy-server",
@@ -109,9 +114,16 @@ def busy_runtime(tmp_path_factory, browser):
         return {"label": "positive"}
 
     sentiment.deploy()
-    poll(lambda: any(d["healthy_replicas"] == 2 for d in
-                     http.get(url + "/api/serve", timeout=10).json()["deployments"]),
-         "the deployment's replicas in the API")
+
+    @serve.deployment(route_prefix="/echo", ray_actor_options={"num_cpus": 0})
+    class Echo:
+        def __call__(self, request):
+            return "echo"
+
+    Echo.deploy()
+    poll(lambda: sorted((d["name"], d["healthy_replicas"]) for d in
+                        http.get(url + "/api/serve", timeout=10).json()["deployments"])
+         == [("Echo", 1), ("sentiment", 2)], "both deployments' replicas in the API")
     poll(lambda: http.get(url + "/api/tasks", timeout=10).json()["failures"], "the failure")
     yield url
     del failed, counter
@@ -120,7 +132,8 @@ def busy_runtime(tmp_path_factory, browser):
     patch.undo()
 
 
-def test_page_shows_the_runtime_tune_and_serve_and_saves_a_screenshot(browser, busy_runtime):
+def test_page_shows_the_runtime_tune_and_serve_and_saves_a_screenshot(browser, busy_runtime,
+                                                                      tmp_path):
     dom = run_chromium(browser, "--dump-dom", busy_runtime + "/")
     assert 'data-polls="' in dom, "the page's script never completed a poll"
     expected = {
@@ -136,10 +149,99 @@ def test_page_shows_the_runtime_tune_and_serve_and_saves_a_screenshot(browser, b
     assert "Traceback (most recent call last)" in dom
     assert 'id="meta">disconnected' not in dom and 'class="dot ok"' in dom
 
-    os.makedirs(os.path.dirname(SCREENSHOT), exist_ok=True)
-    before = os.path.getmtime(SCREENSHOT) if os.path.exists(SCREENSHOT) else None
-    run_chromium(browser, f"--screenshot={SCREENSHOT}", busy_runtime + "/")
-    with open(SCREENSHOT, "rb") as f:
+    screenshot = os.path.abspath(SCREENSHOT) if SCREENSHOT else str(tmp_path / "dashboard.png")
+    os.makedirs(os.path.dirname(screenshot), exist_ok=True)
+    if os.path.exists(screenshot):
+        os.remove(screenshot)
+    run_chromium(browser, f"--screenshot={screenshot}", busy_runtime + "/")
+    with open(screenshot, "rb") as f:
         png = f.read()
     assert png[:8] == b"\x89PNG\r\n\x1a\n" and len(png) > 50_000
-    assert before is None or os.path.getmtime(SCREENSHOT) >= before
+
+
+# ----- reading the rendered DOM -------------------------------------------------------------------
+def section(dom: str, section_id: str) -> str:
+    """The rendered HTML of ``<section id=section_id>`` (sections do not nest)."""
+    match = re.search(rf'<section[^>]*id="{section_id}"[^>]*>(.*?)</section>', dom, re.S)
+    assert match, f"the page has no section {section_id!r}"
+    return match.group(1)
+
+
+def table_rows(fragment: str) -> list[list[str]]:
+    """The body rows of the first table in ``fragment``, as cell texts."""
+    body = re.search(r"<tbody>(.*?)</tbody>", fragment, re.S)
+    if body is None:
+        return []
+    return [[html.unescape(re.sub(r"<[^>]+>", "", cell)).strip()
+             for cell in re.findall(r"<td[^>]*>(.*?)</td>", row, re.S)]
+            for row in re.findall(r"<tr>(.*?)</tr>", body.group(1), re.S)]
+
+
+def render(browser: str, url: str) -> str:
+    dom = run_chromium(browser, "--dump-dom", url + "/")
+    assert 'data-polls="' in dom, "the page's script never completed a poll"
+    return dom
+
+
+def test_tasks_under_load(browser, busy_runtime, tmp_path):
+    """40 tasks on 2 CPUs, held until the test releases them: the page shows 2 running and 38
+    waiting, both workers busy with the task, and then all 40 finished."""
+    release = tmp_path / "release"
+
+    @raylite.remote
+    def crunch(i, release):
+        import time as _time
+        while not os.path.exists(release):  # held here until the test has looked
+            _time.sleep(0.01)
+        return i
+
+    refs = [crunch.remote(i, str(release)) for i in range(40)]
+    http = requests.Session()
+    http.trust_env = False
+    poll(lambda: http.get(busy_runtime + "/api/tasks", timeout=10).json()["by_state"]
+         .get("RUNNING") == 2, "two crunch tasks running")
+    dom = render(browser, busy_runtime)
+    tasks = section(dom, "s-tasks")
+    chips = dict(re.findall(r'class="chip (\w+)"><small>\w+</small><b>(\d+)</b>', tasks))
+    assert chips.get("RUNNING") == "2", chips
+    assert sum(int(chips.get(s, 0)) for s in ("WAITING", "READY")) == 38, chips
+    live = table_rows(tasks.split('id="tasks-live"', 1)[1])
+    assert len(live) >= 20 and {row[0] for row in live} == {"crunch"}, live[:3]
+    assert sorted(row[1] for row in live).count("RUNNING") == 2
+    workers = table_rows(section(dom, "s-workers"))
+    assert sum(1 for row in workers if "crunch" in row[2]) == 2, workers
+    release.touch()
+    assert raylite.get(refs, timeout=60) == list(range(40))
+    poll(lambda: any(row["name"] == "crunch" and row["finished"] == 40 for row in
+                     http.get(busy_runtime + "/api/tasks", timeout=10).json()["by_name"]),
+         "the 40 finished crunch tasks in the API")
+    by_name = table_rows(section(render(browser, busy_runtime), "s-tasks"))
+    assert ["crunch", "40", "0"] == next(row for row in by_name if row[0] == "crunch")[:3]
+
+
+def test_a_tune_experiments_curves(browser, busy_runtime):
+    """lr_sweep: three trials of eight iterations: the trial table, one curve per trial with a
+    point per iteration, and the metrics to choose from."""
+    tune_part = section(render(browser, busy_runtime), "s-tune")
+    assert re.search(r'<option value="lr_sweep"[^>]*>lr_sweep \(3 terminated\)</option>', tune_part)
+    metrics = re.findall(r'<option value="([^"]+)"', tune_part.split('id="tune-metric"', 1)[1])
+    assert "mean_loss" in metrics and "episode_reward_mean" in metrics
+    assert "3 trials" in tune_part and "metric mean_loss (min)" in tune_part
+    trials = table_rows(tune_part)
+    assert len(trials) == 3 and all(row[1] == "TERMINATED" for row in trials)
+    assert sorted(row[2] for row in trials) == ["0.5", "1", "2"]  # the lr column
+    assert all(row[3] == "8" for row in trials)  # iterations
+    curves = re.findall(r'<polyline points="([^"]+)"', tune_part.split('id="tune-plot"', 1)[1])
+    assert len(curves) == 3 and all(len(c.split()) == 8 for c in curves), curves
+    last_y = sorted(float(c.split()[-1].split(",")[1]) for c in curves)
+    assert last_y[0] < last_y[1] < last_y[2]  # three different final losses, drawn apart
+
+
+def test_serve_deployments(browser, busy_runtime):
+    serve_part = section(render(browser, busy_runtime), "s-serve")
+    assert "HTTP proxy" in serve_part and "HEALTHY" in serve_part
+    rows = {row[0]: row for row in table_rows(serve_part)}
+    assert set(rows) == {"sentiment", "Echo"}, rows
+    assert rows["sentiment"][4] == "2 / 2" and rows["Echo"][4] == "1 / 1"
+    assert rows["Echo"][2] == "/echo" and rows["sentiment"][3] == "HEALTHY"
+    assert "2 RUNNING" in rows["sentiment"][5]

@@ -10,9 +10,10 @@
 
 ``train`` checks everything it can before starting (config keys, env ids, stop criteria), runs
 each experiment through ``raylite.tune`` (one line of progress per iteration), and ends with
-the last checkpoint's path and the ``rllib rollout`` command that shows it. ``rollout`` acts
-with the checkpoint's weights on numpy: it needs neither torch nor TensorFlow, and renders
-with pygame when there is a display. Heavy imports happen inside the subcommands.
+the last checkpoint's path and the ``rllib evaluate`` and ``rllib rollout`` commands that show
+it. ``rollout`` acts with the checkpoint's weights on numpy: it needs neither torch nor
+TensorFlow, and renders with pygame when there is a display. Heavy imports happen inside the
+subcommands.
 """
 
 from __future__ import annotations
@@ -67,12 +68,17 @@ def _add_train(commands: argparse._SubParsersAction) -> None:
                     "experiment from --run, --env, --stop and --config.",
         epilog="config keys (YAML config: or --config JSON):\n" + fields_help())
     parser.add_argument("-f", "--config-file", metavar="FILE", help="YAML experiment file")
+    parser.add_argument("source", nargs="*", metavar="file FILE",
+                        help="Ray 2.x's form: `rllib train file FILE`, FILE a YAML experiment "
+                             "file or a .py file that defines an algorithm config (`config = "
+                             "PPOConfig()...`, and optionally a `stop` dict)")
     _add_train_flags(parser)
     parser.set_defaults(handler=_train)
 
 
 def _add_train_flags(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("--run", metavar="ALGO", help="the algorithm, e.g. PPO")
+    parser.add_argument("--run", "--algo", dest="run", metavar="ALGO",
+                        help="the algorithm: PPO, DQN or SAC")
     parser.add_argument("--env", metavar="ENV", help="Gymnasium id, registered name or module.Class")
     parser.add_argument("--stop", type=_json_dict, default=None, metavar="JSON",
                         help='stop criteria, e.g. \'{"episode_reward_mean": 450}\'')
@@ -84,7 +90,7 @@ def _add_train_flags(parser: argparse.ArgumentParser) -> None:
                         action="store_false", help="do not checkpoint when training ends")
     parser.add_argument("--local-dir", "--storage-path", dest="local_dir", metavar="DIR",
                         help="results directory (default: $RAYLITE_RESULTS_DIR or "
-                             "~/raylite_results)")
+                             "~/ray_results)")
     parser.add_argument("--framework", choices=("torch", "tf", "tf2", "tfe"),
                         help="deep learning framework (default: torch)")
     parser.add_argument("--experiment-name", "--name", dest="name", default=None,
@@ -144,7 +150,17 @@ def _json_dict(text: str) -> dict:
 
 # ---- train ----------------------------------------------------------------------------------------
 def _train(args: argparse.Namespace) -> int:
-    if args.config_file:
+    source = getattr(args, "source", None)
+    if source:
+        if source[0] != "file" or len(source) != 2:
+            raise UsageError(f"unexpected arguments {' '.join(source)!r}: use `rllib train file "
+                             f"FILE` or `rllib train -f FILE`")
+        if args.config_file:
+            raise UsageError("give the experiment file once: `file FILE` or -f FILE")
+        args.config_file = source[1]
+    if args.config_file and args.config_file.endswith(".py"):
+        experiments = _load_python_experiment(args.config_file, args.name)
+    elif args.config_file:
         experiments = _load_experiments(args.config_file)
     else:
         if not args.run or not args.env:
@@ -169,7 +185,7 @@ def _load_experiments(path: str) -> dict[str, dict]:
             isinstance(v, dict) for v in experiments.values()):
         raise UsageError(f"{path}: expected experiments as 'name: {{run: ..., env: ..., stop: "
                          f"..., config: ...}}'")
-    from raylite.rllib._config import did_you_mean
+    from raylite._suggest import did_you_mean
     for name, spec in experiments.items():
         for key in spec:
             if key not in EXPERIMENT_KEYS:
@@ -178,6 +194,33 @@ def _load_experiments(path: str) -> dict[str, dict]:
                                  f"{', '.join(EXPERIMENT_KEYS)}; algorithm settings go under "
                                  f"config:)")
     return experiments
+
+
+def _load_python_experiment(path: str, name: str | None) -> dict[str, dict]:
+    """One experiment from a .py file that defines an algorithm config (``config``, or the
+    only config it defines) and optionally ``stop``."""
+    import runpy
+
+    from raylite.rllib._builder import ConfigBuilder
+    if not os.path.exists(path):
+        raise UsageError(f"no such file: {path}")
+    namespace = runpy.run_path(path, run_name="__rllib_train__")
+    configs = {key: value for key, value in namespace.items()
+               if isinstance(value, ConfigBuilder)}
+    if "config" in configs:
+        config = configs["config"]
+    elif len(configs) == 1:
+        config = next(iter(configs.values()))
+    else:
+        raise UsageError(f"{path} must define one algorithm config (e.g. `config = "
+                         f"PPOConfig().environment(...)`); it defines "
+                         f"{', '.join(configs) or 'none'}")
+    stop = namespace.get("stop") or {}
+    if not isinstance(stop, dict):
+        raise UsageError(f"{path}: stop must be a dict such as {{'training_iteration': 10}}")
+    values = config.to_dict()
+    return {name or os.path.splitext(os.path.basename(path))[0]: {
+        "run": config.algo_name, "env": values.get("env"), "stop": stop, "config": values}}
 
 
 def _apply_flags(spec: dict, args: argparse.Namespace) -> dict:
@@ -217,7 +260,7 @@ def _train_experiment(name: str, spec: dict, args: argparse.Namespace) -> str | 
         raise UsageError(f"experiment {name!r} has no env (set env: or config: {{env: ...}})")
     env_spec = rllib.resolve_env(env, config.get("env_config"))
     config["env"] = env_spec.name if env_spec.kind == "gymnasium" else env
-    checked = AlgorithmConfig.from_dict(_first_variant(config))
+    checked = AlgorithmConfig.from_dict(_first_variant(config), algo_class.algo_name)
     stop = dict(spec.get("stop") or {})
     _check_stop_keys(stop)
     for warning in rllib.check_stop_criteria(stop, env_spec, checked.horizon):
@@ -227,32 +270,52 @@ def _train_experiment(name: str, spec: dict, args: argparse.Namespace) -> str | 
         "_registered": _registry.snapshot(), "__module__": __name__,
         "__qualname__": algo_class.__name__})
     if not raylite.is_initialized():
-        raylite.init(num_cpus=args.num_cpus) if args.num_cpus else raylite.init()
+        _init_shielded_from_ctrl_c(args.num_cpus)
     stamp = time.strftime("%Y-%m-%d_%H-%M-%S")
     label = env_name.replace("/", "_").replace(":", "_")
     print(f"== {name}: {spec['run']} on {env_name}; stop at "
           f"{_describe_stop(stop) or 'never (Ctrl-C to end)'} ==", flush=True)
     progress = _progress(args.verbose, stop)
+    interrupt = _Interrupt()
     try:
-        analysis = tune.run(
-            trainable, name=name, config=config, stop=_stop_criteria(stop) if stop else None,
-            checkpoint_freq=int(spec.get("checkpoint_freq") or 0),
-            checkpoint_at_end=bool(spec.get("checkpoint_at_end", True)),
-            storage_path=spec.get("storage_path") or spec.get("local_dir"),
-            num_samples=int(spec.get("num_samples") or 1),
-            max_failures=int(spec.get("max_failures") or 0),
-            resources_per_trial=spec.get("resources_per_trial")
-            or algo_class.default_resource_request(_first_variant(config)),
-            trial_name_creator=lambda trial: f"{algo_class.__name__}_{label}_{trial.trial_id}",
-            trial_dirname_creator=lambda trial: (f"{algo_class.__name__}_{label}_{trial.trial_id}"
-                                                 f"_{trial.experiment_tag}_{stamp}"),
-            verbose=0, callbacks=[progress])
+        with interrupt:
+            analysis = tune.run(
+                trainable, name=name, config=config, stop=_stop_criteria(stop, interrupt),
+                checkpoint_freq=int(spec.get("checkpoint_freq") or 0),
+                checkpoint_at_end=bool(spec.get("checkpoint_at_end", True)),
+                storage_path=spec.get("storage_path") or spec.get("local_dir"),
+                num_samples=int(spec.get("num_samples") or 1),
+                max_failures=int(spec.get("max_failures") or 0),
+                resources_per_trial=spec.get("resources_per_trial")
+                or algo_class.default_resource_request(_first_variant(config)),
+                trial_name_creator=lambda trial: f"{algo_class.__name__}_{label}_{trial.trial_id}",
+                trial_dirname_creator=lambda trial: (f"{algo_class.__name__}_{label}_{trial.trial_id}"
+                                                     f"_{trial.experiment_tag}_{stamp}"),
+                verbose=0, callbacks=[progress])
     except tune.TuneError as exc:
         print(f"rllib: training failed: {exc}", file=sys.stderr, flush=True)
         return None
     finally:
         progress.bar.close()
-    return _summarize(analysis.trials, spec["run"], env_name, stop)
+    return _summarize(analysis.trials, spec["run"], env_name, stop, interrupt.requested)
+
+
+def _init_shielded_from_ctrl_c(num_cpus: int | None) -> None:
+    """Start raylite with SIGINT blocked in the threads that start its worker processes, so
+    the workers inherit it blocked: a Ctrl-C at the terminal (sent to the whole process group)
+    reaches this process only, which ends training cleanly (``_Interrupt``) instead of
+    interrupting the trial and rollout workers in the middle of a step."""
+    import signal
+
+    import raylite
+    can_mask = hasattr(signal, "pthread_sigmask")
+    if can_mask:
+        signal.pthread_sigmask(signal.SIG_BLOCK, {signal.SIGINT})
+    try:
+        raylite.init(num_cpus=num_cpus) if num_cpus else raylite.init()
+    finally:
+        if can_mask:
+            signal.pthread_sigmask(signal.SIG_UNBLOCK, {signal.SIGINT})
 
 
 def _first_variant(config: dict) -> dict:
@@ -269,7 +332,7 @@ def _first_variant(config: dict) -> dict:
 
 
 def _check_stop_keys(stop: dict) -> None:
-    from raylite.rllib._config import did_you_mean
+    from raylite._suggest import did_you_mean
     for key, value in stop.items():
         if key not in RESULT_KEYS:
             raise UsageError(f"unknown stop criterion {key!r}{did_you_mean(key, RESULT_KEYS)} "
@@ -298,15 +361,48 @@ def _stop_reached(stop: dict, result: dict) -> list[str]:
     return reached
 
 
-def _stop_criteria(criteria: dict) -> Any:
-    """A tune.Stopper for Ray's ``stop`` dict, whose "a/b" keys reach into nested results."""
+def _stop_criteria(criteria: dict, interrupt: _Interrupt) -> Any:
+    """A tune.Stopper for Ray's ``stop`` dict, whose "a/b" keys reach into nested results, that
+    also ends the experiment (saving as a finished one does) after a Ctrl-C."""
     from raylite import tune
 
     class StopCriteria(tune.Stopper):
         def __call__(self, trial_id: str, result: dict) -> bool:
-            return bool(_stop_reached(criteria, result))
+            return interrupt.requested or bool(_stop_reached(criteria, result))
+
+        def stop_all(self) -> bool:
+            return interrupt.requested
 
     return StopCriteria()
+
+
+class _Interrupt:
+    """Ctrl-C during training: the first ends the experiment after the running iteration,
+    with the final checkpoint a finished run writes; a second one quits at once."""
+
+    def __init__(self) -> None:
+        self.requested = False
+        self._previous: Any = None
+
+    def __enter__(self) -> _Interrupt:
+        import signal
+        import threading
+        if threading.current_thread() is threading.main_thread():
+            self._previous = signal.signal(signal.SIGINT, self._on_sigint)
+        return self
+
+    def __exit__(self, *exc: Any) -> None:
+        import signal
+        if self._previous is not None:
+            signal.signal(signal.SIGINT, self._previous)
+
+    def _on_sigint(self, signum: int, frame: Any) -> None:
+        if self.requested:
+            raise KeyboardInterrupt
+        self.requested = True
+        print("\nrllib: interrupted: stopping after the running iteration and saving a final "
+              "checkpoint (Ctrl-C again to quit at once, without it)", file=sys.stderr,
+              flush=True)
 
 
 def _progress(verbose: bool, stop: dict) -> Any:
@@ -352,12 +448,14 @@ def _progress_line(trial: Any, result: dict) -> str:
             f"{result.get('env_steps_per_s', 0):7,.0f} steps/s  {result.get('time_total_s', 0):7.1f} s")
 
 
-def _summarize(trials: list, run: str, env_name: str, stop: dict) -> str | None:
+def _summarize(trials: list, run: str, env_name: str, stop: dict,
+               interrupted: bool = False) -> str | None:
     last_checkpoint = None
     for trial in trials:
         result = trial.last_result or {}
         reached = _stop_reached(stop, result)
-        why = f"reached {', '.join(reached)}" if reached else "stopped"
+        why = f"reached {', '.join(reached)}" if reached else (
+            "interrupted" if interrupted else "stopped")
         print(f"{trial} {trial.status} after {result.get('training_iteration', 0)} iterations, "
               f"{result.get('timesteps_total', 0):,} env steps, {result.get('time_total_s', 0):.1f} s: "
               f"episode_reward_mean {result.get('episode_reward_mean', math.nan):.2f} ({why})",
@@ -368,9 +466,10 @@ def _summarize(trials: list, run: str, env_name: str, stop: dict) -> str | None:
         print("No checkpoint was written (use --checkpoint-freq N or leave checkpoint_at_end on).")
         return "no checkpoint"
     print(f"Last checkpoint: {last_checkpoint}")
-    print("To see the trained agent:")
-    print(f"  rllib rollout {shlex.quote(last_checkpoint)} --run {run} --env "
-          f"{shlex.quote(env_name)} --steps 2000", flush=True)
+    print("To see the trained agent (Ray 2.x's command, then the book's):")
+    for command, flag in (("evaluate", "--algo"), ("rollout", "--run")):
+        print(f"  rllib {command} {shlex.quote(last_checkpoint)} {flag} {run} --env "
+              f"{shlex.quote(env_name)} --steps 2000", flush=True)
     return last_checkpoint
 
 
@@ -390,7 +489,6 @@ def _rollout(args: argparse.Namespace) -> int:
     from raylite._progress import progress_bar
     from raylite.rllib import _checkpoint
     from raylite.rllib._filters import make_filter
-    from raylite.rllib._model import ModelSpec, NumpyPolicy
     from raylite.rllib._rollout_worker import action_adapter, flattener, run_episodes
 
     state = _checkpoint.read(args.checkpoint)
@@ -399,14 +497,21 @@ def _rollout(args: argparse.Namespace) -> int:
         if algo != state["algorithm"]:
             raise UsageError(f"the checkpoint was written by {state['algorithm']}, not {algo}")
     config = state["config"]
+    if len(state.get("policies") or {}) > 1:
+        raise UsageError(f"the checkpoint holds {len(state['policies'])} policies (multi-agent): "
+                         f"rollout of multi-agent checkpoints is not implemented; use "
+                         f"Algorithm.from_checkpoint(path).evaluate()")
+    if state["env_name"] == "external" and not args.env:
+        raise UsageError("the checkpoint was trained on an external env: pass --env ENV to "
+                         "roll it out in a Gymnasium env with the same spaces")
     env_spec = rllib.resolve_env(args.env or state["env_name"], config.get("env_config"))
-    spec = ModelSpec(**{**state["model_spec"], "hiddens": tuple(state["model_spec"]["hiddens"])})
+    spec = _checkpoint.model_spec(state)
     render = not args.no_render and _can_render()
     env = env_spec.make(render_mode="human" if render else None)
     flatten = flattener(env)
     _check_env_fits(env, spec, state, env_spec.name)
-    policy = NumpyPolicy(spec, action_adapter(env.action_space, config["normalize_actions"]),
-                         state["weights"])
+    policy = spec.acting_policy(action_adapter(env.action_space, config["normalize_actions"]),
+                                {k: v for k, v in state["weights"].items()})
     obs_filter = make_filter(config["observation_filter"], (spec.obs_size,))
     obs_filter.set_state(state["filter"])
     rng = np.random.default_rng()
@@ -489,7 +594,7 @@ def _check_env_fits(env: Any, spec: Any, state: dict, env_name: str) -> None:
 
 # ---- example --------------------------------------------------------------------------------------
 def _example_path(name: str) -> str:
-    from raylite.rllib._config import did_you_mean
+    from raylite._suggest import did_you_mean
     from raylite.rllib.examples import example_files
     files = example_files()
     key = name[:-4] if name.endswith((".yml", ".yaml")) else name

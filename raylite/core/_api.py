@@ -13,6 +13,7 @@ import functools
 import inspect
 import os
 import threading
+import time
 from typing import Any, Callable
 
 from raylite.core import _ids, _refs
@@ -130,6 +131,7 @@ def init(address: str | None = None, *, num_cpus: float | None = None,
                                "Call raylite.shutdown() first, or pass ignore_reinit_error=True.")
         namespace = namespace or f"anonymous-{os.urandom(4).hex()}"
         address = _cluster_address(address)
+        _refuse_ray_client(address)
         if address is not None and not local_mode:
             if num_cpus is not None or num_gpus is not None or resources:
                 raise ValueError("num_cpus / num_gpus / resources describe a local runtime; a "
@@ -192,6 +194,15 @@ def _cluster_address(address: Any) -> Any:
                                   "`raylite start --head`, or set RAYLITE_ADDRESS")
         return recorded
     return address
+
+
+def _refuse_ray_client(address: Any) -> None:
+    if isinstance(address, str) and address.lower().startswith("ray://"):
+        raise ValueError(
+            f"init(address={address!r}): raylite has no Ray Client (ray://). It runs either "
+            "locally, init() (or address='local'), or on a Dask cluster: start one with "
+            "`raylite start --head`, then init(address='dask://HOST:8786') or "
+            "init(address='auto').")
 
 
 def _node_resources(num_cpus, num_gpus, resources, memory) -> dict[str, float]:
@@ -596,11 +607,37 @@ def get(object_refs, *, timeout: float | None = None):
     if isinstance(object_refs, (list, tuple)):
         for i, ref in enumerate(object_refs):
             if type(ref) is not ObjectRef:
+                if _stands_for_a_value(ref):
+                    return _get_mixed(list(object_refs), timeout)
                 raise TypeError(_not_a_ref("get", ref, f" (item {i} of the list)"))
         if not object_refs:
             return []
         return _backend().get(list(object_refs), timeout)
+    if _stands_for_a_value(object_refs):
+        return object_refs._raylite_get(timeout)
     raise TypeError(_not_a_ref("get", object_refs, ""))
+
+
+def _stands_for_a_value(value: Any) -> bool:
+    """A library's future that ``get`` accepts as Ray's does (Serve's DeploymentResponse, the
+    ObjectRef of Ray 2.2's handles): it has ``_raylite_get(timeout)``."""
+    return hasattr(type(value), "_raylite_get")
+
+
+def _get_mixed(values: list, timeout: float | None) -> list:
+    deadline = None if timeout is None else time.monotonic() + timeout
+    refs = [v for v in values if type(v) is ObjectRef]
+    fetched = iter(_backend().get(refs, timeout) if refs else [])
+    out = []
+    for value in values:
+        if type(value) is ObjectRef:
+            out.append(next(fetched))
+        elif _stands_for_a_value(value):
+            left = None if deadline is None else max(0.0, deadline - time.monotonic())
+            out.append(value._raylite_get(left))
+        else:
+            raise TypeError(_not_a_ref("get", value, " (in the list)"))
+    return out
 
 
 def _not_a_ref(what: str, value: Any, where: str) -> str:

@@ -50,7 +50,8 @@ class ControlServer:
     """Serves registered handlers to authenticated local clients, one thread per connection."""
 
     def __init__(self, session_dir: str, info: dict[str, Any]):
-        self.path = os.path.join(session_dir, "control.sock")
+        from raylite.core._socket_path import socket_path
+        self.path = socket_path(session_dir, "control.sock")  # elsewhere if TMPDIR is too long
         self.key = os.urandom(32)
         key_path = os.path.join(session_dir, "control.key")
         fd = os.open(key_path, os.O_CREAT | os.O_EXCL | os.O_WRONLY, 0o600)
@@ -110,11 +111,12 @@ class ControlServer:
             self.sock.close()
         except OSError:
             pass
-        for path in (self.record, self.path):
-            try:
-                os.unlink(path)
-            except FileNotFoundError:
-                pass
+        from raylite.core._socket_path import release
+        try:
+            os.unlink(self.record)
+        except FileNotFoundError:
+            pass
+        release(self.path)
 
 
 class ControlClient:

@@ -1,6 +1,6 @@
 """Tune experiments (and RLlib runs, which are Tune experiments) read back from their files.
 
-    $RAYLITE_RESULTS_DIR or ~/raylite_results/
+    $RAYLITE_RESULTS_DIR or ~/ray_results/
         <experiment>/experiment_state.json     trial status, config, metric and mode (every ~5 s)
         <experiment>/<trial dir>/params.json   the trial's config
         <experiment>/<trial dir>/result.json   one JSON object a line, appended as results arrive
@@ -30,8 +30,8 @@ REWARD_KEYS = ("episode_reward_mean", "env_runners/episode_return_mean", "episod
 
 
 def results_root() -> str:
-    return os.path.abspath(os.path.expanduser(
-        os.environ.get("RAYLITE_RESULTS_DIR") or "~/raylite_results"))
+    from raylite._storage import results_dir
+    return results_dir()
 
 
 class _ResultFile:

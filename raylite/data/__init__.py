@@ -12,6 +12,16 @@
 
     ds.window(blocks_per_window=2).map(...).show()   # a DatasetPipeline: windows overlap
 
+Two conventions, chosen by ``RAYLITE_API`` (read at import) or, in code,
+``ray.data.DataContext.get_current().api`` before the datasets are created:
+
+    unset / 1   the book's Ray 1.9: range(3) rows 0, 1, 2; batches lists or DataFrames
+    2           Ray 2.x: range(3) rows {"id": 0}...; from_items([5]) {"item": 5}; batches
+                dicts of numpy arrays; schema() a Schema printed as Ray prints it
+
+Both: take_batch, iter_rows, schema().names/.types, ``raylite.data.expressions`` (col, lit)
+in filter(expr=...) and with_column, ``local://`` paths, materialize(), stats().
+
 Creation: from_items, range, range_table, range_tensor, from_pandas, from_numpy, from_arrow,
 from_dask, from_torch, read_parquet, read_csv, read_json, read_text, read_numpy. Everything
 else is a method of Dataset (groupby gives GroupedData) or DatasetPipeline; aggregations for
@@ -24,8 +34,9 @@ from __future__ import annotations
 import importlib
 
 from raylite.data._block import ArrowRow, BlockMetadata
-from raylite.data._dataset import Dataset
-from raylite.data._plan import DataContext, ExecutionStats
+from raylite.data.context import DataContext, ExecutionOptions
+from raylite.data._dataset import Dataset, MaterializedDataset
+from raylite.data._plan import ExecutionStats
 from raylite.data._read import (from_arrow, from_items, from_numpy, from_pandas, range,
                                 range_table, range_tensor, read_csv, read_json, read_numpy,
                                 read_parquet, read_text)
@@ -37,6 +48,15 @@ _LAZY = {
     "ActorPoolStrategy": ("raylite.data._actors", "ActorPoolStrategy"),
     "GroupedData": ("raylite.data._aggregate", "GroupedData"),
     "aggregate": ("raylite.data.aggregate", None),
+    "expressions": ("raylite.data.expressions", None),
+    "context": ("raylite.data.context", None),
+    "Schema": ("raylite.data._schema", "Schema"),
+    "DataIterator": ("raylite.data._iterator", "DataIterator"),
+    "preprocessors": ("raylite.data.preprocessors", None),
+    "datasource": ("raylite.data.datasource", None),
+    "Datasource": ("raylite.data.datasource", "Datasource"),
+    "ReadTask": ("raylite.data.datasource", "ReadTask"),
+    "read_datasource": ("raylite.data.datasource", "read_datasource"),
 }
 
 
@@ -75,8 +95,9 @@ def from_torch(dataset):
 DatasetContext = DataContext  # the Ray 1.x/2.0 name
 
 __all__ = [
-    "Dataset", "DatasetPipeline", "DataContext", "DatasetContext", "ArrowRow", "BlockMetadata",
-    "ActorPoolStrategy", "ExecutionStats", "GroupedData", "aggregate",
+    "Dataset", "MaterializedDataset", "DatasetPipeline", "DataContext", "DatasetContext",
+    "ExecutionOptions", "ArrowRow", "BlockMetadata", "Schema", "DataIterator",
+    "ActorPoolStrategy", "ExecutionStats", "GroupedData", "aggregate", "expressions", "context",
     "from_items", "range", "range_table", "range_tensor", "from_pandas", "from_numpy",
     "from_arrow", "from_dask", "from_torch",
     "read_parquet", "read_csv", "read_json", "read_text", "read_numpy",

@@ -18,6 +18,7 @@ from typing import TYPE_CHECKING, Any, Callable
 import raylite
 from raylite.data import _block
 from raylite.data._block import Block
+from raylite.data.context import switch_hint
 from raylite.data._stages import Stage, annotate_error, check_columns, function_name
 
 if TYPE_CHECKING:
@@ -36,6 +37,12 @@ class AggregateFn:
     """
 
     kind = "agg"
+
+    def __new__(cls, *args: Any, **kwargs: Any):
+        if cls is AggregateFn:  # Ray's AggregateFn(init=..., merge=..., ...): Python functions
+            from raylite.data._custom_aggregate import CustomAggregateFn
+            return object.__new__(CustomAggregateFn)
+        return object.__new__(cls)
 
     def __init__(self, on: str | None = None, ignore_nulls: bool = True,
                  alias_name: str | None = None):
@@ -259,14 +266,26 @@ def aggregate_dataset(dataset: "Dataset", keys: list[str], aggs: list[AggregateF
     from raylite.data._dataset import Dataset
     from raylite.data._plan import (Barrier, BlockTask, ExecutionPlan, ExecutionStats, RefInput,
                                     execute_to_refs)
-    partial_plan = dataset._plan.with_stage(PartialAggregate(keys, aggs, operation))
+    final = _final_remote
+    if any(agg.kind == "custom" for agg in aggs):
+        from raylite.data._custom_aggregate import CustomPartial, final_custom
+        if not all(agg.kind == "custom" for agg in aggs):
+            raise TypeError(f"{operation}: AggregateFn(init=..., merge=...) aggregations cannot "
+                            "be mixed with built-in ones (Count, Sum, ...) in one call; make "
+                            "two calls")
+        partial_stage: Stage = CustomPartial(keys, aggs, operation)
+        final = raylite.remote(num_returns=2)(final_custom)
+    else:
+        partial_stage = PartialAggregate(keys, aggs, operation)
+    partial_stage.api = dataset._api
+    partial_plan = dataset._plan.with_stage(partial_stage)
 
     def compute() -> list[BlockTask]:
         partials = execute_to_refs(partial_plan.block_tasks(),
                                    ExecutionStats(operations=partial_plan.describe()))
-        block_ref, meta_ref = _final_remote.remote(keys, aggs, *[p.ref for p in partials])
+        block_ref, meta_ref = final.remote(keys, aggs, *[p.ref for p in partials])
         return [BlockTask(RefInput(block_ref, meta_ref))]
-    return Dataset(ExecutionPlan(Barrier(operation, compute)))
+    return Dataset(ExecutionPlan(Barrier(operation, compute)), dataset._api)
 
 
 def _normalize_on(on: Any, operation: str) -> list[str | None]:
@@ -313,7 +332,8 @@ class GroupedData:
             if not hasattr(schema, "names"):
                 raise ValueError(f"groupby({key!r}) needs a tabular dataset (rows that are "
                                  f"dicts), but the rows are {schema.__name__}s; make them "
-                                 "dicts first, e.g. ds.map(lambda x: {'value': x})")
+                                 "dicts first, e.g. ds.map(lambda x: {'value': x}); or "
+                                 + switch_hint(dataset._api))
             check_columns(self._keys, list(schema.names), f"groupby({key!r})")
 
     def _run(self, aggs: list[AggregateFn], what: str) -> "Dataset":
@@ -367,7 +387,7 @@ class GroupedData:
         """
         if not callable(fn):
             raise TypeError(f"map_groups() needs a function, got {type(fn).__name__}")
-        _block.check_batch_format(batch_format)
+        batch_format = self._dataset._batch_format(batch_format)
         stage = MapGroups(self._keys, fn, batch_format, fn_args, fn_kwargs or {})
         stage.remote_args = dict(ray_remote_args)
         return self._dataset.sort(self._keys if len(self._keys) > 1 else self._keys[0]
@@ -408,7 +428,8 @@ class MapGroups(Stage):
                 result = self.fn(batch, *self.fn_args, **self.fn_kwargs)
             except Exception as exc:
                 key = values[start] if len(self.keys) > 1 else values[start][0]
-                raise annotate_error(exc, self.name, f"the group {key!r} ({stop - start} rows)")
+                raise annotate_error(exc, self.name, f"the group {key!r} ({stop - start} rows)",
+                                     self.api)
             outputs.append(_block.from_batch(result, self.name))
         return _block.concat(outputs)
 

@@ -258,6 +258,14 @@ def output_rows(block: Block) -> list:
     return items
 
 
+def plain_rows(block: Block) -> list:
+    """The rows of a block as Ray 2.x hands them to the user: plain dicts (copies)."""
+    items = rows(block)
+    if type(block) is list and items and type(items[0]) is dict:
+        return list(map(dict, items))
+    return items
+
+
 def column_values(block: Block, name: str) -> list:
     """One column of a tabular block as a Python list."""
     if type(block) is list:
@@ -436,6 +444,13 @@ def table_from_columns(columns: dict) -> Any:
     return pa().Table.from_arrays(arrays, names=names)
 
 
+def column_array(values):
+    """An Arrow array (or chunked array) from column values: Arrow, numpy, pandas or a list."""
+    if hasattr(values, "to_numpy") and type(values).__module__.startswith("pandas"):
+        values = values.to_numpy()
+    return _to_arrow_array(values)
+
+
 def _to_arrow_array(values):
     arrow = pa()
     if isinstance(values, (arrow.Array, arrow.ChunkedArray)):
@@ -575,6 +590,25 @@ def arrow_schema(schema: Any) -> Any:
         converted = schema.to_arrow()
         return schema if converted is None else converted
     return schema
+
+
+def local_shuffle(blocks: Iterator[Block], buffer_size: int, seed: int | None
+                  ) -> Iterator[Block]:
+    """The rows of ``blocks`` shuffled within windows of at least ``buffer_size`` rows."""
+    rng = np().random.default_rng(seed)
+    buffer: list = []
+    buffered = 0
+    for block in blocks:
+        if num_rows(block):
+            buffer.append(block)
+            buffered += num_rows(block)
+        if buffered >= buffer_size:
+            window = concat(buffer)
+            yield take_indices(window, rng.permutation(num_rows(window)))
+            buffer, buffered = [], 0
+    if buffered:
+        window = concat(buffer)
+        yield take_indices(window, rng.permutation(num_rows(window)))
 
 
 def batches(blocks: Iterator[Block], batch_size: int | None, batch_format: str,

@@ -107,9 +107,11 @@ def from_torch(dataset: Any) -> "Dataset":
 # TensorFlow
 # ==========================================================================================
 def to_tf(dataset: "Dataset", feature_columns: Any, label_columns: Any = None, *,
-          batch_size: int = 1, drop_last: bool = False):
+          batch_size: int = 1, drop_last: bool = False,
+          shuffle: tuple = (None, None)):
     """A ``tf.data.Dataset`` of ``(features, labels)`` batches: a column name gives a tensor,
-    a list of names a dict of tensors; without ``label_columns``, features only."""
+    a list of names a dict of tensors; without ``label_columns``, features only.
+    ``shuffle``: ``(local_shuffle_buffer_size, local_shuffle_seed)`` for ``iter_batches``."""
     import tensorflow as tf
 
     columns = dataset.columns() or []
@@ -134,7 +136,8 @@ def to_tf(dataset: "Dataset", feature_columns: Any, label_columns: Any = None, *
 
     def batches():
         return dataset.iter_batches(batch_size=batch_size, batch_format="numpy",
-                                    drop_last=drop_last)
+                                    drop_last=drop_last, local_shuffle_buffer_size=shuffle[0],
+                                    local_shuffle_seed=shuffle[1])
 
     sample = next(iter(dataset.limit(1).iter_batches(batch_size=1, batch_format="numpy")), None)
     if sample is None:
@@ -166,29 +169,61 @@ def _names(spec: Any) -> list[str]:
 # ==========================================================================================
 # Dask
 # ==========================================================================================
-def _block_to_pandas(block_ref):
-    return _block.to_pandas(raylite.get(block_ref))
+def _block_to_pandas(block):
+    return _block.to_pandas(block)
 
 
 def to_dask(dataset: "Dataset"):
-    """A ``dask.dataframe.DataFrame`` with one partition per block, each fetched from the
-    object store when Dask computes it."""
+    """A ``dask.dataframe.DataFrame`` with one partition per block.
+
+    Each partition's graph starts from its block's ObjectRef (a persisted key, see
+    ``raylite.util.dask``): computed with ``ray_dask_get`` (or inside
+    ``enable_dask_on_ray()``), every partition becomes pandas inside a raylite task, reading its
+    block from shared memory; under Dask's own schedulers the blocks are fetched by the driver.
+    """
     import dask
     import dask.dataframe as dd
+    from dask.delayed import Delayed
+    from raylite.util.dask import _stored
     blocks = dataset.materialize()._plan.block_tasks()
     refs = [task.source.ref for task in blocks if task.source.metadata().num_rows]
     if not refs:
         return dd.from_pandas(_block.to_pandas([]), npartitions=1)
-    meta = _block_to_pandas(refs[0]).iloc[:0]
-    fetch = dask.delayed(_block_to_pandas, pure=True)
-    return dd.from_delayed([fetch(ref) for ref in refs], meta=meta, verify_meta=False)
+    meta = _block_to_pandas(raylite.get(refs[0])).iloc[:0]
+    convert = dask.delayed(_block_to_pandas, pure=True)
+    partitions = []
+    for ref in refs:
+        key = f"raylite-block-{ref.hex()}"
+        partitions.append(convert(Delayed(key, {key: _stored(key, ref)})))
+    return dd.from_delayed(partitions, meta=meta, verify_meta=False)
+
+
+def _pandas_to_block(frame: Any):
+    arrow = _block.pa()
+    block = arrow.Table.from_pandas(frame.reset_index(drop=True), preserve_index=False)
+    return block, _block.metadata(block)
 
 
 def from_dask(df: Any) -> "Dataset":
-    """A tabular dataset with one block per partition of a ``dask.dataframe.DataFrame``."""
-    import dask
-    from raylite.data._read import from_pandas
+    """A tabular dataset with one block per partition of a ``dask.dataframe.DataFrame``.
+
+    The partitions are computed by raylite (``raylite.util.dask.ray_dask_get``) and each one
+    becomes an Arrow block inside a raylite task: no partition passes through the driver.
+    """
+    from raylite.data._dataset import Dataset
+    from raylite.data._plan import BlockTask, ExecutionPlan, RefInput
+    from raylite.util.dask import ray_dask_get
     if not (hasattr(df, "to_delayed") and hasattr(df, "npartitions")):
         raise TypeError(f"from_dask() takes a dask DataFrame, got {type(df).__name__}")
-    frames = dask.compute(*df.to_delayed(), scheduler="threads")
-    return from_pandas([frame.reset_index(drop=True) for frame in frames])
+    partitions = df.to_delayed()
+    keys = [part.key for part in partitions]
+    graph = {}
+    for part in partitions:
+        graph.update(part.__dask_graph__())
+    frame_refs = ray_dask_get(graph, keys, ray_persist=True)
+    to_block = raylite.remote(_pandas_to_block).options(num_returns=2)
+    tasks = []
+    for ref in frame_refs:
+        block_ref, meta_ref = to_block.remote(ref)
+        tasks.append(BlockTask(RefInput(block_ref, meta_ref)))
+    return Dataset(ExecutionPlan(tasks))

@@ -12,19 +12,20 @@ from typing import TYPE_CHECKING, Any, Callable, Iterator
 import raylite
 from raylite.data import _block, _exchange
 from raylite.data._block import Block
+from raylite.data._aggregate_methods import AggregateMethods
+from raylite.data._columns import ColumnMethods
+from raylite.data.context import current_api
 from raylite.data._export import ExportMethods
 from raylite.data._plan import (Barrier, BlockTask, ExecutionPlan, ExecutionStats, RefInput,
                                 execute_to_refs, resolve_metadata, stream, submit_all)
-from raylite.data._arguments import (check_function, check_positive_int, check_remote_args,
-                                     column_list, user_fn_strategy)
-from raylite.data._stages import (AddColumn, FilterRows, FlatMapRows, MapBatches, MapRows,
-                                  SelectColumns, check_columns)
+from raylite.data._arguments import check_positive_int, check_remote_args, user_fn_strategy
+from raylite.data._stages import FilterRows, FlatMapRows, MapBatches, MapRows
 
 if TYPE_CHECKING:
-    from raylite.data._aggregate import AggregateFn, GroupedData
+    from raylite.data._iterator import DataIterator
     from raylite.data._pipeline import DatasetPipeline
 
-class Dataset(ExportMethods):
+class Dataset(ExportMethods, ColumnMethods, AggregateMethods):
     """A distributed collection of rows, split into blocks, transformed lazily and in parallel.
 
     Example:
@@ -33,10 +34,14 @@ class Dataset(ExportMethods):
         >>> squares = ds.map(lambda x: x["data"] ** 2)
         >>> squares.filter(lambda x: x % 2 == 0).count()
         5000
+
+    A dataset follows the Ray Data convention (``DataContext.api``: 1, the book's, or 2, Ray
+    2.x's) in force when it was created; the datasets derived from it follow the same one.
     """
 
-    def __init__(self, plan: ExecutionPlan):
+    def __init__(self, plan: ExecutionPlan, api: int | None = None):
         self._plan = plan
+        self._api = current_api() if api is None else api
         self._stats: ExecutionStats | None = None
         self._keep_alive: Any = None
 
@@ -44,7 +49,11 @@ class Dataset(ExportMethods):
     # plumbing
     # --------------------------------------------------------------------------------------
     def _with_stage(self, stage) -> "Dataset":
-        return Dataset(self._plan.with_stage(stage))
+        stage.api = self._api  # user functions' errors and outputs follow the convention
+        return Dataset(self._plan.with_stage(stage), self._api)
+
+    def _derived(self, plan: ExecutionPlan) -> "Dataset":
+        return Dataset(plan, self._api)
 
     def _barrier(self, name: str, run: Callable[[list], list]) -> "Dataset":
         """A dataset whose blocks are ``run(materialized upstream blocks)``, computed once."""
@@ -54,7 +63,7 @@ class Dataset(ExportMethods):
             inputs = execute_to_refs(upstream.block_tasks(),
                                      ExecutionStats(operations=upstream.describe()))
             return [BlockTask(ref) for ref in run(inputs)]
-        return Dataset(ExecutionPlan(Barrier(name, compute)))
+        return self._derived(ExecutionPlan(Barrier(name, compute)))
 
     def _new_stats(self) -> ExecutionStats:
         self._stats = ExecutionStats(operations=self._plan.describe())
@@ -84,7 +93,7 @@ class Dataset(ExportMethods):
         return execute_to_refs(self._plan.block_tasks(), stats=self._new_stats())
 
     def __reduce__(self):  # a dataset sent to a task or actor travels as its block tasks
-        return (Dataset, (ExecutionPlan(self._plan.block_tasks(), ()),))
+        return (Dataset, (ExecutionPlan(self._plan.block_tasks(), ()), self._api))
 
     # --------------------------------------------------------------------------------------
     # row-wise transforms (lazy, fused into one task per block)
@@ -104,11 +113,13 @@ class Dataset(ExportMethods):
         return self._row_stage(MapRows, "map", fn, compute, fn_constructor_args,
                                fn_constructor_kwargs, concurrency, ray_remote_args)
 
-    def filter(self, fn: Callable[[Any], bool], *, compute: Any = None,
-               fn_constructor_args: tuple | None = None,
+    def filter(self, fn: Callable[[Any], bool] | None = None, expr: Any = None, *,
+               compute: Any = None, fn_constructor_args: tuple | None = None,
                fn_constructor_kwargs: dict | None = None, concurrency: Any = None,
                **ray_remote_args: Any) -> "Dataset":
-        """Keep the rows for which ``fn(row)`` is true.
+        """Keep the rows for which ``fn(row)`` is true, or (Ray 2.x) for which the predicate
+        ``expr`` holds: an expression of ``raylite.data.expressions`` such as
+        ``col("x") > 5``, or the same as text, ``"x > 5"``.
 
         ``fn`` may be a callable class: it runs on an actor pool, as in ``map_batches``.
 
@@ -117,8 +128,29 @@ class Dataset(ExportMethods):
             >>> ray.data.range(10).filter(lambda x: x % 2 == 0).count()
             5
         """
+        if expr is not None:
+            return self._expression_filter(fn, expr, compute, concurrency, ray_remote_args)
+        if fn is None:
+            raise TypeError("filter() needs a function fn(row) -> bool, or expr= (e.g. "
+                            "expr=col('x') > 5 from raylite.data.expressions)")
         return self._row_stage(FilterRows, "filter", fn, compute, fn_constructor_args,
                                fn_constructor_kwargs, concurrency, ray_remote_args)
+
+    def _expression_filter(self, fn: Any, expr: Any, compute: Any, concurrency: Any,
+                           remote_args: dict) -> "Dataset":
+        from raylite.data.expressions import (ExpressionFilter, check_expression,
+                                              parse_predicate)
+        if fn is not None:
+            raise TypeError("filter() takes a function or expr=, not both")
+        if compute is not None or concurrency is not None:
+            raise TypeError("filter(expr=...) runs in tasks: drop compute= / concurrency=")
+        expr = parse_predicate(expr) if isinstance(expr, str) else expr
+        check_expression(expr, "filter(expr=...)")
+        self._check_tabular("filter(expr=...)")
+        self._check_expression_columns([expr], "filter(expr=...)")
+        stage = ExpressionFilter(expr)
+        stage.remote_args = check_remote_args(remote_args, "filter")
+        return self._with_stage(stage)
 
     def flat_map(self, fn: Callable[[Any], list], *, compute: Any = None,
                  fn_constructor_args: tuple | None = None,
@@ -146,17 +178,20 @@ class Dataset(ExportMethods):
         stage.compute = strategy
         return self._with_stage(stage)
 
-    def map_batches(self, fn: Callable[[Any], Any], *, batch_size: int | None = 4096,
-                    compute: Any = None, batch_format: str = "default",
+    def map_batches(self, fn: Callable[[Any], Any], *, batch_size: int | str | None = "auto",
+                    compute: Any = None, batch_format: str | None = "default",
                     fn_args: tuple | None = None, fn_kwargs: dict | None = None,
                     fn_constructor_args: tuple | None = None,
                     fn_constructor_kwargs: dict | None = None, concurrency: Any = None,
                     zero_copy_batch: bool = False, **ray_remote_args: Any) -> "Dataset":
-        """Apply ``fn`` to batches of up to ``batch_size`` rows (None: a whole block).
+        """Apply ``fn`` to batches of up to ``batch_size`` rows (None: a whole block;
+        ``"auto"`` or ``"default"``, Ray's defaults: 4096).
 
-        ``batch_format``: ``"default"`` (pandas DataFrame for tabular data, list otherwise),
-        ``"pandas"``, ``"pyarrow"``, ``"numpy"`` (dict of column arrays, or one ndarray) or
-        ``"native"`` (pyarrow Table or list). ``fn`` returns a batch in any of these forms.
+        ``batch_format``: ``"default"`` (the book's convention: a pandas DataFrame for
+        tabular data, a list otherwise; under ``RAYLITE_API=2``: a dict of numpy arrays, as
+        in Ray 2.x), ``"pandas"``, ``"pyarrow"``, ``"numpy"`` (dict of column arrays, or one
+        ndarray) or ``"native"`` (or None: pyarrow Table or list). ``fn`` returns a batch in
+        any of these forms, or (Ray 2.x) is a generator yielding several.
 
         A callable class for ``fn`` (a model to load once, say) runs on a pool of actors, each
         constructing it once with ``fn_constructor_args`` / ``fn_constructor_kwargs``: size it
@@ -174,64 +209,19 @@ class Dataset(ExportMethods):
         """
         strategy = user_fn_strategy(fn, "map_batches", fn_constructor_args,
                                     fn_constructor_kwargs, compute, concurrency)
-        _block.check_batch_format(batch_format)
-        if batch_size is not None:
-            check_positive_int(batch_size, "map_batches(batch_size=...)")
+        batch_format = self._batch_format(batch_format)
+        batch_size = _batch_size(batch_size, "map_batches(batch_size=...)")
         stage = MapBatches(fn, batch_size, batch_format, fn_args or (), fn_kwargs,
                            fn_constructor_args or (), fn_constructor_kwargs,
                            check_remote_args(ray_remote_args, "map_batches"), strategy)
         return self._with_stage(stage)
 
-    def add_column(self, col: str, fn: Callable[[Any], Any], *, compute: Any = None,
-                   **ray_remote_args: Any) -> "Dataset":
-        """Add (or replace) column ``col`` with ``fn(batch: pandas.DataFrame)``.
-
-        Example:
-            >>> import raylite as ray
-            >>> ray.data.range_table(2).add_column("double", lambda df: df["value"] * 2).take()
-            [ArrowRow({'value': 0, 'double': 0}), ArrowRow({'value': 1, 'double': 2})]
-        """
-        if not isinstance(col, str):
-            raise TypeError(f"add_column() needs a column name (str), got {col!r}")
-        check_function(fn, "add_column")
-        self._check_tabular("add_column")
-        stage = AddColumn(col, fn)
-        stage.remote_args = check_remote_args(ray_remote_args, "add_column")
-        return self._with_stage(stage)
-
-    def drop_columns(self, cols: list[str] | str, *, compute: Any = None) -> "Dataset":
-        """Remove the named columns.
-
-        Example:
-            >>> import raylite as ray
-            >>> ray.data.from_items([{"a": 1, "b": 2}]).drop_columns(["b"]).take()
-            [ArrowRow({'a': 1})]
-        """
-        return self._select(column_list(cols, "drop_columns"), drop=True)
-
-    def select_columns(self, cols: list[str] | str, *, compute: Any = None) -> "Dataset":
-        """Keep only the named columns, in that order.
-
-        Example:
-            >>> import raylite as ray
-            >>> ray.data.from_items([{"a": 1, "b": 2}]).select_columns(["b"]).take()
-            [ArrowRow({'b': 2})]
-        """
-        return self._select(column_list(cols, "select_columns"), drop=False)
-
-    def _select(self, columns: list[str], drop: bool) -> "Dataset":
-        stage = SelectColumns(columns, drop)
-        self._check_tabular(stage.name)
-        schema = self._known_schema()
-        if schema is not None:
-            check_columns(columns, list(schema.names), stage.name)
-        return self._with_stage(stage)
-
-    def _check_tabular(self, operation: str) -> None:
-        schema = self._known_schema()
-        if schema is not None and not hasattr(schema, "names"):
-            raise ValueError(f"{operation} needs a tabular dataset (rows that are dicts), but "
-                             f"the rows are {schema.__name__}s")
+    def _batch_format(self, batch_format: str | None) -> str:
+        """The batch format a name means for this dataset ("default" follows the convention)."""
+        if batch_format is None:
+            return "native"
+        _block.check_batch_format(batch_format)
+        return "numpy" if batch_format == "default" and self._api == 2 else batch_format
 
     # --------------------------------------------------------------------------------------
     # all-to-all transforms (lazy barriers)
@@ -260,7 +250,7 @@ class Dataset(ExportMethods):
                         break
                 blocks.close()
             return [BlockTask(ref) for ref in _exchange.slice_ranges(collected, [(0, limit)])[0]]
-        return Dataset(ExecutionPlan(Barrier(f"limit({limit})", compute)))
+        return self._derived(ExecutionPlan(Barrier(f"limit({limit})", compute)))
 
     def union(self, *others: "Dataset") -> "Dataset":
         """All rows of this dataset, then those of ``others`` (schemas must match).
@@ -274,11 +264,12 @@ class Dataset(ExportMethods):
         for i, other in enumerate(others):
             if not isinstance(other, Dataset):
                 raise TypeError(f"union() takes Datasets, argument {i} is {type(other).__name__}")
+        _check_same_api(datasets, "union")
         _check_union_schemas(datasets)
         plans = [d._plan for d in datasets]
         if not any(p.is_lazy_barrier for p in plans):
-            return Dataset(ExecutionPlan([t for p in plans for t in p.block_tasks()]))
-        return Dataset(ExecutionPlan(Barrier(
+            return self._derived(ExecutionPlan([t for p in plans for t in p.block_tasks()]))
+        return self._derived(ExecutionPlan(Barrier(
             "union", lambda: [t for p in plans for t in p.block_tasks()])))
 
     def repartition(self, num_blocks: int, *, shuffle: bool = False) -> "Dataset":
@@ -295,6 +286,42 @@ class Dataset(ExportMethods):
             return self.random_shuffle(num_blocks=num_blocks)
         return self._barrier(f"repartition({num_blocks})",
                              lambda blocks: _exchange.repartition(blocks, num_blocks))
+
+    def random_sample(self, fraction: float, *, seed: int | None = None) -> "Dataset":
+        """About ``fraction`` of the rows, each kept with that probability (Ray 2.x).
+
+        Example:
+            >>> import raylite as ray
+            >>> 200 < ray.data.range(1000).random_sample(0.3, seed=0).count() < 400
+            True
+        """
+        from raylite.data._stages import SampleRows
+        if isinstance(fraction, bool) or not isinstance(fraction, (int, float)) or \
+                not 0 <= fraction <= 1:
+            raise ValueError(f"random_sample(fraction) needs a number in [0, 1], got "
+                             f"{fraction!r}")
+        if seed is not None and (not isinstance(seed, int) or isinstance(seed, bool)):
+            raise TypeError(f"random_sample(seed=...) needs an int or None, got {seed!r}")
+        return self._with_stage(SampleRows(float(fraction), seed))
+
+    def randomize_block_order(self, *, seed: int | None = None) -> "Dataset":
+        """The same blocks in a random order (cheaper than random_shuffle; Ray 2.x).
+
+        Example:
+            >>> import raylite as ray
+            >>> sorted(ray.data.range(10, parallelism=5).randomize_block_order(seed=1).take_all())
+            [0, 1, 2, 3, 4, 5, 6, 7, 8, 9]
+        """
+        import random
+        if seed is not None and (not isinstance(seed, int) or isinstance(seed, bool)):
+            raise TypeError(f"randomize_block_order(seed=...) needs an int or None, got "
+                            f"{seed!r}")
+
+        def run(blocks: list) -> list:
+            blocks = list(blocks)
+            random.Random(seed).shuffle(blocks)
+            return blocks
+        return self._barrier("randomize_block_order", run)
 
     def random_shuffle(self, *, seed: int | None = None,
                        num_blocks: int | None = None) -> "Dataset":
@@ -348,7 +375,7 @@ class Dataset(ExportMethods):
         blocks = self._materialized_inputs()
         total = sum(b.metadata().num_rows for b in blocks)
         groups = _exchange.slice_ranges(blocks, _exchange.even_ranges(total, n, equal))
-        return [_materialized_dataset(group) for group in groups]
+        return [_materialized_dataset(group, self._api) for group in groups]
 
     def split_at_indices(self, indices: list[int]) -> list["Dataset"]:
         """Datasets of the rows ``[0, i0)``, ``[i0, i1)``, ..., ``[ik, end)`` (runs the plan now).
@@ -366,7 +393,8 @@ class Dataset(ExportMethods):
         total = sum(b.metadata().num_rows for b in blocks)
         edges = [0] + [min(i, total) for i in indices] + [total]
         ranges = [(edges[i], edges[i + 1]) for i in range(len(edges) - 1)]
-        return [_materialized_dataset(g) for g in _exchange.slice_ranges(blocks, ranges)]
+        return [_materialized_dataset(g, self._api)
+                for g in _exchange.slice_ranges(blocks, ranges)]
 
     def train_test_split(self, test_size: float | int, *, shuffle: bool = False,
                          seed: int | None = None) -> tuple["Dataset", "Dataset"]:
@@ -405,6 +433,7 @@ class Dataset(ExportMethods):
         """
         if not isinstance(other, Dataset):
             raise TypeError(f"zip() takes a Dataset, got {type(other).__name__}")
+        _check_same_api([self, other], "zip")
         left_plan, right_plan = self._plan, other._plan
 
         def compute() -> list[BlockTask]:
@@ -413,117 +442,15 @@ class Dataset(ExportMethods):
             right = execute_to_refs(right_plan.block_tasks(),
                                     ExecutionStats(operations=right_plan.describe()))
             return [BlockTask(ref) for ref in _exchange.zip_blocks(left, right)]
-        return Dataset(ExecutionPlan(Barrier("zip", compute)))
-
-    def groupby(self, key: str | list[str]) -> "GroupedData":
-        """Group the rows by column(s) ``key``; then ``count()``, ``sum(on)``, ``min``,
-        ``max``, ``mean``, ``std``, ``aggregate(...)`` or ``map_groups(fn)``.
-
-        Example:
-            >>> import raylite as ray
-            >>> ds = ray.data.from_items([{"k": i % 3, "x": i} for i in range(9)])
-            >>> [row["count()"] for row in ds.groupby("k").count().take_all()]
-            [3, 3, 3]
-        """
-        from raylite.data._aggregate import GroupedData
-        return GroupedData(self, key)
-
-    def aggregate(self, *aggs: "AggregateFn") -> dict:
-        """The aggregations over all rows, as ``{name: value}``.
-
-        Example:
-            >>> import raylite as ray
-            >>> from raylite.data.aggregate import Count, Max
-            >>> ray.data.range(5).aggregate(Count(), Max())
-            {'count()': 5, 'max()': 4}
-        """
-        from raylite.data._aggregate import check_aggs
-        return self._aggregate(check_aggs(aggs), "aggregate()")
-
-    def _aggregate(self, aggs: list, operation: str) -> dict:
-        from raylite.data._aggregate import aggregate_dataset
-        self._check_agg_columns(aggs, operation)
-        rows = aggregate_dataset(self, [], aggs, operation).take_all()
-        if not rows:
-            return {agg.name: None for agg in aggs}
-        return dict(rows[0])
-
-    def _check_agg_columns(self, aggs: list, operation: str) -> None:
-        from raylite.data._aggregate import Count
-        schema = self._known_schema()
-        if schema is not None and hasattr(schema, "names"):
-            if any(a.on is None and not isinstance(a, Count) for a in aggs):
-                raise ValueError(f"{operation} of a tabular dataset needs on=<column>; columns: "
-                                 f"{list(schema.names)}")
-            check_columns([a.on for a in aggs if a.on is not None], list(schema.names),
-                          operation)
-
-    def _scalar_aggregate(self, cls: type, on: Any, name: str, **options: Any) -> Any:
-        from raylite.data._aggregate import make_aggs
-        aggs = make_aggs(cls, on, name, **options)
-        result = self._aggregate(aggs, f"{name}({on!r})" if on is not None else f"{name}()")
-        values = [result[agg.name] for agg in aggs]
-        return values[0] if len(values) == 1 and not isinstance(on, (list, tuple)) else result
-
-    def sum(self, on: str | list[str] | None = None, ignore_nulls: bool = True) -> Any:
-        """The sum of a column (or of the rows, for non-tabular data); a dict for a list.
-
-        Example:
-            >>> import raylite as ray
-            >>> ray.data.range(5).sum()
-            10
-        """
-        from raylite.data._aggregate import Sum
-        return self._scalar_aggregate(Sum, on, "sum", ignore_nulls=ignore_nulls)
-
-    def min(self, on: str | list[str] | None = None, ignore_nulls: bool = True) -> Any:
-        """The smallest value of a column (or of the rows)."""
-        from raylite.data._aggregate import Min
-        return self._scalar_aggregate(Min, on, "min", ignore_nulls=ignore_nulls)
-
-    def max(self, on: str | list[str] | None = None, ignore_nulls: bool = True) -> Any:
-        """The largest value of a column (or of the rows)."""
-        from raylite.data._aggregate import Max
-        return self._scalar_aggregate(Max, on, "max", ignore_nulls=ignore_nulls)
-
-    def mean(self, on: str | list[str] | None = None, ignore_nulls: bool = True) -> Any:
-        """The mean of a column (or of the rows)."""
-        from raylite.data._aggregate import Mean
-        return self._scalar_aggregate(Mean, on, "mean", ignore_nulls=ignore_nulls)
-
-    def std(self, on: str | list[str] | None = None, ddof: int = 1,
-            ignore_nulls: bool = True) -> Any:
-        """The standard deviation of a column (or of the rows); ``ddof=1`` as pandas."""
-        from raylite.data._aggregate import Std
-        return self._scalar_aggregate(Std, on, "std", ddof=ddof, ignore_nulls=ignore_nulls)
-
-    def unique(self, column: str | None = None) -> list:
-        """The distinct values of ``column`` (of the rows, for non-tabular data), in the order
-        first seen.
-
-        Example:
-            >>> import raylite as ray
-            >>> ray.data.from_items([{"k": "b"}, {"k": "a"}, {"k": "b"}]).unique("k")
-            ['b', 'a']
-        """
-        from raylite.data._aggregate import UniqueValues
-        if column is not None and not isinstance(column, str):
-            raise TypeError(f"unique() takes a column name, got {column!r}")
-        if column is not None:
-            schema = self._known_schema()
-            if schema is not None and hasattr(schema, "names"):
-                check_columns([column], list(schema.names), f"unique({column!r})")
-        seen: dict = {}
-        for block in self._with_stage(UniqueValues(column))._iter_blocks():
-            for values in block:
-                seen.update(dict.fromkeys(values))
-        return list(seen)
+        return self._derived(ExecutionPlan(Barrier("zip", compute)))
 
     # --------------------------------------------------------------------------------------
     # consuming
     # --------------------------------------------------------------------------------------
-    def iter_rows(self) -> Iterator[Any]:
-        """The rows, in order, computed a bounded number of blocks ahead.
+    def iter_rows(self, *, prefetch_batches: int = 1, prefetch_blocks: int = 0
+                  ) -> Iterator[Any]:
+        """The rows, in order, computed a bounded number of blocks ahead (the prefetch
+        options are accepted for Ray's sake: the executor already runs blocks ahead).
 
         Example:
             >>> import raylite as ray
@@ -531,25 +458,64 @@ class Dataset(ExportMethods):
             0
         """
         for block in self._iter_blocks():
-            yield from _block.output_rows(block)
+            yield from self._user_rows(block)
 
-    def iter_batches(self, *, batch_size: int | None = 256, batch_format: str = "default",
+    def _user_rows(self, block: Block) -> list:
+        """Rows as this dataset's convention hands them out: ArrowRow (1) or dict (2)."""
+        return _block.output_rows(block) if self._api == 1 else _block.plain_rows(block)
+
+    def iter_batches(self, *, batch_size: int | None = 256, batch_format: str | None = "default",
                      drop_last: bool = False, prefetch_blocks: int = 0,
-                     prefetch_batches: int = 1) -> Iterator[Any]:
+                     prefetch_batches: int = 1, local_shuffle_buffer_size: int | None = None,
+                     local_shuffle_seed: int | None = None) -> Iterator[Any]:
         """The rows in batches of ``batch_size`` (None: one batch per block), in
         ``batch_format`` (see ``map_batches``). ``prefetch_blocks`` / ``prefetch_batches`` are
         accepted for Ray's sake: the executor already runs up to twice the cluster's CPUs
-        blocks ahead.
+        blocks ahead. ``local_shuffle_buffer_size=n`` shuffles the rows within windows of at
+        least ``n`` rows as they stream by (``local_shuffle_seed`` makes it repeatable).
 
         Example:
             >>> import raylite as ray
             >>> [len(b) for b in ray.data.range(10).iter_batches(batch_size=4)]
             [4, 4, 2]
         """
-        _block.check_batch_format(batch_format)
+        batch_format = self._batch_format(batch_format)
         if batch_size is not None:
             check_positive_int(batch_size, "iter_batches(batch_size=...)")
-        yield from _block.batches(self._iter_blocks(), batch_size, batch_format, drop_last)
+        blocks = self._iter_blocks()
+        if local_shuffle_buffer_size is not None:
+            check_positive_int(local_shuffle_buffer_size,
+                               "iter_batches(local_shuffle_buffer_size=...)")
+            blocks = _block.local_shuffle(blocks, local_shuffle_buffer_size, local_shuffle_seed)
+        yield from _block.batches(blocks, batch_size, batch_format, drop_last)
+
+    def take_batch(self, batch_size: int = 20, *, batch_format: str | None = "default") -> Any:
+        """Up to ``batch_size`` rows as one batch. ``"default"`` is Ray 2.x's form under both
+        conventions (take_batch is a Ray 2.x method): a dict of numpy arrays (one ndarray for
+        plain rows); ``"pandas"``, ``"pyarrow"``, ``"native"`` as in ``map_batches``.
+
+        Example:
+            >>> import raylite as ray
+            >>> ray.data.range_table(5).take_batch(3)
+            {'value': array([0, 1, 2])}
+        """
+        check_positive_int(batch_size, "take_batch(batch_size)")
+        batch_format = "numpy" if batch_format == "default" else self._batch_format(batch_format)
+        pieces, total = [], 0
+        for block in self._iter_blocks():
+            pieces.append(_block.slice_block(block, 0, batch_size - total))
+            total += _block.num_rows(pieces[-1])
+            if total >= batch_size:
+                break
+        if total == 0:
+            raise ValueError("take_batch(): the dataset is empty")
+        return _block.to_batch(_block.concat(pieces), batch_format)
+
+    def iterator(self) -> "DataIterator":
+        """A DataIterator over this dataset (Ray 2.x): its ``iter_rows`` / ``iter_batches`` /
+        ``iter_torch_batches`` / ``to_tf``."""
+        from raylite.data._iterator import DataIterator
+        return DataIterator(self)
 
     def take(self, limit: int = 20) -> list:
         """The first ``limit`` rows as a list.
@@ -565,7 +531,7 @@ class Dataset(ExportMethods):
         if limit == 0:
             return out
         for block in self._iter_blocks():
-            out.extend(_block.output_rows(_block.slice_block(block, 0, limit - len(out))))
+            out.extend(self._user_rows(_block.slice_block(block, 0, limit - len(out))))
             if len(out) >= limit:
                 break
         return out
@@ -574,7 +540,7 @@ class Dataset(ExportMethods):
         """All rows as a list (a ValueError if there are more than ``limit``)."""
         out: list = []
         for block in self._iter_blocks():
-            out.extend(_block.output_rows(block))
+            out.extend(self._user_rows(block))
             if limit is not None and len(out) > limit:
                 raise ValueError(f"take_all(limit={limit}): the dataset has more rows than that")
         return out
@@ -599,10 +565,23 @@ class Dataset(ExportMethods):
         return sum(resolve_metadata(meta).num_rows
                    for _, _, meta in stream(tasks, ordered=False, stats=self._new_stats()))
 
-    def schema(self) -> Any:
-        """A ``pyarrow.Schema`` for tabular data, the Python type of the rows otherwise
-        (None for an empty dataset); runs the first block(s) if needed."""
-        return _block.arrow_schema(self._schema())
+    def schema(self, fetch_if_missing: bool = True) -> Any:
+        """The columns' names and types: a ``pyarrow.Schema`` (``.names``, ``.types``) for
+        tabular data, the Python type of the rows otherwise, None for an empty dataset; under
+        Ray 2.x's convention a ``raylite.data.Schema``, printed as Ray prints it. Runs the
+        first block(s) if needed (with ``fetch_if_missing=False``: None instead).
+
+        Example:
+            >>> import raylite as ray
+            >>> ray.data.from_items([{"a": 1.5, "b": "x"}]).schema().names
+            ['a', 'b']
+        """
+        raw = self._schema() if fetch_if_missing else self._known_schema()
+        schema = _block.arrow_schema(raw)
+        if self._api == 2 and hasattr(schema, "names"):
+            from raylite.data._schema import Schema
+            return Schema(schema)
+        return schema
 
     def _schema(self) -> Any:
         """The schema as the blocks know it (a RowSchema for dict rows, no pyarrow needed)."""
@@ -631,9 +610,17 @@ class Dataset(ExportMethods):
         return sum(task.source.metadata().size_bytes
                    for task in self.materialize()._plan.block_tasks())
 
-    def materialize(self) -> "Dataset":
-        """Run the plan now; the returned dataset's blocks sit in the object store."""
-        return _materialized_dataset(self._materialized_inputs())
+    def materialize(self) -> "MaterializedDataset":
+        """Run the plan now; the returned dataset's blocks sit in the object store.
+
+        Example:
+            >>> import raylite as ray
+            >>> ray.data.range(4).map(lambda x: x + 1).materialize().take_all()
+            [1, 2, 3, 4]
+        """
+        done = _materialized_dataset(self._materialized_inputs(), self._api)
+        done._stats = self._stats  # its stats() tell how its blocks were computed
+        return done
 
     fully_executed = materialize  # the Ray 2.0-2.3 name
 
@@ -648,7 +635,8 @@ class Dataset(ExportMethods):
         check_positive_int(blocks_per_window, "window(blocks_per_window=...)")
         tasks = self._plan.block_tasks()
         chunks = [tasks[i:i + blocks_per_window] for i in range(0, len(tasks), blocks_per_window)]
-        return DatasetPipeline(lambda: (Dataset(ExecutionPlan(c)) for c in chunks), len(chunks))
+        return DatasetPipeline(lambda: (self._derived(ExecutionPlan(c)) for c in chunks),
+                               len(chunks))
 
     def repeat(self, times: int | None = None) -> "DatasetPipeline":
         """A DatasetPipeline that yields this whole dataset ``times`` times (None: forever)."""
@@ -673,26 +661,53 @@ class Dataset(ExportMethods):
     def _start(self) -> "Dataset":
         """Submit every block task now and return the dataset of their (coming) results."""
         tasks, keep_alive = submit_all(self._plan.block_tasks(), self._new_stats())
-        started = Dataset(ExecutionPlan(tasks))
+        started = self._derived(ExecutionPlan(tasks))
         started._stats = self._stats
         started._keep_alive = keep_alive  # the actor pools its blocks are coming from
         return started
 
     def __repr__(self) -> str:
+        name = type(self).__name__ if self._api == 2 else "Dataset"
         tasks = self._plan.known_block_tasks()
         if tasks is None:
-            return f"Dataset(num_blocks=?, num_rows=?, schema=?, plan={self._plan.describe()})"
+            return f"{name}(num_blocks=?, num_rows=?, schema=?, plan={self._plan.describe()})"
         count = _known_count(tasks)
         schema = self._known_schema()
-        return (f"Dataset(num_blocks={len(tasks)}, num_rows={'?' if count is None else count}, "
+        blocks = "" if name == "Dataset" and self._api == 2 else f"num_blocks={len(tasks)}, "
+        return (f"{name}({blocks}num_rows={'?' if count is None else count}, "
                 f"schema={'?' if schema is None else _block.format_schema(schema)})")
 
     def __iter__(self):
         raise TypeError("a Dataset is not iterable; use ds.iter_rows() or ds.iter_batches()")
 
 
-def _materialized_dataset(refs: list) -> Dataset:
-    return Dataset(ExecutionPlan([BlockTask(ref) for ref in refs]))
+class MaterializedDataset(Dataset):
+    """A Dataset whose blocks are computed and held in the object store (``materialize()``)."""
+
+
+def _materialized_dataset(refs: list, api: int) -> "MaterializedDataset":
+    return MaterializedDataset(ExecutionPlan([BlockTask(ref) for ref in refs]), api)
+
+
+def _check_same_api(datasets: list[Dataset], operation: str) -> None:
+    apis = {d._api for d in datasets}
+    if len(apis) > 1:
+        raise ValueError(f"{operation}(): the datasets follow different Ray Data conventions "
+                         "(some were created with DataContext.api = 1, the book's, others "
+                         "with api = 2, Ray 2.x's); create them all under the same one")
+
+
+DEFAULT_BATCH_SIZE = 4096
+
+
+def _batch_size(batch_size: Any, name: str) -> int | None:
+    """A batch size as given: a positive int, None (whole blocks), or Ray's "auto" /
+    "default" (DEFAULT_BATCH_SIZE)."""
+    if batch_size in ("auto", "default"):
+        return DEFAULT_BATCH_SIZE
+    if batch_size is not None:
+        check_positive_int(batch_size, name)
+    return batch_size
 
 
 def _known_count(tasks: list[BlockTask]) -> int | None:

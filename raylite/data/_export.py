@@ -41,10 +41,13 @@ class ExportMethods:
     def iter_torch_batches(self, *, batch_size: int | None = 256, dtypes: Any = None,
                            device: Any = None, collate_fn: Callable | None = None,
                            drop_last: bool = False, prefetch_blocks: int = 0,
-                           prefetch_batches: int = 1) -> Iterator[Any]:
+                           prefetch_batches: int = 1,
+                           local_shuffle_buffer_size: int | None = None,
+                           local_shuffle_seed: int | None = None) -> Iterator[Any]:
         """Batches as torch tensors: ``{column: tensor}`` for tabular data, one tensor
         otherwise. ``dtypes`` is a torch dtype (or a dict of them per column); ``device``
         moves each tensor (e.g. ``"cuda"``); ``collate_fn(numpy_batch)`` replaces both.
+        ``local_shuffle_buffer_size`` / ``local_shuffle_seed``: as in ``iter_batches``.
 
         Example:
             >>> import raylite as ray
@@ -53,7 +56,9 @@ class ExportMethods:
         """
         from raylite.data._convert import torch_batches
         batches = self.iter_batches(batch_size=batch_size, batch_format="numpy",
-                                    drop_last=drop_last)
+                                    drop_last=drop_last,
+                                    local_shuffle_buffer_size=local_shuffle_buffer_size,
+                                    local_shuffle_seed=local_shuffle_seed)
         return torch_batches(batches, dtypes=dtypes, device=device, collate_fn=collate_fn)
 
     def to_torch(self, **options: Any):
@@ -63,9 +68,12 @@ class ExportMethods:
         return to_torch(self, **options)
 
     def to_tf(self, feature_columns: Any = None, label_columns: Any = None, *,
-              batch_size: int = 1, drop_last: bool = False, label_column: Any = None):
+              batch_size: int = 1, drop_last: bool = False, label_column: Any = None,
+              local_shuffle_buffer_size: int | None = None,
+              local_shuffle_seed: int | None = None):
         """A ``tf.data.Dataset`` of ``(features, labels)`` batches; a column name gives a
-        tensor, a list of names a dict of tensors (Ray 1.x's ``label_column=`` works too)."""
+        tensor, a list of names a dict of tensors (Ray 1.x's ``label_column=`` works too).
+        ``local_shuffle_buffer_size`` / ``local_shuffle_seed``: as in ``iter_batches``."""
         from raylite.data._convert import to_tf
         label_columns = label_columns if label_columns is not None else label_column
         if feature_columns is None:
@@ -73,7 +81,7 @@ class ExportMethods:
             feature_columns = [c for c in columns if c not in (
                 [label_columns] if isinstance(label_columns, str) else label_columns or [])]
         return to_tf(self, feature_columns, label_columns, batch_size=batch_size,
-                     drop_last=drop_last)
+                     drop_last=drop_last, shuffle=(local_shuffle_buffer_size, local_shuffle_seed))
 
     def to_dask(self):
         """A ``dask.dataframe.DataFrame`` with one partition per block (runs the plan)."""

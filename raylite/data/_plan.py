@@ -33,57 +33,15 @@ from typing import Any, Callable, Iterator
 import raylite
 from raylite.data import _block
 from raylite.data._block import Block, BlockMetadata
+from raylite.data.context import DataContext  # noqa: F401 (re-exported)
 from raylite.data._progress import ProgressBar
 from raylite.data._stages import (AddColumn, FilterRows, FlatMapRows, MapBatches,  # noqa: F401
                                   MapRows, SelectColumns, Stage, check_columns)
 
 
 # ==========================================================================================
-# configuration
+# configuration (DataContext lives in context.py; imported here for older imports)
 # ==========================================================================================
-@dataclass
-class DataContext:
-    """Settings of raylite.data for this process (``DataContext.get_current()``).
-
-    Attributes:
-        max_blocks_in_flight: block tasks submitted ahead of the consumer; None means twice
-            the cluster's CPUs.
-        default_parallelism: blocks a creation function makes when not told.
-        min_rows_per_block: creation functions make blocks at least this large (when they can).
-        max_rows_per_block: ... and at most this large, so that streaming memory stays bounded.
-        enable_progress_bars: show a progress bar per operator for long runs (only when
-            stdout and stderr are terminals).
-        progress_bar_delay_s: a bar appears only for executions still running after this long.
-    """
-
-    max_blocks_in_flight: int | None = None
-    default_parallelism: int = 200
-    min_rows_per_block: int = 1000
-    max_rows_per_block: int = 1_000_000
-    enable_progress_bars: bool = True
-    progress_bar_delay_s: float = 1.0
-
-    _current = None
-    _lock = threading.Lock()
-
-    @staticmethod
-    def get_current() -> "DataContext":
-        with DataContext._lock:
-            if DataContext._current is None:
-                DataContext._current = DataContext()
-            return DataContext._current
-
-    def num_blocks_for(self, num_rows: int, parallelism: int | None) -> int:
-        """How many blocks to cut ``num_rows`` rows into."""
-        if parallelism is not None:
-            if not isinstance(parallelism, int) or parallelism < 1:
-                raise ValueError(f"parallelism must be a positive int, got {parallelism!r}")
-            return max(1, min(parallelism, num_rows))
-        by_size = -(-num_rows // self.max_rows_per_block)
-        by_count = min(self.default_parallelism, -(-num_rows // self.min_rows_per_block))
-        return max(1, by_size, by_count)
-
-
 def max_in_flight() -> int:
     configured = DataContext.get_current().max_blocks_in_flight
     if configured is not None:

@@ -15,7 +15,14 @@ from typing import Any, Iterable
 import raylite
 from raylite.data import _block
 from raylite.data._dataset import Dataset
+from raylite.data.context import current_api
 from raylite.data._plan import BlockTask, DataContext, ExecutionPlan, ReadTask, RefInput
+
+
+def _tensor_column() -> str:
+    """The column of from_numpy / read_numpy / range_tensor: "value" in the book's Ray,
+    "data" in Ray 2.x."""
+    return "data" if current_api() == 2 else _block.SIMPLE_COLUMN
 
 
 def _dataset_of_blocks(blocks: list) -> Dataset:
@@ -30,9 +37,10 @@ def _dataset_of_reads(reads: list[ReadTask]) -> Dataset:
 # ==========================================================================================
 # from Python objects
 # ==========================================================================================
-def from_items(items: Iterable[Any], *, parallelism: int | None = None) -> Dataset:
+def from_items(items: Iterable[Any], *, parallelism: int | None = None,
+               override_num_blocks: int | None = None) -> Dataset:
     """A dataset of the given items; dicts become tabular rows (``ArrowRow``), anything else
-    stays a plain Python row.
+    stays a plain Python row (under ``RAYLITE_API=2``, as in Ray 2.x: a row ``{"item": x}``).
 
     Example:
         >>> import raylite as ray
@@ -42,18 +50,22 @@ def from_items(items: Iterable[Any], *, parallelism: int | None = None) -> Datas
     """
     if isinstance(items, (str, bytes, dict)) or not hasattr(items, "__iter__"):
         raise TypeError(f"from_items() takes a list of items, got {type(items).__name__}")
-    items = _block.from_rows(list(items))  # dicts: the same keys in every row
+    items = list(items)
+    if current_api() == 2:
+        items = [item if isinstance(item, dict) else {"item": item} for item in items]
+    items = _block.from_rows(items)  # dicts: the same keys in every row
+    parallelism = override_num_blocks if parallelism is None else parallelism
     num_blocks = DataContext.get_current().num_blocks_for(len(items), parallelism)
     from raylite.data._exchange import even_ranges
     blocks = [items[start:stop] for start, stop in even_ranges(len(items), num_blocks)]
     return _dataset_of_blocks(blocks if items else [])
 
 
-def _read_range(start: int, stop: int, tabular: bool):
-    if not tabular:
+def _read_range(start: int, stop: int, column: str | None):
+    if column is None:
         return list(builtins.range(start, stop))  # `range` here is the dataset function
     import numpy as np
-    return _block.table_from_columns({_block.SIMPLE_COLUMN: np.arange(start, stop, dtype=np.int64)})
+    return _block.table_from_columns({column: np.arange(start, stop, dtype=np.int64)})
 
 
 def _arange(start: int, stop: int):
@@ -61,27 +73,41 @@ def _arange(start: int, stop: int):
     return np.arange(start, stop, dtype=np.int64)
 
 
-def _range_dataset(n: int, parallelism: int | None, tabular: bool, name: str) -> Dataset:
+def _arange_columns(start: int, stop: int, column: str) -> dict:
+    return {column: _arange(start, stop)}
+
+
+def _range_dataset(n: int, parallelism: int | None, column: str | None, name: str) -> Dataset:
+    """``range`` (column None: plain ints; "id": Ray 2.x rows) or ``range_table``; a
+    ``map_batches(batch_format="numpy")`` right after reads ``read_numpy``'s arrays."""
     if not isinstance(n, int) or isinstance(n, bool) or n < 0:
         raise ValueError(f"{name}(n) needs a non-negative int, got {n!r}")
     from raylite.data._exchange import even_ranges
     num_blocks = DataContext.get_current().num_blocks_for(n, parallelism)
-    reads = [ReadTask(functools.partial(_read_range, start, stop, tabular),
-                      f"{name}[{start}:{stop}]", num_rows=stop - start,
-                      read_numpy=None if tabular else functools.partial(_arange, start, stop))
-             for start, stop in even_ranges(n, num_blocks) if stop > start or n == 0]
+    reads = []
+    for start, stop in even_ranges(n, num_blocks):
+        if stop > start or n == 0:
+            as_numpy = (functools.partial(_arange, start, stop) if column is None else
+                        functools.partial(_arange_columns, start, stop, column)
+                        if column == "id" else None)
+            reads.append(ReadTask(functools.partial(_read_range, start, stop, column),
+                                  f"{name}[{start}:{stop}]", num_rows=stop - start,
+                                  read_numpy=as_numpy))
     return _dataset_of_reads(reads)
 
 
-def range(n: int, *, parallelism: int | None = None) -> Dataset:  # noqa: A001 (Ray's name)
-    """A dataset of the ints ``0 .. n-1`` (plain ints, as in the book).
+def range(n: int, *, parallelism: int | None = None,  # noqa: A001 (Ray's name)
+          override_num_blocks: int | None = None) -> Dataset:
+    """A dataset of the ints ``0 .. n-1``: plain ints, as in the book (under
+    ``RAYLITE_API=2``, as in Ray 2.x: rows ``{"id": i}``).
 
     Example:
         >>> import raylite as ray
         >>> ray.data.range(10000).map(lambda x: x ** 2).take(5)
         [0, 1, 4, 9, 16]
     """
-    return _range_dataset(n, parallelism, tabular=False, name="range")
+    parallelism = override_num_blocks if parallelism is None else parallelism
+    return _range_dataset(n, parallelism, "id" if current_api() == 2 else None, name="range")
 
 
 def range_table(n: int, *, parallelism: int | None = None) -> Dataset:
@@ -92,19 +118,19 @@ def range_table(n: int, *, parallelism: int | None = None) -> Dataset:
         >>> ray.data.range_table(3).take(1)
         [ArrowRow({'value': 0})]
     """
-    return _range_dataset(n, parallelism, tabular=True, name="range_table")
+    return _range_dataset(n, parallelism, _block.SIMPLE_COLUMN, name="range_table")
 
 
-def _read_range_tensor(start: int, stop: int, shape: tuple):
+def _read_range_tensor(start: int, stop: int, shape: tuple, column: str):
     import numpy as np
     index = np.arange(start, stop, dtype=np.int64).reshape((-1,) + (1,) * len(shape))
     cells = np.ascontiguousarray(np.broadcast_to(index, (stop - start,) + shape))
-    return _block.table_from_columns({_block.SIMPLE_COLUMN: cells})
+    return _block.table_from_columns({column: cells})
 
 
 def range_tensor(n: int, *, shape: tuple = (1,), parallelism: int | None = None) -> Dataset:
-    """A tabular dataset of ``n`` rows whose column ``value`` holds an int64 ndarray of
-    ``shape`` filled with the row's index (a tensor column).
+    """A tabular dataset of ``n`` rows whose column ``value`` (Ray 2.x: ``data``) holds an
+    int64 ndarray of ``shape`` filled with the row's index (a tensor column).
 
     Example:
         >>> import raylite as ray
@@ -121,7 +147,8 @@ def range_tensor(n: int, *, shape: tuple = (1,), parallelism: int | None = None)
     shape = tuple(shape)
     from raylite.data._exchange import even_ranges
     num_blocks = DataContext.get_current().num_blocks_for(n, parallelism)
-    reads = [ReadTask(functools.partial(_read_range_tensor, start, stop, shape),
+    column = _tensor_column()
+    reads = [ReadTask(functools.partial(_read_range_tensor, start, stop, shape, column),
                       f"range_tensor[{start}:{stop}]", num_rows=stop - start)
              for start, stop in even_ranges(n, num_blocks) if stop > start or n == 0]
     return _dataset_of_reads(reads)
@@ -151,8 +178,9 @@ def from_pandas(dfs: Any) -> Dataset:
 
 
 def from_numpy(ndarrays: Any) -> Dataset:
-    """A tabular dataset with one column ``value`` and one block per array; the rows are the
-    array's first axis (n-d arrays give a tensor column whose cells are ndarrays).
+    """A tabular dataset with one column ``value`` (Ray 2.x: ``data``) and one block per
+    array; the rows are the array's first axis (n-d arrays give a tensor column whose cells
+    are ndarrays).
 
     Example:
         >>> import numpy as np, raylite as ray
@@ -164,8 +192,8 @@ def from_numpy(ndarrays: Any) -> Dataset:
     for array in arrays:
         if array.ndim == 0:
             raise ValueError("from_numpy() needs arrays with at least one dimension (rows)")
-    return _dataset_of_blocks([_block.table_from_columns({_block.SIMPLE_COLUMN: a})
-                               for a in arrays])
+    column = _tensor_column()
+    return _dataset_of_blocks([_block.table_from_columns({column: a}) for a in arrays])
 
 
 def from_arrow(tables: Any) -> Dataset:
@@ -184,6 +212,15 @@ def from_arrow(tables: Any) -> Dataset:
 # from files
 # ==========================================================================================
 _GLOB_CHARS = frozenset("*?[")
+LOCAL_SCHEME = "local://"
+
+
+def local_path(path: Any) -> Any:
+    """A path without Ray's ``local://`` prefix ("a file on the driver's machine", where
+    raylite's local workers read it too); other paths unchanged."""
+    if isinstance(path, str) and path.startswith(LOCAL_SCHEME):
+        return path[len(LOCAL_SCHEME):]
+    return path
 
 
 def resolve_paths(paths: Any) -> list[str]:
@@ -195,7 +232,7 @@ def resolve_paths(paths: Any) -> list[str]:
         raise ValueError(f"expected a path or a non-empty list of paths, got {paths!r}")
     files: list[str] = []
     for path in paths:
-        path = os.path.expanduser(os.fspath(path))
+        path = os.path.expanduser(os.fspath(local_path(path)))
         if any(ch in _GLOB_CHARS for ch in path):
             matches = sorted(glob.glob(path, recursive=True))
             if not matches:
@@ -260,13 +297,15 @@ def _read_json_file(path: str, **options):
     return pjson.read_json(path, **options)
 
 
-def _read_text_file(path: str, encoding: str, errors: str, drop_empty_lines: bool):
+def _read_text_file(path: str, encoding: str, errors: str, drop_empty_lines: bool,
+                    column: str | None = None):
     with open(path, encoding=encoding, errors=errors) as f:
         lines = f.read().splitlines()
-    return [line for line in lines if line.strip()] if drop_empty_lines else lines
+    lines = [line for line in lines if line.strip()] if drop_empty_lines else lines
+    return lines if column is None else [{column: line} for line in lines]
 
 
-def _read_numpy_file(path: str, **options):
+def _read_numpy_file(path: str, column: str = _block.SIMPLE_COLUMN, **options):
     import numpy as np
     array = np.load(path, allow_pickle=options.get("allow_pickle", False))
     if not isinstance(array, np.ndarray):  # an .npz archive
@@ -274,7 +313,7 @@ def _read_numpy_file(path: str, **options):
                          f"an archive of {sorted(array.files)}")
     if array.ndim == 0:
         array = array.reshape(1)
-    return _block.table_from_columns({_block.SIMPLE_COLUMN: array})
+    return _block.table_from_columns({column: array})
 
 
 def read_numpy(paths: Any, *, parallelism: int | None = None, allow_pickle: bool = False
@@ -288,8 +327,8 @@ def read_numpy(paths: Any, *, parallelism: int | None = None, allow_pickle: bool
         >>> ray.data.read_numpy(path).take_all()
         [ArrowRow({'value': 0}), ArrowRow({'value': 1}), ArrowRow({'value': 2})]
     """
-    return _file_dataset(paths, _read_numpy_file, parallelism, {"allow_pickle": allow_pickle},
-                         "read_numpy")
+    return _file_dataset(paths, _read_numpy_file, parallelism,
+                         {"allow_pickle": allow_pickle, "column": _tensor_column()}, "read_numpy")
 
 
 def read_parquet(paths: Any, *, columns: list[str] | None = None,
@@ -323,6 +362,8 @@ def read_json(paths: Any, *, parallelism: int | None = None, **arrow_json_args: 
 def read_text(paths: Any, *, encoding: str = "utf-8", errors: str = "ignore",
               drop_empty_lines: bool = False, parallelism: int | None = None) -> Dataset:
     """A dataset of the lines of text files, one plain ``str`` row per line (as in the book's
-    Ray; line endings removed). ``errors`` is passed to ``open`` (Ray's default: "ignore")."""
-    options = {"encoding": encoding, "errors": errors, "drop_empty_lines": drop_empty_lines}
+    Ray; under ``RAYLITE_API=2`` a row ``{"text": line}`` as in Ray 2.x; line endings
+    removed). ``errors`` is passed to ``open`` (Ray's default: "ignore")."""
+    options = {"encoding": encoding, "errors": errors, "drop_empty_lines": drop_empty_lines,
+               "column": "text" if current_api() == 2 else None}
     return _file_dataset(paths, _read_text_file, parallelism, options, "read_text")

@@ -7,11 +7,13 @@ so that an error raised by user code says which operation failed, on which row o
 from __future__ import annotations
 
 import threading
+import types
 import uuid
 from typing import Any, Callable
 
 from raylite.data import _block
 from raylite.data._block import Block
+from raylite.data.context import switch_hint
 
 
 def function_name(fn: Any) -> str:
@@ -26,14 +28,50 @@ def is_callable_class(fn: Any) -> bool:
                                         if klass is not object)
 
 
-def annotate_error(exc: BaseException, operation: str, where: str) -> BaseException:
-    """Tell the user which operation failed on which row, keeping the exception's class."""
-    message = f"raylite.data: {operation} failed on {where}"
+def annotate_error(exc: BaseException, operation: str, where: str,
+                   api: int | None = None) -> BaseException:
+    """Tell the user which operation failed on which row, keeping the exception's class; when
+    the error looks like code written for the other Ray Data convention (``api``), also say
+    which switch selects it. Runs only on the error path."""
+    _add_note(exc, f"raylite.data: {operation} failed on {where}")
+    if api is not None and looks_like_other_convention(exc, api):
+        _add_note(exc, switch_hint(api))
+    return exc
+
+
+def _add_note(exc: BaseException, message: str) -> None:
     if hasattr(exc, "add_note"):
         exc.add_note(message)
     else:  # Python 3.10: no notes; put it in the message
         exc.args = (f"{exc} ({message})",) + tuple(exc.args[1:])
-    return exc
+
+
+# Column names that only one of the conventions gives: range/from_items/from_numpy/read_text
+# rows of Ray 2.x, and range_table/from_numpy/read_numpy columns of the book's Ray.
+_RAY2_COLUMNS = ("id", "item", "data", "text")
+_RAY1_COLUMNS = ("value",)
+
+
+def looks_like_other_convention(exc: BaseException, api: int) -> bool:
+    """Whether ``exc`` (from a user function) is what code written for the other convention
+    raises: indexing a plain row or list batch by a column name under 1.9; arithmetic,
+    comparisons or DataFrame methods on a dict row or batch under 2.x."""
+    text = str(exc)
+    if api == 1:
+        if isinstance(exc, KeyError):
+            return bool(exc.args) and exc.args[0] in _RAY2_COLUMNS
+        return isinstance(exc, TypeError) and any(
+            marker in text for marker in ("not subscriptable", "indices must be integers"))
+    if isinstance(exc, KeyError):
+        return bool(exc.args) and exc.args[0] in _RAY1_COLUMNS
+    return isinstance(exc, (TypeError, AttributeError)) and "'dict'" in text
+
+
+def not_rows_error(operation: str, returned: Any, api: int) -> TypeError:
+    """Under Ray 2.x's convention a row function must return dicts (as Ray 2.x requires)."""
+    return TypeError(f"{operation} returned {type(returned).__name__} {returned!r:.60}; "
+                     "under Ray 2.x's convention every row is a dict: return e.g. "
+                     f"{{'item': value}} instead. {switch_hint(api)}")
 
 
 def describe_row(row: Any) -> str:
@@ -51,7 +89,17 @@ def check_columns(requested: list[str], existing: list[str], operation: str) -> 
     missing = [c for c in requested if c not in existing]
     if missing:
         raise ValueError(f"{operation}: no column {', '.join(map(repr, missing))}; the dataset "
-                         f"has columns {existing}")
+                         f"has columns {existing}{_column_hint(missing, list(existing))}")
+
+
+def _column_hint(missing: list[str], existing: list[str]) -> str:
+    """The switch, when a missing column is the other convention's name for the same data:
+    Ray 2.x's "id"/"item"/"data" where the book's Ray has "value", or the other way round."""
+    if existing == list(_RAY1_COLUMNS) and any(c in _RAY2_COLUMNS for c in missing):
+        return ". " + switch_hint(1)
+    if any(c in _RAY1_COLUMNS for c in missing) and any(c in _RAY2_COLUMNS for c in existing):
+        return ". " + switch_hint(2)
+    return ""
 
 
 class Stage:
@@ -80,6 +128,7 @@ class UserFnStage(Stage):
     (``compute``), once per block task otherwise."""
 
     operation = "stage"
+    api = 1  # the Ray Data convention of the dataset this stage belongs to (set by Dataset)
 
     def __init__(self, fn: Callable, fn_constructor_args: tuple = (),
                  fn_constructor_kwargs: dict | None = None):
@@ -114,6 +163,16 @@ class UserFnStage(Stage):
         return state
 
 
+def _rows_block(rows: list, operation: str, api: int) -> Block:
+    """The block of the rows a row function returned; under Ray 2.x's convention they must
+    be dicts (one check per block)."""
+    block = _block.from_rows(rows)
+    if api == 2 and rows and not _block.is_dict_rows(block):
+        first = next((row for row in rows if type(row) is not dict), rows[0])
+        raise not_rows_error(operation, first, api)
+    return block
+
+
 class MapRows(UserFnStage):
     operation = "map"
 
@@ -124,8 +183,8 @@ class MapRows(UserFnStage):
             for row in items:
                 append(fn(row))
         except Exception as exc:
-            raise annotate_error(exc, self.name, describe_row(row))  # noqa: F821 (set by loop)
-        return _block.from_rows(out)
+            raise annotate_error(exc, self.name, describe_row(row), self.api)  # noqa: F821
+        return _rows_block(out, self.name, self.api)
 
 
 class FilterRows(UserFnStage):
@@ -138,7 +197,7 @@ class FilterRows(UserFnStage):
             for row in items:
                 append(fn(row))
         except Exception as exc:
-            raise annotate_error(exc, self.name, describe_row(row))  # noqa: F821
+            raise annotate_error(exc, self.name, describe_row(row), self.api)  # noqa: F821
         if type(block) is list:
             return [item for item, kept in zip(items, keep) if kept]
         return _block.filter_block(block, keep)
@@ -154,8 +213,8 @@ class FlatMapRows(UserFnStage):
             for row in items:
                 extend(fn(row))
         except Exception as exc:
-            raise annotate_error(exc, self.name, describe_row(row))  # noqa: F821
-        return _block.from_rows(out)
+            raise annotate_error(exc, self.name, describe_row(row), self.api)  # noqa: F821
+        return _rows_block(out, self.name, self.api)
 
 
 class MapBatches(UserFnStage):
@@ -188,62 +247,137 @@ class MapBatches(UserFnStage):
         return _block.concat(outputs)
 
     def run_on_array(self, array) -> Block:
-        """The stage on non-tabular rows given as one ndarray (``batch_format="numpy"``):
-        the batches are slices of it, as ``to_batch`` would have made them."""
-        total = len(array)
+        """The stage on rows given as one ndarray (the book's ``range`` with
+        ``batch_format="numpy"``) or as a dict of column arrays (Ray 2.x's ``range``): the
+        batches are slices of it, as ``to_batch`` would have made them."""
+        columns = array if type(array) is dict else None
+        total = len(next(iter(columns.values()))) if columns else len(array)
         if total == 0:
             return []
         fn, size = self._function(), self.batch_size or total
-        outputs = [self._apply(fn, array[start:start + size], None, start)
-                   for start in range(0, total, size)]
+        outputs = []
+        for start in range(0, total, size):
+            stop = start + size
+            batch = ({name: values[start:stop] for name, values in columns.items()}
+                     if columns is not None else array[start:stop])
+            outputs.append(self._apply(fn, batch, None, start))
         return _block.concat(outputs)
 
     def _apply(self, fn: Callable, batch: Any, piece: Block, start: int) -> Block:
         try:
             result = fn(batch, *self.fn_args, **self.fn_kwargs)
+            if type(result) is types.GeneratorType:  # Ray 2.x: a function may yield batches
+                return _block.concat([self._block_of(item) for item in result])
         except Exception as exc:
             if piece is None:
-                piece = batch.tolist()
-            raise annotate_error(exc, self.name, describe_batch(piece, start))
-        return _block.from_batch(result, self.name)
+                piece = _block.from_batch(batch, self.name)
+            raise annotate_error(exc, self.name, describe_batch(piece, start), self.api)
+        return self._block_of(result)
+
+    def _block_of(self, result: Any) -> Block:
+        block = _block.from_batch(result, self.name)
+        if self.api == 2 and type(block) is list and block and not _block.is_dict_rows(block):
+            raise TypeError(f"{self.name} returned {type(result).__name__}; under Ray 2.x's "
+                            "convention a batch is a dict of column arrays (e.g. {'data': "
+                            "array}), a pandas DataFrame or a pyarrow Table. "
+                            + switch_hint(self.api))
+        return block
 
 
-def _require_table(block: Block, operation: str):
+def require_table(block: Block, operation: str, api: int = 1):
+    """The block if it is tabular, None if it is empty; else an error (saying, under the
+    book's convention, which switch gives dict rows)."""
     if not _block.is_tabular(block):
         if not block:
             return None
         raise ValueError(f"{operation} needs a tabular dataset (rows that are dicts), but the "
-                         f"rows are {type(block[0]).__name__}s")
+                         f"rows are {type(block[0]).__name__}s. {switch_hint(api)}")
     return block
 
 
 class AddColumn(Stage):
-    def __init__(self, column: str, fn: Callable):
-        self.column, self.fn = column, fn
+    """``add_column``: ``fn(batch)`` gives the new column's values for a batch in
+    ``batch_format`` (pandas by default, as in Ray; "numpy" a dict of arrays; "pyarrow" a
+    Table)."""
+
+    api = 1
+
+    def __init__(self, column: str, fn: Callable, batch_format: str = "pandas"):
+        self.column, self.fn, self.batch_format = column, fn, batch_format
         self.name = f"add_column({column!r}, {function_name(fn)})"
 
     def __call__(self, block: Block) -> Block:
-        table = _require_table(block, self.name)
+        table = require_table(block, self.name, self.api)
         if table is None or _block.num_rows(table) == 0:
             return block
-        frame = _block.to_pandas(table)
+        batch = _block.to_batch(table, self.batch_format)
         try:
-            frame[self.column] = self.fn(frame)
+            values = self.fn(batch)
         except Exception as exc:
-            raise annotate_error(exc, self.name, describe_batch(table, 0))
-        return _block.from_batch(frame, self.name)
+            raise annotate_error(exc, self.name, describe_batch(table, 0), self.api)
+        if self.batch_format == "pyarrow":
+            table = _block.to_table(table)
+            names = table.column_names
+            array = _block.column_array(values)
+            if self.column in names:
+                return table.set_column(names.index(self.column), self.column, array)
+            return table.append_column(self.column, array)
+        batch[self.column] = values
+        return _block.from_batch(batch, self.name)
 
 
 class SelectColumns(Stage):
+    api = 1
+
     def __init__(self, columns: list[str], drop: bool):
         self.columns, self.drop = list(columns), drop
         self.name = f"{'drop' if drop else 'select'}_columns({self.columns})"
 
     def __call__(self, block: Block) -> Block:
-        table = _require_table(block, self.name)
+        table = require_table(block, self.name, self.api)
         if table is None or _block.num_rows(table) == 0:
             return block
         check_columns(self.columns, _block.column_names(table), self.name)
         if self.drop:
             return _block.drop_columns(table, self.columns)
         return _block.select_columns(table, self.columns)
+
+
+class RenameColumns(Stage):
+    """``rename_columns``: ``{old: new}`` (names not listed stay)."""
+
+    api = 1
+
+    def __init__(self, names: dict):
+        self.names = dict(names)
+        self.name = f"rename_columns({self.names})"
+
+    def __call__(self, block: Block) -> Block:
+        table = require_table(block, self.name, self.api)
+        if table is None or _block.num_rows(table) == 0:
+            return block
+        existing = _block.column_names(table)
+        check_columns(list(self.names), existing, self.name)
+        new_names = [self.names.get(name, name) for name in existing]
+        if type(table) is not list:
+            return table.rename_columns(new_names)
+        return [dict(zip(new_names, row.values())) for row in table]
+
+
+class SampleRows(Stage):
+    """``random_sample``: keep each row with probability ``fraction``. A seeded sample draws
+    from a generator seeded with the seed and the block's row count, so it repeats."""
+
+    api = 1
+
+    def __init__(self, fraction: float, seed: int | None):
+        self.fraction, self.seed = fraction, seed
+        self.name = f"random_sample({fraction})"
+
+    def __call__(self, block: Block) -> Block:
+        total = _block.num_rows(block)
+        if total == 0:
+            return block
+        np = _block.np()
+        rng = np.random.default_rng(None if self.seed is None else [self.seed, total])
+        return _block.filter_block(block, (rng.random(total) < self.fraction).tolist())

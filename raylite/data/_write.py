@@ -58,7 +58,8 @@ def write(dataset: Any, path: str, file_format: str, options: dict,
     """Write every block of ``dataset`` under the directory ``path``; returns the files."""
     if not isinstance(path, (str, os.PathLike)):
         raise TypeError(f"write_{file_format}() needs a directory path, got {type(path).__name__}")
-    path = os.path.expanduser(os.fspath(path))
+    from raylite.data._read import local_path
+    path = os.path.expanduser(os.fspath(local_path(path)))
     if os.path.exists(path) and not os.path.isdir(path):
         raise FileExistsError(f"write_{file_format}({path!r}): a file is in the way; the path "
                               "must be a directory (it is created if missing)")

@@ -23,10 +23,20 @@ import numpy as np
 
 from raylite.rllib import _checkpoint
 from raylite import _registry
+from raylite._suggest import did_you_mean
+from raylite.rllib._callbacks import make_callbacks, summarize_custom_metrics
 from raylite.rllib._config import AlgorithmConfig
 from raylite.rllib._envs import EnvSpec, action_info, preprocessor, resolve_env
 from raylite.rllib._filters import make_filter
-from raylite.rllib._model import ModelSpec, NumpyPolicy, init_weights
+from raylite.rllib._model import ModelSpec, init_weights
+from raylite.rllib._multi_agent import (
+    MultiAgentEnv,
+    PolicySpec,
+    map_agent,
+    policy_specs,
+    run_multi_agent_episodes,
+)
+from raylite.rllib._policy_view import Policy, RLModule
 from raylite.rllib._rollout_worker import (
     WorkerSet,
     action_adapter,
@@ -39,8 +49,9 @@ DEFAULT_POLICY_ID = "default_policy"
 
 
 def results_root() -> str:
-    """Where an algorithm run outside Tune saves: $RAYLITE_RESULTS_DIR or ~/raylite_results."""
-    return os.path.expanduser(os.environ.get("RAYLITE_RESULTS_DIR") or "~/raylite_results")
+    """Where an algorithm run outside Tune saves: $RAYLITE_RESULTS_DIR or ~/ray_results."""
+    from raylite._storage import results_dir
+    return results_dir()
 
 
 def env_label(env: Any) -> str:
@@ -49,37 +60,11 @@ def env_label(env: Any) -> str:
     return str(name).replace("/", "_").replace(":", "_")
 
 
-class Policy:
-    """``get_policy()``: the learner's weights and acting with them (Ray's Policy surface)."""
-
-    def __init__(self, algorithm: Algorithm):
-        self._algorithm = algorithm
-        self.observation_space = algorithm.observation_space
-        self.action_space = algorithm.action_space
-        self.config = algorithm.algo_config.to_dict()
-        self.framework = algorithm.algo_config.framework
-
-    @property
-    def model(self) -> dict[str, Any]:
-        """The framework's parameters, by name (torch Parameters or tf Variables)."""
-        return self._algorithm.learner.params
-
-    def get_weights(self) -> dict[str, np.ndarray]:
-        return self._algorithm.learner.get_weights()
-
-    def set_weights(self, weights: dict[str, np.ndarray]) -> None:
-        self._algorithm.set_weights(weights)
-
-    def compute_single_action(self, obs: Any, explore: bool | None = None, **_: Any
-                              ) -> tuple[Any, list, dict]:
-        """``(action, [], extra fetches)`` for one observation."""
-        return self._algorithm.compute_single_action(obs, explore=explore, full_fetch=True)
-
-
 class Algorithm(Trainable):
     """Base of the algorithms; a subclass defines ``training_step`` and its learner state."""
 
     _registered: dict | None = None  # what the rllib CLI ships to the trial's process
+    algo_name = "PPO"                # whose config keys and defaults (AlgorithmConfig)
 
     def __init__(self, config: Any = None, env: Any = None, logger_creator: Any = None,
                  trial_info: dict | None = None):
@@ -90,7 +75,7 @@ class Algorithm(Trainable):
                 ``PPOConfig``.
             env: the env, if not in ``config["env"]``.
             logger_creator, trial_info: passed by Tune; outside Tune, checkpoints go to
-                ``~/raylite_results/<Algo>_<env>_<date>/`` (or $RAYLITE_RESULTS_DIR).
+                ``~/ray_results/<Algo>_<env>_<date>/`` (or $RAYLITE_RESULTS_DIR).
         """
         if config is not None and not isinstance(config, dict):
             if not hasattr(config, "to_dict"):
@@ -108,64 +93,164 @@ class Algorithm(Trainable):
     # ---- setup -------------------------------------------------------------------------------
     def setup(self, config: dict) -> None:
         _registry.install(self._registered)
-        self.algo_config = config = AlgorithmConfig.from_dict(config)
-        self.env_spec: EnvSpec = resolve_env(config.env, config.env_config)
-        probe = self.env_spec.make()
-        self.observation_space, self.action_space = probe.observation_space, probe.action_space
-        probe.close()
-        self.model_spec = self._model_spec(config)
-        weights = init_weights(self.model_spec, config.seed)
-        self.learner = self._make_learner(weights)
+        self.algo_config = config = AlgorithmConfig.from_dict(config, self.algo_name)
+        self._check_unimplemented(config)
+        self.external = callable(config.input_)   # clients act through a PolicyServerInput
+        if self.external:
+            if config.observation_space is None or config.action_space is None:
+                raise ValueError("an external env (input_=PolicyServerInput): set "
+                                 "observation_space and action_space in .environment()")
+            self.env_spec: EnvSpec | None = None
+            self.observation_space, self.action_space = (config.observation_space,
+                                                         config.action_space)
+            self.is_multi_agent = False
+        else:
+            self.env_spec = resolve_env(config.env, config.env_config)
+            probe = self.env_spec.make()
+            self.observation_space = probe.observation_space
+            self.action_space = probe.action_space
+            self.is_multi_agent = isinstance(probe, MultiAgentEnv)
+            probe.close()
+            _check_spaces(config, self.observation_space, self.action_space)
+        self.units: dict[str, PolicyUnit] = self._make_units(config)
+        default = self.units.get(DEFAULT_POLICY_ID) or next(iter(self.units.values()))
+        self.learner, self.model_spec = default.learner, default.model_spec
+        self.policies_to_train = list(config.policies_to_train or self.units)
+        unknown = [pid for pid in self.policies_to_train if pid not in self.units]
+        if unknown:
+            raise ValueError(f"policies_to_train names {unknown}, which are not policies "
+                             f"(policies: {', '.join(self.units)})")
         obs_size, self._flatten = preprocessor(self.observation_space)
         self.filter = make_filter(config.observation_filter, (obs_size,))
-        self.workers = WorkerSet(self.env_spec, config, self.model_spec)
+        self.workers = WorkerSet(self.env_spec, config, self.model_spec,
+                                 self.units if self.is_multi_agent else None,
+                                 external=self.external)
+        self.workers.learner_worker = _LearnerWorker(self)
         self._rng = np.random.default_rng(config.seed)
-        self._acting: NumpyPolicy | None = None
+        self._acting: dict[str, Any] = {}
         self._eval_env: Any = None
         self.timers: dict[str, float] = {}
         self.timesteps_total = 0
         self.episodes_total = 0
         self._recent_episodes: collections.deque = collections.deque(
             maxlen=config.metrics_smoothing_episodes)
+        self.callbacks = make_callbacks(config.callbacks)
+        if self.callbacks is not None:
+            self.callbacks.on_algorithm_init(algorithm=self)
 
-    def _model_spec(self, config: AlgorithmConfig) -> ModelSpec:
-        discrete, action_size = action_info(self.action_space)
+    @property
+    def env_label(self) -> str:
+        return self.env_spec.name if self.env_spec is not None else "the external env"
+
+    def _make_units(self, config: AlgorithmConfig) -> dict[str, PolicyUnit]:
+        """One policy (network, learner, config) per policy id: ``default_policy`` alone for
+        a single-agent env; the ``multi_agent`` policies (with their config overrides) else."""
+        if not self.is_multi_agent:
+            if config.policies is not None:
+                raise ValueError(f"multi_agent policies need a MultiAgentEnv; "
+                                 f"{self.env_label} is a single-agent env")
+            specs = {DEFAULT_POLICY_ID: PolicySpec()}
+        else:
+            specs = policy_specs(config.policies or {DEFAULT_POLICY_ID})
+            if config.observation_filter != "NoFilter":
+                raise ValueError("observation_filter: multi-agent training in raylite uses "
+                                 "NoFilter only")
+        units = {}
+        for pid, spec in specs.items():
+            unit_config = config
+            if spec.config:
+                unit_config = AlgorithmConfig.from_dict({**config.to_dict(), **spec.config},
+                                                        self.algo_name)
+            obs_space = spec.observation_space or self.observation_space
+            act_space = spec.action_space or self.action_space
+            if obs_space is None or act_space is None:
+                raise ValueError(f"policy {pid!r}: give its observation_space and action_space "
+                                 f"in its PolicySpec (the env has no common ones)")
+            model_spec = self._model_spec(unit_config, obs_space, act_space)
+            learner = self._make_learner(unit_config, model_spec,
+                                         init_weights(model_spec, config.seed))
+            units[pid] = PolicyUnit(pid, unit_config, model_spec, learner, obs_space, act_space)
+        return units
+
+    def _model_spec(self, config: AlgorithmConfig, observation_space: Any,
+                    action_space: Any) -> ModelSpec:
+        discrete, action_size = action_info(action_space)
         model = config.model
-        return ModelSpec(obs_size=preprocessor(self.observation_space)[0], discrete=discrete,
+        if model.custom_model is not None:
+            return self._custom_model_spec(config, observation_space, action_space)
+        return ModelSpec(obs_size=preprocessor(observation_space)[0], discrete=discrete,
                          action_size=action_size, hiddens=tuple(model.fcnet_hiddens),
                          activation=model.fcnet_activation,
                          vf_share_layers=model.vf_share_layers, free_log_std=model.free_log_std)
 
-    def _make_learner(self, weights: dict[str, np.ndarray]) -> Any:
-        config = self.algo_config
+    def _custom_model_spec(self, config: AlgorithmConfig, observation_space: Any,
+                           action_space: Any) -> Any:
+        from raylite.rllib._custom_model import CustomTorchModelSpec, ModelCatalog
+        if config.framework != "torch":
+            raise ValueError("custom_model: raylite supports custom torch models; Keras "
+                             "custom models are not implemented (use framework='torch')")
+        discrete, action_size = action_info(action_space)
+        model_config = {**config.model.to_dict()}
+        return CustomTorchModelSpec(preprocessor(observation_space)[0], discrete, action_size,
+                                    ModelCatalog.get_model_class(config.model.custom_model),
+                                    model_config, observation_space, action_space)
+
+    def _make_learner(self, config: AlgorithmConfig, model_spec: Any,
+                      weights: dict[str, np.ndarray]) -> Any:
         if config.framework == "torch":
             from raylite.rllib._policy_torch import TorchPolicy as Learner
         else:
             from raylite.rllib._policy_tf import TFPolicy as Learner
-        return Learner(self.model_spec, weights, self.loss_function(), lr=config.lr,
-                       grad_clip=config.grad_clip, seed=config.seed,
-                       num_threads=config.num_cpus_for_driver)
+        return Learner(model_spec, weights, self.loss_function(config),
+                       lr=self.learning_rates(config, model_spec), grad_clip=config.grad_clip,
+                       seed=config.seed, num_threads=config.num_cpus_for_driver,
+                       target_names=model_spec.target_names())
+
+    def learning_rates(self, config: AlgorithmConfig, model_spec: Any
+                       ) -> float | dict[str, float]:
+        """``lr``, or ``{parameter name prefix: rate}`` (SAC)."""
+        return config.lr
+
+    def _check_unimplemented(self, config: AlgorithmConfig) -> None:
+        """Refuse the options raylite accepts in configs but does not implement yet."""
+        if config.callbacks is not None and config.policies is not None:
+            raise NotImplementedError("callbacks with multi-agent training: not implemented by "
+                                      "raylite yet; remove one of them")
+        if config.env_task_fn is not None and config.policies is not None:
+            raise NotImplementedError("env_task_fn with multi-agent training: not implemented "
+                                      "by raylite yet")
+        if config.output is not None and config.policies is not None:
+            raise NotImplementedError("output with multi-agent training: not implemented by "
+                                      "raylite yet")
+        if config.input_ != "sampler" and not callable(config.input_) and not self._implements(
+                "input"):
+            raise NotImplementedError(f"config 'input': {self.algo_name} in raylite learns "
+                                      f"from its env only ('sampler')")
+
+    def _implements(self, option: str) -> bool:
+        return False
 
     # ---- what an algorithm defines --------------------------------------------------------------
-    @staticmethod
-    def loss_function() -> Any:
+    def loss_function(self, config: AlgorithmConfig) -> Any:
         raise NotImplementedError
 
-    def training_step(self) -> tuple[int, list[tuple[float, int]], dict[str, float]]:
-        """One iteration: ``(env steps sampled, finished episodes, learner stats)``."""
+    def training_step(self) -> tuple[int, list[tuple[float, int]], dict[str, dict]]:
+        """One iteration: ``(env steps sampled, finished episodes, {policy id: learner
+        stats})``."""
         raise NotImplementedError
 
-    def learner_state(self) -> dict[str, Any]:
+    def learner_state(self, unit: PolicyUnit) -> dict[str, Any]:
+        """A policy's learning state besides its weights (for checkpoints)."""
         return {}
 
-    def set_learner_state(self, state: dict[str, Any]) -> None:
+    def set_learner_state(self, unit: PolicyUnit, state: dict[str, Any]) -> None:
         pass
 
     # ---- one iteration -------------------------------------------------------------------------
     def step(self) -> dict:
         start = time.perf_counter()
         steps, episodes, learner_stats = self.training_step()
-        self._acting = None
+        self._acting = {}
         self.timesteps_total += steps
         self.episodes_total += len(episodes)
         elapsed = time.perf_counter() - start
@@ -176,13 +261,26 @@ class Algorithm(Trainable):
                       num_env_steps_trained=self.timesteps_total,
                       num_env_steps_sampled_lifetime=self.timesteps_total,
                       env_steps_per_s=steps / elapsed if elapsed > 0 else 0.0,
-                      info={"learner": {DEFAULT_POLICY_ID: {"learner_stats": learner_stats}},
+                      info={"learner": {pid: {"learner_stats": stats}
+                                        for pid, stats in learner_stats.items()},
                             "num_steps_sampled": self.timesteps_total,
                             "num_steps_trained": self.timesteps_total},
-                      timers=dict(self.timers), custom_metrics={})
+                      timers=dict(self.timers),
+                      custom_metrics=summarize_custom_metrics(self.workers.take_custom_metrics()),
+                      config=self.algo_config.to_dict())
+        if self.is_multi_agent:
+            returns = self.workers.take_policy_returns()
+            for name, reduce in (("mean", np.mean), ("min", np.min), ("max", np.max)):
+                result[f"policy_reward_{name}"] = {pid: float(reduce(values))
+                                                   for pid, values in returns.items() if values}
         interval = self.algo_config.evaluation_interval
         if interval and (self.iteration + 1) % interval == 0:
             result.update(self.evaluate())
+        if self.callbacks is not None:
+            self.callbacks.on_train_result(algorithm=self, result=result, trainer=self)
+        if self.algo_config.env_task_fn is not None:  # curriculum: the next tasks
+            light = {k: v for k, v in result.items() if k not in ("config", "hist_stats")}
+            result["env_tasks"] = self.workers.set_tasks(self.algo_config.env_task_fn, light)
         return result
 
     def _episode_metrics(self, episodes: list[tuple[float, int]]) -> dict:
@@ -193,6 +291,9 @@ class Algorithm(Trainable):
             self._recent_episodes)
         metrics = summarize_episodes(window)
         metrics["episodes_this_iter"] = len(episodes)
+        metrics["episode_return_mean"] = metrics["episode_reward_mean"]
+        metrics["episode_return_min"] = metrics["episode_reward_min"]
+        metrics["episode_return_max"] = metrics["episode_reward_max"]
         metrics["env_runners"] = {
             "episode_return_mean": metrics["episode_reward_mean"],
             "episode_return_min": metrics["episode_reward_min"],
@@ -201,29 +302,51 @@ class Algorithm(Trainable):
         return metrics
 
     # ---- weights and acting ------------------------------------------------------------------------
-    def get_policy(self, policy_id: str = DEFAULT_POLICY_ID) -> Policy:
-        if policy_id != DEFAULT_POLICY_ID:
-            raise ValueError(f"unknown policy_id {policy_id!r}; this algorithm has one policy, "
-                             f"{DEFAULT_POLICY_ID!r}")
-        return Policy(self)
+    def _unit(self, policy_id: str) -> PolicyUnit:
+        if policy_id not in self.units:
+            raise ValueError(f"unknown policy_id {policy_id!r}{did_you_mean(policy_id, self.units)}"
+                             f" (policies: {', '.join(map(repr, self.units))})")
+        return self.units[policy_id]
 
-    def get_weights(self) -> dict[str, dict[str, np.ndarray]]:
-        return {DEFAULT_POLICY_ID: self.learner.get_weights()}
+    def get_policy(self, policy_id: str = DEFAULT_POLICY_ID) -> Policy:
+        return Policy(self, self._unit(policy_id))
+
+    def get_module(self, module_id: str = DEFAULT_POLICY_ID) -> RLModule:
+        """Ray 2.x: the RLModule view, ``get_module().forward_inference({"obs": batch})``."""
+        return RLModule(self, self._unit(module_id).policy_id)
+
+    @property
+    def env_runner_group(self) -> WorkerSet:
+        """Ray 2.x's name of ``workers``."""
+        return self.workers
+
+    @property
+    def env_runner(self) -> Any:
+        return self.workers.local_worker()
+
+    def get_weights(self, policies: list[str] | None = None) -> dict[str, dict[str, np.ndarray]]:
+        return {pid: unit.learner.get_weights() for pid, unit in self.units.items()
+                if policies is None or pid in policies}
 
     def set_weights(self, weights: dict) -> None:
-        """Set the policy's weights (``{name: array}``, or ``{policy_id: {name: array}}``)."""
-        if DEFAULT_POLICY_ID in weights:
-            weights = weights[DEFAULT_POLICY_ID]
+        """Set weights: ``{name: array}`` (the default policy's), or ``{policy_id: {name:
+        array}}``."""
         from raylite.rllib._model import check_weights
-        check_weights(self.model_spec, weights)
-        self.learner.set_weights(weights)
-        self._acting = None
+        by_policy = weights if set(weights) <= set(self.units) else {
+            next(iter(self.units)) if DEFAULT_POLICY_ID not in self.units
+            else DEFAULT_POLICY_ID: weights}
+        for pid, policy_weights in by_policy.items():
+            unit = self._unit(pid)
+            check_weights(unit.model_spec, policy_weights)
+            unit.learner.set_weights(policy_weights)
+        self._acting = {}
 
-    def _acting_policy(self) -> NumpyPolicy:
-        if self._acting is None:
-            self._acting = NumpyPolicy(self.model_spec, action_adapter(
-                self.action_space, self.algo_config.normalize_actions), self.learner.get_weights())
-        return self._acting
+    def _acting_policy(self, policy_id: str = DEFAULT_POLICY_ID) -> Any:
+        if policy_id not in self._acting:
+            unit = self._unit(policy_id)
+            self._acting[policy_id] = unit.model_spec.acting_policy(action_adapter(
+                unit.action_space, self.algo_config.normalize_actions), unit.learner.get_weights())
+        return self._acting[policy_id]
 
     def compute_single_action(self, observation: Any = None, state: Any = None, *,
                               prev_action: Any = None, prev_reward: Any = None, info: Any = None,
@@ -235,23 +358,67 @@ class Algorithm(Trainable):
         if observation is None:
             observation = kwargs.pop("obs", None)
         explore = self.algo_config.explore if explore is None else explore
-        obs = self.filter(self._flatten(observation)[None], update=False)
-        out = self._acting_policy().compute_actions(obs, explore, self._rng)
+        flat = preprocessor(self._unit(policy_id).observation_space)[1](observation)
+        out = self.act_on_batch(flat[None], explore, policy_id)
         action = out["env_actions"][0]
         if not full_fetch:
             return action
-        extra = {k: out[k][0] for k in ("action_dist_inputs", "action_logp", "vf_preds")}
+        extra = {k: v[0] for k, v in out.items() if k not in ("actions", "env_actions")}
         return action, [], extra
 
     compute_action = compute_single_action
 
+    def compute_actions(self, observations: dict[Any, Any], state: Any = None, *,
+                        explore: bool | None = None, policy_id: str | None = None,
+                        full_fetch: bool = False, **kwargs: Any) -> Any:
+        """Actions for ``{agent_id: observation}``: ``{agent_id: action}``. Each agent acts
+        with ``policy_id``, else the policy ``policy_mapping_fn`` maps it to."""
+        if not isinstance(observations, dict):
+            raise TypeError(f"compute_actions takes {{agent_id: observation}}, got "
+                            f"{type(observations).__name__}; use compute_single_action for one")
+        explore = self.algo_config.explore if explore is None else explore
+        by_policy: dict[str, list] = {}
+        for agent in observations:
+            pid = policy_id or map_agent(self.algo_config.policy_mapping_fn, agent,
+                                         list(self.units))
+            by_policy.setdefault(pid, []).append(agent)
+        actions, extra = {}, {}
+        for pid, agents in by_policy.items():
+            flatten = preprocessor(self._unit(pid).observation_space)[1]
+            out = self.act_on_batch(np.stack([flatten(observations[a]) for a in agents]),
+                                    explore, pid)
+            for i, agent in enumerate(agents):
+                actions[agent] = out["env_actions"][i]
+                extra[agent] = {k: v[i] for k, v in out.items()
+                                if k not in ("actions", "env_actions")}
+        return (actions, [], extra) if full_fetch else actions
+
+    def act_on_batch(self, flat_obs: np.ndarray, explore: bool,
+                     policy_id: str = DEFAULT_POLICY_ID) -> dict[str, np.ndarray]:
+        """The acting policy's outputs for a batch of flat observations (filtered here)."""
+        obs = np.asarray(flat_obs, np.float32)
+        if not self.is_multi_agent:
+            obs = self.filter(obs, update=False)
+        return self._acting_policy(policy_id).compute_actions(obs, explore, self._rng)
+
     def evaluate(self) -> dict:
         """``{"evaluation": metrics}`` of ``evaluation_num_episodes`` episodes on a fresh env,
         greedy unless ``evaluation_config`` has ``explore: true``."""
+        if self.env_spec is None:
+            raise ValueError("evaluate(): this algorithm learns from an external env and has "
+                             "no env of its own to evaluate in")
         if self._eval_env is None:
             self._eval_env = self.env_spec.make()
-            self._eval_env.reset(seed=self.algo_config.seed)  # later resets go on from here
+            if not self.is_multi_agent:
+                self._eval_env.reset(seed=self.algo_config.seed)  # later resets go on from here
         explore = bool(self.algo_config.evaluation_config.get("explore", False))
+        if self.is_multi_agent:
+            episodes = run_multi_agent_episodes(
+                self._eval_env, lambda obs: self.compute_actions(obs, explore=explore),
+                self.algo_config.evaluation_num_episodes)
+            metrics = summarize_episodes(episodes)
+            metrics["episodes_this_iter"] = len(episodes)
+            return {"evaluation": metrics}
         acting = self._acting_policy()
 
         def act(flat_obs: np.ndarray) -> Any:
@@ -266,25 +433,38 @@ class Algorithm(Trainable):
 
     # ---- checkpoints ---------------------------------------------------------------------------
     def get_state(self) -> dict:
-        """Everything a checkpoint holds."""
-        return {"algorithm": type(self).__name__, "config": self.algo_config.to_dict(),
-                "env_name": self.env_spec.name, "model_spec": dataclasses.asdict(self.model_spec),
-                "weights": self.learner.get_weights(),
-                "optimizer": self.learner.get_optimizer_state(),
-                "filter": self.filter.get_state(), "learner_state": self.learner_state(),
+        """Everything a checkpoint holds: the default (or first) policy at the top level, as
+        ``rllib rollout`` reads it, and every policy under ``policies``."""
+        default = self.units.get(DEFAULT_POLICY_ID) or next(iter(self.units.values()))
+        policies = {pid: {"weights": unit.learner.get_weights(),
+                          "optimizer": unit.learner.get_optimizer_state(),
+                          "learner_state": self.learner_state(unit),
+                          "model_spec": dataclasses.asdict(unit.model_spec),
+                          "model_spec_type": type(unit.model_spec).__name__}
+                    for pid, unit in self.units.items()}
+        return {"algorithm": self.algo_name, "config": self.algo_config.to_dict(),
+                "env_name": self.env_spec.name if self.env_spec else "external",
+                **policies[default.policy_id],
+                "policies": policies, "filter": self.filter.get_state(),
                 "counters": {"iteration": self.iteration, "timesteps_total": self.timesteps_total,
                              "episodes_total": self.episodes_total},
                 "spaces": (self.observation_space, self.action_space)}
 
     def set_state(self, state: dict) -> None:
         """Take up the state that :meth:`get_state` returned."""
-        self.learner.set_weights(state["weights"])
-        self.learner.set_optimizer_state(state["optimizer"])
+        policies = state.get("policies") or {DEFAULT_POLICY_ID: state}
+        for pid, unit in self.units.items():
+            if pid not in policies:
+                raise ValueError(f"the checkpoint has no policy {pid!r} (it has: "
+                                 f"{', '.join(policies)})")
+            policy = policies[pid]
+            unit.learner.set_weights(policy["weights"])
+            unit.learner.set_optimizer_state(policy["optimizer"])
+            self.set_learner_state(unit, policy["learner_state"])
         self.filter.set_state(state["filter"])
-        self.set_learner_state(state["learner_state"])
         self.timesteps_total = state["counters"]["timesteps_total"]
         self.episodes_total = state["counters"]["episodes_total"]
-        self._acting = None
+        self._acting = {}
 
     def save_checkpoint(self, checkpoint_dir: str) -> str:
         return _checkpoint.write(checkpoint_dir, self.iteration, self.get_state())
@@ -294,7 +474,9 @@ class Algorithm(Trainable):
         framework = state["config"]["framework"]
         if (framework == "torch") != (self.algo_config.framework == "torch"):
             # weights are framework-neutral; the optimizer state is not
-            state = {**state, "optimizer": None}
+            state = {**state, "optimizer": None, "policies": {
+                pid: {**policy, "optimizer": None}
+                for pid, policy in (state.get("policies") or {}).items()} or None}
         self.set_state(state)
 
     def save(self, checkpoint_dir: str | None = None) -> str:
@@ -310,11 +492,27 @@ class Algorithm(Trainable):
     @classmethod
     def from_checkpoint(cls, checkpoint_path: str, **config_overrides: Any) -> Algorithm:
         """A new algorithm with a checkpoint's config (updated by ``config_overrides``) and
-        state (Ray 2.x)."""
+        state (Ray 2.x). Called on ``Algorithm``, it builds the algorithm that wrote it."""
         state = _checkpoint.read(checkpoint_path)
-        algorithm = cls(config={**state["config"], **config_overrides})
+        target = cls
+        if cls is Algorithm or cls.algo_name != state["algorithm"]:
+            from raylite.rllib import get_algorithm_class
+            target = get_algorithm_class(state["algorithm"])
+            if cls is not Algorithm and not issubclass(target, cls):
+                raise ValueError(f"{checkpoint_path} was written by {state['algorithm']}, not "
+                                 f"{cls.algo_name}; use {state['algorithm']}.from_checkpoint or "
+                                 f"Algorithm.from_checkpoint")
+        algorithm = target(config={**state["config"], **config_overrides})
         algorithm.restore(checkpoint_path)
         return algorithm
+
+    def save_to_path(self, path: str | None = None) -> str:
+        """Ray 2.x: save a checkpoint into directory ``path``; returns the directory."""
+        return os.path.dirname(self.save(path))
+
+    def restore_from_path(self, path: str) -> None:
+        """Ray 2.x: take up the checkpoint in ``path``."""
+        self.restore(path)
 
     def cleanup(self) -> None:
         workers = getattr(self, "workers", None)
@@ -327,10 +525,54 @@ class Algorithm(Trainable):
     def default_resource_request(cls, config: dict) -> dict[str, float]:
         """The trial's resources for ``tune.run(resources_per_trial=...)``: the learner's
         ``num_cpus_for_driver`` plus ``num_cpus_per_worker`` per rollout worker."""
-        merged = AlgorithmConfig.from_dict(config)
+        merged = AlgorithmConfig.from_dict(config, cls.algo_name)
         return {"cpu": merged.num_cpus_for_driver + merged.num_workers * merged.num_cpus_per_worker,
                 "gpu": merged.num_gpus}
 
+
+
+@dataclasses.dataclass
+class PolicyUnit:
+    """One policy: its id, config (the algorithm's with the policy's overrides), network spec,
+    learner, spaces, and the algorithm's learning state for it (PPO's KL coefficient, DQN's
+    replay buffer and target counters)."""
+
+    policy_id: str
+    config: AlgorithmConfig
+    model_spec: Any
+    learner: Any
+    observation_space: Any
+    action_space: Any
+    state: dict = dataclasses.field(default_factory=dict)
+
+
+class _LearnerWorker:
+    """The local worker of an algorithm whose sampling happens in rollout worker actors."""
+
+    env = None  # it samples nothing
+
+    def __init__(self, algorithm: Algorithm):
+        self._algorithm = algorithm
+
+    def get_policy(self, policy_id: str = DEFAULT_POLICY_ID) -> Policy:
+        return self._algorithm.get_policy(policy_id)
+
+    def get_weights(self) -> dict:
+        return self._algorithm.get_weights()
+
+    def set_weights(self, weights: dict) -> None:
+        self._algorithm.set_weights(weights)
+
+    def foreach_env(self, fn: Any) -> list:
+        return []
+
+
+def _check_spaces(config: AlgorithmConfig, observation_space: Any, action_space: Any) -> None:
+    for name, given, actual in (("observation_space", config.observation_space, observation_space),
+                                ("action_space", config.action_space, action_space)):
+        if given is not None and given != actual:
+            raise ValueError(f"config {name} {given} differs from the env's {actual}; leave it "
+                             f"out (raylite takes the env's) or make them equal")
 
 
 def summarize_episodes(episodes: list[tuple[float, int]]) -> dict:

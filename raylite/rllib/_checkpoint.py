@@ -56,8 +56,39 @@ def find(path: str) -> str:
 def read(path: str) -> dict[str, Any]:
     """The state in the checkpoint that ``path`` names."""
     file = find(path)
-    with open(file, "rb") as f:
-        state = pickle.load(f)
+    try:
+        with open(file, "rb") as f:
+            state = pickle.load(f)
+    except (pickle.UnpicklingError, EOFError, ValueError, TypeError, IndexError, KeyError,
+            AttributeError, ImportError, MemoryError, OverflowError, UnicodeDecodeError) as exc:
+        problem = "it ends early (truncated)" if isinstance(exc, EOFError) else (
+            f"{type(exc).__name__}: {exc}")
+        raise CheckpointError(f"{file}: cannot read this checkpoint, {problem}; it is "
+                              f"truncated or corrupt: use another checkpoint") from None
+    except IsADirectoryError:
+        raise CheckpointError(f"{file}: a directory, not a checkpoint file") from None
     if not isinstance(state, dict) or state.get("format") != FORMAT:
-        raise ValueError(f"{file} is not a raylite rllib checkpoint")
+        raise CheckpointError(f"{file} is not a raylite rllib checkpoint")
     return state
+
+
+class CheckpointError(ValueError):
+    """A checkpoint that cannot be read: its message names the file and the problem."""
+
+
+#: the model spec classes a checkpoint may name, by module
+_SPEC_MODULES = {"ModelSpec": "raylite.rllib._model", "QModelSpec": "raylite.rllib._q_model",
+                 "SACModelSpec": "raylite.rllib._sac_model",
+                 "CustomTorchModelSpec": "raylite.rllib._custom_model"}
+
+
+def model_spec(state: dict[str, Any]) -> Any:
+    """The network's spec a checkpoint was written with (PPO's, DQN's or SAC's)."""
+    import importlib
+    kind = state.get("model_spec_type", "ModelSpec")
+    if kind not in _SPEC_MODULES:
+        raise ValueError(f"the checkpoint's model kind {kind!r} is not one raylite knows")
+    cls = getattr(importlib.import_module(_SPEC_MODULES[kind]), kind)
+    values = {k: tuple(v) if isinstance(v, list) and k != "model_config" else v
+              for k, v in state["model_spec"].items()}
+    return cls(**values)

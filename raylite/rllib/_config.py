@@ -81,6 +81,10 @@ def _one_of(*choices: str) -> Callable[[Any], str | None]:
     return check
 
 
+def _optional_callable(value: Any) -> str | None:
+    return None if value is None or callable(value) else "a function, or null"
+
+
 def _anything(value: Any) -> str | None:
     return None
 
@@ -95,41 +99,90 @@ def _hidden_sizes(value: Any) -> str | None:
     return None if ok else "a list of layer sizes such as [256, 256]"
 
 
+def _optional_unit_interval(value: Any) -> str | None:
+    return None if value is None else _unit_interval(value)
+
+
+def _optional_boolean(value: Any) -> str | None:
+    return None if value is None else _boolean(value)
+
+
+def _optional_positive_number(value: Any) -> str | None:
+    return None if value is None else _positive(value)
+
+
+def _epsilon(value: Any) -> str | None:
+    """DQN's ``epsilon``: a number, or a schedule ``[[timestep, epsilon], ...]``."""
+    if value is None or _unit_interval(value) is None:
+        return None
+    ok = isinstance(value, (list, tuple)) and value and all(
+        isinstance(p, (list, tuple)) and len(p) == 2 and _non_negative(p[0]) is None
+        and _unit_interval(p[1]) is None for p in value)
+    return None if ok else "a number between 0 and 1, or [[timestep, epsilon], ...]"
+
+
+def _target_entropy(value: Any) -> str | None:
+    ok = value == "auto" or (isinstance(value, (int, float)) and not isinstance(value, bool))
+    return None if ok else "'auto' or a number"
+
+
 def option(default: Any, doc: str, *, check: Callable[[Any], str | None] = _anything,
-           group: str | None = None, aliases: tuple[str, ...] = ()) -> Any:
-    """A config field: its default, its one help text, its value check, its builder group and
-    the Ray 2.x names that also set it."""
-    metadata = {"doc": doc, "check": check, "group": group, "aliases": aliases}
+           group: str | None = None, aliases: tuple[str, ...] = (),
+           algos: tuple[str, ...] | None = None) -> Any:
+    """A config field: its default, its one help text, its value check, its builder group,
+    the Ray 2.x names that also set it, and the algorithms that take it (None: all)."""
+    metadata = {"doc": doc, "check": check, "group": group, "aliases": aliases, "algos": algos}
     if isinstance(default, (list, dict)):
         return field(default_factory=lambda: copy.deepcopy(default), metadata=metadata)
     return field(default=default, metadata=metadata)
 
 
-def _from_dict(cls: type, values: dict, where: str) -> Any:
-    """Build dataclass ``cls`` from a dict, rejecting unknown keys with a "did you mean"."""
+def _from_dict(cls: type, values: dict, where: str, algo: str | None = None) -> Any:
+    """Build dataclass ``cls`` from a dict, rejecting unknown keys with a "did you mean" and
+    keys of another algorithm with the name of the algorithm that takes them."""
     if not isinstance(values, dict):
         raise TypeError(f"{where} must be a mapping of keys to values, got {type(values).__name__}")
-    keys = cls.key_table()
-    instance = cls()
+    keys = cls.key_table(algo)
+    instance = cls.for_algorithm(algo) if algo else cls()
     for key, value in values.items():
         name = keys.get(key)
         if name is None:
-            hint = did_you_mean(key, cls.yaml_keys()) or (
-                f" (known keys: {', '.join(cls.yaml_keys())})")
-            raise ValueError(f"unknown {where} key {key!r}{hint}")
+            raise ValueError(_unknown_key_message(cls, key, where, algo))
         setattr(instance, name, value)
     instance.validate()
     return instance
+
+
+def _unknown_key_message(cls: type, key: str, where: str, algo: str | None) -> str:
+    owner = cls.key_table().get(key)
+    if owner is not None and algo is not None:
+        algos = cls.field_algos(owner)
+        return (f"config key {key!r} is a setting of {' and '.join(algos)}, which {algo} does not "
+                f"use{did_you_mean(key, cls.yaml_keys(algo))}")
+    hint = did_you_mean(key, cls.yaml_keys(algo)) or (
+        f" (known keys: {', '.join(cls.yaml_keys(algo))})")
+    return f"unknown {where} key {key!r}{hint}"
 
 
 class _Fields:
     """What both config dataclasses share: keys, aliases, checks, dict round trip."""
 
     @classmethod
-    def key_table(cls) -> dict[str, str]:
+    def fields_of(cls, algo: str | None = None) -> list[dataclasses.Field]:
+        """The fields algorithm ``algo`` takes (all of them for None)."""
+        return [f for f in dataclasses.fields(cls) if algo is None
+                or f.metadata.get("algos") is None or algo in f.metadata["algos"]]
+
+    @classmethod
+    def field_algos(cls, name: str) -> tuple[str, ...]:
+        return next(f.metadata.get("algos") or () for f in dataclasses.fields(cls)
+                    if f.name == name)
+
+    @classmethod
+    def key_table(cls, algo: str | None = None) -> dict[str, str]:
         """Every accepted key (YAML name, Python name, 2.x alias) -> the field's name."""
         table: dict[str, str] = {}
-        for f in dataclasses.fields(cls):
+        for f in cls.fields_of(algo):
             table[f.name] = f.name
             table[yaml_key(f.name)] = f.name
             for alias in f.metadata["aliases"]:
@@ -137,8 +190,12 @@ class _Fields:
         return table
 
     @classmethod
-    def yaml_keys(cls) -> list[str]:
-        return [yaml_key(f.name) for f in dataclasses.fields(cls)]
+    def yaml_keys(cls, algo: str | None = None) -> list[str]:
+        return [yaml_key(f.name) for f in cls.fields_of(algo)]
+
+    @classmethod
+    def for_algorithm(cls, algo: str) -> Any:
+        return cls()
 
     @classmethod
     def help(cls, name: str) -> str:
@@ -155,7 +212,7 @@ class _Fields:
 
 
 def yaml_key(name: str) -> str:
-    return "lambda" if name == "lambda_" else name
+    return {"lambda_": "lambda", "input_": "input"}.get(name, name)
 
 
 @dataclass
@@ -169,6 +226,14 @@ class ModelConfig(_Fields):
                                    "(else the value has its own network)", check=_boolean)
     free_log_std: bool = option(False, "continuous actions: the log std is a free parameter, "
                                 "not an output of the network", check=_boolean)
+    custom_model: Any = option(None, "a name given to ModelCatalog.register_custom_model (a "
+                               "torch TorchModelV2 module; PPO)", check=lambda v: None if (
+                                   v is None or isinstance(v, str)) else "a registered name")
+    custom_model_config: dict = option({}, "passed to the custom model as "
+                                       "model_config['custom_model_config']", check=_mapping)
+    conv_filters: Any = option(None, "convolutions for image observations (raylite: not "
+                               "implemented; flatten the image or use a custom model)",
+                               check=_one_of(None))
 
     @classmethod
     def from_dict(cls, values: dict) -> ModelConfig:
@@ -176,6 +241,21 @@ class ModelConfig(_Fields):
 
     def to_dict(self) -> dict:
         return {f.name: copy.deepcopy(getattr(self, f.name)) for f in dataclasses.fields(self)}
+
+
+PPO = ("PPO",)
+DQN = ("DQN",)
+SAC = ("SAC",)
+OFF_POLICY = ("DQN", "SAC")
+REPLAY_BUFFER_TYPES = {
+    "ReplayBuffer": False, "MultiAgentReplayBuffer": False, "EpisodeReplayBuffer": False,
+    "PrioritizedReplayBuffer": True, "MultiAgentPrioritizedReplayBuffer": True,
+    "PrioritizedEpisodeReplayBuffer": True}
+REPLAY_BUFFER_KEYS = ("type", "capacity", "alpha", "beta", "prioritized_replay_alpha",
+                      "prioritized_replay_beta", "prioritized_replay_eps", "epsilon",
+                      "replay_sequence_length", "storage_unit", "worker_side_prioritization",
+                      "prioritized_replay")
+EXPLORATION_TYPES = ("StochasticSampling", "EpsilonGreedy")
 
 
 @dataclass
@@ -198,6 +278,19 @@ class AlgorithmConfig(_Fields):
     normalize_actions: bool = option(True, "continuous actions: the policy acts in [-1, 1], "
                                      "rescaled to the action bounds", check=_boolean,
                                      group="environment")
+    observation_space: Any = option(None, "the env's observation space (null: the env's own; "
+                                    "else it must equal the env's)", group="environment")
+    action_space: Any = option(None, "the env's action space (null: the env's own; else it "
+                               "must equal the env's)", group="environment")
+    env_task_fn: Any = option(None, "curriculum: fn(train_results, task_settable_env, "
+                              "env_ctx) -> the next task, applied to every env after each "
+                              "training step", check=_optional_callable, group="environment")
+    render_env: bool = option(False, "render during training (raylite: false only; watch "
+                              "with `rllib rollout`)", check=_one_of(False), group="environment")
+    create_env_on_local_worker: bool = option(False, "also make envs in the algorithm's "
+                                              "process when there are rollout workers (it "
+                                              "makes one for evaluation anyway)", check=_boolean,
+                                              group="env_runners")
     observation_filter: str = option("NoFilter", "NoFilter or MeanStdFilter (observations "
                                      "standardised by running mean and std, synchronised "
                                      "across workers)", check=_one_of(*OBSERVATION_FILTERS),
@@ -242,34 +335,127 @@ class AlgorithmConfig(_Fields):
                                    check=_positive_int, group="training",
                                    aliases=("train_batch_size_per_learner",))
     sgd_minibatch_size: int = option(128, "samples per gradient step", check=_positive_int,
-                                     group="training", aliases=("minibatch_size",))
+                                     group="training", aliases=("minibatch_size",), algos=PPO)
     num_sgd_iter: int = option(30, "passes (epochs) over the train batch per iteration",
-                               check=_positive_int, group="training", aliases=("num_epochs",))
+                               check=_positive_int, group="training", aliases=("num_epochs",), algos=PPO)
     lr: float = option(5e-5, "Adam's learning rate", check=_positive, group="training")
     gamma: float = option(0.99, "discount factor", check=_unit_interval, group="training")
     lambda_: float = option(1.0, "GAE's lambda (bias/variance of the advantages)",
-                            check=_unit_interval, group="training")
+                            check=_unit_interval, group="training", algos=PPO)
     use_gae: bool = option(True, "advantages by GAE (else discounted returns minus the value)",
-                           check=_boolean, group="training")
+                           check=_boolean, group="training", algos=PPO)
     use_critic: bool = option(True, "learn a value function (needed by GAE)", check=_boolean,
-                              group="training")
+                              group="training", algos=PPO)
     clip_param: float = option(0.3, "PPO's clip range of the probability ratio",
-                               check=_positive, group="training")
+                               check=_positive, group="training", algos=PPO)
     vf_clip_param: float = option(10.0, "clip range of the value update (in reward units)",
-                                  check=_positive, group="training")
+                                  check=_positive, group="training", algos=PPO)
     vf_loss_coeff: float = option(1.0, "weight of the value loss", check=_non_negative,
-                                  group="training")
+                                  group="training", algos=PPO)
     entropy_coeff: float = option(0.0, "weight of the entropy bonus", check=_non_negative,
-                                  group="training")
+                                  group="training", algos=PPO)
     kl_coeff: float = option(0.2, "initial weight of the KL penalty (adapted towards kl_target)",
-                             check=_non_negative, group="training")
+                             check=_non_negative, group="training", algos=PPO)
     kl_target: float = option(0.01, "the KL divergence per iteration the penalty aims at",
-                              check=_positive, group="training")
+                              check=_positive, group="training", algos=PPO)
     grad_clip: Any = option(None, "clip the global gradient norm to this (null: no clipping)",
                             check=_optional_positive, group="training")
+    # DQN and SAC: off-policy learning from a replay buffer
+    replay_buffer_config: dict = option({}, "the replay buffer: type (ReplayBuffer, "
+                                        "PrioritizedReplayBuffer, ...), capacity, alpha, beta, "
+                                        "prioritized_replay_eps; merged over the algorithm's",
+                                        check=_mapping, group="training", algos=OFF_POLICY)
+    buffer_size: Any = option(None, "Ray 1.9: the replay buffer's capacity",
+                              check=_optional_positive_int, group="training", algos=OFF_POLICY)
+    prioritized_replay: Any = option(None, "Ray 1.9: prioritized (true) or uniform replay",
+                                     check=_optional_boolean, group="training", algos=OFF_POLICY)
+    prioritized_replay_alpha: Any = option(None, "Ray 1.9: how much priorities count (0: "
+                                           "uniform)", check=_optional_unit_interval,
+                                           group="training", algos=OFF_POLICY)
+    prioritized_replay_beta: Any = option(None, "Ray 1.9: importance-sampling exponent",
+                                          check=_optional_unit_interval, group="training",
+                                          algos=OFF_POLICY)
+    prioritized_replay_eps: Any = option(None, "Ray 1.9: added to |TD error| for priorities",
+                                         check=_optional_positive_number, group="training",
+                                         algos=OFF_POLICY)
+    num_steps_sampled_before_learning_starts: int = option(
+        1000, "env steps sampled before the first gradient step", check=_non_negative_int,
+        group="training", aliases=("learning_starts",), algos=OFF_POLICY)
+    target_network_update_freq: int = option(500, "env steps between target network updates "
+                                             "(0: after every gradient step)",
+                                             check=_non_negative_int, group="training",
+                                             algos=OFF_POLICY)
+    tau: float = option(1.0, "target update: target <- tau * online + (1 - tau) * target",
+                        check=_unit_interval, group="training", algos=OFF_POLICY)
+    n_step: int = option(1, "n-step returns: rewards summed over up to n steps",
+                         check=_positive_int, group="training", algos=OFF_POLICY)
+    training_intensity: Any = option(None, "replayed steps per sampled step (null: one train "
+                                     "batch per sampling round)", check=_optional_positive,
+                                     group="training", algos=OFF_POLICY)
+    store_buffer_in_checkpoints: bool = option(False, "checkpoints hold the replay buffer too",
+                                               check=_boolean, group="training",
+                                               algos=OFF_POLICY)
+    min_sample_timesteps_per_iteration: int = option(
+        0, "an iteration samples at least this many env steps", check=_non_negative_int,
+        group="reporting", aliases=("timesteps_per_iteration",))
+    # DQN
+    double_q: bool = option(True, "double Q-learning: the online network picks the next "
+                            "action, the target network values it", check=_boolean,
+                            group="training", algos=DQN)
+    dueling: bool = option(True, "dueling heads: Q = V + A - mean(A)", check=_boolean,
+                           group="training", algos=DQN)
+    hiddens: list = option([256], "layers of the Q head after the model's fcnet (relu)",
+                           check=lambda v: None if v == [] else _hidden_sizes(v),
+                           group="training", algos=DQN)
+    td_error_loss_fn: str = option("huber", "loss of the TD error: huber or mse",
+                                   check=_one_of("huber", "mse"), group="training", algos=DQN)
+    epsilon: Any = option(None, "exploration rate: a number or [[timestep, epsilon], ...] "
+                          "(null: from exploration_config)", check=_epsilon, group="training",
+                          algos=DQN)
+    num_atoms: int = option(1, "distributional DQN's atoms (raylite: 1 only)",
+                            check=_one_of(1), group="training", algos=DQN)
+    noisy: bool = option(False, "noisy networks (raylite: false only)", check=_one_of(False),
+                         group="training", algos=DQN)
+    exploration_config: dict = option({}, "exploration: {type: EpsilonGreedy, "
+                                      "initial_epsilon, final_epsilon, epsilon_timesteps} for "
+                                      "DQN; StochasticSampling elsewhere", check=_mapping,
+                                      group="exploration")
+    # SAC
+    twin_q: bool = option(True, "two Q networks; the smaller value is used", check=_boolean,
+                          group="training", algos=SAC)
+    q_model_config: dict = option({}, "the Q networks: fcnet_hiddens, fcnet_activation",
+                                  check=_mapping, group="training", algos=SAC)
+    policy_model_config: dict = option({}, "the policy network: fcnet_hiddens, "
+                                       "fcnet_activation", check=_mapping, group="training",
+                                       algos=SAC)
+    initial_alpha: float = option(1.0, "initial entropy weight", check=_positive,
+                                  group="training", algos=SAC)
+    target_entropy: Any = option("auto", "entropy the policy aims at ('auto': -action dims)",
+                                 check=_target_entropy, group="training", algos=SAC)
+    optimization_config: dict = option({}, "actor_learning_rate, critic_learning_rate, "
+                                       "entropy_learning_rate", check=_mapping,
+                                       group="training", aliases=("optimization",), algos=SAC)
+    actor_lr: Any = option(None, "the policy's learning rate", check=_optional_positive,
+                           group="training", algos=SAC)
+    critic_lr: Any = option(None, "the Q networks' learning rate", check=_optional_positive,
+                            group="training", algos=SAC)
+    alpha_lr: Any = option(None, "the entropy weight's learning rate",
+                           check=_optional_positive, group="training", algos=SAC)
+    # MARWIL and BC: learning from offline data
+    beta: float = option(1.0, "MARWIL's advantage weighting: exp(beta * advantage / c) "
+                         "(0: behavior cloning)", check=_non_negative, group="training",
+                         algos=("MARWIL", "BC"))
+    vf_coeff: float = option(1.0, "weight of the value loss", check=_non_negative,
+                             group="training", algos=("MARWIL", "BC"))
+    moving_average_sqd_adv_norm_start: float = option(
+        100.0, "start of the running mean of squared advantages (c^2)", check=_positive,
+        group="training", algos=("MARWIL", "BC"))
+    moving_average_sqd_adv_norm_update_rate: float = option(
+        1e-8, "how fast c^2 follows the batches' squared advantages", check=_unit_interval,
+        group="training", algos=("MARWIL", "BC"))
     model: ModelConfig = field(default_factory=ModelConfig, metadata={
         "doc": "the network: fcnet_hiddens, fcnet_activation, vf_share_layers, free_log_std",
-        "check": _anything, "group": "training", "aliases": ("model_config",)})
+        "check": _anything, "group": "training", "aliases": ("model_config",), "algos": None})
     # evaluation and metrics
     evaluation_interval: Any = option(None, "evaluate every this many iterations (null: never)",
                                       check=_optional_positive_int, group="evaluation")
@@ -278,27 +464,65 @@ class AlgorithmConfig(_Fields):
     evaluation_config: dict = option({}, "overrides for evaluation; {'explore': true} samples "
                                      "actions (evaluation is greedy by default)", check=_mapping,
                                      group="evaluation")
+    evaluation_duration_unit: str = option("episodes", "what evaluation_duration counts "
+                                           "(raylite: episodes)", check=_one_of("episodes"),
+                                           group="evaluation")
+    evaluation_num_workers: int = option(0, "evaluation runs in the algorithm's process; "
+                                         "accepted as a hint", check=_non_negative_int,
+                                         group="evaluation",
+                                         aliases=("evaluation_num_env_runners",))
+    callbacks: Any = option(None, "a DefaultCallbacks subclass (on_episode_start/step/end, "
+                            "on_train_result)", check=_optional_callable, group="callbacks",
+                            aliases=("callbacks_class",))
+    policies: Any = option(None, "multi-agent: {policy_id: PolicySpec or (cls, obs_space, "
+                           "act_space, config overrides)} or a set of ids", group="multi_agent")
+    policy_mapping_fn: Any = option(None, "multi-agent: fn(agent_id, episode, worker, "
+                                    "**kwargs) -> policy_id", check=_optional_callable,
+                                    group="multi_agent")
+    policies_to_train: Any = option(None, "multi-agent: the ids of the policies that learn "
+                                    "(null: all)", group="multi_agent")
+    input_: Any = option("sampler", "'sampler' (act in the env) or a directory / files of "
+                         "JSON sample batches to learn from", group="offline_data",
+                         aliases=("input",))
+    output: Any = option(None, "a directory to write the sampled batches to as JSON",
+                         group="offline_data")
     metrics_smoothing_episodes: int = option(100, "episode_reward_mean averages at least this "
                                              "many recent episodes", check=_positive_int,
                                              group="reporting",
                                              aliases=("metrics_num_episodes_for_smoothing",))
 
+    algo_name = "PPO"  # which algorithm's keys and defaults (not a field)
+
     @classmethod
-    def from_dict(cls, values: dict) -> AlgorithmConfig:
-        """A checked config from a YAML-style dict; unknown keys are errors."""
+    def for_algorithm(cls, algo: str) -> AlgorithmConfig:
+        """The defaults of algorithm ``algo`` (``"PPO"``, ``"DQN"``, ``"SAC"``...)."""
+        config = cls()
+        for name, value in ALGORITHM_DEFAULTS.get(algo, {}).items():
+            if name == "model":
+                value = ModelConfig.from_dict({**config.model.to_dict(), **value})
+            setattr(config, name, copy.deepcopy(value))
+        config.algo_name = algo
+        return config
+
+    @classmethod
+    def from_dict(cls, values: dict, algo: str = "PPO") -> AlgorithmConfig:
+        """A checked config of algorithm ``algo`` from a YAML-style dict over its defaults;
+        unknown keys (and keys of other algorithms) are errors."""
         if not isinstance(values, dict):
             raise TypeError(f"config must be a mapping of keys to values, got "
                             f"{type(values).__name__}")
         values = dict(values)
         for key in ("model", "model_config"):
             if key in values and not isinstance(values[key], ModelConfig):
-                values[key] = ModelConfig.from_dict(values[key] or {})
-        return _from_dict(cls, values, "config")
+                base = cls.for_algorithm(algo).model.to_dict()
+                values[key] = ModelConfig.from_dict({**base, **(values[key] or {})})
+        return _from_dict(cls, values, "config", algo)
 
     def to_dict(self) -> dict:
-        """The YAML-style dict (``lambda``, a plain ``model`` dict); from_dict's inverse."""
+        """The YAML-style dict (``lambda``, a plain ``model`` dict) of this algorithm's keys;
+        from_dict's inverse."""
         out = {}
-        for f in dataclasses.fields(self):
+        for f in self.fields_of(self.algo_name):
             value = getattr(self, f.name)
             out[yaml_key(f.name)] = value.to_dict() if f.name == "model" else (
                 value if f.name == "env" else copy.deepcopy(value))
@@ -309,11 +533,42 @@ class AlgorithmConfig(_Fields):
         if not isinstance(self.model, ModelConfig):
             raise TypeError(f"config key 'model' must be a mapping, got {self.model!r}")
         self.model.validate()
-        if self.sgd_minibatch_size > self.train_batch_size:
-            raise ValueError(f"sgd_minibatch_size ({self.sgd_minibatch_size}) must not exceed "
-                             f"train_batch_size ({self.train_batch_size})")
-        if self.use_gae and not self.use_critic:
-            raise ValueError("use_gae: true needs use_critic: true (GAE uses the value function)")
+        if self.algo_name == "PPO":
+            if self.sgd_minibatch_size > self.train_batch_size:
+                raise ValueError(f"sgd_minibatch_size ({self.sgd_minibatch_size}) must not "
+                                 f"exceed train_batch_size ({self.train_batch_size})")
+            if self.use_gae and not self.use_critic:
+                raise ValueError("use_gae: true needs use_critic: true (GAE uses the value "
+                                 "function)")
+        _check_keys("replay_buffer_config", self.replay_buffer_config, REPLAY_BUFFER_KEYS)
+        buffer_type = self.replay_buffer_config.get("type")
+        if buffer_type is not None and buffer_type not in REPLAY_BUFFER_TYPES:
+            raise ValueError(f"replay_buffer_config type {buffer_type!r} is not one raylite has"
+                             f"{did_you_mean(buffer_type, REPLAY_BUFFER_TYPES)} (types: "
+                             f"{', '.join(REPLAY_BUFFER_TYPES)})")
+        if self.replay_buffer_config.get("replay_sequence_length", 1) != 1:
+            raise ValueError("replay_buffer_config replay_sequence_length: raylite replays "
+                             "single steps (1) only")
+        if self.replay_buffer_config.get("worker_side_prioritization"):
+            raise ValueError("replay_buffer_config worker_side_prioritization: not implemented "
+                             "in raylite (priorities are computed by the learner); remove it")
+        self._validate_exploration()
+
+    def _validate_exploration(self) -> None:
+        exploration = self.exploration_config
+        kind = exploration.get("type", "EpsilonGreedy" if self.algo_name == "DQN"
+                               else "StochasticSampling")
+        if kind not in EXPLORATION_TYPES:
+            raise ValueError(f"exploration_config type {kind!r} is not one raylite has"
+                             f"{did_you_mean(kind, EXPLORATION_TYPES)} (types: "
+                             f"{', '.join(EXPLORATION_TYPES)})")
+        wanted = "EpsilonGreedy" if self.algo_name == "DQN" else "StochasticSampling"
+        if self.algo_name in ("DQN", "PPO", "SAC") and kind != wanted:
+            raise ValueError(f"exploration_config type {kind!r} does not fit {self.algo_name}, "
+                             f"which explores by {wanted}")
+        keys = ("type", "initial_epsilon", "final_epsilon", "epsilon_timesteps",
+                "warmup_timesteps") if kind == "EpsilonGreedy" else ("type", "random_timesteps")
+        _check_keys("exploration_config", exploration, keys)
 
     def copy(self) -> AlgorithmConfig:
         return copy.deepcopy(self)
@@ -323,10 +578,40 @@ class AlgorithmConfig(_Fields):
         return self.framework != "torch"
 
 
-def group_fields(group: str) -> dict[str, str]:
+def _check_keys(where: str, values: dict, known: tuple[str, ...]) -> None:
+    for key in values:
+        if key not in known:
+            raise ValueError(f"unknown {where} key {key!r}{did_you_mean(key, known)} (keys: "
+                             f"{', '.join(known)})")
+
+
+# What differs from the defaults above (which are PPO's), per algorithm, as in RLlib.
+ALGORITHM_DEFAULTS: dict[str, dict[str, Any]] = {
+    "PPO": {},
+    "DQN": {"num_workers": 0, "rollout_fragment_length": 4, "train_batch_size": 32, "lr": 5e-4,
+            "grad_clip": 40.0, "min_sample_timesteps_per_iteration": 1000,
+            "replay_buffer_config": {"type": "PrioritizedReplayBuffer", "capacity": 50000,
+                                     "alpha": 0.6, "beta": 0.4, "prioritized_replay_eps": 1e-6},
+            "exploration_config": {"type": "EpsilonGreedy", "initial_epsilon": 1.0,
+                                   "final_epsilon": 0.02, "epsilon_timesteps": 10000}},
+    "MARWIL": {"num_workers": 0, "train_batch_size": 2000, "lr": 1e-4},
+    "BC": {"num_workers": 0, "train_batch_size": 2000, "lr": 1e-4, "beta": 0.0, "vf_coeff": 0.0},
+    "SAC": {"num_workers": 0, "rollout_fragment_length": 1, "train_batch_size": 256,
+            "lr": 3e-4, "num_steps_sampled_before_learning_starts": 1500,
+            "target_network_update_freq": 0, "tau": 5e-3,
+            "min_sample_timesteps_per_iteration": 100,
+            "replay_buffer_config": {"type": "ReplayBuffer", "capacity": 1000000},
+            "q_model_config": {"fcnet_hiddens": [256, 256], "fcnet_activation": "relu"},
+            "policy_model_config": {"fcnet_hiddens": [256, 256], "fcnet_activation": "relu"},
+            "optimization_config": {"actor_learning_rate": 3e-4, "critic_learning_rate": 3e-4,
+                                    "entropy_learning_rate": 3e-4}},
+}
+
+
+def group_fields(group: str, algo: str | None = None) -> dict[str, str]:
     """The keyword names a builder method accepts (Python names and aliases) -> field name."""
     table = {}
-    for f in dataclasses.fields(AlgorithmConfig):
+    for f in AlgorithmConfig.fields_of(algo):
         if f.metadata.get("group") == group:
             table[f.name] = f.name
             for alias in f.metadata["aliases"]:
@@ -334,153 +619,15 @@ def group_fields(group: str) -> dict[str, str]:
     return table
 
 
-def fields_help(cls: type = AlgorithmConfig) -> str:
+def fields_help(cls: type = AlgorithmConfig, algo: str | None = None) -> str:
     """One line per key with its help and default, for ``--help`` texts and docs."""
-    defaults = cls()
+    defaults = cls.for_algorithm(algo) if algo else cls()
     lines = []
-    for f in dataclasses.fields(cls):
+    for f in cls.fields_of(algo):
         if f.name == "model":
             lines.append(f"  model: {f.metadata['doc']}")
-            lines.extend("  " + line for line in fields_help(ModelConfig).splitlines())
+            lines.extend("  " + line for line in fields_help(ModelConfig, algo).splitlines())
             continue
         default = getattr(defaults, f.name)
         lines.append(f"  {yaml_key(f.name)}: {f.metadata['doc']} (default: {default!r})")
     return "\n".join(lines)
-
-
-class ConfigBuilder:
-    """Ray 2.x's chained config builder over :class:`AlgorithmConfig`.
-
-    Each method sets the fields of one group, by their 1.9 names or their 2.x aliases
-    (``lambda_``, ``num_env_runners``, ``num_epochs``, ``minibatch_size``...); a keyword that
-    is not a field of the group is an error naming the method that takes it.
-    """
-
-    algo_name = "Algorithm"
-
-    def __init__(self, algo_class: type | None = None):
-        self._config = AlgorithmConfig()
-        self._algo_class = algo_class
-
-    # ---- the groups ------------------------------------------------------------------------
-    def environment(self, env: Any = None, **kwargs: Any) -> ConfigBuilder:
-        """Set ``env`` and the env fields: env_config, horizon, normalize_actions."""
-        if env is not None:
-            kwargs["env"] = env
-        return self._set("environment", kwargs)
-
-    def framework(self, framework: str | None = None, **kwargs: Any) -> ConfigBuilder:
-        """``"torch"`` (default) or ``"tf"``/``"tf2"``; eager_tracing etc. are accepted."""
-        for ignored in ("eager_tracing", "eager_max_retraces", "torch_compile_learner"):
-            kwargs.pop(ignored, None)
-        if framework is not None:
-            kwargs["framework"] = framework
-        return self._set("framework", kwargs)
-
-    def env_runners(self, **kwargs: Any) -> ConfigBuilder:
-        """num_env_runners (num_workers), num_envs_per_env_runner, rollout_fragment_length,
-        batch_mode, observation_filter."""
-        return self._set("env_runners", kwargs)
-
-    rollouts = env_runners
-
-    def training(self, **kwargs: Any) -> ConfigBuilder:
-        """lr, gamma, lambda_, train_batch_size, minibatch_size, num_epochs, clip_param,
-        vf_clip_param, vf_loss_coeff, entropy_coeff, kl_coeff, kl_target, grad_clip, model..."""
-        return self._set("training", kwargs)
-
-    def resources(self, **kwargs: Any) -> ConfigBuilder:
-        return self._set("resources", kwargs)
-
-    def debugging(self, **kwargs: Any) -> ConfigBuilder:
-        """seed, log_level."""
-        return self._set("debugging", kwargs)
-
-    def evaluation(self, **kwargs: Any) -> ConfigBuilder:
-        return self._set("evaluation", kwargs)
-
-    def exploration(self, **kwargs: Any) -> ConfigBuilder:
-        return self._set("exploration", kwargs)
-
-    def reporting(self, **kwargs: Any) -> ConfigBuilder:
-        return self._set("reporting", kwargs)
-
-    def rl_module(self, *, model_config: dict | None = None, **kwargs: Any) -> ConfigBuilder:
-        """``model_config={"fcnet_hiddens": [64, 64], "fcnet_activation": "relu"}``."""
-        if kwargs:
-            raise TypeError(f"{self.algo_name}Config.rl_module() takes model_config only, got "
-                            f"{sorted(kwargs)}")
-        return self._set("training", {"model": model_config or {}})
-
-    # ---- as a whole ------------------------------------------------------------------------
-    def update_from_dict(self, values: dict) -> ConfigBuilder:
-        """Merge a YAML-style dict (``{"lambda": 0.95, "model": {...}}``)."""
-        merged = self._config.to_dict()
-        for key, value in dict(values).items():
-            name = AlgorithmConfig.key_table().get(key, key)
-            if name == "model" and isinstance(value, dict):
-                value = {**merged["model"], **value}
-            merged[yaml_key(name)] = value
-        self._config = AlgorithmConfig.from_dict(merged)
-        return self
-
-    def to_dict(self) -> dict:
-        return self._config.to_dict()
-
-    def copy(self) -> ConfigBuilder:
-        twin = copy.copy(self)
-        twin._config = self._config.copy()
-        return twin
-
-    def validate(self) -> None:
-        self._config.validate()
-
-    def build(self, env: Any = None) -> Any:
-        """The algorithm, ready to ``train()``."""
-        if env is not None:
-            self.environment(env)
-        if self._algo_class is None:
-            raise TypeError("this config has no algorithm class; use PPOConfig")
-        return self._algo_class(config=self)
-
-    build_algo = build
-
-    def __getattr__(self, name: str) -> Any:
-        if name.startswith("_"):
-            raise AttributeError(name)
-        field_name = AlgorithmConfig.key_table().get(name)
-        if field_name is None:
-            raise AttributeError(f"{type(self).__name__} has no field {name!r}"
-                                 f"{did_you_mean(name, AlgorithmConfig.key_table())}")
-        return getattr(self._config, field_name)
-
-    def __repr__(self) -> str:
-        return f"{type(self).__name__}({self.to_dict()!r})"
-
-    def _set(self, group: str, kwargs: dict) -> ConfigBuilder:
-        accepted = group_fields(group)
-        method = f"{type(self).__name__}.{group}()"
-        trial = self._config.copy()
-        for key, value in kwargs.items():
-            name = accepted.get(key)
-            if name is None:
-                raise TypeError(_wrong_group_message(method, key, accepted))
-            if value is None and name not in ("seed", "horizon", "grad_clip", "env",
-                                              "evaluation_interval"):
-                continue  # Ray's builders treat None as "leave as it is"
-            if name == "model":
-                value = ModelConfig.from_dict({**trial.model.to_dict(), **dict(value)})
-            setattr(trial, name, value)
-        trial.validate()  # once: the keys of one call may depend on each other
-        self._config = trial
-        return self
-
-
-def _wrong_group_message(method: str, key: str, accepted: dict) -> str:
-    owner = AlgorithmConfig.key_table().get(key)
-    if owner is not None:
-        group = next(f.metadata["group"] for f in dataclasses.fields(AlgorithmConfig)
-                     if f.name == owner)
-        return f"{method} does not take {key!r}; set it with .{group}({key}=...)"
-    return (f"{method} got an unexpected keyword argument {key!r}"
-            f"{did_you_mean(key, accepted)} (it takes: {', '.join(sorted(accepted))})")

@@ -7,6 +7,7 @@ slicing are the tensors' own operators.
 
     ops: exp log tanh relu elu swish linear sum(x, axis) mean(x) minimum maximum
          clip(x, lo, hi) log_softmax(x) one_hot(indices, n) concat(xs) zeros_like(x)
+         abs(x) max(x, axis) argmax(x) (over the last axis) stop_gradient(x)
 """
 
 from __future__ import annotations
@@ -66,6 +67,20 @@ class NumpyOps:
     @staticmethod
     def concat(xs):
         return np.concatenate(xs, axis=-1)
+
+    abs = staticmethod(np.abs)
+
+    @staticmethod
+    def max(x, axis):
+        return np.max(x, axis=axis)
+
+    @staticmethod
+    def argmax(x):
+        return np.argmax(x, axis=-1)
+
+    @staticmethod
+    def stop_gradient(x):
+        return x
 
 
 NUMPY_OPS = NumpyOps()

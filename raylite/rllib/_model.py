@@ -39,9 +39,23 @@ class ModelSpec:
     vf_share_layers: bool = False
     free_log_std: bool = False
 
+    on_policy = True       # sampled as fragments with GAE (not as replayed transitions)
+    small_outputs = ("policy/out",)
+
     @property
     def dist_class(self) -> type:
         return Categorical if self.discrete else DiagGaussian
+
+    def acting_policy(self, actions: ActionAdapter,
+                      weights: dict[str, np.ndarray] | None = None) -> NumpyPolicy:
+        return NumpyPolicy(self, actions, weights)
+
+    def target_names(self) -> tuple[str, ...]:
+        return ()
+
+    def outputs(self, ops: Any, params: dict[str, Any], obs: Any) -> tuple[Any, Any]:
+        """The network's outputs: (action distribution inputs, values)."""
+        return forward(ops, params, obs, self)
 
     @property
     def num_outputs(self) -> int:
@@ -70,14 +84,20 @@ class ModelSpec:
         return shapes
 
 
-def init_weights(spec: ModelSpec, seed: int | None = None) -> dict[str, np.ndarray]:
-    """RLlib's initialisation: columns normalised to norm 1 (hidden), 0.01 (policy output,
-    so the first policy is near uniform / zero-mean with std 1) and 1 (value); biases 0."""
+def init_weights(spec: Any, seed: int | None = None) -> dict[str, np.ndarray]:
+    """RLlib's initialisation: columns normalised to norm 1 (hidden), 0.01 (the spec's
+    ``small_outputs``, e.g. the policy output, so the first policy is near uniform /
+    zero-mean with std 1) and 1 (value); biases 0 (``spec.initial_values`` may set others)."""
+    if hasattr(spec, "initial_weights"):   # a custom model initializes itself
+        return spec.initial_weights(seed)
     rng = np.random.default_rng(seed)
     weights = {}
+    initial = getattr(spec, "initial_values", dict)()
     for name, shape in spec.shapes().items():
-        if name.endswith("kernel"):
-            scale = 0.01 if name.startswith("policy/out") else 1.0
+        if name in initial:
+            weights[name] = np.full(shape, initial[name], dtype=np.float32)
+        elif name.endswith("kernel"):
+            scale = 0.01 if name.startswith(spec.small_outputs) else 1.0
             matrix = rng.standard_normal(shape)
             matrix *= scale / np.sqrt(np.square(matrix).sum(axis=0, keepdims=True))
             weights[name] = matrix.astype(np.float32)
@@ -86,7 +106,49 @@ def init_weights(spec: ModelSpec, seed: int | None = None) -> dict[str, np.ndarr
     return weights
 
 
-def check_weights(spec: ModelSpec, weights: dict[str, Any]) -> None:
+def model_loss(loss: Any) -> Any:
+    """Mark ``loss(ops, params, target_params, batch, coeffs, spec)``: a loss that runs the
+    networks itself (the learners call PPO's form, on the network's outputs, otherwise)."""
+    loss.model_loss = True
+    return loss
+
+
+def lr_groups(names: list[str], lr: float | dict[str, float]) -> list[tuple[list[str], float]]:
+    """The parameters by learning rate: ``lr`` is one rate, or ``{name prefix: rate}``."""
+    if not isinstance(lr, dict):
+        return [(list(names), float(lr))]
+    groups = [([n for n in names if n.startswith(prefix)], float(rate))
+              for prefix, rate in lr.items()]
+    if sorted(n for group, _ in groups for n in group) != sorted(names):
+        raise ValueError(f"learning rates {sorted(lr)} do not cover each parameter once")
+    return [(group, rate) for group, rate in groups if group]
+
+
+def mlp_shapes(prefix: str, in_size: int, hiddens: tuple[int, ...], out_size: int | None
+               ) -> dict[str, tuple[int, ...]]:
+    """Shapes of a stack of dense layers ``prefix/hidden_i`` and an output ``prefix/out``."""
+    shapes: dict[str, tuple[int, ...]] = {}
+    size = in_size
+    for i, hidden in enumerate(hiddens):
+        shapes[f"{prefix}/hidden_{i}/kernel"] = (size, hidden)
+        shapes[f"{prefix}/hidden_{i}/bias"] = (hidden,)
+        size = hidden
+    if out_size is not None:
+        shapes[f"{prefix}/out/kernel"] = (size, out_size)
+        shapes[f"{prefix}/out/bias"] = (out_size,)
+    return shapes
+
+
+def mlp(ops: Any, params: dict[str, Any], prefix: str, x: Any, num_hidden: int,
+        activation_name: str, output: bool = True) -> Any:
+    """The forward pass of :func:`mlp_shapes`'s layers."""
+    act = activation(ops, activation_name)
+    for i in range(num_hidden):
+        x = act(x @ params[f"{prefix}/hidden_{i}/kernel"] + params[f"{prefix}/hidden_{i}/bias"])
+    return x @ params[f"{prefix}/out/kernel"] + params[f"{prefix}/out/bias"] if output else x
+
+
+def check_weights(spec: Any, weights: dict[str, Any]) -> None:
     """Raise ValueError unless ``weights`` has exactly the spec's names and shapes."""
     expected = spec.shapes()
     if set(weights) != set(expected):
@@ -149,6 +211,9 @@ class NumpyPolicy:
         self.spec = spec
         self.actions = actions
         self.weights = weights if weights is not None else init_weights(spec, 0)
+
+    def get_weights(self) -> dict[str, np.ndarray]:
+        return {k: v.copy() for k, v in self.weights.items()}
 
     def set_weights(self, weights: dict[str, np.ndarray]) -> None:
         check_weights(self.spec, weights)

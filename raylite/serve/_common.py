@@ -24,6 +24,7 @@ DEFAULT_MAX_ONGOING_REQUESTS = 100   # the book's (Ray 1.x) max_concurrent_queri
 DEFAULT_MAX_QUEUED_REQUESTS = 64     # per deployment, at the proxy; beyond it a request gets 503
 DEFAULT_APP_NAME = "default"
 DEFAULT_MAX_REQUEST_BODY_BYTES = 10 * 2**20  # the proxy answers 413 past it (http_options)
+DEFAULT_KEEP_ALIVE_TIMEOUT_S = 90  # idle keep-alive connections close after it (Ray's default)
 
 # The options ``ray_actor_options`` may carry, as in Ray Serve.
 ACTOR_OPTION_KEYS = frozenset({"num_cpus", "num_gpus", "memory", "resources", "accelerator_type",

@@ -170,7 +170,9 @@ class DeploymentResponseGenerator:
 
 
 class DeploymentResponse:
-    """The future result of a handle call: ``await response`` or ``response.result()``."""
+    """The future result of a handle call: ``await response``, ``response.result()``, or, as
+    with Ray 2.2's handles that returned ObjectRefs, ``raylite.get(response)`` (a list of
+    them too, mixed with ObjectRefs)."""
 
     def __init__(self, ref: Any, future: concurrent.futures.Future):
         self._ref = ref
@@ -185,6 +187,14 @@ class DeploymentResponse:
 
     def __await__(self):
         return asyncio.wrap_future(self._future).__await__()
+
+    def _raylite_get(self, timeout: float | None) -> Any:
+        """What ``raylite.get`` returns for this response (see ``raylite.get``)."""
+        try:
+            return self._future.result(timeout)
+        except concurrent.futures.TimeoutError:
+            raise raylite.exceptions.GetTimeoutError(
+                f"get() timed out after {timeout} s waiting for {self!r}") from None
 
     def _to_object_ref_sync(self) -> Any:
         return self._ref

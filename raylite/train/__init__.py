@@ -30,8 +30,8 @@ from raylite.train._run import TrainingIterator
 from raylite.train._session import (get_checkpoint, get_context, get_dataset_shard, load_checkpoint,
                                     local_rank, report, save_checkpoint, world_rank, world_size)
 from raylite.train._trainer import Trainer
-from raylite.train._v2 import (CheckpointConfig, DataParallelTrainer, FailureConfig, Result,
-                               RunConfig, ScalingConfig)
+from raylite.train._v2 import (BaseTrainer, CheckpointConfig, DataParallelTrainer, FailureConfig,
+                               Result, RunConfig, ScalingConfig)
 from raylite.train.callbacks import TrainingCallback
 
 __all__ = [
@@ -41,15 +41,19 @@ __all__ = [
     "report", "world_rank", "local_rank", "world_size", "save_checkpoint", "load_checkpoint",
     "get_dataset_shard", "get_context", "get_checkpoint",
     # the Ray 2.x API
-    "DataParallelTrainer", "ScalingConfig", "RunConfig", "FailureConfig", "CheckpointConfig",
+    "BaseTrainer", "DataParallelTrainer", "ScalingConfig", "RunConfig", "FailureConfig", "CheckpointConfig",
     "Checkpoint", "Result",
     # errors
     "TrainingFailedError", "TrainingWorkerError",
-    # framework subpackages (loaded on first use)
-    "torch", "tensorflow", "callbacks",
+    # framework subpackages and AIR modules (loaded on first use)
+    "torch", "tensorflow", "xgboost", "lightgbm", "rl", "callbacks", "predictor",
+    "batch_predictor",
+    "Predictor", "BatchPredictor",
 ]
 
-_SUBPACKAGES = {"torch", "tensorflow"}
+_SUBPACKAGES = {"torch", "tensorflow", "xgboost", "lightgbm", "rl", "predictor",
+                "batch_predictor"}
+_LAZY = {"Predictor": "raylite.train.predictor", "BatchPredictor": "raylite.train.batch_predictor"}
 
 
 def __getattr__(name: str):
@@ -57,8 +61,12 @@ def __getattr__(name: str):
         module = importlib.import_module(f"raylite.train.{name}")
         globals()[name] = module
         return module
+    if name in _LAZY:
+        value = getattr(importlib.import_module(_LAZY[name]), name)
+        globals()[name] = value
+        return value
     raise AttributeError(f"module 'raylite.train' has no attribute {name!r}")
 
 
 def __dir__() -> list[str]:
-    return sorted(set(globals()) | _SUBPACKAGES)
+    return sorted(set(globals()) | _SUBPACKAGES | set(_LAZY))

@@ -13,93 +13,35 @@ The driver writes each one as ``<run dir>/checkpoints/checkpoint_000001/`` (a di
 
 from __future__ import annotations
 
-import contextlib
 import os
 import pickle
 import shutil
 import tempfile
-from collections.abc import Iterator
 from dataclasses import dataclass
 from typing import Any
 
-DICT_FILE = "dict_checkpoint.pkl"
+import cloudpickle
 
+from raylite.air.checkpoint import DICT_FILE, PREPROCESSOR_FILE, TYPE_FILE, Checkpoint
+from raylite.util._pickle_file import load_pickle
 
-class Checkpoint:
-    """Saved training state: a directory on disk, or a dict in memory (Ray 2.x ``Checkpoint``).
-
-    Example:
-        >>> ckpt = Checkpoint.from_dict({"epoch": 3})
-        >>> ckpt.to_dict()["epoch"]
-        3
-        >>> Checkpoint.from_directory(ckpt.to_directory()).to_dict()
-        {'epoch': 3}
-    """
-
-    def __init__(self, path: str | os.PathLike | None = None, data: dict | None = None):
-        if (path is None) == (data is None):
-            raise ValueError("a Checkpoint is either a directory (path=...) or a dict (data=...)")
-        self.path = os.fspath(path) if path is not None else None
-        self._data = data
-
-    @classmethod
-    def from_directory(cls, path: str | os.PathLike) -> Checkpoint:
-        """A checkpoint of the files in ``path`` (read when used, not now)."""
-        if not os.path.isdir(path):
-            raise ValueError(f"Checkpoint.from_directory: {os.fspath(path)!r} is not a directory")
-        return cls(path=path)
-
-    @classmethod
-    def from_dict(cls, data: dict) -> Checkpoint:
-        if not isinstance(data, dict):
-            raise TypeError(f"Checkpoint.from_dict takes a dict, got {type(data).__name__}")
-        return cls(data=dict(data))
-
-    def to_dict(self) -> dict:
-        """The dict this checkpoint holds (one made by ``from_dict`` or ``save_checkpoint``)."""
-        if self._data is not None:
-            return dict(self._data)
-        file = os.path.join(self.path, DICT_FILE)
-        if not os.path.exists(file):
-            raise ValueError(f"checkpoint {self.path} holds files, not a dict; read them with "
-                             "to_directory() or as_directory()")
-        with open(file, "rb") as f:
-            return pickle.load(f)
-
-    def to_directory(self, path: str | os.PathLike | None = None) -> str:
-        """Write the checkpoint into ``path`` (a new temporary directory if None); return it."""
-        path = os.fspath(path) if path is not None else tempfile.mkdtemp(prefix="checkpoint_")
-        os.makedirs(path, exist_ok=True)
-        if self._data is not None:
-            with open(os.path.join(path, DICT_FILE), "wb") as f:
-                pickle.dump(self._data, f)
-        elif os.path.abspath(self.path) != os.path.abspath(path):
-            shutil.copytree(self.path, path, dirs_exist_ok=True)
-        return path
-
-    @contextlib.contextmanager
-    def as_directory(self) -> Iterator[str]:
-        """The checkpoint as a directory, for the ``with`` block (a copy only if needed)."""
-        if self.path is not None:
-            yield self.path
-            return
-        path = self.to_directory()
-        try:
-            yield path
-        finally:
-            shutil.rmtree(path, ignore_errors=True)
-
-    def __repr__(self) -> str:
-        return f"Checkpoint(path={self.path!r})" if self.path else "Checkpoint(<dict>)"
+__all__ = ["Checkpoint", "CheckpointStrategy", "CheckpointManager", "DICT_FILE"]
 
 
 # ------------------------------------------------------------------------------------------
 # payloads
 # ------------------------------------------------------------------------------------------
 def to_payload(checkpoint: Any) -> tuple:
-    """The payload of a dict, a Checkpoint (this one or raylite.tune's), or a path."""
+    """The payload of a dict, a Checkpoint, or a path."""
     if isinstance(checkpoint, dict):
         return ("dict", dict(checkpoint))
+    if isinstance(checkpoint, Checkpoint) and type(checkpoint) is not Checkpoint:
+        # a framework checkpoint travels as files, its class name among them
+        directory = checkpoint.to_directory()
+        try:
+            return _directory_payload(directory)
+        finally:
+            shutil.rmtree(directory, ignore_errors=True)
     data = getattr(checkpoint, "_data", None)
     if isinstance(data, dict):
         return ("dict", dict(data))
@@ -108,8 +50,7 @@ def to_payload(checkpoint: Any) -> tuple:
     if path and os.path.isdir(path):
         return _directory_payload(path)
     if path and os.path.isfile(path):  # Ray 1.x: a file holding a pickled dict
-        with open(path, "rb") as f:
-            return ("dict", pickle.load(f))
+        return ("dict", load_pickle(path, "checkpoint"))
     raise TypeError(f"a checkpoint must be a dict, a Checkpoint or the path of a checkpoint "
                     f"directory, got {type(checkpoint).__name__} {checkpoint!r:.80}")
 
@@ -117,9 +58,8 @@ def to_payload(checkpoint: Any) -> tuple:
 def _directory_payload(path: str) -> tuple:
     dict_file = os.path.join(path, DICT_FILE)
     entries = [e for e in os.listdir(path) if not e.startswith(".")]
-    if entries == [DICT_FILE]:
-        with open(dict_file, "rb") as f:
-            return ("dict", pickle.load(f))
+    if entries == [DICT_FILE] and not os.path.exists(os.path.join(path, TYPE_FILE)):
+        return ("dict", load_pickle(dict_file, "checkpoint"))
     files = {}
     for root, _, names in os.walk(path):
         for name in names:
@@ -135,7 +75,7 @@ def write_payload(payload: tuple, path: str) -> str:
     os.makedirs(path, exist_ok=True)
     if kind == "dict":
         with open(os.path.join(path, DICT_FILE), "wb") as f:
-            pickle.dump(content, f)
+            cloudpickle.dump(content, f)
     else:
         for relpath, data in content.items():
             target = os.path.join(path, relpath)
@@ -185,24 +125,73 @@ class CheckpointStrategy:
 
 
 class CheckpointManager:
-    """The checkpoints of one run on the driver: written under ``checkpoint_dir``."""
+    """The checkpoints of one run on the driver: written under ``checkpoint_dir``.
 
-    def __init__(self, checkpoint_dir: str, strategy: CheckpointStrategy | None = None):
+    With ``score_by_metrics`` (Ray 2.x ``CheckpointConfig``) a checkpoint is ranked by the
+    metrics reported with it (rank 0's next report, :meth:`on_report`), not by its own keys
+    (Ray 1.x ``CheckpointStrategy``). A ``preprocessor`` is saved into every checkpoint.
+    """
+
+    def __init__(self, checkpoint_dir: str, strategy: CheckpointStrategy | None = None, *,
+                 score_by_metrics: bool = False, preprocessor: Any = None):
         self.checkpoint_dir = checkpoint_dir
         self.strategy = strategy or CheckpointStrategy()
+        self.score_by_metrics = score_by_metrics
+        self.preprocessor = preprocessor
         self.count = 0
         self.latest_payload: tuple | None = None
         self.latest_path: str | None = None
         self._kept: list[tuple[float, int, str]] = []  # (score, number, path)
+        self._pending: tuple[int, str] | None = None  # waiting for its metrics
+        self._unreported: str | None = None  # registered since rank 0's last report
+        self.metrics: dict[str, dict] = {}  # path -> the metrics reported with it
 
     def register(self, payload: tuple) -> str:
+        self.flush()
         self.count += 1
         path = write_payload(payload, os.path.join(self.checkpoint_dir,
                                                    f"checkpoint_{self.count:06d}"))
+        if self.preprocessor is not None and not os.path.exists(
+                os.path.join(path, PREPROCESSOR_FILE)):
+            with open(os.path.join(path, PREPROCESSOR_FILE), "wb") as f:
+                cloudpickle.dump(self.preprocessor, f)
         self.latest_payload, self.latest_path = payload, path
-        self._kept.append((self._score(payload), self.count, path))
+        self._unreported = path
+        if self.score_by_metrics:
+            self._pending = (self.count, path)
+        else:
+            self._kept.append((self._score(payload), self.count, path))
+            self._prune()
+        return path
+
+    def on_report(self, metrics: dict) -> str | None:
+        """Rank 0 reported ``metrics``: they belong to the checkpoint registered since its last
+        report, if any; returns that checkpoint's path."""
+        path, self._unreported = self._unreported, None
+        if self._pending is None:
+            return path
+        number, path = self._pending
+        self._pending = None
+        self.metrics[path] = dict(metrics)
+        self._kept.append((self._metric_score(metrics, number), number, path))
         self._prune()
         return path
+
+    def flush(self) -> None:
+        """A checkpoint still waiting for metrics is kept with none."""
+        if self._pending is not None:
+            self.on_report({})
+
+    def _metric_score(self, metrics: dict, number: int) -> float:
+        attribute = self.strategy.checkpoint_score_attribute
+        if attribute is None:
+            return float(number)
+        if attribute not in metrics:
+            raise ValueError(f"CheckpointConfig(checkpoint_score_attribute={attribute!r}) is not "
+                             f"among the metrics reported with the checkpoint: "
+                             f"{sorted(k for k in metrics if not k.startswith('_'))}")
+        value = float(metrics[attribute])
+        return value if self.strategy.checkpoint_score_order == "max" else -value
 
     def _score(self, payload: tuple) -> float:
         attribute = self.strategy.checkpoint_score_attribute
@@ -227,3 +216,9 @@ class CheckpointManager:
     @property
     def best_path(self) -> str | None:
         return max(self._kept)[2] if self._kept else None
+
+    def kept(self) -> list[tuple[str, dict]]:
+        """The checkpoints still on disk with their metrics, oldest first."""
+        self.flush()
+        return [(path, self.metrics.get(path, {})) for _, _, path in
+                sorted(self._kept, key=lambda entry: entry[1]) if os.path.isdir(path)]

@@ -68,7 +68,7 @@ class TrainingIterator:
 
     def __init__(self, owner: GroupOwner, train_func: Callable, config: dict | None,
                  dataset: Any, checkpoint: tuple | None, checkpoints: CheckpointManager,
-                 max_retries: int):
+                 max_retries: int, retry_errors: bool = False):
         self._owner = owner
         self._train_func = train_func
         self._config = config
@@ -76,6 +76,9 @@ class TrainingIterator:
         self._initial_checkpoint = checkpoint
         self.checkpoints = checkpoints
         self._retries_left = max_retries
+        self._retry_errors = retry_errors  # Ray 2.x FailureConfig: an error restarts the run too
+        # per report of rank 0, in order: the checkpoint reported with it (a path) or None
+        self.report_checkpoints: deque = deque()
         self._finished = False
         self._outputs: list | None = None
         self._running = False
@@ -177,6 +180,8 @@ class TrainingIterator:
                     acked[rank] = seq
                     if kind == "report":
                         queues[rank].append(content)
+                        if rank == 0:
+                            self.report_checkpoints.append(self.checkpoints.on_report(content))
                     else:
                         self.checkpoints.register(content)
                 if finished:
@@ -220,8 +225,14 @@ class TrainingIterator:
         if dead:
             first = min(dead)
             raise self._died(group, first, dead[first])
+        pid = group.workers[rank].pid
         self._running = False
         self._owner.discard()
+        if self._retry_errors and self._retries_left != 0:
+            cause = load_cause(pickled) or RuntimeError(remote_traceback)
+            logger.warning("raylite.train: the training function failed on worker rank %d:\n%s",
+                           rank, remote_traceback.rstrip())
+            raise _WorkerDied(rank, pid, cause)
         hint = self._owner.explain(remote_traceback)
         raise function_failed(
             f"the training function failed on worker rank {rank} (of {size}); the other workers "

@@ -44,6 +44,7 @@ class WorkerContext:
     gpu_ids: list[int] = field(default_factory=list)
     device_index: int | None = None  # this worker's CUDA device, when it has a GPU
     trial_name: str = ""
+    trial_id: str = ""
     experiment_name: str = ""
     logdir: str = ""
 
@@ -65,6 +66,9 @@ class WorkerContext:
 
     def get_trial_name(self) -> str:
         return self.trial_name
+
+    def get_trial_id(self) -> str:
+        return self.trial_id
 
     def get_experiment_name(self) -> str:
         return self.experiment_name

@@ -33,7 +33,7 @@ class Trainer:
         use_gpu: give each worker one GPU (torch then uses nccl).
         resources_per_worker: e.g. ``{"CPU": 2}``; default one CPU (and one GPU with use_gpu).
         logdir: where runs and checkpoints go; default
-            ``$RAYLITE_RESULTS_DIR`` or ``~/raylite_results``, in ``train_<date>``.
+            ``$RAYLITE_RESULTS_DIR`` or ``~/ray_results``, in ``train_<date>``.
         max_retries: restarts of the whole group, from the latest checkpoint, when a worker
             dies during a run (-1: unlimited; 0: fail at once).
 
@@ -109,10 +109,9 @@ class Trainer:
         if self._logdir_arg is not None:
             path = os.path.abspath(os.path.expanduser(self._logdir_arg))
         else:
-            root = os.environ.get("RAYLITE_RESULTS_DIR") or os.path.join("~", "raylite_results")
+            from raylite._storage import results_dir
             stamp = datetime.datetime.now().strftime("%Y-%m-%d_%H-%M-%S")
-            path = _fresh(os.path.join(os.path.abspath(os.path.expanduser(root)),
-                                       f"train_{stamp}"))
+            path = _fresh(os.path.join(results_dir(), f"train_{stamp}"))
         os.makedirs(path, exist_ok=True)
         return path
 
@@ -190,7 +189,9 @@ class Trainer:
 
     def run_iterator(self, train_func: Callable, config: dict | None = None, dataset: Any = None,
                      checkpoint: Any = None,
-                     checkpoint_strategy: CheckpointStrategy | None = None) -> TrainingIterator:
+                     checkpoint_strategy: CheckpointStrategy | None = None, *,
+                     score_by_metrics: bool = False, preprocessor: Any = None,
+                     retry_errors: bool = False) -> TrainingIterator:
         """Like :meth:`run`, but yield every iteration's reports (one dict per worker) as they come."""
         self._require_started("run")
         if not callable(train_func):
@@ -204,12 +205,14 @@ class Trainer:
         self._run_dir = os.path.join(self.logdir, f"run_{self._runs:03d}")
         os.makedirs(self._run_dir, exist_ok=True)
         self._checkpoints = CheckpointManager(os.path.join(self._run_dir, "checkpoints"),
-                                              checkpoint_strategy)
+                                              checkpoint_strategy,
+                                              score_by_metrics=score_by_metrics,
+                                              preprocessor=preprocessor)
         owner = GroupOwner(self._num_workers, self._current_group,
                            lambda: self._group is not None, self._restart_group,
                            self._discard_group, self._backend.explain_failure)
         self._iterator = TrainingIterator(owner, train_func, config, dataset, payload,
-                                          self._checkpoints, self._max_retries)
+                                          self._checkpoints, self._max_retries, retry_errors)
         return self._iterator
 
     def execute(self, func: Callable, *args: Any, **kwargs: Any) -> list:
@@ -305,12 +308,20 @@ def make_tune_trainable(settings: dict, train_func: Callable, dataset: Any) -> C
 
 
 def split_before_start(dataset: Any, num_workers: int) -> Any:
-    """The dataset split for ``num_workers`` now, while the workers hold no CPUs yet."""
+    """The dataset split for ``num_workers`` now, while the workers hold no CPUs yet: the
+    split's tasks (reads, transforms, slices) have finished when this returns, so that
+    workers holding every CPU still find their shards ready."""
     if dataset is None:
         return None
     if not raylite.is_initialized():
         raylite.init()
-    return DatasetShards(shard_datasets(dataset, num_workers))
+    shards = shard_datasets(dataset, num_workers)
+    refs = [ref for shard in shards
+            for part in (shard.values() if isinstance(shard, dict) else [shard])
+            for ref in part.get_internal_block_refs()]
+    if refs:
+        raylite.wait(refs, num_returns=len(refs), fetch_local=False)
+    return DatasetShards(shards)
 
 
 def worker_resources(use_gpu: bool, resources_per_worker: dict | None) -> dict[str, float]:

@@ -1,109 +1,187 @@
 """The Ray 2.x surface: ``TorchTrainer(train_loop_per_worker, scaling_config=...).fit()``.
 
-A thin layer over :class:`Trainer`: ``fit()`` starts the workers, runs the loop to the end,
-stops them and returns a :class:`Result` (rank 0's last metrics, the latest checkpoint, the
-run's directory). A failed run raises TrainingFailedError, as in Ray.
+A thin layer over :class:`Trainer`::
 
-Example:
-    >>> from raylite import train
-    >>> from raylite.train import ScalingConfig
-    >>> from raylite.train.torch import TorchTrainer
-    >>> def train_loop(config):
-    ...     train.report({"loss": 1.0 / config["lr"]})
-    >>> result = TorchTrainer(train_loop, train_loop_config={"lr": 2.0},
-    ...                       scaling_config=ScalingConfig(num_workers=1)).fit()  # doctest: +SKIP
-    >>> result.metrics["loss"]                                                    # doctest: +SKIP
-    0.5
+    fit()
+      preprocessor.fit(datasets["train"]); every dataset transformed     (preprocessor=)
+      datasets split, one shard per worker, before the workers start      (datasets=)
+      workers started; the loop runs; rank 0's reports and checkpoints come back
+      a checkpoint is kept with the metrics reported with it (CheckpointConfig) and the
+      fitted preprocessor; a failure restarts from the latest one (FailureConfig)
+      -> Result(metrics, checkpoint, best_checkpoints, path, metrics_history)
+
+With ``RunConfig(callbacks=..., stop=...)`` the run goes through a one-trial ``Tuner``, as in
+Ray, so Tune's callbacks and stoppers see it. ``Tuner(trainer, param_space={...})`` runs the
+trainer in each trial with ``train_loop_config`` / ``scaling_config`` / ``datasets`` ... of
+the trial's config merged in (:meth:`BaseTrainer.as_trainable`).
 """
 
 from __future__ import annotations
 
+import copy
 import os
 from collections.abc import Callable
-from dataclasses import dataclass, field
 from typing import Any
 
+from raylite.air.checkpoint import Checkpoint
+from raylite.air.config import CheckpointConfig, FailureConfig, RunConfig, ScalingConfig
+from raylite.air.result import Result
 from raylite.train._backend import BackendConfig
-from raylite.train._checkpoint import Checkpoint, CheckpointStrategy
+from raylite.train._checkpoint import CheckpointStrategy
+
+__all__ = ["BaseTrainer", "DataParallelTrainer", "TorchTrainer", "TensorflowTrainer",
+           "ScalingConfig", "RunConfig", "FailureConfig", "CheckpointConfig", "Result"]
+
+# keys of a Tuner's param_space that set a trainer's own arguments
+_TRAINER_KEYS = ("train_loop_config", "scaling_config", "datasets", "preprocessor",
+                 "resume_from_checkpoint", "params", "num_boost_round", "label_column")
 
 
-@dataclass
-class ScalingConfig:
-    """How many workers, and what each holds.
+class BaseTrainer:
+    """What every Ray 2.x trainer shares: configs, datasets, a preprocessor, ``fit()`` and
+    the Tune trainable. Subclasses implement :meth:`_run` (one run, on a worker group)."""
 
-    Args:
-        num_workers: training worker processes.
-        use_gpu: one GPU per worker.
-        resources_per_worker: e.g. ``{"CPU": 2}`` (default: 1 CPU, + 1 GPU with use_gpu).
-        placement_strategy: how the workers' bundles are placed ("PACK", "SPREAD", ...).
-    """
+    def __init__(self, *, scaling_config: ScalingConfig | None = None,
+                 run_config: RunConfig | None = None, datasets: dict[str, Any] | None = None,
+                 preprocessor: Any = None, resume_from_checkpoint: Checkpoint | None = None,
+                 metadata: dict | None = None):
+        for name, value, kind in (("scaling_config", scaling_config, ScalingConfig),
+                                  ("run_config", run_config, RunConfig)):
+            if value is not None and not isinstance(value, kind):
+                raise TypeError(f"{name} must be a raylite.air.{kind.__name__}, got "
+                                f"{type(value).__name__}")
+        if datasets is not None and not isinstance(datasets, dict):
+            raise TypeError(f"datasets must be a dict like {{'train': dataset}}, got "
+                            f"{type(datasets).__name__}")
+        if preprocessor is not None and not callable(getattr(preprocessor, "transform", None)):
+            raise TypeError(f"preprocessor must be a raylite.data.preprocessors Preprocessor, "
+                            f"got {type(preprocessor).__name__}")
+        if resume_from_checkpoint is not None and not isinstance(resume_from_checkpoint,
+                                                                 Checkpoint):
+            raise TypeError(f"resume_from_checkpoint must be a Checkpoint, got "
+                            f"{type(resume_from_checkpoint).__name__}")
+        self.scaling_config = scaling_config or ScalingConfig()
+        self.run_config = run_config or RunConfig()
+        self.datasets = dict(datasets) if datasets else {}
+        self.preprocessor = preprocessor
+        self.resume_from_checkpoint = resume_from_checkpoint
+        self.metadata = metadata
 
-    num_workers: int = 1
-    use_gpu: bool = False
-    resources_per_worker: dict[str, float] | None = None
-    placement_strategy: str = "PACK"
-    trainer_resources: dict[str, float] | None = None
+    # ---- running -----------------------------------------------------------------------------
+    def fit(self) -> Result:
+        """Train to the end and return the :class:`Result`; a failure (after the restarts
+        ``FailureConfig(max_failures=...)`` allows) raises TrainingFailedError."""
+        run = self.run_config
+        if run.callbacks or run.stop is not None:
+            return self._fit_through_tune()
+        return self._fit(logdir=self._logdir(), resume=self.resume_from_checkpoint)
+
+    def _fit(self, logdir: str | None, resume: Checkpoint | None,
+             on_result: Callable[[dict, str | None], None] | None = None,
+             trial: dict | None = None) -> Result:
+        datasets = self.preprocess_datasets()
+        return self._run(datasets, logdir, resume, on_result, trial)
+
+    def preprocess_datasets(self) -> dict[str, Any]:
+        """Fit the preprocessor on ``datasets["train"]`` (unless already fitted) and apply it to
+        every dataset; returns the transformed datasets."""
+        datasets = dict(self.datasets)
+        if self.preprocessor is None:
+            return datasets
+        if "train" not in datasets:
+            raise ValueError(f"a preprocessor is fitted on datasets['train'], but the datasets "
+                             f"are {sorted(datasets) or 'none'}; name the training set 'train'")
+        if self.preprocessor.fit_status() != "FITTED":
+            self.preprocessor.fit(datasets["train"])
+        return {name: self.preprocessor.transform(ds) for name, ds in datasets.items()}
+
+    def _run(self, datasets: dict, logdir: str | None, resume: Checkpoint | None,
+             on_result: Callable | None, trial: dict | None) -> Result:
+        raise NotImplementedError
+
+    def _logdir(self) -> str | None:
+        run = self.run_config
+        if run.storage_path is None and run.local_dir is None and run.name is None:
+            return None
+        from raylite._storage import results_dir
+        root = results_dir(run.storage_path or run.local_dir)
+        name = run.name or f"{type(self).__name__}_{os.getpid()}"
+        return os.path.join(root, name)
+
+    def _strategy(self) -> CheckpointStrategy | None:
+        config = self.run_config.checkpoint_config
+        if config is None:
+            return None
+        return CheckpointStrategy(config.num_to_keep, config.checkpoint_score_attribute,
+                                  config.checkpoint_score_order)
+
+    # ---- Tune ----------------------------------------------------------------------------------
+    def as_trainable(self) -> Callable:
+        """A Tune function trainable running this trainer per trial; the trial's config may
+        set ``train_loop_config`` (merged), ``scaling_config``, ``datasets``, ``params`` ..."""
+        template = self
+
+        def train_trainer(config: dict) -> None:
+            from raylite import tune
+            trainer = template._with_overrides(config or {})
+
+            def on_result(metrics: dict, checkpoint_path: str | None) -> None:
+                checkpoint = Checkpoint.from_directory(checkpoint_path) if checkpoint_path else None
+                tune.report({k: v for k, v in metrics.items() if not k.startswith("_")},
+                            checkpoint=checkpoint)
+
+            trial = {"trial_name": tune.get_trial_name(), "trial_id": tune.get_trial_id(),
+                     "logdir": tune.get_trial_dir()}
+            resume = tune.get_checkpoint() or trainer.resume_from_checkpoint
+            trainer._fit(logdir=tune.get_trial_dir(), resume=resume, on_result=on_result,
+                         trial=trial)
+
+        train_trainer.__name__ = type(self).__name__
+        train_trainer.__qualname__ = train_trainer.__name__
+        # The trial's actor only waits on the workers; they hold the CPUs.
+        train_trainer.__raylite_resources__ = {"cpu": 0}
+        return train_trainer
+
+    def _with_overrides(self, config: dict) -> BaseTrainer:
+        unknown = [k for k in config if k not in _TRAINER_KEYS]
+        if unknown:
+            import difflib
+            hints = [difflib.get_close_matches(k, _TRAINER_KEYS, n=1) for k in unknown]
+            raise ValueError(f"param_space keys {unknown} are not trainer arguments; a Tuner "
+                             f"over a trainer takes {list(_TRAINER_KEYS)}"
+                             + "".join(f" (did you mean {h[0]!r} for {k!r}?)"
+                                       for k, h in zip(unknown, hints) if h))
+        trainer = copy.copy(self)
+        for key, value in config.items():
+            if key in ("train_loop_config", "params") and isinstance(value, dict):
+                value = {**(getattr(self, key, None) or {}), **value}
+            if key == "datasets":
+                value = {**self.datasets, **value}
+            if key == "preprocessor" and value is not None:
+                value = copy.deepcopy(value)
+            setattr(trainer, key, value)
+        if isinstance(trainer.scaling_config, dict):
+            trainer.scaling_config = ScalingConfig(**trainer.scaling_config)
+        if trainer.preprocessor is self.preprocessor and self.preprocessor is not None:
+            trainer.preprocessor = copy.deepcopy(self.preprocessor)
+        return trainer
+
+    def _fit_through_tune(self) -> Result:
+        from raylite.tune import Tuner
+        from raylite.tune._runner import TuneError
+        run = self.run_config
+        tune_run = copy.copy(run)
+        tune_run.failure_config = None  # restarts happen inside the run, from its checkpoint
+        grid = Tuner(self, run_config=tune_run).fit()
+        result = grid[0]
+        if result.error is not None:
+            from raylite.train._errors import TrainingFailedError
+            raise TrainingFailedError(str(result.error)) from (
+                result.error if isinstance(result.error, TuneError) else None)
+        return result
 
 
-@dataclass
-class FailureConfig:
-    """``max_failures``: restarts of the workers after one dies (-1: unlimited)."""
-
-    max_failures: int = 0
-    fail_fast: bool = False
-
-
-@dataclass
-class CheckpointConfig:
-    """Which checkpoints to keep: ``num_to_keep`` best by ``checkpoint_score_attribute``."""
-
-    num_to_keep: int | None = None
-    checkpoint_score_attribute: str | None = None
-    checkpoint_score_order: str = "max"
-
-
-@dataclass
-class RunConfig:
-    """Where results go (``storage_path/name``) and how failures and checkpoints are handled."""
-
-    name: str | None = None
-    storage_path: str | None = None
-    failure_config: FailureConfig | None = None
-    checkpoint_config: CheckpointConfig | None = None
-    callbacks: list | None = None
-    verbose: int = 1
-    stop: Any = None
-
-
-@dataclass
-class Result:
-    """What ``fit()`` returns.
-
-    Attributes:
-        metrics: rank 0's last report.
-        checkpoint: the latest checkpoint (a Checkpoint on disk), or None.
-        path: the run's directory.
-        error: the error the run ended with, or None.
-        metrics_history: every report of rank 0, in order.
-    """
-
-    metrics: dict = field(default_factory=dict)
-    checkpoint: Checkpoint | None = None
-    path: str | None = None
-    error: BaseException | None = None
-    metrics_history: list[dict] = field(default_factory=list)
-
-    @property
-    def metrics_dataframe(self) -> Any:
-        import pandas
-        return pandas.DataFrame(self.metrics_history)
-
-    @property
-    def best_checkpoints(self) -> list[tuple[Checkpoint, dict]]:
-        return [(self.checkpoint, self.metrics)] if self.checkpoint else []
-
-
-class DataParallelTrainer:
+class DataParallelTrainer(BaseTrainer):
     """Run ``train_loop_per_worker`` on ``scaling_config.num_workers`` workers (Ray 2.x).
 
     Subclasses name the backend; use :class:`TorchTrainer` or :class:`TensorflowTrainer`.
@@ -113,70 +191,74 @@ class DataParallelTrainer:
 
     def __init__(self, train_loop_per_worker: Callable, *, train_loop_config: dict | None = None,
                  backend_config: BackendConfig | None = None,
-                 scaling_config: ScalingConfig | None = None, run_config: RunConfig | None = None,
-                 datasets: dict[str, Any] | None = None,
-                 resume_from_checkpoint: Checkpoint | None = None, metadata: dict | None = None):
+                 scaling_config: ScalingConfig | None = None, dataset_config: Any = None,
+                 run_config: RunConfig | None = None, datasets: dict[str, Any] | None = None,
+                 preprocessor: Any = None, resume_from_checkpoint: Checkpoint | None = None,
+                 metadata: dict | None = None):
         if not callable(train_loop_per_worker):
             raise TypeError(f"train_loop_per_worker must be a function, got "
                             f"{type(train_loop_per_worker).__name__}")
-        for name, value, kind in (("scaling_config", scaling_config, ScalingConfig),
-                                  ("run_config", run_config, RunConfig)):
-            if value is not None and not isinstance(value, kind):
-                raise TypeError(f"{name} must be a raylite.train.{kind.__name__}, got "
-                                f"{type(value).__name__}")
-        if datasets is not None and not isinstance(datasets, dict):
-            raise TypeError(f"datasets must be a dict like {{'train': dataset}}, got "
-                            f"{type(datasets).__name__}")
+        if dataset_config is not None:
+            raise ValueError("dataset_config is not supported by raylite: every dataset is split "
+                             "evenly across the workers; leave dataset_config out")
+        super().__init__(scaling_config=scaling_config, run_config=run_config,
+                         datasets=datasets, preprocessor=preprocessor,
+                         resume_from_checkpoint=resume_from_checkpoint, metadata=metadata)
         self.train_loop_per_worker = train_loop_per_worker
         self.train_loop_config = train_loop_config
         self.backend_config = backend_config or self._default_backend
-        self.scaling_config = scaling_config or ScalingConfig()
-        self.run_config = run_config or RunConfig()
-        self.datasets = datasets
-        self.resume_from_checkpoint = resume_from_checkpoint
-        self.metadata = metadata
 
-    def fit(self) -> Result:
-        """Train to the end; a failure raises TrainingFailedError (TrainingWorkerError when a
-        worker died with no restarts left)."""
+    def _run(self, datasets: dict, logdir: str | None, resume: Checkpoint | None,
+             on_result: Callable | None, trial: dict | None) -> Result:
         from raylite.train._trainer import Trainer, split_before_start
         scaling, run = self.scaling_config, self.run_config
         failures = run.failure_config or FailureConfig()
         trainer = Trainer(self.backend_config, num_workers=scaling.num_workers,
                           use_gpu=scaling.use_gpu,
                           resources_per_worker=scaling.resources_per_worker,
-                          logdir=self._logdir(), max_retries=failures.max_failures)
+                          logdir=logdir, max_retries=failures.max_failures)
         trainer._placement_strategy = scaling.placement_strategy
-        shards = split_before_start(self.datasets, scaling.num_workers)
-        trainer.start()
+        shards = split_before_start(datasets or None, scaling.num_workers)
+        trainer.start(_trial_hook(trial) if trial else None)
         history: list[dict] = []
         try:
             iterator = trainer.run_iterator(
                 self.train_loop_per_worker, self.train_loop_config, dataset=shards,
-                checkpoint=self.resume_from_checkpoint, checkpoint_strategy=self._strategy())
+                checkpoint=resume, checkpoint_strategy=self._strategy(),
+                score_by_metrics=True, preprocessor=self.preprocessor,
+                retry_errors=failures.max_failures != 0)
             for results in iterator:
                 history.append(results[0])
-            path = trainer.latest_checkpoint_path
-            return Result(metrics=dict(history[-1]) if history else {},
-                          checkpoint=Checkpoint.from_directory(path) if path else None,
-                          path=trainer.latest_run_dir, metrics_history=history)
+                new = iterator.report_checkpoints.popleft() if iterator.report_checkpoints \
+                    else None
+                if on_result is not None:
+                    on_result(results[0], new)
+            return _result(trainer, history, self.train_loop_config)
         finally:
             trainer.shutdown()
 
-    def _logdir(self) -> str | None:
-        run = self.run_config
-        if run.storage_path is None and run.name is None:
-            return None
-        root = run.storage_path or os.environ.get("RAYLITE_RESULTS_DIR") or "~/raylite_results"
-        name = run.name or f"{type(self).__name__}_{os.getpid()}"
-        return os.path.join(os.path.expanduser(root), name)
 
-    def _strategy(self) -> CheckpointStrategy | None:
-        config = self.run_config.checkpoint_config
-        if config is None:
-            return None
-        return CheckpointStrategy(config.num_to_keep, config.checkpoint_score_attribute,
-                                  config.checkpoint_score_order)
+def _result(trainer: Any, history: list[dict], config: dict | None) -> Result:
+    manager = trainer._checkpoints
+    path = trainer.latest_checkpoint_path
+    best = [(Checkpoint.from_directory(p), m) for p, m in manager.kept()] if manager else []
+    return Result(metrics=dict(history[-1]) if history else {},
+                  checkpoint=Checkpoint.from_directory(path) if path else None,
+                  path=trainer.latest_run_dir, metrics_history=history, best_checkpoints=best,
+                  config=config)
+
+
+def _trial_hook(trial: dict) -> Callable[[], None]:
+    """Tell each worker which Tune trial it trains for (``session.get_trial_name()``)."""
+
+    def set_trial() -> None:
+        from raylite.train._session import worker_context
+        context = worker_context()
+        context.trial_name = trial["trial_name"]
+        context.trial_id = trial["trial_id"]
+        context.logdir = trial["logdir"]
+
+    return set_trial
 
 
 class TorchTrainer(DataParallelTrainer):

@@ -14,11 +14,12 @@ are reported, and every trial event is journaled in the experiment folder so tha
 ``resume="AUTO"`` / ``Tuner.restore`` finish an interrupted run. Searchers: ``tune.search``
 (also ``tune.suggest``: grid/random, Optuna, HyperOpt, BayesOpt, ConcurrencyLimiter,
 Repeater); schedulers: ``tune.schedulers`` (FIFO, ASHA, HyperBand, median stopping, PBT);
-stoppers: ``tune.stopper``; Keras callbacks: ``tune.integration.keras``. Optuna, HyperOpt,
-bayes_opt, Keras and pandas are imported only when used.
+stoppers: ``tune.stopper``; loggers and ``pretty_print``: ``tune.logger``; Keras callbacks:
+``tune.integration.keras``. Optuna, HyperOpt, bayes_opt, Keras and pandas are imported only
+when used.
 """
 
-from raylite.tune import schedulers, search, session, stopper, suggest
+from raylite.tune import logger, schedulers, search, session, stopper, suggest
 from raylite.tune._analysis import ExperimentAnalysis, Result, ResultGrid
 from raylite.tune._logger import (Callback, CSVLoggerCallback, JsonLoggerCallback, LoggerCallback,
                                   TBXLoggerCallback)
@@ -51,5 +52,5 @@ __all__ = [
     # plugins and output
     "Stopper", "Callback", "LoggerCallback", "JsonLoggerCallback", "CSVLoggerCallback",
     "TBXLoggerCallback", "CLIReporter", "JupyterNotebookReporter", "ProgressReporter",
-    "schedulers", "search", "suggest", "stopper", "register_env", "register_trainable",
+    "schedulers", "search", "suggest", "stopper", "logger", "register_env", "register_trainable",
 ]

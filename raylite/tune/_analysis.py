@@ -11,6 +11,7 @@ import os
 from collections.abc import Iterator
 from typing import Any
 
+from raylite.air.result import Result as AirResult
 from raylite.tune._logger import flatten_result
 from raylite.tune._searcher import check_mode
 from raylite.tune._session import Checkpoint
@@ -197,39 +198,50 @@ class ExperimentAnalysis:
         return f"ExperimentAnalysis({self.experiment_path!r}, {len(self.trials)} trials)"
 
 
-class Result:
-    """One trial's outcome (Ray 2.x): ``metrics``, ``config``, ``path``, ``error``, ``checkpoint``."""
+class Result(AirResult):
+    """One trial's outcome (Ray 2.x): ``metrics``, ``config``, ``path``, ``error``,
+    ``checkpoint``, ``best_checkpoints``, ``metrics_dataframe``."""
 
     def __init__(self, trial: Trial):
+        metrics = {**trial.last_result, "config": trial.config} if trial.last_result else {}
+        folder = trial.checkpoint
+        if folder and os.path.isfile(folder):  # a class trainable's file inside its folder
+            folder = os.path.dirname(folder)
+        checkpoint = Checkpoint.from_directory(folder) if folder and os.path.isdir(folder) \
+            else None
+        super().__init__(metrics=metrics, checkpoint=checkpoint, path=trial.logdir,
+                         config=trial.config)
         self._trial = trial
-        self.metrics: dict = {**trial.last_result, "config": trial.config} if trial.last_result else {}
-        self.config = trial.config
-        self.path = trial.logdir
-        self.checkpoint = Checkpoint.from_directory(trial.checkpoint) if trial.checkpoint else None
-        self.error = None
         if trial.status == Trial.ERROR:
             from raylite.tune._runner import TuneError
             text = ""
-            if trial.error_file:
+            if trial.error_file and os.path.exists(trial.error_file):
                 with open(trial.error_file) as f:
                     text = f.read()
             self.error = TuneError(f"trial {trial} failed: {trial.error_msg}\n{text}".rstrip())
+        self.best_checkpoints = self._kept_checkpoints()
 
-    @property
-    def log_dir(self) -> str | None:
-        return self.path
-
-    @property
-    def metrics_dataframe(self):
-        import pandas as pd
-        path = os.path.join(self.path or "", "progress.csv")
-        if self.path and os.path.exists(path) and os.path.getsize(path):
-            return pd.read_csv(path)
-        return pd.DataFrame()
-
-    @property
-    def best_checkpoints(self) -> list:
-        return [(self.checkpoint, self.metrics)] if self.checkpoint else []
+    def _kept_checkpoints(self) -> list:
+        """Each ``checkpoint_NNNNNN`` folder left in the trial's folder, with the result of
+        iteration NNNNNN (the one reported with it), oldest first."""
+        if not self.path or not os.path.isdir(self.path):
+            return [(self.checkpoint, self.metrics)] if self.checkpoint else []
+        by_iteration = {}
+        results = os.path.join(self.path, "result.json")
+        if os.path.exists(results):
+            import json
+            with open(results) as f:
+                for line in f:
+                    if line.strip():
+                        row = json.loads(line)
+                        by_iteration[row.get("training_iteration")] = row
+        kept = []
+        for name in sorted(os.listdir(self.path)):
+            folder = os.path.join(self.path, name)
+            if name.startswith("checkpoint_") and name[11:].isdigit() and os.path.isdir(folder):
+                kept.append((Checkpoint.from_directory(folder),
+                             by_iteration.get(int(name[11:]), {})))
+        return kept
 
     def __repr__(self) -> str:
         shown = {k: v for k, v in self.metrics.items() if k != "config"}

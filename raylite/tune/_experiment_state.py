@@ -34,6 +34,7 @@ STATE_JSON = "experiment_state.json"
 STATE_PICKLE = "experiment_state.pkl"
 SEARCHER_PICKLE = "searcher_state.pkl"
 JOURNAL = "trial_journal.pkl"
+_FIX = "the experiment cannot be taken up; run it afresh under another name"
 
 
 def write_atomic(path: str, data: bytes) -> bool:
@@ -131,11 +132,12 @@ def load_state(experiment_dir: str) -> dict | None:
     """The experiment as it stood when its driver last wrote anything, or None if there is
     nothing to take up: the snapshot plus the journal after it."""
     import cloudpickle
+
+    from raylite.util._pickle_file import load_pickle
     path = os.path.join(experiment_dir, STATE_PICKLE)
     if not os.path.exists(path):
         return None
-    with open(path, "rb") as f:
-        state = cloudpickle.load(f)
+    state = load_pickle(path, "experiment state", cloudpickle.loads, fix=_FIX)
     records = read_journal(experiment_dir, state.get("journal_seq", 0))
     state["trials"] = apply_journal(state["trials"], records)
     state["suggested"] = max(state.get("suggested", 0), len(state["trials"]))
@@ -147,9 +149,13 @@ def load_state(experiment_dir: str) -> dict | None:
 def load_json_state(path: str) -> dict:
     """``experiment_state.json`` (for ``ExperimentAnalysis`` and ``tune ls``), brought up to date
     by the journal when it can be read here."""
+    from raylite.util._pickle_file import damaged
     file = path if path.endswith(".json") else os.path.join(path, STATE_JSON)
     with open(file) as f:
-        state = json.load(f)
+        try:
+            state = json.load(f)
+        except ValueError as exc:
+            raise damaged(file, "experiment state", exc, _FIX) from None
     try:
         records = read_journal(os.path.dirname(file), state.get("journal_seq", 0))
     except OSError:
@@ -219,8 +225,9 @@ def restore_searcher(searcher: Any, experiment_dir: str) -> int | None:
     newest: tuple[int, bytes] | None = None
     path = os.path.join(experiment_dir, SEARCHER_PICKLE)
     if os.path.exists(path):
-        with open(path, "rb") as f:
-            saved = pickle.load(f)
+        from raylite.util._pickle_file import load_pickle
+        saved = load_pickle(path, "searcher state", fix=f"delete it to restart the searcher "
+                            f"from the trials in {STATE_PICKLE}")
         newest = (saved["seq"], saved["blob"])
     for seq, kind, blob in read_journal(experiment_dir):
         if kind == "searcher" and (newest is None or seq > newest[0]):

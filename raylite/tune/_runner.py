@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import os
 import random
+import sys
 import time
 import uuid
 from collections.abc import Callable
@@ -45,7 +46,7 @@ from raylite.tune._trainable import (FUNCTION_STOP_TIMEOUT_S, TrialHost, check_t
                                      resolve_trainable, trainable_name)
 from raylite.tune._trial import Trial
 
-DEFAULT_RESULTS_DIR = "~/raylite_results"
+DEFAULT_RESULTS_DIR = "~/ray_results"
 STATE_SAVE_INTERVAL_S = 5.0
 RESUME_MODES = (False, True, "LOCAL", "AUTO", "ERRORED_ONLY")
 MAX_EAGER_TRIALS = 16
@@ -57,11 +58,12 @@ class TuneError(RayliteError):
 
 
 def results_root(storage_path: str | None = None) -> str:
-    """Where experiments go: the argument, else $RAYLITE_RESULTS_DIR, else ~/raylite_results."""
-    root = storage_path or os.environ.get("RAYLITE_RESULTS_DIR") or DEFAULT_RESULTS_DIR
-    if "://" in str(root) and not str(root).startswith("file://"):
+    """Where experiments go: the argument, else $RAYLITE_RESULTS_DIR, else ~/ray_results."""
+    from raylite._storage import results_dir
+    root = storage_path
+    if root is not None and "://" in str(root) and not str(root).startswith("file://"):
         raise ValueError(f"storage_path {root!r}: only local directories are supported")
-    return os.path.abspath(os.path.expanduser(str(root).removeprefix("file://")))
+    return results_dir(root)
 
 
 class ExperimentRunner:
@@ -612,7 +614,7 @@ def run(run_or_experiment: Any, name: str | None = None, metric: str | None = No
         resources_per_trial: e.g. ``{"cpu": 1, "gpu": 0}`` (the default, or what a class
             trainable's ``default_resource_request(config)`` asks), or a
             ``tune.PlacementGroupFactory`` (its bundles are summed onto the trial's actor).
-        local_dir / storage_path: where experiments go (default ``~/raylite_results`` or
+        local_dir / storage_path: where experiments go (default ``~/ray_results`` or
             $RAYLITE_RESULTS_DIR); ``name``: the experiment's directory name.
         max_concurrent_trials: at most this many trials at once.
         max_failures: retries of a failing trial (from its last checkpoint).
@@ -639,6 +641,7 @@ def run(run_or_experiment: Any, name: str | None = None, metric: str | None = No
         {'x': 1}
     """
     from raylite.tune._analysis import ExperimentAnalysis
+    loggers = _file_loggers(unsupported.pop("loggers", None))
     _reject_unsupported(unsupported)
     trainable = resolve_trainable(run_or_experiment)
     check_trainable(trainable)
@@ -666,6 +669,8 @@ def run(run_or_experiment: Any, name: str | None = None, metric: str | None = No
     root = results_root(storage_path or local_dir)
     name = name or _fresh_name(root, shown_name)
     experiment_dir = os.path.join(root, name)
+    if not resume and os.path.exists(os.path.join(experiment_dir, STATE_PICKLE)):
+        _warn_existing_experiment(experiment_dir)
     state = load_state(experiment_dir) if resume else None
     if resume and resume != "AUTO" and state is None:
         raise ValueError(f"nothing to resume in {experiment_dir}: no {STATE_PICKLE} there")
@@ -682,7 +687,7 @@ def run(run_or_experiment: Any, name: str | None = None, metric: str | None = No
         name=name, actor_options=actor_options, resources=shown,
         max_concurrent=concurrency_limit(shown, max_concurrent_trials),
         max_failures=max_failures, fail_fast=fail_fast,
-        callbacks=default_loggers() + list(callbacks or []),
+        callbacks=loggers + list(callbacks or []),
         reporter=progress_reporter if verbose >= 1 else None, verbose=verbose,
         time_budget_s=time_budget_s, checkpoint_freq=checkpoint_freq,
         checkpoint_at_end=checkpoint_at_end,
@@ -701,8 +706,25 @@ def run(run_or_experiment: Any, name: str | None = None, metric: str | None = No
                               default_mode=mode)
 
 
-_UNSUPPORTED_OK = {"sync_config", "log_to_file", "queue_trials", "loggers", "server_port",
+def _file_loggers(loggers: Any) -> list[Callback]:
+    """The default logger callbacks, or Ray 1.x ``loggers=[JsonLogger, ...]`` in their place."""
+    if loggers is None:
+        return default_loggers()
+    from raylite.tune.logger import LegacyLoggerCallback
+    return [LegacyLoggerCallback(loggers)]
+
+
+_UNSUPPORTED_OK = {"sync_config", "log_to_file", "queue_trials", "server_port",
                    "export_formats", "max_pending_trials", "chdir_to_trial_dir"}
+
+
+def _warn_existing_experiment(experiment_dir: str) -> None:
+    """Said when a run reuses the name of an experiment on disk without ``resume``."""
+    print(f"tune.run: warning: the experiment {os.path.basename(experiment_dir)!r} already "
+          f"exists in {experiment_dir}; this run starts new trials beside its trial folders and "
+          "replaces its experiment state. To take it up where it stopped, pass resume=True "
+          "(or Tuner.restore(path, trainable)); to keep both, give this run another name.",
+          file=sys.stderr, flush=True)
 
 
 def _fresh_name(root: str, trainable: str) -> str:
@@ -717,7 +739,7 @@ def _fresh_name(root: str, trainable: str) -> str:
 
 def _reject_unsupported(unsupported: dict) -> None:
     import inspect
-    known = set(inspect.signature(run).parameters) | _UNSUPPORTED_OK
+    known = set(inspect.signature(run).parameters) | _UNSUPPORTED_OK | {"loggers"}
     for key in unsupported:
         if key not in _UNSUPPORTED_OK:
             raise TypeError(f"tune.run() got an unexpected keyword argument {key!r}"

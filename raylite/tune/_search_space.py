@@ -495,5 +495,6 @@ def trial_tag(resolved_vars: dict[Path, Any]) -> str:
     for path, value in resolved_vars.items():
         text = f"{value:.4f}" if isinstance(value, float) else str(value)
         text = re.sub(r"[^a-zA-Z0-9_.\-]+", "_", text).strip("_")
-        parts.append(f"{path[-1] if path else 'value'}={text}")
+        name = str(path[-1]).rsplit("/", 1)[-1] if path else "value"  # "a/b": nested key b
+        parts.append(f"{name}={text}")
     return ",".join(parts)

@@ -16,14 +16,13 @@ from __future__ import annotations
 import contextlib
 import datetime
 import os
-import pickle
-import shutil
 import socket
-import tempfile
 import threading
 import time
 from collections.abc import Iterator
 from typing import Any
+
+from raylite.air.checkpoint import Checkpoint  # the one Checkpoint of Train, Tune and AIR
 
 _local = threading.local()
 _process_session: TrialSession | None = None
@@ -33,60 +32,6 @@ MAX_PENDING_RESULTS = 32  # a trainable runs at most this many results ahead of 
 
 class StopTrial(BaseException):
     """Raised inside a trainable's ``report`` once the driver has stopped the trial."""
-
-
-class Checkpoint:
-    """A trial's saved state: a directory on disk (Ray 2.x ``Checkpoint``).
-
-    Example:
-        >>> ckpt = Checkpoint.from_dict({"step": 3})
-        >>> ckpt.to_dict()["step"]
-        3
-    """
-
-    _DICT_FILE = "dict_checkpoint.pkl"
-
-    def __init__(self, path: str | None = None, data: dict | None = None):
-        self.path = path
-        self._data = data
-
-    @classmethod
-    def from_directory(cls, path: str | os.PathLike) -> Checkpoint:
-        return cls(path=os.fspath(path))
-
-    @classmethod
-    def from_dict(cls, data: dict) -> Checkpoint:
-        return cls(data=dict(data))
-
-    def to_dict(self) -> dict:
-        if self._data is not None:
-            return dict(self._data)
-        file = os.path.join(self.path or "", self._DICT_FILE)
-        if os.path.exists(file):
-            with open(file, "rb") as f:
-                return pickle.load(f)
-        raise ValueError(f"checkpoint {self.path} was saved as a directory, not a dict; "
-                         "read it with as_directory() / to_directory()")
-
-    def to_directory(self, path: str | None = None) -> str:
-        path = path or tempfile.mkdtemp(prefix="checkpoint_")
-        os.makedirs(path, exist_ok=True)
-        if self._data is not None:
-            with open(os.path.join(path, self._DICT_FILE), "wb") as f:
-                pickle.dump(self._data, f)
-        elif self.path and os.path.abspath(self.path) != os.path.abspath(path):
-            shutil.copytree(self.path, path, dirs_exist_ok=True)
-        return path
-
-    @contextlib.contextmanager
-    def as_directory(self) -> Iterator[str]:
-        if self.path is not None:
-            yield self.path
-        else:
-            yield self.to_directory()
-
-    def __repr__(self) -> str:
-        return f"Checkpoint(path={self.path!r})" if self.path else "Checkpoint(<dict>)"
 
 
 class TrialSession:

@@ -150,9 +150,14 @@ class Trainable:
         meta = os.path.join(checkpoint_path, ".tune_metadata")
         if os.path.exists(meta):
             with open(meta) as f:
-                iteration, total = f.read().split()
-            self._iteration = self._restore_iteration = int(iteration)
-            self._time_total = float(total)
+                text = f.read()
+            try:
+                iteration, total = text.split()
+                self._iteration = self._restore_iteration = int(iteration)
+                self._time_total = float(total)
+            except ValueError as exc:
+                from raylite.util._pickle_file import damaged
+                raise damaged(meta, "checkpoint metadata", exc) from None
         dict_file = os.path.join(checkpoint_path, Checkpoint._DICT_FILE)
         if os.path.exists(dict_file):
             self.load_checkpoint(Checkpoint.from_directory(checkpoint_path).to_dict())

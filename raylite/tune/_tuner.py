@@ -10,6 +10,7 @@ import dataclasses
 from collections.abc import Callable
 from typing import Any
 
+from raylite.air.config import CheckpointConfig, FailureConfig, RunConfig
 from raylite.tune._analysis import ResultGrid
 
 
@@ -27,44 +28,6 @@ class TuneConfig:
     reuse_actors: bool | None = None
     trial_name_creator: Callable | None = None
     trial_dirname_creator: Callable | None = None
-
-
-@dataclasses.dataclass
-class FailureConfig:
-    """``max_failures``: retries per trial; ``fail_fast``: stop the experiment at the first failure."""
-
-    max_failures: int = 0
-    fail_fast: bool | str = False
-
-
-@dataclasses.dataclass
-class CheckpointConfig:
-    """When class trainables save (every ``checkpoint_frequency`` iterations and/or at the end)
-    and how many checkpoints a trial keeps (``num_to_keep``: the latest, and the best by
-    ``checkpoint_score_attribute`` in ``checkpoint_score_order``)."""
-
-    num_to_keep: int | None = None
-    checkpoint_score_attribute: str | None = None
-    checkpoint_score_order: str = "max"
-    checkpoint_frequency: int = 0
-    checkpoint_at_end: bool | None = None
-
-
-@dataclasses.dataclass
-class RunConfig:
-    """Where and how long: experiment name, storage path, stop conditions, callbacks, verbosity."""
-
-    name: str | None = None
-    storage_path: str | None = None
-    stop: Any = None
-    callbacks: list | None = None
-    failure_config: FailureConfig | None = None
-    checkpoint_config: CheckpointConfig | None = None
-    progress_reporter: Any = None
-    verbose: int = 2
-    log_to_file: bool = False
-    local_dir: str | None = None
-    sync_config: Any = None
 
 
 class Tuner:
@@ -89,11 +52,18 @@ class Tuner:
                                   (run_config, RunConfig, "run_config")):
             if value is not None and not isinstance(value, kind):
                 raise TypeError(f"{name} must be a tune.{kind.__name__}, got {type(value).__name__}")
+        if callable(getattr(trainable, "as_trainable", None)):  # a Train trainer (Ray 2.x AIR)
+            self.trainer = trainable
+            trainable = trainable.as_trainable()
+            if run_config is None:
+                run_config = self.trainer.run_config
         self.trainable = trainable
         self.param_space = param_space
         self.tune_config = tune_config or TuneConfig()
         self.run_config = run_config or RunConfig()
         self._resume: bool | str = False
+        self._restored_path: str | None = None
+        self._results: ResultGrid | None = None
 
     @classmethod
     def restore(cls, path: str, trainable: Any, *, param_space: dict | None = None,
@@ -103,7 +73,7 @@ class Tuner:
         finished trials are kept, the others run again from their last checkpoint.
 
         Example:
-            >>> tuner = Tuner.restore("~/raylite_results/my_experiment", trainable=train)  # doctest: +SKIP
+            >>> tuner = Tuner.restore("~/ray_results/my_experiment", trainable=train)  # doctest: +SKIP
         """
         import os
 
@@ -119,6 +89,7 @@ class Tuner:
         tuner = cls(trainable, param_space=param_space if param_space is not None else state["space"],
                     tune_config=tune_config, run_config=run_config)
         tuner._resume = "ERRORED_ONLY" if resume_errored else True
+        tuner._restored_path = path
         return tuner
 
     @classmethod
@@ -149,10 +120,21 @@ class Tuner:
             keep_checkpoints_num=checkpoint.num_to_keep,
             checkpoint_score_attr=_score_attr(checkpoint),
             raise_on_failed_trial=False, resume=self._resume)
-        return ResultGrid(analysis)
+        self._results = ResultGrid(analysis)
+        return self._results
 
     def get_results(self) -> ResultGrid:
-        raise RuntimeError("call Tuner.fit() first; it returns the ResultGrid")
+        """The ResultGrid of the last ``fit()``; for a restored Tuner, the results saved in
+        its experiment folder (no trial runs)."""
+        if self._results is not None:
+            return self._results
+        if self._restored_path is not None:
+            from raylite.tune._analysis import ExperimentAnalysis
+            state = self.tune_config
+            return ResultGrid(ExperimentAnalysis(self._restored_path, default_metric=state.metric,
+                                                 default_mode=state.mode))
+        raise RuntimeError("call Tuner.fit() first (or Tuner.restore(path, trainable)); "
+                           "get_results() returns what it produced")
 
 
 def _score_attr(checkpoint: CheckpointConfig) -> str | None:

@@ -15,3 +15,10 @@ from raylite.util.queue import Queue
 __all__ = ["placement_group", "remove_placement_group", "placement_group_table",
            "get_current_placement_group", "PlacementGroup", "ActorPool", "Queue",
            "inspect_serializability", "object_store_stats"]
+
+
+def __getattr__(name: str):
+    if name == "dask":  # ray.util.dask without importing Dask with raylite.util
+        import importlib
+        return importlib.import_module("raylite.util.dask")
+    raise AttributeError(f"module 'raylite.util' has no attribute {name!r}")

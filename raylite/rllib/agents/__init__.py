@@ -1,3 +1,3 @@
 """Ray 1.9's import paths: ``from raylite.rllib.agents.ppo import PPOTrainer``."""
 
-__all__: list[str] = ["ppo"]
+__all__: list[str] = ["dqn", "ppo", "sac"]

@@ -1,0 +1,131 @@
+"""AIR benchmark: BatchPredictor against the same model scored in a plain loop in one process,
+and XGBoostTrainer on 2 workers against xgboost.train alone on the same data.
+
+usage: python bench/air.py [--rows N] [--features F] [--rounds R] [--repeat K]
+
+    predict:  a torch MLP (F -> 64 -> 64 -> 1) in a TorchCheckpoint;
+              plain loop: TorchPredictor.predict on 4096-row numpy batches, one process
+              raylite:    BatchPredictor(...).predict(ds, batch_size=4096, 2 scoring actors)
+                          on a dataset of the same rows (already in the object store), consumed
+    xgboost:  binary:logistic, hist, depth 6, R rounds on N x F synthetic rows
+              xgboost.train(nthread=2) in this process vs XGBoostTrainer(2 workers, 1 thread each)
+              (the trainer's time includes starting the workers and splitting the data)
+
+Ray 2.60's map_batches actor pool is not measured here (no Ray install on this machine).
+Prints one JSON line per measurement (best of --repeat) and a Markdown table.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import time
+
+import numpy as np
+import pandas as pd
+
+
+def best_of(repeat: int, fn) -> float:
+    times = []
+    for _ in range(repeat):
+        start = time.perf_counter()
+        fn()
+        times.append(time.perf_counter() - start)
+    return min(times)
+
+
+def bench_predict(rows: int, features: int, repeat: int) -> dict:
+    import torch
+
+    import raylite as ray
+    from raylite.train.batch_predictor import BatchPredictor
+    from raylite.train.torch import TorchCheckpoint, TorchPredictor
+    torch.manual_seed(0)
+    model = torch.nn.Sequential(torch.nn.Linear(features, 64), torch.nn.ReLU(),
+                                torch.nn.Linear(64, 64), torch.nn.ReLU(), torch.nn.Linear(64, 1))
+    checkpoint = TorchCheckpoint.from_model(model)
+    x = np.random.default_rng(0).normal(size=(rows, features)).astype(np.float32)
+
+    def plain_loop():
+        predictor = TorchPredictor.from_checkpoint(checkpoint)
+        for start in range(0, rows, 4096):
+            predictor.predict(x[start:start + 4096])
+
+    torch.set_num_threads(2)
+    plain = best_of(repeat, plain_loop)
+    ds = ray.data.from_pandas([pd.DataFrame({"x": list(part)})
+                               for part in np.array_split(x, 8)]).materialize()
+    batch_predictor = BatchPredictor.from_checkpoint(checkpoint, TorchPredictor)
+
+    def raylite_pool():
+        count = 0
+        out = batch_predictor.predict(ds, feature_columns=["x"], batch_size=4096,
+                                      min_scoring_workers=2, max_scoring_workers=2)
+        for batch in out.iter_batches(batch_size=None, batch_format="pandas"):
+            count += len(batch)
+        assert count == rows
+
+    pooled = best_of(repeat, raylite_pool)
+    return {"what": "predict", "rows": rows, "plain_rows_per_s": rows / plain,
+            "batch_predictor_rows_per_s": rows / pooled}
+
+
+def bench_xgboost(rows: int, features: int, rounds: int, repeat: int) -> dict:
+    import xgboost
+
+    import raylite as ray
+    from raylite.air import ScalingConfig
+    from raylite.train.xgboost import XGBoostTrainer
+    rng = np.random.default_rng(0)
+    x = rng.normal(size=(rows, features))
+    y = (x[:, 0] + x[:, 1] * x[:, 2] > 0).astype(int)
+    frame = pd.DataFrame(x, columns=[f"f{i}" for i in range(features)])
+    frame["y"] = y
+    params = {"objective": "binary:logistic", "tree_method": "hist", "max_depth": 6,
+              "eval_metric": "logloss"}
+
+    def alone():
+        matrix = xgboost.DMatrix(frame.drop(columns="y"), label=frame["y"])
+        xgboost.train({**params, "nthread": 2}, matrix, num_boost_round=rounds,
+                      evals=[(matrix, "train")], verbose_eval=False)
+
+    single = best_of(repeat, alone)
+    ds = ray.data.from_pandas([frame.iloc[i::4] for i in range(4)]).materialize()
+
+    def trainer():
+        XGBoostTrainer(datasets={"train": ds}, label_column="y", params=params,
+                       num_boost_round=rounds, scaling_config=ScalingConfig(num_workers=2)).fit()
+
+    distributed = best_of(repeat, trainer)
+    return {"what": "xgboost", "rows": rows, "rounds": rounds, "xgboost_train_s": single,
+            "xgboost_trainer_2_workers_s": distributed}
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--rows", type=int, default=200_000)
+    parser.add_argument("--features", type=int, default=32)
+    parser.add_argument("--rounds", type=int, default=30)
+    parser.add_argument("--repeat", type=int, default=2)
+    args = parser.parse_args()
+    import raylite as ray
+    ray.init(num_cpus=2)
+    results = [bench_predict(args.rows, args.features, args.repeat),
+               bench_xgboost(args.rows, args.features, args.rounds, args.repeat)]
+    for result in results:
+        print(json.dumps(result))
+    predict, boost = results
+    print("\n| figure | raylite | peer | raylite / peer |\n|---|---|---|---|")
+    print(f"| BatchPredictor, torch MLP, {predict['rows']:,} rows (rows/s) | "
+          f"{predict['batch_predictor_rows_per_s']:,.0f} | plain loop, 1 process: "
+          f"{predict['plain_rows_per_s']:,.0f} | "
+          f"{predict['batch_predictor_rows_per_s'] / predict['plain_rows_per_s']:.2f} |")
+    print(f"| XGBoostTrainer 2 workers, {boost['rows']:,} rows, {boost['rounds']} rounds (s) | "
+          f"{boost['xgboost_trainer_2_workers_s']:.2f} | xgboost.train nthread=2: "
+          f"{boost['xgboost_train_s']:.2f} | "
+          f"{boost['xgboost_trainer_2_workers_s'] / boost['xgboost_train_s']:.2f} |")
+    ray.shutdown()
+
+
+if __name__ == "__main__":
+    main()
