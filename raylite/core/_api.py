@@ -18,8 +18,8 @@ from typing import Any, Callable
 
 from raylite.core import _ids, _refs
 from raylite._suggest import did_you_mean
-from raylite.core._options import (ACTOR_OPTIONS, METHOD_OPTIONS, TASK_OPTIONS, check_options,
-                                   placement_of, to_resources)
+from raylite.core._options import (ACTOR_OPTIONS, METHOD_OPTIONS, NOT_IMPLEMENTED, TASK_OPTIONS,
+                                   check_options, placement_of, to_resources, warn_once)
 from raylite.core._refs import ObjectRef
 
 _lock = threading.RLock()
@@ -37,6 +37,37 @@ INIT_ARGS = frozenset({
     "job_config", "_system_config", "_temp_dir", "_memory", "_node_ip_address",
     "storage", "labels", "_plasma_directory",
 })
+
+
+# init() arguments Ray has that raylite does not implement: refused unless empty (they would
+# change what the program does), or, where Ray treats them as tuning, warned about once.
+INIT_NOT_IMPLEMENTED = {
+    "runtime_env": NOT_IMPLEMENTED["runtime_env"],
+    "job_config": "job configs are not implemented in raylite (use namespace= for named actors)",
+    "storage": "cluster storage is not implemented in raylite: give Tune and Train a "
+               "storage_path instead",
+    "labels": "node labels are not implemented in raylite",
+    "_plasma_directory": "the object store lives in /dev/shm (or the temp folder without it) "
+                         "and its folder cannot be chosen",
+    "_temp_dir": "session folders live in the system temp folder: set TMPDIR to move them",
+    "_system_config": "Ray's internal system config has no raylite equivalent",
+}
+INIT_HINTS = {
+    "logging_level": "raylite configures no logging",
+    "logging_format": "raylite configures no logging",
+    "configure_logging": "raylite configures no logging",
+    "_node_ip_address": "the local runtime is always 127.0.0.1",
+}
+
+
+def _check_init_args(kwargs: dict) -> None:
+    for key, value in kwargs.items():
+        if key in INIT_NOT_IMPLEMENTED and value not in (None, {}, [], ""):
+            raise ValueError(f"init({key}={value!r:.80}) is not supported: "
+                             f"{INIT_NOT_IMPLEMENTED[key]}.")
+        if key in INIT_HINTS and value is not None:
+            warn_once(f"init:{key}", f"init({key}=...) is accepted and ignored "
+                                     f"({INIT_HINTS[key]}).")
 
 
 class RuntimeInfo(dict):
@@ -91,6 +122,7 @@ def init(address: str | None = None, *, num_cpus: float | None = None,
         if key not in INIT_ARGS:
             raise TypeError(f"init() got an unexpected keyword argument {key!r}"
                             f"{did_you_mean(key, INIT_ARGS | {'num_cpus', 'num_gpus'})}")
+    _check_init_args(kwargs)
     with _lock:
         if _backend_obj is not None:
             if ignore_reinit_error:
@@ -393,7 +425,15 @@ class ActorClass:
             except ValueError:
                 pass
         is_async = any(m["is_async"] for m in self._meta.values())
+        groups = options.get("concurrency_groups") or {}
+        for method_name, meta in self._meta.items():
+            group = meta["concurrency_group"]
+            if group is not None and group not in groups:
+                raise ValueError(f"{self._name}.{method_name} runs in concurrency group {group!r}, "
+                                 f"which {self._name} does not declare{did_you_mean(group, groups)}"
+                                 f": add it to @remote(concurrency_groups={{...}})")
         actor_options = {
+            "concurrency_groups": dict(groups),
             "class_name": self._name, "meta": self._meta, "name": name,
             "namespace": options.get("namespace") or (_context or {}).get("namespace"),
             "max_restarts": options.get("max_restarts", 0),
@@ -428,6 +468,7 @@ def _method_meta(cls: type) -> dict[str, dict]:
         function = getattr(member, "__func__", member)
         meta[name] = {
             "num_returns": getattr(function, "__raylite_num_returns__", 1),
+            "concurrency_group": getattr(function, "__raylite_concurrency_group__", None),
             "is_async": inspect.iscoroutinefunction(function) or inspect.isasyncgenfunction(function),
         }
     return meta
@@ -496,15 +537,24 @@ class ActorMethod:
         return refs[0] if n == 1 else (refs if n > 1 else None)
 
     def options(self, **options) -> "ActorMethod":
+        """Per call: ``num_returns``, ``name``, ``concurrency_group`` (one the actor declares)."""
         check_options(options, METHOD_OPTIONS, f"{self._name}.options()")
         return ActorMethod(self._handle, self._name, options.get("num_returns", self._num_returns),
                            options)
 
 
 def method(*, num_returns: int = 1, concurrency_group: str | None = None):
-    """Decorate an actor method: ``@raylite.method(num_returns=2)``."""
+    """Decorate an actor method: ``@raylite.method(num_returns=2)``; ``concurrency_group``
+    runs its calls in one of the groups the actor declares (``concurrency_groups=``)."""
+    if concurrency_group is not None and (not isinstance(concurrency_group, str)
+                                          or not concurrency_group):
+        raise ValueError(f"@method(concurrency_group=...) must name a group, got "
+                         f"{concurrency_group!r}")
+
     def decorate(function):
         function.__raylite_num_returns__ = num_returns
+        if concurrency_group is not None:
+            function.__raylite_concurrency_group__ = concurrency_group
         return function
     return decorate
 

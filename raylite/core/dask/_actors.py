@@ -41,6 +41,10 @@ class ActorsMixin:
     # ----- creating ---------------------------------------------------------------------------
     def create_actor(self, actor_class, args, kwargs, options, resources, placement,
                      actor_options) -> bytes:
+        if actor_options.get("concurrency_groups"):
+            raise ValueError(f"{actor_class._name}: concurrency_groups are not supported on the "
+                             "Dask backend yet (they are on the local runtime); use "
+                             "max_concurrency")
         self.table.drain()
         class_name = actor_class._name
         key = _new_key(class_name)

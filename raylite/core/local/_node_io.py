@@ -18,11 +18,22 @@ from typing import TYPE_CHECKING, Callable
 from raylite.core import _ids, _refs
 from raylite.core.local import _protocol as wire
 from raylite.core.local._protocol import Channel, make_pair
+from raylite.core.local._scheduler import Retry
 from raylite.core.local._store import READY
 from raylite.core._task import ACTOR_CALL, TASK, TaskSpec, unpack_value
 
 if TYPE_CHECKING:
     from raylite.core.local._node import _Waiter
+
+
+def _retries_on(spec: TaskSpec, packed: tuple) -> bool:
+    """Whether the error a task raised is one its ``retry_exceptions`` names (the scheduler
+    decides whether retries are left)."""
+    retry = spec.retry_exceptions
+    if retry is True:
+        return True
+    error = unpack_value(packed[0], packed[1])
+    return isinstance(error.cause, tuple(retry))
 
 
 class _Process:
@@ -205,29 +216,26 @@ class ProcessIOMixin:
                                  results[0][0] not in wire.ERROR_KINDS if results else True))
         if spec.kind == ACTOR_CALL:
             self.actor_table.call_done(spec.actor_id, task_id)
-        if spec.kind == TASK and results and results[0][0] in wire.ERROR_KINDS and self._should_retry(spec, results[0]):
+        if spec.kind != TASK:
+            for oid, packed in zip(spec.return_ids, results):
+                self._seal(oid, packed, is_error=packed[0] in wire.ERROR_KINDS)
+            self._release_pins(spec)
             return
+        if results and results[0][0] in wire.ERROR_KINDS and spec.retry_exceptions:
+            actions = self.scheduler.task_errored(process.worker_id, task_id, duration,
+                                                  _retries_on(spec, results[0]))
+            if actions and type(actions[0]) is Retry:
+                self.specs[task_id] = spec  # queued again: the spec lives on
+                self._act(actions[1:])
+                return
+        else:
+            actions = None
         for oid, packed in zip(spec.return_ids, results):
             self._seal(oid, packed, is_error=packed[0] in wire.ERROR_KINDS)
-        if spec.kind == TASK:
-            if not any(oid in self.store.entries for oid in spec.return_ids):
-                self._release_pins(spec)  # nobody kept a result: no lineage to keep either
-            self._act(self.scheduler.task_finished(process.worker_id, task_id, duration))
-        else:
-            self._release_pins(spec)
-
-    def _should_retry(self, spec: TaskSpec, packed: tuple) -> bool:
-        retry = spec.retry_exceptions
-        task = self.scheduler.tasks.get(spec.task_id)
-        if not retry or task is None or task.attempt >= spec.max_retries:
-            return False
-        if retry is not True:
-            error = unpack_value(packed[0], packed[1])
-            if not isinstance(error.cause, tuple(retry)):
-                return False
-        self.specs[spec.task_id] = spec
-        self._act(self.scheduler.task_retry(task.worker_id, spec.task_id))
-        return True
+        if not any(oid in self.store.entries for oid in spec.return_ids):
+            self._release_pins(spec)  # nobody kept a result: no lineage to keep either
+        self._act(actions if actions is not None else
+                  self.scheduler.task_finished(process.worker_id, task_id, duration))
 
     def _h_submit(self, process: _Process, message: tuple) -> None:
         spec = message[1]

@@ -7,6 +7,7 @@ frozen dataclasses, for the I/O shell (``raylite.core.local._node``) to carry ou
     Dispatch(task, worker_id, gpu_ids)   send the task to that worker
     StartWorker()                        spawn one more task worker
     Fail(task, reason, detail)           the task ends without a result
+    Retry(task)                          it raised an error it retries on: queued again
     Interrupt(task, worker_id, force)    cancel a running task
     Revoke(task, worker_id)              the worker must skip a pipelined task it was sent
     StopWorker(worker_id)                an extra worker idle long enough: let it exit
@@ -62,6 +63,11 @@ class Fail:
     task: Task
     reason: str  # "dependency_failed" (detail: the object id), "cancelled", "worker_crashed"
     detail: Any
+
+
+@dataclass(frozen=True, slots=True)
+class Retry:
+    task: Task
 
 
 @dataclass(frozen=True, slots=True)
@@ -324,9 +330,17 @@ class Scheduler:
             self._idle(worker)
         return self.schedule()
 
-    def task_retry(self, worker_id: bytes, task_id: bytes) -> list:
-        """The task raised an error it may retry on: free its worker and queue it again."""
-        task = self.tasks[task_id]
+    def task_errored(self, worker_id: bytes, task_id: bytes, duration: float,
+                     retryable: bool) -> list:
+        """The task raised; ``retryable``: the error is one its ``retry_exceptions`` names.
+        With retries left it is queued again (a Retry action first), else it finished."""
+        task = self.tasks.get(task_id)
+        if not retryable or task is None or task.attempt >= task.max_retries:
+            return self.task_finished(worker_id, task_id, duration)
+        return [Retry(task)] + self._retry(worker_id, task)
+
+    def _retry(self, worker_id: bytes, task: Task) -> list:
+        """Free the task's worker and queue the task again."""
         worker = self.workers.get(worker_id)
         if worker is not None and task in worker.tasks:
             worker.tasks.remove(task)

@@ -127,6 +127,9 @@ class Worker:
         self._last_value: Any = None
         self.started: memoryview | None = None  # an actor's count of calls started
         self.actor_id: bytes | None = None
+        self.groups: dict[str, int] = {}  # concurrency groups: name -> concurrent calls
+        self.group_pools: dict = {}
+        self.group_semaphores: dict = {}
 
     # ----- main loop ------------------------------------------------------------------------
     def run(self) -> None:
@@ -144,8 +147,9 @@ class Worker:
     def on_exit(self, message: tuple) -> None:
         """Finish the calls already started (threaded and async actors), then leave."""
         self.conn.flush()
-        if self.pool is not None:
-            self.pool.shutdown(wait=True)
+        for pool in [self.pool, *self.group_pools.values()]:
+            if pool is not None:
+                pool.shutdown(wait=True)
         if self.loop is not None:
             async def drain() -> None:
                 current = asyncio.current_task()
@@ -184,31 +188,47 @@ class Worker:
         self.actor = self._last_value
         self._last_value = None
         concurrency = options.get("max_concurrency") or 1
+        self.groups = options.get("concurrency_groups") or {}
         if options.get("is_async"):
             self.loop = asyncio.new_event_loop()
             self.semaphore = asyncio.Semaphore(concurrency)
+            self.group_semaphores = {g: asyncio.Semaphore(n) for g, n in self.groups.items()}
             threading.Thread(target=self.loop.run_forever, name="actor-loop", daemon=True).start()
-        elif concurrency > 1:
+        elif concurrency > 1 or self.groups:  # groups: each its own threads, the default too
             from concurrent.futures import ThreadPoolExecutor
             self.pool = ThreadPoolExecutor(concurrency, thread_name_prefix="actor")
+            self.group_pools = {g: ThreadPoolExecutor(n, thread_name_prefix=f"actor-{g}")
+                                for g, n in self.groups.items()}
         self.conn.send((wire.ACTOR_READY, spec.actor_id, None))
 
     def on_call(self, message: tuple) -> None:
         _, spec, resolved = message
         self.started[0] += 1  # the node reads this if the process dies: calls begun
         method = getattr(self.actor, spec.method)
+        group = None
+        if self.groups:
+            group = (spec.actor_options.get("concurrency_group") if spec.actor_options else
+                     None) or getattr(method, "__raylite_concurrency_group__", None)
+            if group is not None and group not in self.groups:
+                error = ValueError(f"{spec.name}: this actor has no concurrency group {group!r} "
+                                   f"(it declares {sorted(self.groups)})")
+                self.conn.send((wire.DONE, spec.task_id, self.pack_error(spec, error), 0.0))
+                return
         if self.loop is not None:
-            asyncio.run_coroutine_threadsafe(self._call_async(method, spec, resolved), self.loop)
+            semaphore = self.group_semaphores[group] if group else self.semaphore
+            asyncio.run_coroutine_threadsafe(self._call_async(method, spec, resolved, semaphore),
+                                             self.loop)
         elif self.pool is not None:
-            self.pool.submit(self._call_sync, method, spec, resolved)
+            pool = self.group_pools[group] if group else self.pool
+            pool.submit(self._call_sync, method, spec, resolved)
         else:
             self._call_sync(method, spec, resolved)
 
     def _call_sync(self, method, spec, resolved) -> None:
         self.conn.send((wire.DONE, spec.task_id) + self.execute(method, spec, resolved))
 
-    async def _call_async(self, method, spec, resolved) -> None:
-        async with self.semaphore:
+    async def _call_async(self, method, spec, resolved, semaphore) -> None:
+        async with semaphore:
             start = time.perf_counter()
             try:
                 args, kwargs = self.resolve(spec, resolved)
