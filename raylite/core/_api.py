@@ -16,7 +16,7 @@ import threading
 import time
 from typing import Any, Callable
 
-from raylite.core import _ids, _refs
+from raylite.core import _generators, _ids, _refs
 from raylite._suggest import did_you_mean
 from raylite.core._options import (ACTOR_OPTIONS, METHOD_OPTIONS, TASK_OPTIONS, check_options,
                                    placement_of, to_resources)
@@ -290,6 +290,7 @@ class RemoteFunction:
         self._pickled: bytes | None = None
         self._prepared: tuple | None = None
         self._source = _source_file(function)
+        self._default_returns = _generators.default_num_returns(function)
         functools.update_wrapper(self, function)
 
     def __call__(self, *args, **kwargs):
@@ -323,8 +324,12 @@ class RemoteFunction:
             prepared = (backend, to_resources(options, 1), placement_of(options))
             if options is self._options:
                 self._prepared = prepared
+        n = options.get("num_returns", self._default_returns)
+        if type(n) is str or self._default_returns != 1:  # a generator: core/_generators.py
+            return _generators.submit(backend, lambda kw, extra: backend.submit_task(
+                self, args, kw, {**options, **extra}, prepared[1], prepared[2]), kwargs, n,
+                options.get("name") or self._name)
         refs = backend.submit_task(self, args, kwargs, options, prepared[1], prepared[2])
-        n = options.get("num_returns", 1)
         return refs[0] if n == 1 else (refs if n > 1 else None)
 
     def __getstate__(self):
@@ -427,7 +432,9 @@ def _method_meta(cls: type) -> dict[str, dict]:
             continue
         function = getattr(member, "__func__", member)
         meta[name] = {
-            "num_returns": getattr(function, "__raylite_num_returns__", 1),
+            "num_returns": getattr(function, "__raylite_num_returns__",
+                                   _generators.default_num_returns(function)),
+            "generator": _generators.is_generator_function(function),
             "is_async": inspect.iscoroutinefunction(function) or inspect.isasyncgenfunction(function),
         }
     return meta
@@ -491,6 +498,10 @@ class ActorMethod:
     def remote(self, *args, **kwargs):
         handle = self._handle
         n = self._num_returns
+        if type(n) is str or handle._meta[self._name].get("generator"):  # core/_generators.py
+            return _generators.submit(_backend(), lambda kw, extra: _backend().submit_actor_call(
+                handle._actor_id, handle._class_name, self._name, args, kw, extra["num_returns"],
+                self._options), kwargs, n, f"{handle._class_name}.{self._name}")
         refs = _backend().submit_actor_call(handle._actor_id, handle._class_name, self._name, args,
                                             kwargs, n, self._options)
         return refs[0] if n == 1 else (refs if n > 1 else None)
@@ -640,6 +651,8 @@ def wait(object_refs, *, num_returns: int = 1, timeout: float | None = None,
 
 def cancel(object_ref: ObjectRef, *, force: bool = False, recursive: bool = True) -> None:
     """Cancel the task behind a ref; ``get`` of it then raises TaskCancelledError."""
+    if isinstance(object_ref, _generators.ObjectRefGenerator):
+        object_ref = object_ref._task_ref()
     if type(object_ref) is not ObjectRef:
         raise TypeError(_not_a_ref("cancel", object_ref, ""))
     _backend().cancel(object_ref._id, force)
