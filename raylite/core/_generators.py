@@ -115,7 +115,7 @@ class ObjectRefGenerator:
         return ref
 
     def _next(self, timeout: float | None) -> ObjectRef | None:
-        """The next ref, None at the end; raises GetTimeoutError-free TimeoutError on timeout."""
+        """The next ref, None at the end; TimeoutError when nothing came within ``timeout``."""
         if self._done:
             return None
         item = ObjectRef(item_id(self._key, self._index))
@@ -134,13 +134,6 @@ class ObjectRefGenerator:
             return None
         self._index += 1
         return item
-
-    def next_ready(self, timeout: float | None = None) -> ObjectRef:
-        """``next()`` with a timeout (TimeoutError when nothing came)."""
-        ref = self._next(timeout)
-        if ref is None:
-            raise StopIteration
-        return ref
 
     # ----- async ----------------------------------------------------------------------------
     def __aiter__(self) -> "ObjectRefGenerator":
