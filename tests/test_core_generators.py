@@ -131,6 +131,30 @@ def test_generators_on_sync_threaded_and_async_actors(ray):
         assert [ray.get(ref) for ref in actor.f.remote()] == [0, 1, 2], cls
 
 
+def test_wait_on_generators_and_refs(ray):
+    signal = _signal(ray)
+
+    @ray.remote
+    def task(signal):
+        ray.get(signal.wait.remote(30))
+        yield "item"
+
+    gen = task.remote(signal)
+    plain = ray.put(1)
+    ready, unready = ray.wait([gen], timeout=0)
+    assert (ready, unready) == ([], [gen])
+    ready, unready = ray.wait([gen, plain], num_returns=1)
+    assert ready == [plain] and unready == [gen]
+    signal.send.remote()
+    ready, unready = ray.wait([gen, plain], num_returns=2, timeout=30)
+    assert ready == [gen, plain] and unready == []
+    assert ray.get(next(gen)) == "item"
+    ready, _ = ray.wait([gen], timeout=30)  # the end: next() would not block either
+    assert ready == [gen]
+    with pytest.raises(StopIteration):
+        next(gen)
+
+
 def test_cancel_a_streaming_task(ray):
     signal = _signal(ray)
 

@@ -634,10 +634,14 @@ def wait(object_refs, *, num_returns: int = 1, timeout: float | None = None,
     """Return (ready, not_ready): the first ``num_returns`` refs done, within ``timeout`` s."""
     if not isinstance(object_refs, (list, tuple)):
         raise TypeError(f"wait() expects a list of ObjectRefs, got {type(object_refs).__name__}")
+    generators = False
     for i, ref in enumerate(object_refs):
         if type(ref) is not ObjectRef:
+            if isinstance(ref, _generators.ObjectRefGenerator):
+                generators = True
+                continue
             raise TypeError(_not_a_ref("wait", ref, f" (item {i} of the list)"))
-    if len(set(object_refs)) != len(object_refs):
+    if len({id(r) if generators else r for r in object_refs}) != len(object_refs):
         raise ValueError("wait() got the same ObjectRef more than once; pass each ref once")
     if not isinstance(num_returns, int) or num_returns < 1 or num_returns > len(object_refs):
         if not object_refs and num_returns == 1:
@@ -646,6 +650,8 @@ def wait(object_refs, *, num_returns: int = 1, timeout: float | None = None,
                          f"({len(object_refs)}), got {num_returns!r}")
     if timeout is not None and timeout < 0:
         raise ValueError(f"timeout must be >= 0 or None, got {timeout!r}")
+    if generators:  # a generator is ready when next() would not block (core/_generators.py)
+        return _generators.wait(_backend(), list(object_refs), num_returns, timeout, fetch_local)
     return _backend().wait(list(object_refs), num_returns, timeout, fetch_local)
 
 

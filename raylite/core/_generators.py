@@ -167,6 +167,14 @@ class ObjectRefGenerator:
                 return False
         return self._index >= self._count
 
+    def _probes(self) -> list[ObjectRef]:
+        """Refs of which any being ready makes ``next()`` return at once (for ``wait``)."""
+        if self._done:
+            return []
+        if self._count is not None and self._index < self._count:
+            return [ObjectRef(item_id(self._key, self._index))]
+        return [ObjectRef(item_id(self._key, self._index)), self._end]
+
     def _task_ref(self) -> ObjectRef:
         return self._end
 
@@ -176,6 +184,25 @@ class ObjectRefGenerator:
 
     def __repr__(self) -> str:
         return f"ObjectRefGenerator({self._end.hex()})"
+
+
+def wait(backend: Any, items: list, num_returns: int, timeout: float | None,
+         fetch_local: bool) -> tuple[list, list]:
+    """``raylite.wait`` over refs and generators: a generator is ready when ``next()`` would
+    return at once (an item is there, or the task has ended)."""
+    import time
+    deadline = None if timeout is None else time.monotonic() + timeout
+    probes = [item._probes() if isinstance(item, ObjectRefGenerator) else [item]
+              for item in items]
+    flat = list({ref: None for group in probes for ref in group})
+    while True:
+        ready_refs = set(backend.wait(flat, len(flat), 0, fetch_local)[0]) if flat else set()
+        ready = [item for item, group in zip(items, probes)
+                 if not group or any(ref in ready_refs for ref in group)][:num_returns]
+        left = None if deadline is None else deadline - time.monotonic()
+        if len(ready) >= num_returns or len(ready_refs) == len(flat) or (left is not None and left <= 0):
+            return ready, [item for item in items if not any(item is r for r in ready)]
+        backend.wait(flat, len(ready_refs) + 1, left, fetch_local)  # until one more is ready
 
 
 #: Ray 2.x's older name
