@@ -67,7 +67,7 @@ def item_id(key: bytes, index: int) -> bytes:
 def submit(backend: Any, submit_call: Callable[[dict, dict], list], kwargs: dict, mode: Any,
            name: str) -> Any:
     """Submit a generator call: ``submit_call(kwargs, options_override)`` does the backend call."""
-    if not getattr(backend, "runs_generators", False):
+    if not getattr(backend, "runs_generators", False):  # True, or "at_end" (see below)
         raise NotImplementedError(
             f"{name}: remote generator functions (num_returns={mode!r}) are not supported on "
             f"this runtime ({type(backend).__name__}); run it with raylite.init() or "
@@ -102,7 +102,10 @@ class ObjectRefGenerator:
         self._backend = backend
         self._index = 0
         self._count: int | None = None   # items in all, once the task has finished
+        self._refs: list | None = None   # the items' refs, where the end holds them (Dask)
         self._done = False
+        # True: items can be waited for one by one; "at_end": they arrive with the end
+        self._streams = getattr(backend, "runs_generators", False) is True
 
     # ----- sync -----------------------------------------------------------------------------
     def __iter__(self) -> "ObjectRefGenerator":
@@ -118,22 +121,31 @@ class ObjectRefGenerator:
         """The next ref, None at the end; TimeoutError when nothing came within ``timeout``."""
         if self._done:
             return None
-        item = ObjectRef(item_id(self._key, self._index))
-        if self._count is None or self._index >= self._count:
-            ready, _ = self._backend.wait([item, self._end], 1, timeout, True)
+        item = ObjectRef(item_id(self._key, self._index)) if self._streams else None
+        if self._count is None:
+            probes = [item, self._end] if item is not None else [self._end]
+            ready, _ = self._backend.wait(probes, 1, timeout, True)
             if not ready:
                 raise TimeoutError("no item was ready within the timeout")
             if ready[0] != item:   # the end came first: the task finished (or failed)
                 try:
-                    self._count = self._backend.get([self._end], None)[0]
+                    self._set_end(self._backend.get([self._end], None)[0])
                 except BaseException:  # noqa: BLE001 - a failed task: its error is the last ref
                     self._done = True
                     return self._end
         if self._count is not None and self._index >= self._count:
             self._done = True
             return None
+        if self._refs is not None:
+            item = self._refs[self._index]
         self._index += 1
         return item
+
+    def _set_end(self, value: Any) -> None:
+        if isinstance(value, list):
+            self._refs, self._count = value, len(value)
+        else:
+            self._count = value
 
     # ----- async ----------------------------------------------------------------------------
     def __aiter__(self) -> "ObjectRefGenerator":
@@ -162,7 +174,7 @@ class ObjectRefGenerator:
             if not ready:
                 return False
             try:
-                self._count = self._backend.get([self._end], None)[0]
+                self._set_end(self._backend.get([self._end], None)[0])
             except BaseException:  # noqa: BLE001 - the error ref is still to be taken
                 return False
         return self._index >= self._count
@@ -172,7 +184,10 @@ class ObjectRefGenerator:
         if self._done:
             return []
         if self._count is not None and self._index < self._count:
-            return [ObjectRef(item_id(self._key, self._index))]
+            return [self._refs[self._index] if self._refs is not None
+                    else ObjectRef(item_id(self._key, self._index))]
+        if not self._streams:
+            return [self._end]
         return [ObjectRef(item_id(self._key, self._index)), self._end]
 
     def _task_ref(self) -> ObjectRef:
@@ -236,7 +251,9 @@ def pop_stream(kwargs: dict) -> tuple | None:
 def drain(value: Any, stream: tuple, end_id: bytes, put_item: Callable) -> Any:
     """Run a generator to its end, storing each item; returns the task's own return value.
 
-    ``put_item(end_id, object_id, value, is_error)`` stores one item.
+    ``put_item(end_id, object_id, value, is_error)`` stores one item: under ``object_id``
+    (returning None), or, on a backend that cannot store under a given id, under an id of its
+    own, returning the item's ref (the end value is then the list of those refs).
     """
     if inspect.isasyncgen(value):
         return asyncio.run(adrain(value, stream, end_id, put_item))
@@ -245,15 +262,22 @@ def drain(value: Any, stream: tuple, end_id: bytes, put_item: Callable) -> Any:
         return _exactly(value, key, name)
     if not inspect.isgenerator(value):
         return _not_a_generator(value, mode, name)
-    count = 0
+    count, refs = 0, []
     try:
         for item in value:
-            put_item(end_id, item_id(key, count), item, False)
+            refs.append(put_item(end_id, item_id(key, count), item, False))
             count += 1
     except Exception as exc:  # noqa: BLE001 - stored at the item where it happened
-        put_item(end_id, item_id(key, count), _task_error(exc, name), True)
+        refs.append(put_item(end_id, item_id(key, count), _task_error(exc, name), True))
         count += 1
-    return _end_value(mode, key, count)
+    return _end_value(mode, key, count, refs)
+
+
+def draining(function: Callable, stream: tuple, put_item: Callable) -> Callable:
+    """``function``, with what it returns drained (for a runner that calls it later)."""
+    def run(*args, **kwargs):
+        return drain(function(*args, **kwargs), stream, None, put_item)
+    return run
 
 
 async def adrain(value: Any, stream: tuple, end_id: bytes, put_item: Callable) -> Any:
@@ -265,15 +289,36 @@ async def adrain(value: Any, stream: tuple, end_id: bytes, put_item: Callable) -
         return drain(value, stream, end_id, put_item)
     if mode == "count":
         return _exactly([item async for item in value], key, name)
-    count = 0
+    count, refs = 0, []
     try:
         async for item in value:
-            put_item(end_id, item_id(key, count), item, False)
+            refs.append(put_item(end_id, item_id(key, count), item, False))
             count += 1
     except Exception as exc:  # noqa: BLE001
-        put_item(end_id, item_id(key, count), _task_error(exc, name), True)
+        refs.append(put_item(end_id, item_id(key, count), _task_error(exc, name), True))
         count += 1
-    return _end_value(mode, key, count)
+    return _end_value(mode, key, count, refs)
+
+
+async def collect_async(value: Any) -> Any:
+    """An async generator run to its end, replayed as a plain generator (its exception, if
+    any, raised after its items); anything else unchanged (a coroutine awaited)."""
+    if inspect.iscoroutine(value):
+        return await value
+    if not inspect.isasyncgen(value):
+        return value
+    items, error = [], None
+    try:
+        async for item in value:
+            items.append(item)
+    except Exception as exc:  # noqa: BLE001 - raised again at its place by the replay
+        error = exc
+
+    def replay():
+        yield from items
+        if error is not None:
+            raise error
+    return replay()
 
 
 def _exactly(value: Any, k: int, name: str) -> Any:
@@ -287,7 +332,9 @@ def _exactly(value: Any, k: int, name: str) -> Any:
     return values[0] if k == 1 else values
 
 
-def _end_value(mode: str, key: bytes, count: int) -> Any:
+def _end_value(mode: str, key: bytes, count: int, refs: list) -> Any:
+    if refs and refs[0] is not None:  # a backend whose puts pick their own ids (Dask)
+        return DynamicObjectRefGenerator(refs) if mode == DYNAMIC else refs
     if mode == DYNAMIC:
         return DynamicObjectRefGenerator([ObjectRef(item_id(key, i)) for i in range(count)])
     return count
