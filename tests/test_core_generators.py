@@ -54,6 +54,22 @@ def test_streaming_is_the_default_and_yields_each_value_in_order(ray):
     assert [ray.get(r) for r in explicit.options(num_returns="streaming").remote(0)] == []
 
 
+def test_large_items_and_a_generator_consumed_inside_a_task(ray):
+    import numpy as np
+
+    @ray.remote
+    def arrays(n):
+        for i in range(n):
+            yield np.full(500_000, i, dtype=np.float32)  # 2 MB: in shared memory, not inline
+
+    @ray.remote
+    def consume(n):
+        return [float(ray.get(ref)[0]) for ref in arrays.remote(n)]
+
+    assert [float(ray.get(ref)[-1]) for ref in arrays.remote(3)] == [0.0, 1.0, 2.0]
+    assert ray.get(consume.remote(3)) == [0.0, 1.0, 2.0]
+
+
 def test_the_caller_gets_items_before_the_generator_finishes(ray):
     signal = _signal(ray)
 
