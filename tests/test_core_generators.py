@@ -136,6 +136,20 @@ def test_generators_on_sync_threaded_and_async_actors(ray):
                 yield i
 
     @ray.remote
+    class DecoratedActor:
+        @ray.method(num_returns="dynamic")
+        def dyn(self):
+            yield from range(3)
+
+        @ray.method()  # no num_returns: still Ray 2.x's streaming default for a generator
+        def f(self):
+            yield from range(3)
+
+    decorated = DecoratedActor.remote()
+    assert ray.get(list(ray.get(decorated.dyn.remote()))) == [0, 1, 2]
+    assert [ray.get(ref) for ref in decorated.f.remote()] == [0, 1, 2]
+
+    @ray.remote
     class AsyncActor:
         async def f(self):
             for i in range(3):
@@ -267,6 +281,8 @@ def test_bad_num_returns_and_passing_a_generator_are_refused(ray):
     gen = task.remote()
     with pytest.raises(TypeError, match="cannot be passed to another task"):
         use.remote(gen)
+    with pytest.raises(TypeError, match=r"iterate it \(for ref in gen: get\(ref\)\)"):
+        ray.get(gen)
     assert [ray.get(r) for r in gen] == [1]
 
 

@@ -512,10 +512,15 @@ class ActorMethod:
                            options)
 
 
-def method(*, num_returns: int = 1, concurrency_group: str | None = None):
-    """Decorate an actor method: ``@raylite.method(num_returns=2)``."""
+def method(*, num_returns: int | str | None = None, concurrency_group: str | None = None):
+    """Decorate an actor method: ``@raylite.method(num_returns=2)`` (unset: 1, or "streaming"
+    for a generator method)."""
+    if num_returns is not None:
+        check_options({"num_returns": num_returns}, METHOD_OPTIONS, "@method")
+
     def decorate(function):
-        function.__raylite_num_returns__ = num_returns
+        if num_returns is not None:
+            function.__raylite_num_returns__ = num_returns
         return function
     return decorate
 
@@ -607,6 +612,9 @@ def _not_a_ref(what: str, value: Any, where: str) -> str:
         hint = " You passed the remote function itself; call it with .remote(...) first."
     elif inspect.isgenerator(value):
         hint = " Pass a list, not a generator."
+    elif isinstance(value, _generators.ObjectRefGenerator):
+        hint = (" An ObjectRefGenerator gives one ObjectRef per yielded value: iterate it "
+                "(for ref in gen: get(ref)), or use gen.completed() for the task's end.")
     return (f"{what}() expects an ObjectRef or a list of ObjectRefs, got "
             f"{type(value).__name__} {value!r:.60}{where}.{hint} ObjectRefs come from "
             "f.remote(...), actor.method.remote(...) and put(...).")
