@@ -365,7 +365,7 @@ class ActorClass:
         self._function_id = _ids.new_id()
         self._pickled: bytes | None = None
         self._source = _source_file(cls)
-        self._meta = _method_meta(cls)
+        self._meta = _generators.mark_methods(cls, _method_meta(cls))
         self.__doc__ = cls.__doc__
         self.__name__ = cls.__name__
         self.__module__ = cls.__module__
@@ -432,9 +432,7 @@ def _method_meta(cls: type) -> dict[str, dict]:
             continue
         function = getattr(member, "__func__", member)
         meta[name] = {
-            "num_returns": getattr(function, "__raylite_num_returns__",
-                                   _generators.default_num_returns(function)),
-            "generator": _generators.is_generator_function(function),
+            "num_returns": getattr(function, "__raylite_num_returns__", 1),
             "is_async": inspect.iscoroutinefunction(function) or inspect.isasyncgenfunction(function),
         }
     return meta

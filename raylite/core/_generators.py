@@ -50,6 +50,18 @@ def default_num_returns(function: Callable) -> Any:
     return STREAMING if is_generator_function(function) else 1
 
 
+def mark_methods(cls: type, meta: dict[str, dict]) -> dict[str, dict]:
+    """An actor class's method table, with its generator methods marked (and streaming unless
+    ``@method(num_returns=...)`` says otherwise)."""
+    for name, entry in meta.items():
+        function = getattr(getattr(cls, name, None), "__func__", getattr(cls, name, None))
+        if function is not None and is_generator_function(function):
+            entry["generator"] = True
+            if not hasattr(function, "__raylite_num_returns__"):
+                entry["num_returns"] = STREAMING
+    return meta
+
+
 def check_num_returns(value: Any, what: str) -> None:
     if isinstance(value, str) and value not in MODES:
         raise ValueError(f"{what}: num_returns must be an int >= 0, 'streaming' or 'dynamic', got "

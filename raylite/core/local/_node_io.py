@@ -18,7 +18,7 @@ from typing import TYPE_CHECKING, Callable
 from raylite.core import _ids, _refs
 from raylite.core.local import _protocol as wire
 from raylite.core.local._protocol import Channel, make_pair
-from raylite.core.local._store import PENDING, READY, _unlink as _unlink_quietly
+from raylite.core.local._store import READY
 from raylite.core._task import ACTOR_CALL, TASK, TaskSpec, unpack_value
 
 if TYPE_CHECKING:
@@ -345,9 +345,12 @@ class ProcessIOMixin:
         store = self.store
         end = store.entries.get(end_id)
         item = store.entries.get(object_id)
-        if end is None or (item is not None and item.state != PENDING):
+        if end is None or (item is not None and item.state == READY):
             if packed[0] in (wire.SHARED, wire.SHARED_ERROR):
-                _unlink_quietly(packed[1])
+                try:
+                    os.unlink(packed[1])
+                except FileNotFoundError:
+                    pass
             return
         store.incref(object_id)
         end.contained.append(object_id)
