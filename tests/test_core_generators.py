@@ -173,6 +173,8 @@ def test_wait_on_generators_and_refs(ray):
     plain = ray.put(1)
     ready, unready = ray.wait([gen], timeout=0)
     assert (ready, unready) == ([], [gen])
+    with pytest.raises(ValueError, match="more than once"):
+        ray.wait([gen, plain, ray.ObjectRef(plain.binary())])
     ready, unready = ray.wait([gen, plain], num_returns=1)
     assert ready == [plain] and unready == [gen]
     signal.send.remote()

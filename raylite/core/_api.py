@@ -647,7 +647,7 @@ def wait(object_refs, *, num_returns: int = 1, timeout: float | None = None,
                 generators = True
                 continue
             raise TypeError(_not_a_ref("wait", ref, f" (item {i} of the list)"))
-    if len({id(r) if generators else r for r in object_refs}) != len(object_refs):
+    if len({r if type(r) is ObjectRef else id(r) for r in object_refs}) != len(object_refs):
         raise ValueError("wait() got the same ObjectRef more than once; pass each ref once")
     if not isinstance(num_returns, int) or num_returns < 1 or num_returns > len(object_refs):
         if not object_refs and num_returns == 1:
