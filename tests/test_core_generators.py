@@ -225,6 +225,33 @@ def test_a_killed_worker_is_retried_without_duplicating_items(ray, tmp_path):
     assert items == [(0, 1), (1, 1), (2, 2), (3, 2), (4, 2)]
 
 
+def test_retry_exceptions_reruns_a_generator_without_duplicating_items(ray, tmp_path):
+    marker = str(tmp_path / "failed-once")
+
+    @ray.remote(max_retries=1, retry_exceptions=True)
+    def task(marker):
+        attempt = 2 if os.path.exists(marker) else 1
+        for i in range(4):
+            if i == 2 and attempt == 1:
+                open(marker, "w").close()
+                raise ConnectionError("flaky")
+            yield (i, attempt)
+
+    assert [ray.get(ref) for ref in task.remote(marker)] == [(0, 1), (1, 1), (2, 2), (3, 2)]
+
+    @ray.remote(max_retries=1, retry_exceptions=True)
+    def always_fails():
+        yield "kept"
+        raise ConnectionError("still flaky")
+
+    gen = always_fails.remote()
+    assert ray.get(next(gen)) == "kept"
+    with pytest.raises(ConnectionError, match="still flaky"):
+        ray.get(next(gen))  # retries spent: the error comes after the items
+    with pytest.raises(StopIteration):
+        next(gen)
+
+
 def test_dynamic_returns_one_ref_to_a_generator_of_refs(ray):
     @ray.remote(num_returns="dynamic")
     def split(array, chunk_size):

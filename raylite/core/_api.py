@@ -328,7 +328,7 @@ class RemoteFunction:
         if type(n) is str or self._default_returns != 1:  # a generator: core/_generators.py
             return _generators.submit(backend, lambda kw, extra: backend.submit_task(
                 self, args, kw, {**options, **extra}, prepared[1], prepared[2]), kwargs, n,
-                options.get("name") or self._name)
+                options.get("name") or self._name, bool(options.get("retry_exceptions")))
         refs = backend.submit_task(self, args, kwargs, options, prepared[1], prepared[2])
         return refs[0] if n == 1 else (refs if n > 1 else None)
 

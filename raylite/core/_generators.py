@@ -77,8 +77,12 @@ def item_id(key: bytes, index: int) -> bytes:
 # the caller's side
 # ==========================================================================================
 def submit(backend: Any, submit_call: Callable[[dict, dict], list], kwargs: dict, mode: Any,
-           name: str) -> Any:
-    """Submit a generator call: ``submit_call(kwargs, options_override)`` does the backend call."""
+           name: str, retry: bool = False) -> Any:
+    """Submit a generator call: ``submit_call(kwargs, options_override)`` does the backend call.
+
+    ``retry``: the task retries on exceptions (``retry_exceptions``), so an exception in the
+    generator fails the task (to be run again; items it already yielded are not repeated)
+    instead of being stored at its item."""
     if not getattr(backend, "runs_generators", False):  # True, or "at_end" (see below)
         raise NotImplementedError(
             f"{name}: remote generator functions (num_returns={mode!r}) are not supported on "
@@ -91,7 +95,7 @@ def submit(backend: Any, submit_call: Callable[[dict, dict], list], kwargs: dict
         kwargs[STREAM_KWARG] = ("count", mode, name)
         refs = submit_call(kwargs, {"num_returns": mode})
         return refs[0] if mode == 1 else (refs if mode > 1 else None)
-    kwargs[STREAM_KWARG] = (mode, key, name)
+    kwargs[STREAM_KWARG] = (mode, key, name, retry)
     refs = submit_call(kwargs, {"num_returns": 1})
     if mode == DYNAMIC:
         return refs[0]
@@ -269,7 +273,7 @@ def drain(value: Any, stream: tuple, end_id: bytes, put_item: Callable) -> Any:
     """
     if inspect.isasyncgen(value):
         return asyncio.run(adrain(value, stream, end_id, put_item))
-    mode, key, name = stream
+    mode, key, name, *retry = stream
     if mode == "count":
         return _exactly(value, key, name)
     if not inspect.isgenerator(value):
@@ -280,6 +284,8 @@ def drain(value: Any, stream: tuple, end_id: bytes, put_item: Callable) -> Any:
             refs.append(put_item(end_id, item_id(key, count), item, False))
             count += 1
     except Exception as exc:  # noqa: BLE001 - stored at the item where it happened
+        if retry and retry[0]:
+            raise  # the task is retried: its next attempt goes on from the items stored
         refs.append(put_item(end_id, item_id(key, count), _task_error(exc, name), True))
         count += 1
     return _end_value(mode, key, count, refs)
@@ -294,7 +300,7 @@ def draining(function: Callable, stream: tuple, put_item: Callable) -> Callable:
 
 async def adrain(value: Any, stream: tuple, end_id: bytes, put_item: Callable) -> Any:
     """``drain`` for an async generator (async actors)."""
-    mode, key, name = stream
+    mode, key, name, *retry = stream
     if not inspect.isasyncgen(value):
         if inspect.iscoroutine(value):
             value = await value
@@ -307,6 +313,8 @@ async def adrain(value: Any, stream: tuple, end_id: bytes, put_item: Callable) -
             refs.append(put_item(end_id, item_id(key, count), item, False))
             count += 1
     except Exception as exc:  # noqa: BLE001
+        if retry and retry[0]:
+            raise
         refs.append(put_item(end_id, item_id(key, count), _task_error(exc, name), True))
         count += 1
     return _end_value(mode, key, count, refs)
