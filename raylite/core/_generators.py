@@ -25,8 +25,6 @@ each item as contained in the end, so items nobody took yet live as long as the 
 
 from __future__ import annotations
 
-import asyncio
-import hashlib
 import inspect
 import os
 import traceback
@@ -70,7 +68,8 @@ def check_num_returns(value: Any, what: str) -> None:
 
 def item_id(key: bytes, index: int) -> bytes:
     """The object id of the ``index``-th value a stream yields."""
-    return hashlib.blake2b(index.to_bytes(8, "little"), key=key, digest_size=len(key)).digest()
+    from hashlib import blake2b  # not at import: `import raylite` stays light
+    return blake2b(index.to_bytes(8, "little"), key=key, digest_size=len(key)).digest()
 
 
 # ==========================================================================================
@@ -168,6 +167,7 @@ class ObjectRefGenerator:
         return self
 
     async def __anext__(self) -> ObjectRef:
+        import asyncio
         if self._done:
             raise StopAsyncIteration
         loop = asyncio.get_running_loop()
@@ -272,6 +272,7 @@ def drain(value: Any, stream: tuple, end_id: bytes, put_item: Callable) -> Any:
     own, returning the item's ref (the end value is then the list of those refs).
     """
     if inspect.isasyncgen(value):
+        import asyncio
         return asyncio.run(adrain(value, stream, end_id, put_item))
     mode, key, name, *retry = stream
     if mode == "count":
