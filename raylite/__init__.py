@@ -24,6 +24,8 @@ from raylite.core._api import (ActorClass, ActorHandle, RemoteFunction, RuntimeC
                                available_resources, cancel, cluster_resources, get,
                                get_actor, get_gpu_ids, get_runtime_context, init, is_initialized,
                                kill, method, nodes, put, remote, shutdown, timeline, wait)
+from raylite.core._generators import (DynamicObjectRefGenerator, ObjectRefGenerator,
+                                      StreamingObjectRefGenerator)
 from raylite.core._refs import ObjectRef
 
 __version__ = "0.1.0"
@@ -31,7 +33,8 @@ __version__ = "0.1.0"
 __all__ = [
     "init", "shutdown", "is_initialized", "remote", "get", "put", "wait", "cancel", "kill",
     "get_actor", "method", "cluster_resources", "available_resources", "nodes",
-    "get_runtime_context", "get_gpu_ids", "timeline", "ObjectRef", "ActorHandle", "ActorClass",
+    "get_runtime_context", "get_gpu_ids", "timeline", "ObjectRef", "ObjectRefGenerator",
+    "DynamicObjectRefGenerator", "StreamingObjectRefGenerator", "ActorHandle", "ActorClass",
     "RemoteFunction", "RuntimeContext", "exceptions", "__version__",
     "data", "tune", "train", "serve", "rllib", "util", "air",
 ]

@@ -16,7 +16,7 @@ import threading
 import time
 from typing import Any, Callable
 
-from raylite.core import _ids, _refs
+from raylite.core import _generators, _ids, _refs
 from raylite._suggest import did_you_mean
 from raylite.core._options import (ACTOR_OPTIONS, METHOD_OPTIONS, NOT_IMPLEMENTED, TASK_OPTIONS,
                                    check_options, placement_of, to_resources, warn_once)
@@ -322,6 +322,7 @@ class RemoteFunction:
         self._pickled: bytes | None = None
         self._prepared: tuple | None = None
         self._source = _source_file(function)
+        self._default_returns = _generators.default_num_returns(function)
         functools.update_wrapper(self, function)
 
     def __call__(self, *args, **kwargs):
@@ -355,8 +356,12 @@ class RemoteFunction:
             prepared = (backend, to_resources(options, 1), placement_of(options))
             if options is self._options:
                 self._prepared = prepared
+        n = options.get("num_returns", self._default_returns)
+        if type(n) is str or self._default_returns != 1:  # a generator: core/_generators.py
+            return _generators.submit(backend, lambda kw, extra: backend.submit_task(
+                self, args, kw, {**options, **extra}, prepared[1], prepared[2]), kwargs, n,
+                options.get("name") or self._name, bool(options.get("retry_exceptions")))
         refs = backend.submit_task(self, args, kwargs, options, prepared[1], prepared[2])
-        n = options.get("num_returns", 1)
         return refs[0] if n == 1 else (refs if n > 1 else None)
 
     def __getstate__(self):
@@ -392,7 +397,7 @@ class ActorClass:
         self._function_id = _ids.new_id()
         self._pickled: bytes | None = None
         self._source = _source_file(cls)
-        self._meta = _method_meta(cls)
+        self._meta = _generators.mark_methods(cls, _method_meta(cls))
         self.__doc__ = cls.__doc__
         self.__name__ = cls.__name__
         self.__module__ = cls.__module__
@@ -532,6 +537,10 @@ class ActorMethod:
     def remote(self, *args, **kwargs):
         handle = self._handle
         n = self._num_returns
+        if type(n) is str or handle._meta[self._name].get("generator"):  # core/_generators.py
+            return _generators.submit(_backend(), lambda kw, extra: _backend().submit_actor_call(
+                handle._actor_id, handle._class_name, self._name, args, kw, extra["num_returns"],
+                self._options), kwargs, n, f"{handle._class_name}.{self._name}")
         refs = _backend().submit_actor_call(handle._actor_id, handle._class_name, self._name, args,
                                             kwargs, n, self._options)
         return refs[0] if n == 1 else (refs if n > 1 else None)
@@ -543,16 +552,20 @@ class ActorMethod:
                            options)
 
 
-def method(*, num_returns: int = 1, concurrency_group: str | None = None):
-    """Decorate an actor method: ``@raylite.method(num_returns=2)``; ``concurrency_group``
-    runs its calls in one of the groups the actor declares (``concurrency_groups=``)."""
+def method(*, num_returns: int | str | None = None, concurrency_group: str | None = None):
+    """Decorate an actor method: ``@raylite.method(num_returns=2)`` (unset: 1, or "streaming"
+    for a generator method); ``concurrency_group`` runs its calls in one of the groups the
+    actor declares (``concurrency_groups=``)."""
+    if num_returns is not None:
+        check_options({"num_returns": num_returns}, METHOD_OPTIONS, "@method")
     if concurrency_group is not None and (not isinstance(concurrency_group, str)
                                           or not concurrency_group):
         raise ValueError(f"@method(concurrency_group=...) must name a group, got "
                          f"{concurrency_group!r}")
 
     def decorate(function):
-        function.__raylite_num_returns__ = num_returns
+        if num_returns is not None:
+            function.__raylite_num_returns__ = num_returns
         if concurrency_group is not None:
             function.__raylite_concurrency_group__ = concurrency_group
         return function
@@ -646,6 +659,9 @@ def _not_a_ref(what: str, value: Any, where: str) -> str:
         hint = " You passed the remote function itself; call it with .remote(...) first."
     elif inspect.isgenerator(value):
         hint = " Pass a list, not a generator."
+    elif isinstance(value, _generators.ObjectRefGenerator):
+        hint = (" An ObjectRefGenerator gives one ObjectRef per yielded value: iterate it "
+                "(for ref in gen: get(ref)), or use gen.completed() for the task's end.")
     return (f"{what}() expects an ObjectRef or a list of ObjectRefs, got "
             f"{type(value).__name__} {value!r:.60}{where}.{hint} ObjectRefs come from "
             "f.remote(...), actor.method.remote(...) and put(...).")
@@ -673,10 +689,14 @@ def wait(object_refs, *, num_returns: int = 1, timeout: float | None = None,
     """Return (ready, not_ready): the first ``num_returns`` refs done, within ``timeout`` s."""
     if not isinstance(object_refs, (list, tuple)):
         raise TypeError(f"wait() expects a list of ObjectRefs, got {type(object_refs).__name__}")
+    generators = False
     for i, ref in enumerate(object_refs):
         if type(ref) is not ObjectRef:
+            if isinstance(ref, _generators.ObjectRefGenerator):
+                generators = True
+                continue
             raise TypeError(_not_a_ref("wait", ref, f" (item {i} of the list)"))
-    if len(set(object_refs)) != len(object_refs):
+    if len({r if type(r) is ObjectRef else id(r) for r in object_refs}) != len(object_refs):
         raise ValueError("wait() got the same ObjectRef more than once; pass each ref once")
     if not isinstance(num_returns, int) or num_returns < 1 or num_returns > len(object_refs):
         if not object_refs and num_returns == 1:
@@ -685,11 +705,15 @@ def wait(object_refs, *, num_returns: int = 1, timeout: float | None = None,
                          f"({len(object_refs)}), got {num_returns!r}")
     if timeout is not None and timeout < 0:
         raise ValueError(f"timeout must be >= 0 or None, got {timeout!r}")
+    if generators:  # a generator is ready when next() would not block (core/_generators.py)
+        return _generators.wait(_backend(), list(object_refs), num_returns, timeout, fetch_local)
     return _backend().wait(list(object_refs), num_returns, timeout, fetch_local)
 
 
 def cancel(object_ref: ObjectRef, *, force: bool = False, recursive: bool = True) -> None:
     """Cancel the task behind a ref; ``get`` of it then raises TaskCancelledError."""
+    if isinstance(object_ref, _generators.ObjectRefGenerator):
+        object_ref = object_ref._task_ref()
     if type(object_ref) is not ObjectRef:
         raise TypeError(_not_a_ref("cancel", object_ref, ""))
     _backend().cancel(object_ref._id, force)

@@ -74,7 +74,10 @@ def check_options(options: dict[str, Any], allowed: frozenset, what: str) -> dic
                 raise ValueError(f"{what}: resource {name!r} must be a non-negative number, got "
                                  f"{amount!r}.")
     num_returns = options.get("num_returns")
-    if num_returns is not None and (not isinstance(num_returns, int) or num_returns < 0):
+    if isinstance(num_returns, str):  # a generator's "streaming" / "dynamic"
+        from raylite.core._generators import check_num_returns
+        check_num_returns(num_returns, what)
+    elif num_returns is not None and (not isinstance(num_returns, int) or num_returns < 0):
         raise ValueError(f"{what}: num_returns must be a non-negative int, got {num_returns!r}.")
     for key in ("max_retries", "max_restarts", "max_task_retries"):
         value = options.get(key)

@@ -14,7 +14,7 @@ import os
 import traceback
 from typing import Any
 
-from raylite.core import _ids, _refs
+from raylite.core import _generators, _ids, _refs
 from raylite.core._backend import Backend
 from raylite.core._refs import ObjectRef
 from raylite.exceptions import ActorDiedError, TaskCancelledError, make_task_error
@@ -67,11 +67,20 @@ class InlineBackend(Backend):
         return self._run(getattr(instance, method), args, kwargs, num_returns,
                          f"{class_name}.{method}")
 
+    runs_generators = True
+
+    def put_item(self, end_id, object_id: bytes, value: Any, is_error: bool) -> None:
+        """Store one item a generator yielded (core/_generators.py)."""
+        self.values[object_id] = (is_error, value)
+
     def _run(self, fn, args, kwargs, num_returns: int, name: str) -> list:
         try:
             args, kwargs = self._resolve(args, kwargs)
+            stream = _generators.pop_stream(kwargs)  # generator calls: core/_generators.py
             value = fn(*args, **kwargs)
-            if asyncio.iscoroutine(value):
+            if stream is not None:
+                value = _generators.drain(value, stream, None, self.put_item)
+            elif asyncio.iscoroutine(value):
                 value = asyncio.run(value)
         except BaseException as exc:  # noqa: BLE001 - surfaces from get(), as on a real runtime
             error = make_task_error(exc, name, os.getpid(), traceback.format_exc())
@@ -110,7 +119,8 @@ class InlineBackend(Backend):
         return [self._value(r) for r in refs]
 
     def wait(self, refs, num_returns, timeout, fetch_local):
-        return refs[:num_returns], refs[num_returns:]
+        ready = [r for r in refs if r._id in self.values][:num_returns]  # all but unmade items
+        return ready, [r for r in refs if r not in ready]
 
     def future(self, ref: ObjectRef) -> concurrent.futures.Future:
         future: concurrent.futures.Future = concurrent.futures.Future()

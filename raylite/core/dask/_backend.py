@@ -79,6 +79,9 @@ _BATCH_DELAY_S = 0.002  # a buffered task waits at most this long before it is s
 class DaskBackend(ActorsMixin, ClusterMixin, Backend):
     """The raylite API on a Dask cluster, through one ``distributed.Client``."""
 
+    #: generator calls run to their end in the Dask task; their items' refs come with the end
+    runs_generators = "at_end"
+
     kind = "dask"
 
     def __init__(self, client: Any, namespace: str | None, owns_client: bool = True,

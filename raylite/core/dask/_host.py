@@ -21,6 +21,7 @@ from concurrent.futures import Future as ThreadFuture
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
+from raylite.core import _generators
 from raylite.core.dask import _remote as remote
 from raylite.core.dask._remote import Failed
 from raylite.core._refs import ObjectRef
@@ -101,7 +102,11 @@ class ActorHost:
         remote.enter_call(self.namespace)
         try:
             args, kwargs = _resolve_args(payload)
-            value = self._run_tracked(getattr(self.instance, method), args, kwargs)
+            bound = getattr(self.instance, method)
+            stream = _generators.pop_stream(kwargs)  # a generator call: core/_generators.py
+            if stream is not None:
+                bound = _generators.draining(bound, stream, remote.put_item)
+            value = self._run_tracked(bound, args, kwargs)
             return remote.check_returns(value, num_returns, name)
         except _Killed:
             return Failed(ActorDiedError(f"{name}: the actor was killed while running it"))
@@ -120,9 +125,14 @@ class ActorHost:
                     None, _resolve_args, payload)
             else:
                 args, kwargs = unpack_args(payload)
+            stream = _generators.pop_stream(kwargs)  # a generator call: core/_generators.py
             async with self.async_slots:
                 value = getattr(self.instance, method)(*args, **kwargs)
-                if asyncio.iscoroutine(value):
+                if stream is not None:  # put() blocks: the items are stored off the loop
+                    value = await asyncio.get_running_loop().run_in_executor(
+                        None, _generators.drain, await _generators.collect_async(value),
+                        stream, None, remote.put_item)
+                elif asyncio.iscoroutine(value):
                     value = await value
             return remote.check_returns(value, num_returns, name)
         except asyncio.CancelledError:

@@ -23,6 +23,7 @@ import time
 import traceback
 from typing import Any
 
+from raylite.core import _generators
 from raylite.core._serialization import loads_function
 from raylite.core._task import unpack_args
 from raylite.exceptions import ActorDiedError, TaskError, make_task_error
@@ -94,7 +95,9 @@ def unwrap(value: Any) -> Any:
     if kind is Failed:
         raise value.error
     if kind is Pickled:
-        return value.load()
+        value = value.load()
+        if type(value) is Failed:  # an error a generator yielded in place of an item
+            raise value.error
     return value
 
 
@@ -171,10 +174,18 @@ def check_returns(value: Any, num_returns: int, name: str) -> Any:
 
 
 def _call_user(function, args, kwargs) -> Any:
+    stream = _generators.pop_stream(kwargs)  # a generator call: core/_generators.py
     value = function(*args, **kwargs)
+    if stream is not None:
+        return _generators.drain(value, stream, None, put_item)
     if asyncio.iscoroutine(value):
         value = asyncio.run(value)
     return value
+
+
+def put_item(end_id: Any, object_id: bytes, value: Any, is_error: bool) -> Any:
+    """Store an item a generator yielded (Dask picks the key: the ref goes into the end value)."""
+    return worker_backend().put(Failed(value) if is_error else value)
 
 
 # ==========================================================================================

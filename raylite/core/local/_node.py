@@ -127,6 +127,8 @@ class _NodeLock:
 class Node(ActorsMixin, ProcessIOMixin, SpecSubmitter, Backend):
     """The local runtime. One per driver process."""
 
+    runs_generators = True  # its workers stream what generator tasks yield (core/_generators.py)
+
     def __init__(self, resources: dict[str, float], object_store_memory: int, namespace: str,
                  log_to_driver: bool = True, spill_dir: str | None = None):
         _cleanup_stale_sessions()

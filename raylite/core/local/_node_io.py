@@ -345,10 +345,29 @@ class ProcessIOMixin:
             result = (False, exc)
         process.channel.send((wire.REPLY, request_id, result))
 
+    def _h_yield(self, process: _Process, message: tuple) -> None:
+        """An item of a generator task: kept as contained in the task's end object, so it lives
+        as long as the caller's generator (dropped with it: discarded). A retry's repeat of an
+        item already stored is ignored: items are never duplicated."""
+        _, end_id, object_id, packed = message
+        store = self.store
+        end = store.entries.get(end_id)
+        item = store.entries.get(object_id)
+        if end is None or (item is not None and item.state == READY):
+            if packed[0] in (wire.SHARED, wire.SHARED_ERROR):
+                try:
+                    os.unlink(packed[1])
+                except FileNotFoundError:
+                    pass
+            return
+        store.incref(object_id)
+        end.contained.append(object_id)
+        self._seal(object_id, packed, is_error=packed[0] in wire.ERROR_KINDS)
+
     _handlers = {wire.STARTED: _h_started, wire.DONE: _h_done, wire.SUBMIT: _h_submit,
                  wire.PUT: _h_put, wire.REFS: _h_refs, wire.GET: _h_get, wire.WAIT: _h_wait,
                  wire.LOST: _h_lost, wire.ACTOR_READY: _h_actor_ready, wire.API: _h_api,
-                 wire.WATCH: _h_watch}
+                 wire.WATCH: _h_watch, wire.YIELD: _h_yield}
 
     # ----- timers ----------------------------------------------------------------------------
     def _add_timer(self, delay: float, callback: Callable) -> None:

@@ -53,12 +53,14 @@ LOST = "lost"              # (LOST, object id, path): a file vanished: rebuild o
 ACTOR_READY = "actor_ready"  # (ACTOR_READY, actor id, error location | None)
 API = "api"                # (API, request id, Node method name, args): REPLY (ok, value)
 WATCH = "watch"            # (WATCH, object id): send SEALED when it is ready
+YIELD = "yield"            # (YIELD, end id, object id, location): an item a generator task
+                           # yielded; location may be an error (see core/_generators.py)
 
 TO_DRIVER = {STARTED: "a worker is up", DONE: "a task or call finished",
              SUBMIT: "submit from a worker", PUT: "put from a worker", REFS: "ref counts",
              GET: "values wanted", WAIT: "wait()", LOST: "an object's file vanished",
              ACTOR_READY: "an actor's constructor returned", API: "any other API call",
-             WATCH: "a Future wanted"}
+             WATCH: "a Future wanted", YIELD: "an item of a generator task"}
 
 # where an object is: (kind, data), in DONE, PUT, REPLY to GET, and SEALED
 INLINE = "i"               # data: the pickled value (bytes)

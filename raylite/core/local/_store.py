@@ -86,7 +86,8 @@ class ObjectTable:
         entry.data, entry.path, entry.size, entry.is_error = data, path, size, is_error
         for oid in contained:
             self.incref(oid)
-        entry.contained = contained
+        # a generator task's end object already holds the items it yielded (core/_generators.py)
+        entry.contained = entry.contained + contained if entry.contained else contained
         if path:
             self.in_memory[object_id] = size
             self.shm_bytes += size

@@ -24,7 +24,7 @@ import time
 import traceback
 from typing import Any
 
-from raylite.core import _ids, _refs
+from raylite.core import _generators, _ids, _refs
 from raylite.core._backend import Backend, settle
 from raylite.core._control import SESSIONS_DIR
 from raylite.core.local import _protocol as wire
@@ -232,8 +232,12 @@ class Worker:
             start = time.perf_counter()
             try:
                 args, kwargs = self.resolve(spec, resolved)
+                stream = _generators.pop_stream(kwargs)  # generator calls: core/_generators.py
                 value = method(*args, **kwargs)
-                if asyncio.iscoroutine(value):
+                if stream is not None:
+                    value = await _generators.adrain(value, stream, spec.return_ids[0] if
+                                                     spec.return_ids else None, client.put_item)
+                elif asyncio.iscoroutine(value):
                     value = await value
                 results = self.pack_results(spec, value)
             except BaseException as exc:  # noqa: BLE001 - every failure goes back to the caller
@@ -246,7 +250,11 @@ class Worker:
         self.running = spec.task_id
         try:
             args, kwargs = self.resolve(spec, resolved)
+            stream = _generators.pop_stream(kwargs)  # generator calls: see core/_generators.py
             value = fn(*args, **kwargs)
+            if stream is not None:
+                value = _generators.drain(value, stream, spec.return_ids[0] if spec.return_ids
+                                          else None, client.put_item)
             if spec.kind == "actor_create":
                 self._last_value = value
                 results = [(wire.INLINE, b"\x80\x05N.", [])]
@@ -469,6 +477,15 @@ class WorkerClient(SpecSubmitter, Backend):
         object_id = _ids.new_id()
         self.conn.send((wire.PUT, object_id, pack_value(value, self.shm_dir, object_id)))
         return ObjectRef(object_id)
+
+    runs_generators = True
+
+    def put_item(self, end_id: bytes, object_id: bytes, value: Any, is_error: bool) -> None:
+        """Store one item a generator task yielded (see core/_generators.py)."""
+        packed = pack_value(value, self.shm_dir, object_id)
+        if is_error:
+            packed = (wire.INLINE_ERROR if packed[0] == wire.INLINE else wire.SHARED_ERROR,) + packed[1:]
+        self.conn.send((wire.YIELD, end_id, object_id, packed))
 
     def wait(self, refs: list[ObjectRef], num_returns: int, timeout: float | None,
              fetch_local: bool) -> tuple[list, list]:
