@@ -138,7 +138,7 @@ def test_sac_multi_agent_on_continuous_actions():
     TwoPendulums = make_multi_agent("Pendulum-v1")
     algo = (SACConfig().environment(TwoPendulums, env_config={"num_agents": 2})
             .multi_agent(policies={"p0", "p1"}, policy_mapping_fn=by_agent)
-            .training(train_batch_size=16, num_steps_sampled_before_learning_starts=16,
+            .training(train_batch_size=16, num_steps_sampled_before_learning_starts=180,
                       q_model_config={"fcnet_hiddens": [8]},
                       policy_model_config={"fcnet_hiddens": [8]})
             .reporting(min_sample_timesteps_per_iteration=200).build())
