@@ -305,3 +305,18 @@ try:
     TinyNet = _tiny_net_class()
 except ImportError:  # pragma: no cover - torch is missing: the test is skipped above
     TinyNet = None
+
+
+def test_hints_warn_once_and_custom_models_outside_ppo_are_refused():
+    from raylite.rllib import _algorithm
+    _algorithm._WARNED.discard("evaluation_num_workers")
+    config = (PPOConfig().environment("CartPole-v1").env_runners(num_env_runners=0)
+              .training(**PPO_TINY).evaluation(evaluation_num_workers=2))
+    with pytest.warns(UserWarning, match="evaluation_num_workers: evaluation runs in the "):
+        config.build().stop()
+    import warnings
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        config.build().stop()  # once only
+    with pytest.raises(NotImplementedError, match="custom_model with DQN"):
+        DQNConfig().environment("CartPole-v1").training(model={"custom_model": "x"}).build()

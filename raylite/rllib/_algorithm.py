@@ -93,6 +93,7 @@ class Algorithm(Trainable):
         _registry.install(self._registered)
         self.algo_config = config = AlgorithmConfig.from_dict(config, self.algo_name)
         self._check_unimplemented(config)
+        _warn_hints(config)
         self.external = callable(config.input_)   # clients act through a PolicyServerInput
         if self.external:
             if config.observation_space is None or config.action_space is None:
@@ -563,6 +564,28 @@ class _LearnerWorker:
 
     def foreach_env(self, fn: Any) -> list:
         return []
+
+
+def refuse_custom_model(config: AlgorithmConfig, algo_name: str) -> None:
+    if config.model.custom_model is not None:
+        raise NotImplementedError(f"custom_model with {algo_name}: raylite runs custom models "
+                                  f"for PPO (and its multi-agent and offline forms) only")
+
+
+_WARNED: set[str] = set()
+
+
+def _warn_hints(config: AlgorithmConfig) -> None:
+    """Once per process, for the options Ray treats as hints that raylite does not follow."""
+    import warnings
+    for name, used, what in (
+            ("num_gpus", config.num_gpus > 0, "raylite learns on the CPU"),
+            ("evaluation_num_workers", config.evaluation_num_workers > 0,
+             "evaluation runs in the algorithm's process")):
+        if used and name not in _WARNED:
+            _WARNED.add(name)
+            warnings.warn(f"config {name}: {what}; the setting is a hint raylite does not "
+                          f"follow", stacklevel=3)
 
 
 def _check_spaces(config: AlgorithmConfig, observation_space: Any, action_space: Any) -> None:
