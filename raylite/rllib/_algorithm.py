@@ -184,15 +184,22 @@ class Algorithm(Trainable):
 
     def _custom_model_spec(self, config: AlgorithmConfig, observation_space: Any,
                            action_space: Any) -> Any:
-        from raylite.rllib._custom_model import CustomTorchModelSpec, ModelCatalog
-        if config.framework != "torch":
-            raise ValueError("custom_model: raylite supports custom torch models; Keras "
-                             "custom models are not implemented (use framework='torch')")
+        from raylite.rllib._custom_model import (
+            CustomKerasModelSpec,
+            CustomTorchModelSpec,
+            ModelCatalog,
+        )
+        from raylite.rllib.models.tf.tf_modelv2 import TFModelV2
+        model_class = ModelCatalog.get_model_class(config.model.custom_model)
+        keras = issubclass(model_class, TFModelV2)
+        if keras == (config.framework == "torch"):
+            raise ValueError(f"custom_model {config.model.custom_model!r} is a "
+                             f"{'Keras (TFModelV2)' if keras else 'torch'} model: use "
+                             f"framework={'tf' if keras else 'torch'}")
         discrete, action_size = action_info(action_space)
-        model_config = {**config.model.to_dict()}
-        return CustomTorchModelSpec(preprocessor(observation_space)[0], discrete, action_size,
-                                    ModelCatalog.get_model_class(config.model.custom_model),
-                                    model_config, observation_space, action_space)
+        spec_class = CustomKerasModelSpec if keras else CustomTorchModelSpec
+        return spec_class(preprocessor(observation_space)[0], discrete, action_size,
+                          model_class, config.model.to_dict(), observation_space, action_space)
 
     def _make_learner(self, config: AlgorithmConfig, model_spec: Any,
                       weights: dict[str, np.ndarray]) -> Any:
