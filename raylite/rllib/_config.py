@@ -635,5 +635,7 @@ def fields_help(cls: type = AlgorithmConfig, algo: str | None = None) -> str:
             lines.extend("  " + line for line in fields_help(ModelConfig, algo).splitlines())
             continue
         default = getattr(defaults, f.name)
-        lines.append(f"  {yaml_key(f.name)}: {f.metadata['doc']} (default: {default!r})")
+        only = f.metadata.get("algos")
+        scope = f" [{', '.join(only)}]" if only and algo is None else ""
+        lines.append(f"  {yaml_key(f.name)}{scope}: {f.metadata['doc']} (default: {default!r})")
     return "\n".join(lines)
