@@ -180,7 +180,7 @@ def plot(path: str = PLOT) -> None:
         label = f"{run['name']} {run['framework']}" + (f" seed {run['seed']}" if run["seed"] is not None else "")
         ax.plot(steps, [p["return"] for p in run["curve"]], label=label, linewidth=1.2)
     axes[0].plot([s / 1000 for s, _ in RLLIB_260], [r for _, r in RLLIB_260], "k*", markersize=10,
-                 label="RLlib 2.60 (anchor)")
+                 label="RLlib 2.60 PPO (anchor)")
     axes[0].axhline(-200, color="grey", linestyle=":")
     axes[0].axhline(-800, color="grey", linestyle=":")
     axes[1].axhline(475, color="grey", linestyle=":")

@@ -305,3 +305,49 @@ try:
     TinyNet = _tiny_net_class()
 except ImportError:  # pragma: no cover - torch is missing: the test is skipped above
     TinyNet = None
+
+
+def test_hints_warn_once_and_custom_models_outside_ppo_are_refused():
+    from raylite.rllib import _algorithm
+    _algorithm._WARNED.discard("evaluation_num_workers")
+    config = (PPOConfig().environment("CartPole-v1").env_runners(num_env_runners=0)
+              .training(**PPO_TINY).evaluation(evaluation_num_workers=2))
+    with pytest.warns(UserWarning, match="evaluation_num_workers: evaluation runs in the "):
+        config.build().stop()
+    import warnings
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        config.build().stop()  # once only
+    with pytest.raises(NotImplementedError, match="custom_model with DQN"):
+        DQNConfig().environment("CartPole-v1").training(model={"custom_model": "x"}).build()
+
+
+def test_custom_keras_model_from_the_model_catalog():
+    tf = pytest.importorskip("tensorflow")
+    from raylite.rllib.models import ModelCatalog
+    from raylite.rllib.models.tf.tf_modelv2 import TFModelV2
+
+    class KerasTiny(TFModelV2):
+        def __init__(self, obs_space, action_space, num_outputs, model_config, name):
+            super().__init__(obs_space, action_space, num_outputs, model_config, name)
+            inputs = tf.keras.layers.Input(shape=obs_space.shape)
+            hidden = tf.keras.layers.Dense(6, activation="tanh")(inputs)
+            logits = tf.keras.layers.Dense(num_outputs)(hidden)
+            value = tf.keras.layers.Dense(1)(hidden)
+            self.base_model = tf.keras.Model(inputs, [logits, value])
+
+    ModelCatalog.register_custom_model("keras_tiny", KerasTiny)
+    with pytest.raises(ValueError, match="is a Keras \\(TFModelV2\\) model: use framework=tf"):
+        PPOConfig().environment("CartPole-v1").training(
+            model={"custom_model": "keras_tiny"}).build()
+    algo = (PPOConfig().environment("CartPole-v1").framework("tf")
+            .env_runners(num_env_runners=0)
+            .training(train_batch_size=64, sgd_minibatch_size=32, num_sgd_iter=2,
+                      model={"custom_model": "keras_tiny"}).debugging(seed=0).build())
+    weights = algo.get_policy().get_weights()
+    assert [w.shape for w in weights.values()] == [(4, 6), (6,), (6, 2), (2,), (6, 1), (1,)]
+    algo.train()
+    moved = algo.get_policy().get_weights()
+    assert any(not np.allclose(moved[k], weights[k]) for k in weights)
+    assert algo.compute_single_action(np.zeros(4, np.float32), explore=False) in (0, 1)
+    algo.stop()

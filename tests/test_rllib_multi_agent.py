@@ -131,3 +131,20 @@ def test_multi_agent_mistakes_are_clear_errors():
     with pytest.raises(ValueError, match="policies_to_train names \\['p9'\\]"):
         (PPOConfig().environment(TwoCartPoles)
          .multi_agent(policies={"p0"}, policies_to_train=["p9"]).build())
+
+
+def test_sac_multi_agent_on_continuous_actions():
+    from raylite.rllib.algorithms.sac import SACConfig
+    TwoPendulums = make_multi_agent("Pendulum-v1")
+    algo = (SACConfig().environment(TwoPendulums, env_config={"num_agents": 2})
+            .multi_agent(policies={"p0", "p1"}, policy_mapping_fn=by_agent)
+            .training(train_batch_size=16, num_steps_sampled_before_learning_starts=180,
+                      q_model_config={"fcnet_hiddens": [8]},
+                      policy_model_config={"fcnet_hiddens": [8]})
+            .reporting(min_sample_timesteps_per_iteration=200).build())
+    result = algo.train()  # one episode of 200 steps per agent
+    assert set(result["policy_reward_mean"]) == {"p0", "p1"}
+    assert set(result["info"]["learner"]) == {"p0", "p1"}
+    actions = algo.compute_actions({0: np.zeros(3, np.float32), 1: np.ones(3, np.float32)})
+    assert all(-2.0 <= float(a[0]) <= 2.0 for a in actions.values())
+    algo.stop()

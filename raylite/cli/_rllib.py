@@ -67,7 +67,8 @@ def _add_train(commands: argparse._SubParsersAction) -> None:
         description="Train through raylite.tune. With -f, the file's experiments; else one "
                     "experiment from --run, --env, --stop and --config.",
         epilog="config keys (YAML config: or --config JSON):\n" + fields_help())
-    parser.add_argument("-f", "--config-file", metavar="FILE", help="YAML experiment file")
+    parser.add_argument("-f", "--config-file", metavar="FILE",
+                        help="YAML experiment file (or a .py algorithm config)")
     parser.add_argument("source", nargs="*", metavar="file FILE",
                         help="Ray 2.x's form: `rllib train file FILE`, FILE a YAML experiment "
                              "file or a .py file that defines an algorithm config (`config = "
@@ -78,7 +79,7 @@ def _add_train(commands: argparse._SubParsersAction) -> None:
 
 def _add_train_flags(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--run", "--algo", dest="run", metavar="ALGO",
-                        help="the algorithm: PPO, DQN or SAC")
+                        help="the algorithm: PPO, DQN, SAC, MARWIL or BC")
     parser.add_argument("--env", metavar="ENV", help="Gymnasium id, registered name or module.Class")
     parser.add_argument("--stop", type=_json_dict, default=None, metavar="JSON",
                         help='stop criteria, e.g. \'{"episode_reward_mean": 450}\'')

@@ -95,6 +95,7 @@ class Algorithm(Trainable):
         _registry.install(self._registered)
         self.algo_config = config = AlgorithmConfig.from_dict(config, self.algo_name)
         self._check_unimplemented(config)
+        _warn_hints(config)
         self.external = callable(config.input_)   # clients act through a PolicyServerInput
         if self.external:
             if config.observation_space is None or config.action_space is None:
@@ -185,15 +186,22 @@ class Algorithm(Trainable):
 
     def _custom_model_spec(self, config: AlgorithmConfig, observation_space: Any,
                            action_space: Any) -> Any:
-        from raylite.rllib._custom_model import CustomTorchModelSpec, ModelCatalog
-        if config.framework != "torch":
-            raise ValueError("custom_model: raylite supports custom torch models; Keras "
-                             "custom models are not implemented (use framework='torch')")
+        from raylite.rllib._custom_model import (
+            CustomKerasModelSpec,
+            CustomTorchModelSpec,
+            ModelCatalog,
+        )
+        from raylite.rllib.models.tf.tf_modelv2 import TFModelV2
+        model_class = ModelCatalog.get_model_class(config.model.custom_model)
+        keras = issubclass(model_class, TFModelV2)
+        if keras == (config.framework == "torch"):
+            raise ValueError(f"custom_model {config.model.custom_model!r} is a "
+                             f"{'Keras (TFModelV2)' if keras else 'torch'} model: use "
+                             f"framework={'tf' if keras else 'torch'}")
         discrete, action_size = action_info(action_space)
-        model_config = {**config.model.to_dict()}
-        return CustomTorchModelSpec(preprocessor(observation_space)[0], discrete, action_size,
-                                    ModelCatalog.get_model_class(config.model.custom_model),
-                                    model_config, observation_space, action_space)
+        spec_class = CustomKerasModelSpec if keras else CustomTorchModelSpec
+        return spec_class(preprocessor(observation_space)[0], discrete, action_size,
+                          model_class, config.model.to_dict(), observation_space, action_space)
 
     def _make_learner(self, config: AlgorithmConfig, model_spec: Any,
                       weights: dict[str, np.ndarray]) -> Any:
@@ -565,6 +573,28 @@ class _LearnerWorker:
 
     def foreach_env(self, fn: Any) -> list:
         return []
+
+
+def refuse_custom_model(config: AlgorithmConfig, algo_name: str) -> None:
+    if config.model.custom_model is not None:
+        raise NotImplementedError(f"custom_model with {algo_name}: raylite runs custom models "
+                                  f"for PPO (and its multi-agent and offline forms) only")
+
+
+_WARNED: set[str] = set()
+
+
+def _warn_hints(config: AlgorithmConfig) -> None:
+    """Once per process, for the options Ray treats as hints that raylite does not follow."""
+    import warnings
+    for name, used, what in (
+            ("num_gpus", config.num_gpus > 0, "raylite learns on the CPU"),
+            ("evaluation_num_workers", config.evaluation_num_workers > 0,
+             "evaluation runs in the algorithm's process")):
+        if used and name not in _WARNED:
+            _WARNED.add(name)
+            warnings.warn(f"config {name}: {what}; the setting is a hint raylite does not "
+                          f"follow", stacklevel=3)
 
 
 def _check_spaces(config: AlgorithmConfig, observation_space: Any, action_space: Any) -> None:

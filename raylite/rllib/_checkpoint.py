@@ -79,7 +79,8 @@ class CheckpointError(ValueError):
 #: the model spec classes a checkpoint may name, by module
 _SPEC_MODULES = {"ModelSpec": "raylite.rllib._model", "QModelSpec": "raylite.rllib._q_model",
                  "SACModelSpec": "raylite.rllib._sac_model",
-                 "CustomTorchModelSpec": "raylite.rllib._custom_model"}
+                 "CustomTorchModelSpec": "raylite.rllib._custom_model",
+                 "CustomKerasModelSpec": "raylite.rllib._custom_model"}
 
 
 def model_spec(state: dict[str, Any]) -> Any:

@@ -313,8 +313,8 @@ class AlgorithmConfig(_Fields):
                                         "learning alternate)", check=_non_negative,
                                         group="resources",
                                         aliases=("num_cpus_per_env_runner",))
-    num_gpus: float = option(0, "GPUs for the learner (raylite's PPO learns on the CPU; a "
-                             "value above 0 is accepted and ignored)", check=_non_negative,
+    num_gpus: float = option(0, "GPUs for the learner (raylite learns on the CPU; a value "
+                             "above 0 is a hint it warns about once)", check=_non_negative,
                              group="resources")
     seed: Any = option(None, "seed of the weights, the sampling and the envs", check=_optional_int,
                        group="debugging")
@@ -629,5 +629,7 @@ def fields_help(cls: type = AlgorithmConfig, algo: str | None = None) -> str:
             lines.extend("  " + line for line in fields_help(ModelConfig, algo).splitlines())
             continue
         default = getattr(defaults, f.name)
-        lines.append(f"  {yaml_key(f.name)}: {f.metadata['doc']} (default: {default!r})")
+        only = f.metadata.get("algos")
+        scope = f" [{', '.join(only)}]" if only and algo is None else ""
+        lines.append(f"  {yaml_key(f.name)}{scope}: {f.metadata['doc']} (default: {default!r})")
     return "\n".join(lines)

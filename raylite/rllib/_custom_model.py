@@ -1,4 +1,4 @@
-"""Custom torch models (``ModelCatalog.register_custom_model``) for PPO.
+"""Custom models (``ModelCatalog.register_custom_model``) for PPO: torch modules and Keras.
 
     ModelCatalog.register_custom_model("my_model", MyModel)    MyModel(TorchModelV2, nn.Module)
     config["model"] = {"custom_model": "my_model", "custom_model_config": {...}}
@@ -6,6 +6,9 @@
             the learner runs ``module.forward({"obs": obs}, [], None)`` and
             ``module.value_function()`` through torch.func.functional_call; the rollout
             workers act with a copy of the module (they import torch for it)
+    a TFModelV2 whose ``self.base_model`` is a Keras model with outputs [logits, value]
+        └── CustomKerasModelSpec: the Keras model's trainable variables are the weights; the
+            learner and the workers run ``base_model.stateless_call`` with them
 """
 
 from __future__ import annotations
@@ -26,12 +29,15 @@ class ModelCatalog:
 
     @staticmethod
     def register_custom_model(name: str, model_class: type) -> None:
+        from raylite.rllib.models.tf.tf_modelv2 import TFModelV2
+        if isinstance(model_class, type) and issubclass(model_class, TFModelV2):
+            _CUSTOM_MODELS[name] = model_class
+            return
         import torch
         if not (isinstance(model_class, type) and issubclass(model_class, torch.nn.Module)):
-            raise TypeError(f"register_custom_model({name!r}, ...): raylite supports torch "
-                            f"models (a TorchModelV2 and nn.Module subclass); "
-                            f"{model_class!r} is not a torch.nn.Module (Keras custom models "
-                            f"are not implemented)")
+            raise TypeError(f"register_custom_model({name!r}, ...): {model_class!r} is not a "
+                            f"torch.nn.Module (TorchModelV2) nor a TFModelV2 with a Keras "
+                            f"base_model")
         _CUSTOM_MODELS[name] = model_class
 
     @staticmethod
@@ -95,6 +101,42 @@ class CustomTorchModelSpec:
         return TorchModulePolicy(self, actions, weights)
 
 
+@dataclass(frozen=True)
+class CustomKerasModelSpec(CustomTorchModelSpec):
+    """A registered TFModelV2 as PPO's network: its Keras ``base_model`` maps observations to
+    [logits, value]; the weights are the base model's trainable variables, in order."""
+
+    def initial_weights(self, seed: int | None) -> dict[str, np.ndarray]:
+        import tensorflow as tf
+        if seed is not None:
+            tf.keras.utils.set_random_seed(seed)
+        model = self.build().base_model
+        return {name: np.asarray(v.numpy(), np.float32)
+                for name, v in zip(_keras_names(model), model.trainable_variables)}
+
+    def shapes(self) -> dict[str, tuple[int, ...]]:
+        model = _module_of(self).base_model
+        return {name: tuple(v.shape) for name, v in zip(_keras_names(model),
+                                                        model.trainable_variables)}
+
+    def outputs(self, ops: Any, params: dict[str, Any], obs: Any) -> tuple[Any, Any]:
+        import tensorflow as tf
+        model = _module_of(self).base_model
+        values = [params[name] for name in _keras_names(model)]
+        fixed = [v.value for v in model.non_trainable_variables]
+        (logits, value), _ = model.stateless_call(values, fixed, tf.cast(obs, tf.float32))
+        return logits, tf.reshape(value, [-1])
+
+    def acting_policy(self, actions: ActionAdapter,
+                      weights: dict[str, np.ndarray] | None = None) -> TorchModulePolicy:
+        return KerasModelPolicy(self, actions, weights)
+
+
+def _keras_names(model: Any) -> list[str]:
+    """Names by position (Keras numbers its layers per process, so layer names differ)."""
+    return [f"{i:02d}/{v.name}" for i, v in enumerate(model.trainable_variables)]
+
+
 def _module_of(spec: CustomTorchModelSpec) -> Any:
     """The spec's module instance, built once (its parameters are replaced at each call)."""
     module = spec.__dict__.get("_module")
@@ -138,3 +180,11 @@ class TorchModulePolicy:
 
     def values(self, obs: np.ndarray) -> np.ndarray:
         return self._outputs(obs.astype(np.float32))[1]
+
+
+class KerasModelPolicy(TorchModulePolicy):
+    """Acting with the custom Keras model (workers import TensorFlow for it)."""
+
+    def _outputs(self, obs: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        logits, values = self.spec.outputs(None, self.weights, obs)
+        return np.asarray(logits), np.asarray(values)

@@ -25,7 +25,7 @@ from typing import Any
 
 import numpy as np
 
-from raylite.rllib._algorithm import DEFAULT_POLICY_ID, Algorithm
+from raylite.rllib._algorithm import DEFAULT_POLICY_ID, Algorithm, refuse_custom_model
 from raylite.rllib._builder import ConfigBuilder
 from raylite.rllib._config import ALGORITHM_DEFAULTS, AlgorithmConfig
 from raylite.rllib._envs import preprocessor
@@ -108,6 +108,7 @@ class DQN(Algorithm):
     def _model_spec(self, config: AlgorithmConfig, observation_space: Any,
                     action_space: Any) -> QModelSpec:
         from gymnasium import spaces
+        refuse_custom_model(config, self.algo_name)
         if not isinstance(action_space, spaces.Discrete):
             raise ValueError(f"DQN needs a Discrete action space; {self.env_label} has "
                              f"{action_space}: use SAC (continuous actions) or PPO")

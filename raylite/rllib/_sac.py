@@ -24,6 +24,7 @@ import numpy as np
 
 from raylite.rllib._builder import ConfigBuilder
 from raylite.rllib._config import ALGORITHM_DEFAULTS, AlgorithmConfig
+from raylite.rllib._algorithm import refuse_custom_model
 from raylite.rllib._dqn import DQN
 from raylite.rllib._envs import preprocessor
 from raylite.rllib._model import model_loss
@@ -101,6 +102,7 @@ class SAC(DQN):
     def _model_spec(self, config: AlgorithmConfig, observation_space: Any,
                     action_space: Any) -> SACModelSpec:
         from gymnasium import spaces
+        refuse_custom_model(config, self.algo_name)
         if not isinstance(action_space, spaces.Box):
             raise ValueError(f"SAC needs a continuous (Box) action space; {self.env_label} "
                              f"has {action_space}: use DQN or PPO")
