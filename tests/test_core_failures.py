@@ -406,3 +406,59 @@ def test_dropping_refs_of_queued_tasks_keeps_their_arguments(fresh):
     assert fresh.get(work.remote(blocks[0], [2]), timeout=20)[1] == 2
     node = fresh.core._api._backend_obj
     assert len(node.processes) == 2  # nobody blocked on a freed argument, no extra workers
+
+
+_CTRL_C_DRIVER = textwrap.dedent("""
+    import os, signal, sys, threading, raylite
+    raylite.init(num_cpus=1, include_dashboard=False)
+    interrupted = threading.Event()
+    signal.signal(signal.SIGINT, lambda *_: interrupted.set())  # the driver survives Ctrl-C
+
+    @raylite.remote(max_concurrency=2)
+    class Flag:  # tells the driver the host is inside its call (no call on the host ends)
+        def __init__(self):
+            self.event = threading.Event()
+        def set(self):
+            self.event.set()
+        def wait(self):
+            return self.event.wait(60)
+
+    @raylite.remote(max_concurrency=2)
+    class Host:  # a threaded actor in a long call, as Tune's trial hosts are
+        def __init__(self):
+            self.release = threading.Event()
+        def wait(self, flag):
+            raylite.get(flag.set.remote())
+            return self.release.wait(60)
+        def let_go(self):
+            self.release.set()
+            return os.getpid()
+
+    flag = Flag.remote()
+    host = Host.remote()
+    waiting = host.wait.remote(flag)
+    assert raylite.get(flag.wait.remote(), timeout=60)
+    print("ready", flush=True)
+    sys.stdin.readline()                       # the test pressed Ctrl-C meanwhile
+    assert interrupted.wait(30)
+    pid = raylite.get(host.let_go.remote(), timeout=30)
+    print("alive", raylite.get(waiting, timeout=30), pid, flush=True)
+""")
+
+
+def test_a_terminal_ctrl_c_does_not_kill_the_workers():
+    """A Ctrl-C at a terminal signals the whole foreground process group; it reached every
+    worker and killed a threaded actor in the middle of a call (its socket loop got the
+    KeyboardInterrupt). Workers now live in a session of their own."""
+    proc = subprocess.Popen([sys.executable, "-c", _CTRL_C_DRIVER], stdin=subprocess.PIPE,
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+                            start_new_session=True)  # its own group, like a terminal's job
+    try:
+        assert proc.stdout.readline().strip() == "ready"
+        os.killpg(proc.pid, signal.SIGINT)             # what the terminal does on Ctrl-C
+        out, err = proc.communicate("go\n", timeout=120)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+    assert proc.returncode == 0, err
+    assert out.split()[:2] == ["alive", "True"], out + err

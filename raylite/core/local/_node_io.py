@@ -73,9 +73,12 @@ class ProcessIOMixin:
                    RAYLITE_CONTEXT=json.dumps(context), PYTHONUNBUFFERED="1")
         if gpu_ids is not None:
             env["CUDA_VISIBLE_DEVICES"] = ",".join(str(g) for g in gpu_ids)
+        # A session of its own: a terminal's Ctrl-C reaches the driver, which shuts the workers
+        # down; it must not land in the middle of a worker (a threaded actor's socket loop).
         popen = subprocess.Popen([sys.executable, "-m", "raylite.core.local._worker"],
                                  pass_fds=(child.fileno(),), env=env, stdin=subprocess.DEVNULL,
-                                 stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+                                 stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                                 start_new_session=True)
         child.close()
         channel = Channel(parent, self._on_backlog)
         process = _Process(worker_id, popen, channel, actor_id)
