@@ -17,5 +17,6 @@ __all__ = ["DEFAULT_RESULTS_DIR", "results_dir"]
 def results_dir(path: str | os.PathLike | None = None) -> str:
     """``path`` (a ``file://`` URI or a local path, ``~`` expanded), else $RAYLITE_RESULTS_DIR,
     else ``~/ray_results``: an absolute local path."""
-    root = os.fspath(path) if path else (os.environ.get("RAYLITE_RESULTS_DIR") or DEFAULT_RESULTS_DIR)
+    root = os.fspath(path) if path else None
+    root = root or os.environ.get("RAYLITE_RESULTS_DIR") or DEFAULT_RESULTS_DIR
     return os.path.abspath(os.path.expanduser(str(root).removeprefix("file://")))

@@ -651,18 +651,10 @@ class Dataset(ExportMethods):
         return DatasetPipeline(lambda: (Dataset(ExecutionPlan(c)) for c in chunks), len(chunks))
 
     def repeat(self, times: int | None = None) -> "DatasetPipeline":
-        """A DatasetPipeline that yields this whole dataset ``times`` times (None: forever)."""
-        from raylite.data._pipeline import DatasetPipeline
-        if times is not None:
-            check_positive_int(times, "repeat(times)")
-        base = self.materialize()
-
-        def windows():
-            count = 0
-            while times is None or count < times:
-                yield base
-                count += 1
-        return DatasetPipeline(windows, times)
+        """A DatasetPipeline that yields this whole dataset ``times`` times (None: forever),
+        each pass an epoch (``iter_epochs``)."""
+        from raylite.data._pipeline import repeat_dataset
+        return repeat_dataset(self, times)
 
     def stats(self) -> str:
         """What the last execution of this dataset did (tasks, blocks in flight, operations)."""

@@ -93,6 +93,26 @@ class ExportMethods:
         """ObjectRefs of one numpy batch per block (a dict of arrays, or one array)."""
         return [_to_numpy_remote.remote(ref, column) for ref in self.get_internal_block_refs()]
 
+    def iterator(self):
+        """A DataIterator over this dataset (Ray 2.x): each ``iter_batches()`` is one epoch."""
+        from raylite.data._iterator import dataset_iterator
+        return dataset_iterator(self)
+
+    def streaming_split(self, n: int, *, equal: bool = False,
+                        locality_hints: list | None = None) -> list:
+        """``n`` DataIterators over disjoint parts of the rows, for ``n`` consumers (train
+        workers) iterating at the same time; the dataset streams through a coordinator actor
+        as they ask, one execution per epoch. ``equal=True``: each gets ``count() // n`` rows.
+
+        Example:
+            >>> import raylite as ray
+            >>> a, b = ray.data.range(10).streaming_split(2, equal=True)
+            >>> len(list(a.iter_rows())), len(list(b.iter_rows()))
+            (5, 5)
+        """
+        from raylite.data._iterator import streaming_split
+        return streaming_split(self, n, equal=equal, locality_hints=locality_hints)
+
     def write_parquet(self, path: str, **arrow_parquet_args: Any) -> None:
         """Write one Parquet file per block into the directory ``path``."""
         from raylite.data._write import write

@@ -54,7 +54,7 @@ def _write_numpy(block, path: str, column: str | None = None) -> None:
 
 
 def write(dataset: Any, path: str, file_format: str, options: dict,
-          stats: ExecutionStats | None = None) -> list[str]:
+          stats: ExecutionStats | None = None, file_prefix: str | None = None) -> list[str]:
     """Write every block of ``dataset`` under the directory ``path``; returns the files."""
     if not isinstance(path, (str, os.PathLike)):
         raise TypeError(f"write_{file_format}() needs a directory path, got {type(path).__name__}")
@@ -63,7 +63,7 @@ def write(dataset: Any, path: str, file_format: str, options: dict,
         raise FileExistsError(f"write_{file_format}({path!r}): a file is in the way; the path "
                               "must be a directory (it is created if missing)")
     os.makedirs(path, exist_ok=True)
-    write_id = uuid.uuid4().hex[:16]
+    write_id = file_prefix or uuid.uuid4().hex[:16]
     extension = _EXTENSIONS[file_format]
     tasks = []
     for index, task in enumerate(dataset._plan.block_tasks()):
