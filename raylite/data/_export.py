@@ -113,22 +113,24 @@ class ExportMethods:
         from raylite.data._iterator import streaming_split
         return streaming_split(self, n, equal=equal, locality_hints=locality_hints)
 
-    def write_parquet(self, path: str, **arrow_parquet_args: Any) -> None:
-        """Write one Parquet file per block into the directory ``path``."""
+    def write_parquet(self, path: str, *, filesystem: Any = None, **arrow_parquet_args: Any) -> None:
+        """Write one Parquet file per block into the directory ``path`` (a local path, a URI
+        such as ``s3://bucket/prefix``, or a path on ``filesystem=``)."""
         from raylite.data._write import write
-        write(self, path, "parquet", arrow_parquet_args, self._new_stats())
+        write(self, path, "parquet", arrow_parquet_args, self._new_stats(), filesystem=filesystem)
 
-    def write_csv(self, path: str, **arrow_csv_args: Any) -> None:
+    def write_csv(self, path: str, *, filesystem: Any = None, **arrow_csv_args: Any) -> None:
         """Write one CSV file (with a header) per block into the directory ``path``."""
         from raylite.data._write import write
-        write(self, path, "csv", arrow_csv_args, self._new_stats())
+        write(self, path, "csv", arrow_csv_args, self._new_stats(), filesystem=filesystem)
 
-    def write_json(self, path: str, **pandas_json_args: Any) -> None:
+    def write_json(self, path: str, *, filesystem: Any = None, **pandas_json_args: Any) -> None:
         """Write one JSON-lines file per block into the directory ``path``."""
         from raylite.data._write import write
-        write(self, path, "json", pandas_json_args, self._new_stats())
+        write(self, path, "json", pandas_json_args, self._new_stats(), filesystem=filesystem)
 
-    def write_numpy(self, path: str, *, column: str | None = None) -> None:
+    def write_numpy(self, path: str, *, column: str | None = None,
+                    filesystem: Any = None) -> None:
         """Write one ``.npy`` file per block into the directory ``path``: the rows of a
         non-tabular dataset, or one ``column`` of a tabular one (needed unless it has one)."""
         from raylite.data._write import write
@@ -137,7 +139,7 @@ class ExportMethods:
             if schema is not None and hasattr(schema, "names"):
                 check_columns([column], list(schema.names), "write_numpy()")
         options = {} if column is None else {"column": column}
-        write(self, path, "numpy", options, self._new_stats())
+        write(self, path, "numpy", options, self._new_stats(), filesystem=filesystem)
 
 
 def _identity(batch: Any) -> Any:
