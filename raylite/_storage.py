@@ -102,3 +102,11 @@ def check_writable_root(filesystem: Any, path: str, what: str) -> None:
         raise FileExistsError(f"{what}: a file is in the way at {path!r}; the path must be a "
                               "directory (it is created if missing)")
     filesystem.create_dir(path, recursive=True)
+
+
+def upload_dir(local_dir: str, filesystem: Any, path: str) -> None:
+    """Copy the local directory ``local_dir`` (all files below it) to ``path`` on
+    ``filesystem``, replacing files of the same names."""
+    import pyarrow.fs as pafs
+    pafs.copy_files(local_dir, path, source_filesystem=pafs.LocalFileSystem(),
+                    destination_filesystem=filesystem)

@@ -1,7 +1,7 @@
 """Reading and writing datasets on remote filesystems: s3:// URIs against a real S3-compatible
 server (moto's, started here on 127.0.0.1), credentials from the environment or anonymous,
 filesystem= objects (pyarrow.fs and fsspec), file:// URIs, and clear errors that leave nothing
-behind."""
+behind; and Tune's storage_path on S3."""
 
 from __future__ import annotations
 
@@ -135,3 +135,22 @@ def test_a_failed_write_leaves_no_partial_output(s3, tmp_path, where):
         assert _listing(s3, "data/partial") == []
     else:
         assert os.listdir(tmp_path / "partial") == []
+
+
+def _scored(config):
+    from raylite import tune
+    for step in range(2):
+        tune.report(score=config["x"] * step)
+
+
+def test_tune_storage_path_on_s3(s3, tmp_path, monkeypatch):
+    from raylite import tune
+    monkeypatch.setenv("RAYLITE_RESULTS_DIR", str(tmp_path))
+    analysis = tune.run(_scored, config={"x": tune.grid_search([1, 2])}, verbose=0,
+                        storage_path="s3://data/tune", name="exp")
+    assert len(analysis.trials) == 2
+    files = _listing(s3, "data/tune/exp")
+    assert sum(f.endswith("/result.json") for f in files) == 2
+    assert any(f.endswith("/progress.csv") for f in files)
+    with pytest.raises(FileNotFoundError, match="bucket 'nobucket'"):
+        tune.run(_scored, config={"x": 1}, verbose=0, storage_path="s3://nobucket/tune")
