@@ -33,6 +33,7 @@ from raylite.tune import _experiment_state as state_mod
 from raylite.tune import _search_space as space_mod
 from raylite.tune._checkpoints import CheckpointKeeper, clone_checkpoint
 from raylite.tune._experiment_state import STATE_PICKLE, load_state
+from raylite._storage import check_writable_root, is_remote, resolve, upload_dir
 from raylite.tune._logger import Callback, default_loggers, to_json, write_error
 from raylite.tune._progress import AUTO_RESULT_KEYS, CLIReporter, ProgressReporter, result_line
 from raylite.tune._resources import concurrency_limit, trial_actor_options
@@ -615,7 +616,9 @@ def run(run_or_experiment: Any, name: str | None = None, metric: str | None = No
             trainable's ``default_resource_request(config)`` asks), or a
             ``tune.PlacementGroupFactory`` (its bundles are summed onto the trial's actor).
         local_dir / storage_path: where experiments go (default ``~/ray_results`` or
-            $RAYLITE_RESULTS_DIR); ``name``: the experiment's directory name.
+            $RAYLITE_RESULTS_DIR); ``name``: the experiment's directory name. A URI
+            (``s3://bucket/prefix``, ``gs://...``) runs the experiment in the local results dir
+            and copies it to ``<URI>/<name>`` when the run ends (its bucket is checked first).
         max_concurrent_trials: at most this many trials at once.
         max_failures: retries of a failing trial (from its last checkpoint).
         checkpoint_freq, checkpoint_at_end: when class trainables save.
@@ -666,7 +669,12 @@ def run(run_or_experiment: Any, name: str | None = None, metric: str | None = No
     if resume and not name:
         raise ValueError("resume=... needs the name of the experiment to take up: "
                          "tune.run(..., name='my_experiment', resume=True)")
-    root = results_root(storage_path or local_dir)
+    storage, remote = storage_path or local_dir, None
+    if storage is not None and is_remote(storage):  # run in the local results dir, then copy
+        remote = resolve(storage)
+        check_writable_root(*remote, "tune.run(storage_path=...)")
+        storage = None
+    root = results_root(storage)
     name = name or _fresh_name(root, shown_name)
     experiment_dir = os.path.join(root, name)
     if not resume and os.path.exists(os.path.join(experiment_dir, STATE_PICKLE)):
@@ -697,7 +705,11 @@ def run(run_or_experiment: Any, name: str | None = None, metric: str | None = No
     runner.trainable_name = shown_name
     if state is not None:
         runner.restore_state(state, restart_errored=resume == "ERRORED_ONLY")
-    trials = runner.run()
+    try:
+        trials = runner.run()
+    finally:
+        if remote is not None:
+            upload_dir(experiment_dir, remote[0], f"{remote[1].rstrip('/')}/{name}")
     failed = [t for t in trials if t.status == Trial.ERROR]
     if failed and raise_on_failed_trial:
         lines = "\n".join(f"  {t}: {t.error_msg} (error file: {t.error_file})" for t in failed)
