@@ -130,5 +130,8 @@ def test_data_iterator_methods():
     assert isinstance(batches[0]["x"], torch.Tensor)
     assert it.materialize().count() == 5
     assert [r["x"] for r in it.iter_rows()] == [0.0, 1.0, 2.0, 3.0, 4.0]
+    shuffled = [b["x"].tolist() for b in it.iter_batches(
+        batch_size=None, batch_format="numpy", local_shuffle_buffer_size=5, local_shuffle_seed=3)]
+    assert sorted(sum(shuffled, [])) == [0.0, 1.0, 2.0, 3.0, 4.0]
     with pytest.raises(ValueError, match="local_shuffle_buffer_size"):
-        next(it.iter_batches(local_shuffle_buffer_size=10))
+        next(it.iter_batches(local_shuffle_buffer_size=0))
