@@ -13,7 +13,8 @@ from typing import Any
 DEFAULT_RESULTS_DIR = "~/ray_results"
 
 __all__ = ["DEFAULT_RESULTS_DIR", "results_dir", "resolve", "is_remote", "local_path",
-           "check_writable_root"]
+           "check_writable_root", "upload_dir", "upload_dir_or_clean",
+           "download_dir", "to_uri"]
 
 
 def results_dir(path: str | os.PathLike | None = None) -> str:
@@ -101,7 +102,12 @@ def check_writable_root(filesystem: Any, path: str, what: str) -> None:
     if info.type == pafs.FileType.File:
         raise FileExistsError(f"{what}: a file is in the way at {path!r}; the path must be a "
                               "directory (it is created if missing)")
-    filesystem.create_dir(path, recursive=True)
+    try:
+        filesystem.create_dir(path, recursive=True)
+    except OSError as exc:
+        reason = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
+        raise PermissionError(f"{what}: cannot create {path!r} ({reason}); give these "
+                              "credentials write access there, or choose another path") from None
 
 
 def upload_dir(local_dir: str, filesystem: Any, path: str) -> None:
@@ -110,3 +116,53 @@ def upload_dir(local_dir: str, filesystem: Any, path: str) -> None:
     import pyarrow.fs as pafs
     pafs.copy_files(local_dir, path, source_filesystem=pafs.LocalFileSystem(),
                     destination_filesystem=filesystem)
+
+
+def upload_dir_or_clean(local_dir: str, filesystem: Any, path: str, what: str) -> None:
+    """:func:`upload_dir`, all or nothing: if a write fails, what this call wrote under ``path``
+    is removed (when ``path`` did not exist before) and a one-line error names ``what``, the
+    reason and the fix."""
+    import pyarrow.fs as pafs
+    try:
+        existed = filesystem.get_file_info(path).type != pafs.FileType.NotFound
+    except OSError:
+        existed = False
+    try:
+        upload_dir(local_dir, filesystem, path)
+    except OSError as exc:
+        if not existed:
+            try:
+                filesystem.delete_dir(path)
+            except OSError:
+                pass
+        reason = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
+        raise PermissionError(f"{what}: cannot write to {path!r} ({reason}); give these "
+                              "credentials write access there, or choose another storage "
+                              "path") from None
+
+
+def download_dir(filesystem: Any, path: str, local_dir: str, what: str) -> str:
+    """Copy the directory ``path`` on ``filesystem`` to ``local_dir``; a one-line
+    FileNotFoundError naming ``what`` if it is not there."""
+    import pyarrow.fs as pafs
+    try:
+        info = filesystem.get_file_info(path)
+    except OSError as exc:
+        raise FileNotFoundError(f"{what}: cannot read {path!r} ({exc})") from None
+    if info.type != pafs.FileType.Directory:
+        raise FileNotFoundError(f"{what}: nothing at {path!r} (no such directory, or its "
+                                "bucket does not exist); check the URI")
+    os.makedirs(local_dir, exist_ok=True)
+    pafs.copy_files(path, local_dir, source_filesystem=filesystem,
+                    destination_filesystem=pafs.LocalFileSystem())
+    return local_dir
+
+
+def to_uri(filesystem: Any, path: str) -> str:
+    """A URI for ``path`` on ``filesystem`` (``s3://bucket/key``; a local path as is)."""
+    import pyarrow.fs as pafs
+    if isinstance(filesystem, pafs.LocalFileSystem):
+        return path
+    scheme = {"S3FileSystem": "s3", "GcsFileSystem": "gs",
+              "HadoopFileSystem": "hdfs"}.get(type(filesystem).__name__)
+    return f"{scheme}://{path}" if scheme else path

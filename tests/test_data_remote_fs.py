@@ -6,13 +6,9 @@ behind; and Tune's storage_path on S3."""
 from __future__ import annotations
 
 import os
-import socket
-import subprocess
-import sys
-import time
-import urllib.request
 
 import pytest
+from _support import moto_s3
 
 import raylite as ray
 
@@ -21,46 +17,15 @@ pafs = pytest.importorskip("pyarrow.fs")
 np = pytest.importorskip("numpy")
 
 
-def _free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
-
-
 @pytest.fixture(scope="module")
 def s3():
-    """A moto S3 server on 127.0.0.1, its address in the environment (as AWS tools read it),
-    then a 2-CPU runtime whose workers inherit that environment."""
-    port = _free_port()
-    server = subprocess.Popen([sys.executable, "-m", "moto.server", "-H", "127.0.0.1", "-p",
-                               str(port)], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-    endpoint = f"http://127.0.0.1:{port}"
-    deadline = time.monotonic() + 30
-    while True:  # wait for the server to answer
-        try:
-            urllib.request.urlopen(f"{endpoint}/moto-api/", timeout=1)
-            break
-        except OSError:
-            if time.monotonic() > deadline or server.poll() is not None:
-                server.kill()
-                pytest.fail("the moto S3 server did not start")
-    saved = {k: os.environ.get(k) for k in ("AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY",
-                                            "AWS_DEFAULT_REGION", "AWS_ENDPOINT_URL")}
-    os.environ.update(AWS_ACCESS_KEY_ID="testing", AWS_SECRET_ACCESS_KEY="testing",
-                      AWS_DEFAULT_REGION="us-east-1", AWS_ENDPOINT_URL=endpoint)
-    admin = pafs.S3FileSystem(endpoint_override=endpoint, allow_bucket_creation=True)
-    admin.create_dir("data")
-    ray.shutdown()
-    ray.init(num_cpus=2)
-    yield admin
-    ray.shutdown()
-    server.kill()
-    server.wait()
-    for key, value in saved.items():
-        if value is None:
-            os.environ.pop(key, None)
-        else:
-            os.environ[key] = value
+    """A moto S3 server on 127.0.0.1 (tests/_support.py), then a 2-CPU runtime whose workers
+    inherit its address from the environment."""
+    with moto_s3("data") as admin:
+        ray.shutdown()
+        ray.init(num_cpus=2)
+        yield admin
+        ray.shutdown()
 
 
 def _listing(fs, path):

@@ -40,7 +40,11 @@ class Result:
 
     @property
     def filesystem(self) -> Any:
-        """The pyarrow file system ``path`` is on (the local one)."""
+        """The pyarrow file system ``path`` is on: the local one, or the remote one of a run
+        whose ``storage_path`` was a URI (``path`` is then ``bucket/key...`` on it)."""
+        filesystem = getattr(self, "_filesystem", None)
+        if filesystem is not None:
+            return filesystem
         import pyarrow.fs
         return pyarrow.fs.LocalFileSystem()
 
@@ -51,7 +55,8 @@ class Result:
         if self.metrics_history:
             return pd.DataFrame(self.metrics_history)
         progress = os.path.join(self.path or "", "progress.csv")
-        if self.path and os.path.exists(progress) and os.path.getsize(progress):
+        local = getattr(self, "_filesystem", None) is None
+        if self.path and local and os.path.exists(progress) and os.path.getsize(progress):
             return pd.read_csv(progress)
         return pd.DataFrame()
 

@@ -74,7 +74,20 @@ class BaseTrainer:
         run = self.run_config
         if run.callbacks or run.stop is not None:
             return self._fit_through_tune()
-        return self._fit(logdir=self._logdir(), resume=self.resume_from_checkpoint)
+        remote = self._remote_storage()
+        if remote is None:
+            return self._fit(logdir=self._logdir(), resume=self.resume_from_checkpoint)
+        # as Tune does: the run happens in the local results dir, which is uploaded at the end
+        from raylite._storage import upload_dir_or_clean
+        filesystem, target = remote
+        logdir = self._logdir(local=True)
+        try:
+            result = self._fit(logdir=logdir, resume=self.resume_from_checkpoint)
+        finally:
+            if os.path.isdir(logdir):
+                upload_dir_or_clean(logdir, filesystem, target,
+                                    f"RunConfig(storage_path={self.run_config.storage_path!r})")
+        return _remote_result(result, logdir, filesystem, target)
 
     def _fit(self, logdir: str | None, resume: Checkpoint | None,
              on_result: Callable[[dict, str | None], None] | None = None,
@@ -99,14 +112,34 @@ class BaseTrainer:
              on_result: Callable | None, trial: dict | None) -> Result:
         raise NotImplementedError
 
-    def _logdir(self) -> str | None:
+    def _logdir(self, local: bool = False) -> str | None:
+        """The run's local folder: ``<storage_path>/<name>``; with a remote storage path
+        (``local``), ``<local results dir>/<name>``."""
         run = self.run_config
         if run.storage_path is None and run.local_dir is None and run.name is None:
             return None
         from raylite._storage import results_dir
-        root = results_dir(run.storage_path or run.local_dir)
-        name = run.name or f"{type(self).__name__}_{os.getpid()}"
-        return os.path.join(root, name)
+        root = results_dir(None if local else run.storage_path or run.local_dir)
+        return os.path.join(root, self._run_name())
+
+    def _run_name(self) -> str:
+        return self.run_config.name or f"{type(self).__name__}_{os.getpid()}"
+
+    def _remote_storage(self) -> tuple[Any, str] | None:
+        """``(filesystem, <path>/<name> on it)`` when ``storage_path`` is a URI (or comes with
+        ``storage_filesystem``); checks now that it can be written, so that a bad one fails
+        before training."""
+        from raylite._storage import check_writable_root, is_remote, resolve
+        run = self.run_config
+        storage, filesystem = run.storage_path or run.local_dir, run.storage_filesystem
+        if storage is None or not is_remote(storage, filesystem):
+            if filesystem is not None:
+                raise ValueError("RunConfig(storage_filesystem=...) needs storage_path=, the "
+                                 "path on that filesystem")
+            return None
+        filesystem, root = resolve(storage, filesystem)
+        check_writable_root(filesystem, root, f"RunConfig(storage_path={storage!r})")
+        return filesystem, f"{root.rstrip('/')}/{self._run_name()}"
 
     def _strategy(self) -> CheckpointStrategy | None:
         config = self.run_config.checkpoint_config
@@ -246,6 +279,28 @@ def _result(trainer: Any, history: list[dict], config: dict | None) -> Result:
                   checkpoint=Checkpoint.from_directory(path) if path else None,
                   path=trainer.latest_run_dir, metrics_history=history, best_checkpoints=best,
                   config=config)
+
+
+def _remote_result(result: Result, logdir: str, filesystem: Any, target: str) -> Result:
+    """``result`` with its path on the remote ``filesystem`` (``target`` is ``logdir`` there),
+    and its checkpoints' ``uri`` / ``filesystem`` there (their ``path`` stays the local copy)."""
+    from raylite._storage import to_uri
+
+    def remote(path: str) -> str:
+        return f"{target}/{os.path.relpath(path, logdir)}".replace(os.sep, "/")
+
+    def point(checkpoint: Checkpoint | None) -> None:
+        if checkpoint is not None and checkpoint.path is not None:
+            checkpoint._remote_uri = to_uri(filesystem, remote(checkpoint.path))
+            checkpoint._filesystem = filesystem
+
+    point(result.checkpoint)
+    for checkpoint, _ in result.best_checkpoints:
+        point(checkpoint)
+    if result.path is not None:
+        result.path = remote(result.path)
+    result._filesystem = filesystem
+    return result
 
 
 def _trial_hook(trial: dict) -> Callable[[], None]:

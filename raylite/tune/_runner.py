@@ -33,7 +33,8 @@ from raylite.tune import _experiment_state as state_mod
 from raylite.tune import _search_space as space_mod
 from raylite.tune._checkpoints import CheckpointKeeper, clone_checkpoint
 from raylite.tune._experiment_state import STATE_PICKLE, load_state
-from raylite._storage import check_writable_root, is_remote, resolve, upload_dir
+from raylite._storage import (check_writable_root, is_remote, resolve,
+                              upload_dir_or_clean)
 from raylite.tune._logger import Callback, default_loggers, to_json, write_error
 from raylite.tune._progress import AUTO_RESULT_KEYS, CLIReporter, ProgressReporter, result_line
 from raylite.tune._resources import concurrency_limit, trial_actor_options
@@ -709,7 +710,8 @@ def run(run_or_experiment: Any, name: str | None = None, metric: str | None = No
         trials = runner.run()
     finally:
         if remote is not None:
-            upload_dir(experiment_dir, remote[0], f"{remote[1].rstrip('/')}/{name}")
+            upload_dir_or_clean(experiment_dir, remote[0], f"{remote[1].rstrip('/')}/{name}",
+                                f"tune.run(storage_path={storage_path or local_dir!r})")
     failed = [t for t in trials if t.status == Trial.ERROR]
     if failed and raise_on_failed_trial:
         lines = "\n".join(f"  {t}: {t.error_msg} (error file: {t.error_file})" for t in failed)

@@ -78,13 +78,13 @@ class Tuner:
         import os
 
         from raylite.tune._runner import load_state
-        path = os.path.abspath(os.path.expanduser(os.fspath(path)))
+        uri = os.fspath(path)
+        path, storage_path = _local_experiment(uri)
         state = load_state(path)
         if state is None:
-            raise ValueError(f"no experiment to restore in {path!r}")
+            raise ValueError(f"no experiment to restore in {uri!r}")
         run_config = dataclasses.replace(run_config or RunConfig(),
-                                         name=os.path.basename(path),
-                                         storage_path=os.path.dirname(path))
+                                         name=os.path.basename(path), storage_path=storage_path)
         tune_config = tune_config or TuneConfig(metric=state.get("metric"), mode=state.get("mode"))
         tuner = cls(trainable, param_space=param_space if param_space is not None else state["space"],
                     tune_config=tune_config, run_config=run_config)
@@ -97,13 +97,22 @@ class Tuner:
         """Whether ``path`` holds an experiment that :meth:`restore` can take up."""
         import os
 
+        from raylite._storage import is_remote, resolve
         from raylite.tune._runner import STATE_PICKLE
+        if is_remote(path):
+            import pyarrow.fs as pafs
+            filesystem, remote = resolve(path)
+            state = f"{remote.rstrip('/')}/{STATE_PICKLE}"
+            return filesystem.get_file_info(state).type == pafs.FileType.File
         return os.path.exists(os.path.join(os.path.expanduser(os.fspath(path)), STATE_PICKLE))
 
     def fit(self) -> ResultGrid:
         """Run the experiment; returns a ResultGrid (failed trials are in ``.errors``)."""
         from raylite.tune._runner import run
         tc, rc = self.tune_config, self.run_config
+        if rc.storage_filesystem is not None:
+            raise ValueError("RunConfig(storage_filesystem=...) is supported by Train's fit(), "
+                             "not by a Tuner; give the Tuner a storage_path URI (s3://...)")
         failure = rc.failure_config or FailureConfig()
         checkpoint = rc.checkpoint_config or CheckpointConfig()
         analysis = run(
@@ -135,6 +144,24 @@ class Tuner:
                                                  default_mode=state.mode))
         raise RuntimeError("call Tuner.fit() first (or Tuner.restore(path, trainable)); "
                            "get_results() returns what it produced")
+
+
+def _local_experiment(path: str) -> tuple[str, str]:
+    """``(local experiment folder, storage_path to run it with)``: a remote experiment
+    (``s3://bucket/path/exp``) is downloaded into the local results dir first, and goes back
+    to where it came from when the restored run ends."""
+    import os
+
+    from raylite._storage import download_dir, is_remote, resolve, results_dir
+    if not is_remote(path):
+        local = os.path.abspath(os.path.expanduser(path.removeprefix("file://")))
+        return local, os.path.dirname(local)
+    filesystem, remote = resolve(path)
+    remote = remote.rstrip("/")
+    name = remote.rsplit("/", 1)[-1]
+    local = download_dir(filesystem, remote, os.path.join(results_dir(), name),
+                         f"Tuner.restore({path!r})")
+    return local, path.rstrip("/").rsplit("/", 1)[0]
 
 
 def _score_attr(checkpoint: CheckpointConfig) -> str | None:
