@@ -93,7 +93,10 @@ def test_tuner_restore_from_s3(s3, local_results):
                        tune_config=tune.TuneConfig(metric="score", mode="max"),
                        run_config=RunConfig(name="exp", storage_path="s3://bucket/tune",
                                             verbose=0))
-    tuner.fit()
+    best = tuner.fit().get_best_result()
+    assert best.path.startswith("bucket/tune/exp/") and isinstance(best.filesystem,
+                                                                    pafs.S3FileSystem)
+    assert list(best.metrics_dataframe["score"]) == [0, 2, 4]  # progress.csv, read from S3
     import shutil
     shutil.rmtree(local_results / "exp")  # as on another machine: only S3 has it
     assert tune.Tuner.can_restore("s3://bucket/tune/exp")
@@ -139,3 +142,23 @@ def test_a_denied_write_is_one_line_and_leaves_nothing(s3, tmp_path):
     with pytest.raises(ValueError, match="storage_filesystem.*not by a Tuner"):
         tune.Tuner(_scored, run_config=RunConfig(storage_path="x",
                                                  storage_filesystem=_ReadOnlyFS())).fit()
+
+
+def _loop_with_files(config):
+    import tempfile
+    for step in range(2):
+        folder = tempfile.mkdtemp()
+        with open(os.path.join(folder, "state.txt"), "w") as f:
+            f.write(str(step))
+        train.report({"step": step}, checkpoint=Checkpoint.from_directory(folder))
+
+
+def test_a_trainer_through_tune_stores_on_s3(s3):
+    result = DataParallelTrainer(_loop_with_files, backend_config="tensorflow", run_config=(
+        RunConfig(name="tuned", storage_path="s3://bucket/tuned", stop={"step": 5}, verbose=0)),
+    ).fit()
+    assert result.path.startswith("bucket/tuned/tuned/")
+    assert result.checkpoint.uri.startswith("s3://bucket/tuned/tuned/")
+    with Checkpoint.from_uri(result.checkpoint.uri).as_directory() as path:
+        with open(os.path.join(path, "state.txt")) as f:
+            assert f.read() == "1"

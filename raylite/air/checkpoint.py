@@ -262,6 +262,8 @@ class Checkpoint:
 
     def __repr__(self) -> str:
         name = type(self).__name__
+        if self._remote_uri is not None:
+            return f"{name}(uri={self._remote_uri!r}, local copy {self.path!r})"
         return f"{name}(path={self.path!r})" if self.path else f"{name}(<dict>)"
 
 

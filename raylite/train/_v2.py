@@ -87,7 +87,7 @@ class BaseTrainer:
             if os.path.isdir(logdir):
                 upload_dir_or_clean(logdir, filesystem, target,
                                     f"RunConfig(storage_path={self.run_config.storage_path!r})")
-        return _remote_result(result, logdir, filesystem, target)
+        return result._stored_at(logdir, filesystem, target)
 
     def _fit(self, logdir: str | None, resume: Checkpoint | None,
              on_result: Callable[[dict, str | None], None] | None = None,
@@ -279,28 +279,6 @@ def _result(trainer: Any, history: list[dict], config: dict | None) -> Result:
                   checkpoint=Checkpoint.from_directory(path) if path else None,
                   path=trainer.latest_run_dir, metrics_history=history, best_checkpoints=best,
                   config=config)
-
-
-def _remote_result(result: Result, logdir: str, filesystem: Any, target: str) -> Result:
-    """``result`` with its path on the remote ``filesystem`` (``target`` is ``logdir`` there),
-    and its checkpoints' ``uri`` / ``filesystem`` there (their ``path`` stays the local copy)."""
-    from raylite._storage import to_uri
-
-    def remote(path: str) -> str:
-        return f"{target}/{os.path.relpath(path, logdir)}".replace(os.sep, "/")
-
-    def point(checkpoint: Checkpoint | None) -> None:
-        if checkpoint is not None and checkpoint.path is not None:
-            checkpoint._remote_uri = to_uri(filesystem, remote(checkpoint.path))
-            checkpoint._filesystem = filesystem
-
-    point(result.checkpoint)
-    for checkpoint, _ in result.best_checkpoints:
-        point(checkpoint)
-    if result.path is not None:
-        result.path = remote(result.path)
-    result._filesystem = filesystem
-    return result
 
 
 def _trial_hook(trial: dict) -> Callable[[], None]:

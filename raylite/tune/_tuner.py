@@ -130,6 +130,7 @@ class Tuner:
             checkpoint_score_attr=_score_attr(checkpoint),
             raise_on_failed_trial=False, resume=self._resume)
         self._results = ResultGrid(analysis)
+        _point_at_storage(self._results, rc.storage_path or rc.local_dir)
         return self._results
 
     def get_results(self) -> ResultGrid:
@@ -144,6 +145,21 @@ class Tuner:
                                                  default_mode=state.mode))
         raise RuntimeError("call Tuner.fit() first (or Tuner.restore(path, trainable)); "
                            "get_results() returns what it produced")
+
+
+def _point_at_storage(grid: ResultGrid, storage: Any) -> None:
+    """With a remote storage_path (the experiment was uploaded there at its end), each
+    Result's ``path``, ``filesystem`` and checkpoints point at the uploaded copy."""
+    import os
+
+    from raylite._storage import is_remote, resolve
+    if storage is None or not is_remote(storage):
+        return
+    filesystem, root = resolve(storage)
+    local = grid.experiment_path
+    target = f"{root.rstrip('/')}/{os.path.basename(local)}"
+    for result in grid:
+        result._stored_at(local, filesystem, target)
 
 
 def _local_experiment(path: str) -> tuple[str, str]:
