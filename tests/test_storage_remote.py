@@ -63,6 +63,16 @@ def test_a_trainer_stores_results_and_checkpoints_on_s3(s3):
     # the stored checkpoint reads back from S3 alone
     assert Checkpoint.from_uri(result.checkpoint.uri).to_dict() == {"step": 2}
     assert [c.uri.rsplit("/", 1)[1] for c, _ in result.best_checkpoints] == checkpoint_dirs
+    # a new run resumes from the checkpoint stored on S3
+    resumed = DataParallelTrainer(
+        _loop_resuming, backend_config="tensorflow",
+        resume_from_checkpoint=Checkpoint.from_uri(result.checkpoint.uri)).fit()
+    assert resumed.metrics["start"] == 3
+
+
+def _loop_resuming(config):
+    checkpoint = train.get_checkpoint()
+    train.report({"start": checkpoint.to_dict()["step"] + 1 if checkpoint else 0})
 
 
 def test_checkpoint_to_and_from_s3_uris(s3, tmp_path):
