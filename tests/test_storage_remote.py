@@ -85,8 +85,7 @@ def test_checkpoint_to_and_from_s3_uris(s3, tmp_path):
     (folder / "sub" / "weights.bin").write_bytes(b"\x00\x01")
     Checkpoint.from_directory(folder).to_uri("s3://bucket/ckpt/files")
     with Checkpoint(uri="s3://bucket/ckpt/files").as_directory() as path:
-        with open(os.path.join(path, "sub", "weights.bin"), "rb") as f:
-            assert f.read() == b"\x00\x01"
+        assert _read(os.path.join(path, "sub", "weights.bin")) == "\x00\x01"
     with pytest.raises(FileNotFoundError, match=r"Checkpoint.from_uri\('s3://bucket/nothing'\)"):
         Checkpoint.from_uri("s3://bucket/nothing")
     with pytest.raises(FileNotFoundError, match="bucket 'nobucket' does not exist"):
@@ -170,5 +169,9 @@ def test_a_trainer_through_tune_stores_on_s3(s3):
     assert result.path.startswith("bucket/tuned/tuned/")
     assert result.checkpoint.uri.startswith("s3://bucket/tuned/tuned/")
     with Checkpoint.from_uri(result.checkpoint.uri).as_directory() as path:
-        with open(os.path.join(path, "state.txt")) as f:
-            assert f.read() == "1"
+        assert _read(os.path.join(path, "state.txt")) == "1"
+
+
+def _read(path):
+    with open(path) as f:
+        return f.read()
