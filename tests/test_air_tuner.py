@@ -1,6 +1,6 @@
-"""Trainers inside a Tuner: each trial holds its trainer's bundles (trainer + one per worker),
-so only as many trials run as fit and the workers run in the trial's own placement group; a
-failure is retried at one level only (Tune's), as in Ray."""
+"""Trainers inside a Tuner: each trial counts its trainer's bundles (trainer + one per worker),
+so only as many trials run as fit, and its workers reserve their bundles as the one placement
+group; a failure is retried at one level only (Tune's), as in Ray."""
 
 import os
 
@@ -31,8 +31,8 @@ class _RunningTrials(tune.Callback):
 
 
 def test_trials_of_a_trainer_hold_its_bundles_and_run_one_at_a_time(ray, tmp_path):
-    """2 CPUs, 3 trials of a 2-worker trainer (1 CPU each): one trial at a time, its workers
-    in the trial's reserved bundles (the only placement group), and all three finish."""
+    """2 CPUs, 3 trials of a 2-worker trainer (1 CPU each): one trial at a time, its workers'
+    group the only placement group (no other trial's waiting), and all three finish."""
     assert raylite.cluster_resources()["CPU"] == 2
     trainer = DataParallelTrainer(_loop_in_trial, backend_config="tensorflow",
                                   scaling_config=ScalingConfig(num_workers=2))
@@ -43,24 +43,26 @@ def test_trials_of_a_trainer_hold_its_bundles_and_run_one_at_a_time(ray, tmp_pat
     assert not grid.errors and len(grid) == 3
     assert running.most == 1
     for result in grid:
-        # the trial's group holds both workers' CPUs; no second set was reserved
+        # the running trial's workers hold both CPUs; no other trial's group is waiting
         assert result.metrics["groups"] == 1 and result.metrics["states"] == ["CREATED"]
         assert result.metrics["free_cpus"] == 0
     from raylite.util import placement_group_table
     assert placement_group_table() == {}  # every trial's group was freed
 
 
-def test_scaling_config_in_param_space_sets_the_trial_bundles(ray, tmp_path):
+def test_trainer_trial_bundles_and_a_scaling_config_override(ray, tmp_path):
     trainer = DataParallelTrainer(_loop_in_trial, backend_config="tensorflow",
                                   scaling_config=ScalingConfig(num_workers=2))
     function = trainer.as_trainable()
     assert function.__raylite_resources__.bundles == [{"CPU": 0}, {"CPU": 1.0}, {"CPU": 1.0}]
-    bundles, strategy = function.__raylite_worker_bundles__(
-        {"scaling_config": ScalingConfig(num_workers=1, resources_per_worker={"CPU": 2})})
-    assert bundles == [{"CPU": 2.0}] and strategy == "PACK"
-    grid = tune.Tuner(trainer, param_space={"scaling_config": ScalingConfig(num_workers=1)},
-                      run_config=RunConfig(storage_path=str(tmp_path), verbose=0)).fit()
-    assert not grid.errors and grid[0].metrics["free_cpus"] == 1
+    assert function.__raylite_trial_bundle__.bundles == [{"CPU": 0}]
+    # a fixed ScalingConfig in param_space sets every trial's bundles: 2 x 1-worker trials fit
+    running = _RunningTrials()
+    grid = tune.Tuner(trainer, param_space={"scaling_config": ScalingConfig(num_workers=1),
+                                            "train_loop_config": {"i": tune.grid_search([0, 1])}},
+                      run_config=RunConfig(storage_path=str(tmp_path), verbose=0,
+                                           callbacks=[running])).fit()
+    assert not grid.errors and len(grid) == 2 and running.most == 2
 
 
 def _loop_always_failing(config):

@@ -74,7 +74,6 @@ class Trainer:
         self._checkpoints: CheckpointManager | None = None
         self._iterator: TrainingIterator | None = None
         self._placement_strategy = "PACK"  # ScalingConfig(placement_strategy=...) sets it
-        self._placement_group = None  # a Tune trial's reserved bundles (Tuner(trainer)) set it
 
     # ---- lifecycle ---------------------------------------------------------------------------
     def start(self, initialization_hook: Callable[[], None] | None = None) -> None:
@@ -118,8 +117,7 @@ class Trainer:
 
     def _start_group(self) -> None:
         group = WorkerGroup(self._num_workers, self._resources, self._placement_strategy,
-                            self._backend.share_cuda_visible_devices, self._backend.worker_imports,
-                            placement_group=self._placement_group)
+                            self._backend.share_cuda_visible_devices, self._backend.worker_imports)
         group.start()
         try:
             if self._hook is not None:

@@ -130,10 +130,8 @@ class BaseTrainer:
                 tune.report({k: v for k, v in metrics.items() if not k.startswith("_")},
                             checkpoint=checkpoint)
 
-            from raylite.tune import _session as tune_session
             trial = {"trial_name": tune.get_trial_name(), "trial_id": tune.get_trial_id(),
-                     "logdir": tune.get_trial_dir(),
-                     "placement_group": tune_session._require("a trainer").placement_group}
+                     "logdir": tune.get_trial_dir()}
             resume = tune.get_checkpoint() or trainer.resume_from_checkpoint
             trainer._fit(logdir=tune.get_trial_dir(), resume=resume, on_result=on_result,
                          trial=trial)
@@ -141,14 +139,12 @@ class BaseTrainer:
         from raylite.tune import PlacementGroupFactory
         train_trainer.__name__ = type(self).__name__
         train_trainer.__qualname__ = train_trainer.__name__
-        # As in Ray, a trial asks for the trainer's bundle and one bundle per worker: Tune runs
-        # only as many trials as fit, and reserves each trial's worker bundles as a placement
-        # group that its workers then run in (param_space["scaling_config"] may change them).
+        # As in Ray, a trial asks for the trainer's bundle and one bundle per worker, so Tune
+        # runs only as many trials as fit; the trial's actor holds the first bundle and its
+        # worker group reserves the others (one placement group) once the datasets are ready.
         head, workers, strategy = _bundles(self.scaling_config)
         train_trainer.__raylite_resources__ = PlacementGroupFactory([head] + workers, strategy)
         train_trainer.__raylite_trial_bundle__ = PlacementGroupFactory([head])
-        train_trainer.__raylite_worker_bundles__ = \
-            lambda config: _bundles(self._with_overrides(config or {}).scaling_config)[1:]
         return train_trainer
 
     def _with_overrides(self, config: dict) -> BaseTrainer:
@@ -229,7 +225,6 @@ class DataParallelTrainer(BaseTrainer):
                           resources_per_worker=scaling.resources_per_worker,
                           logdir=logdir, max_retries=failures.max_failures)
         trainer._placement_strategy = scaling.placement_strategy
-        trainer._placement_group = (trial or {}).get("placement_group")
         shards = split_before_start(datasets or None, scaling.num_workers)
         trainer.start(_trial_hook(trial) if trial else None)
         history: list[dict] = []

@@ -6,8 +6,7 @@ Lifecycle (``WorkerGroup.state``)::
                         (start() failing leaves it STOPPED, with nothing left running)
 
 ``start`` checks that the cluster can ever hold the group (else ValueError saying how much is
-free), reserves one bundle per worker (or takes the bundles a Tune trial reserved for
-them: ``placement_group=``), starts one :class:`TrainWorker` actor in each, and gives
+free), reserves one bundle per worker, starts one :class:`TrainWorker` actor in each, and gives
 every worker its ranks (:class:`WorkerContext`): world ranks are contiguous per machine, local
 ranks count within a machine. With ``share_cuda_visible_devices`` (the torch backend), workers
 with GPUs see all GPUs of the group on their machine (``CUDA_VISIBLE_DEVICES``) and use their
@@ -160,7 +159,7 @@ class WorkerGroup:
 
     def __init__(self, num_workers: int, resources_per_worker: dict[str, float],
                  placement_strategy: str = "PACK", share_cuda_visible_devices: bool = False,
-                 imports: tuple[str, ...] = (), placement_group: Any = None):
+                 imports: tuple[str, ...] = ()):
         self.num_workers = num_workers
         self.resources = dict(resources_per_worker)
         self.placement_strategy = placement_strategy
@@ -170,9 +169,6 @@ class WorkerGroup:
         self.imports = tuple(imports) if not self.resources.get("GPU") else ()
         self.state = self.NEW
         self.workers: list[Worker] = []
-        # A placement group reserved by someone else (a Tune trial's): its first num_workers
-        # bundles hold the workers, and it outlives the group; else the group reserves its own.
-        self._given_group = placement_group
         self._placement_group = None
         self._cleanups: list[Callable[[], None]] = []
 
@@ -185,12 +181,8 @@ class WorkerGroup:
             raise RuntimeError("the worker group is already running")
         check_fits(self.num_workers, self.resources)
         from raylite.util import placement_group
-        if self._given_group is not None:
-            check_bundles(self._given_group, self.num_workers, self.resources)
-            self._placement_group = self._given_group
-        else:
-            self._placement_group = placement_group([dict(self.resources)] * self.num_workers,
-                                                    strategy=self.placement_strategy)
+        self._placement_group = placement_group([dict(self.resources)] * self.num_workers,
+                                                strategy=self.placement_strategy)
         self.state = self.RUNNING
         try:
             actors = [self._start_actor(index) for index in range(self.num_workers)]
@@ -246,7 +238,7 @@ class WorkerGroup:
                 cleanup()
             except Exception:  # noqa: BLE001 - a leftover temporary file must not stop shutdown
                 logger.warning("raylite.train: a cleanup of the worker group failed", exc_info=True)
-        if self._placement_group is not None and self._placement_group is not self._given_group:
+        if self._placement_group is not None:
             try:
                 remove_placement_group(self._placement_group)
             except Exception:  # noqa: BLE001, S110 - the runtime is shutting down
@@ -309,17 +301,6 @@ def check_fits(num_workers: int, resources: dict[str, float]) -> None:
                 f"({_number(free.get(key, 0.0))} free now). Lower num_workers or "
                 f"resources_per_worker, or start raylite with more "
                 f"(raylite.init(num_cpus=..., num_gpus=...)).")
-
-
-def check_bundles(group: Any, num_workers: int, resources: dict[str, float]) -> None:
-    """Raise ValueError unless ``group``'s first ``num_workers`` bundles each hold ``resources``."""
-    bundles = group.bundle_specs
-    short = [i for i, bundle in enumerate(bundles[:num_workers])
-             if any(amount > bundle.get(key, 0.0) + 1e-9 for key, amount in resources.items())]
-    if len(bundles) < num_workers or short:
-        raise ValueError(f"the placement group given to the workers has {len(bundles)} bundles "
-                         f"({bundles}); {num_workers} workers need one bundle each holding "
-                         f"{_describe(resources)}")
 
 
 def _number(value: float) -> str:

@@ -79,11 +79,6 @@ class ExperimentRunner:
                  trial_name_creator: Callable | None, trial_dirname_creator: Callable | None,
                  seed: int | None = None, keeper: CheckpointKeeper | None = None):
         self.trainable = trainable
-        # A trainable that starts its own workers (a Train trainer) names their bundles per
-        # trial: they are reserved as the trial's placement group before it starts.
-        self.worker_bundles: Callable | None = getattr(trainable, "__raylite_worker_bundles__",
-                                                       None)
-        self._groups: dict[str, Any] = {}             # trial_id -> its placement group
         self.trainable_name = trainable_name(trainable)
         self.is_class = is_class_trainable(trainable)
         self.space = space
@@ -300,8 +295,7 @@ class ExperimentRunner:
         os.makedirs(trial.logdir, exist_ok=True)
         host = self._host()
         self._running[trial.trial_id] = host
-        group = self._reserve(trial)
-        info = {"placement_group": group,"trial_id": trial.trial_id, "trial_name": str(trial), "logdir": trial.logdir,
+        info = {"trial_id": trial.trial_id, "trial_name": str(trial), "logdir": trial.logdir,
                 "config": trial.config, "resources": self.resources,
                 "experiment_name": self.name, "checkpoint": trial.checkpoint,
                 "iteration": trial.checkpoint_iteration if trial.checkpoint else 0,
@@ -311,29 +305,6 @@ class ExperimentRunner:
         hook = "on_trial_restore" if restoring else "on_trial_start"
         for callback in self.callbacks:
             getattr(callback, hook)(iteration=self.iteration, trials=self.trials, trial=trial)
-
-    def _reserve(self, trial: Trial) -> Any:
-        """The placement group holding the bundles of ``trial``'s workers (None for a trainable
-        that starts none); the trial's workers run in it, and it is freed when the trial ends."""
-        if self.worker_bundles is None:
-            return None
-        from raylite.util import placement_group
-        try:
-            bundles, strategy = self.worker_bundles(trial.config)
-        except Exception:  # noqa: BLE001 - a bad trial config: the trial itself says what is wrong
-            return None
-        group = placement_group(bundles, strategy=strategy)
-        self._groups[trial.trial_id] = group
-        return group
-
-    def _free(self, trial: Trial) -> None:
-        group = self._groups.pop(trial.trial_id, None)
-        if group is not None:
-            from raylite.util import remove_placement_group
-            try:
-                remove_placement_group(group)
-            except Exception:  # noqa: BLE001, S110 - the runtime is shutting down
-                pass
 
     # ---- waiting and handling replies ---------------------------------------------------------
     def _wait_and_handle(self) -> None:
@@ -419,7 +390,6 @@ class ExperimentRunner:
     # ---- ending trials ----------------------------------------------------------------------
     def _release(self, trial: Trial, host: Any, reusable: bool = True) -> None:
         self._running.pop(trial.trial_id, None)
-        self._free(trial)
         if reusable and self.reuse_actors and not self._stop_all:
             self._idle_hosts.append(host)
         else:
@@ -490,7 +460,6 @@ class ExperimentRunner:
 
     def _host_failed(self, kind: str, trial: Trial, host: Any, exc: BaseException) -> None:
         self._running.pop(trial.trial_id, None)
-        self._free(trial)
         self._all_hosts.discard(host)
         self._kill(host)
         if kind == "results" and trial.status == Trial.RUNNING:
@@ -499,7 +468,6 @@ class ExperimentRunner:
 
     def _trial_failed(self, trial: Trial, error: str) -> None:
         self._running.pop(trial.trial_id, None)
-        self._free(trial)
         trial.num_failures += 1
         trial.error_msg = error.strip().splitlines()[-1] if error.strip() else "failed"
         write_error(trial, error)
@@ -532,8 +500,6 @@ class ExperimentRunner:
     def _shutdown(self) -> None:
         for host in list(self._all_hosts):
             self._kill(host)
-        for trial in [t for t in self.trials if t.trial_id in self._groups]:
-            self._free(trial)
         self._idle_hosts.clear()
         self._inflight.clear()
         for callback in self.callbacks:
@@ -648,8 +614,7 @@ def run(run_or_experiment: Any, name: str | None = None, metric: str | None = No
         resources_per_trial: e.g. ``{"cpu": 1, "gpu": 0}`` (the default, or what a class
             trainable's ``default_resource_request(config)`` asks), or a
             ``tune.PlacementGroupFactory`` (its bundles are summed onto the trial's actor; a
-            Train trainer's trial holds its first bundle and reserves the others as a
-            placement group that its workers run in).
+            Train trainer's trial holds its first bundle, its workers the others).
         local_dir / storage_path: where experiments go (default ``~/ray_results`` or
             $RAYLITE_RESULTS_DIR); ``name``: the experiment's directory name.
         max_concurrent_trials: at most this many trials at once.
@@ -692,8 +657,10 @@ def run(run_or_experiment: Any, name: str | None = None, metric: str | None = No
     actor_options, shown = trial_actor_options(getattr(trainable, "__raylite_resources__", None)
                                                or resources_per_trial
                                                or default_resources(trainable, config))
-    if getattr(trainable, "__raylite_worker_bundles__", None) is not None:
-        # the trial's actor holds the first bundle; its workers' bundles are reserved per trial
+    if getattr(trainable, "__raylite_trial_bundle__", None) is not None:
+        # A trainer's trial: as many trials run as its bundles (its own + one per worker) fit,
+        # its actor holds the first bundle, and its workers reserve the others when they start
+        # (after the trial has prepared its datasets, which needs free CPUs).
         actor_options, _ = trial_actor_options(trainable.__raylite_trial_bundle__)
     keeper = CheckpointKeeper(keep_checkpoints_num, checkpoint_score_attr)
     searcher = _make_searcher(search_alg, metric, mode, config, num_samples)

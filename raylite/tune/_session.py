@@ -42,8 +42,6 @@ class TrialSession:
         self.trial_name: str = info["trial_name"]
         self.trial_dir: str = info["logdir"]
         self.resources: dict = info.get("resources", {})
-        # the bundles reserved for the workers of a trainer run as this trial (else None)
-        self.placement_group: Any = info.get("placement_group")
         self.experiment_name: str = info.get("experiment_name", "")
         self.checkpoint_path: str | None = info.get("checkpoint")
         self.iteration: int = info.get("iteration", 0)
