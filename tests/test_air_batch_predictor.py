@@ -38,7 +38,8 @@ def test_model_loaded_once_per_actor_and_batch_sizes_honoured(ray, tmp_path):
         ds, feature_columns=["value"], batch_size=50, min_scoring_workers=2,
         max_scoring_workers=2, num_cpus_per_worker=1).to_pandas()
     assert len(out) == 1000
-    loads = open(log).read().split()
+    with open(log) as f:
+        loads = f.read().split()
     pids = set(out["pid"])
     assert len(pids) <= 2 and sorted(loads) == sorted(str(p) for p in pids)  # once per actor
     assert set(out["rows"]) == {50}  # each 250-row block in batches of 50
