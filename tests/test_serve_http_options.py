@@ -103,3 +103,19 @@ def test_num_cpus_is_a_hint_warned_about_once(capsys, monkeypatch):
     _api._proxy_options({"num_cpus": 2})
     _api._proxy_options({"num_cpus": 2})
     assert capsys.readouterr().err.count("num_cpus is a hint") == 1
+
+
+def test_deployment_options_raylite_lacks_are_refused_or_warned_once(capsys, monkeypatch):
+    from raylite.serve import _deployment
+    monkeypatch.setattr(_deployment, "_warned_hints", set())
+
+    def model():
+        return "ok"
+    with pytest.raises(ValueError, match="placement_group_bundles=.* is not implemented"):
+        serve.deployment(placement_group_bundles=[{"CPU": 1}])(model)
+    serve.deployment(placement_group_bundles=None)(model)          # the default: fine
+    serve.deployment(max_replicas_per_node=1)(model)
+    serve.deployment(max_replicas_per_node=2)(model)
+    assert capsys.readouterr().err.count("max_replicas_per_node is a hint") == 1
+    with pytest.raises(ValueError, match="external_scaler_enabled"):
+        serve.run(serve.deployment(model).bind(), external_scaler_enabled=True)

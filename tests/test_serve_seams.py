@@ -151,7 +151,9 @@ def test_config_and_schema_types():
     assert ProxyLocation("EveryNode") is ProxyLocation.EveryNode
     assert LoggingConfig(log_level="DEBUG").log_level == "DEBUG"
 
-    @serve.deployment(logging_config=LoggingConfig(log_level="DEBUG"))
+    @serve.deployment(logging_config=LoggingConfig())   # Ray's defaults: nothing to apply
     class Logged:
         pass
     assert Logged.name == "Logged"
+    with pytest.raises(ValueError, match="logging_config=.* is not implemented in raylite"):
+        serve.deployment(logging_config=LoggingConfig(log_level="DEBUG"))(Logged.func_or_class)

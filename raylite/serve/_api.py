@@ -289,6 +289,12 @@ def run(target: Application | Deployment, *, route_prefix: Any = _UNSET,
     for key in kwargs:
         if key not in ("host", "port", "logging_config", "external_scaler_enabled"):
             raise TypeError(f"serve.run() got an unexpected keyword argument {key!r}")
+    from raylite.serve._deployment import check_unapplied_options
+    check_unapplied_options({k: v for k, v in kwargs.items() if k == "logging_config"},
+                            "serve.run()")
+    if kwargs.get("external_scaler_enabled"):
+        raise ValueError("serve.run(): external_scaler_enabled=True is not implemented in raylite; "
+                         "use autoscaling_config on the deployment")
     if isinstance(target, Deployment):
         target = target.bind()
     if not isinstance(target, Application):
@@ -300,6 +306,9 @@ def run(target: Application | Deployment, *, route_prefix: Any = _UNSET,
         own = target.deployment._route_prefix
         route_prefix = "/" if own is _UNSET else own
     check_route_prefix(route_prefix, "serve.run()")
+    http = {k: kwargs[k] for k in ("host", "port") if kwargs.get(k) is not None}
+    if http:  # Ray 2.2's serve.run(host=, port=): where the proxy listens, if Serve starts now
+        start(http_options=http)
     handle = deploy_application(name, target, route_prefix, delete_others=True)
     if blocking:
         threading.Event().wait()

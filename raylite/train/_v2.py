@@ -169,10 +169,15 @@ class BaseTrainer:
             trainer._fit(logdir=tune.get_trial_dir(), resume=resume, on_result=on_result,
                          trial=trial)
 
+        from raylite.tune import PlacementGroupFactory
         train_trainer.__name__ = type(self).__name__
         train_trainer.__qualname__ = train_trainer.__name__
-        # The trial's actor only waits on the workers; they hold the CPUs.
-        train_trainer.__raylite_resources__ = {"cpu": 0}
+        # As in Ray, a trial asks for the trainer's bundle and one bundle per worker, so Tune
+        # runs only as many trials as fit; the trial's actor holds the first bundle and its
+        # worker group reserves the others (one placement group) once the datasets are ready.
+        head, workers, strategy = _bundles(self.scaling_config)
+        train_trainer.__raylite_resources__ = PlacementGroupFactory([head] + workers, strategy)
+        train_trainer.__raylite_trial_bundle__ = PlacementGroupFactory([head])
         return train_trainer
 
     def _with_overrides(self, config: dict) -> BaseTrainer:
@@ -203,9 +208,7 @@ class BaseTrainer:
         from raylite.tune import Tuner
         from raylite.tune._runner import TuneError
         run = self.run_config
-        tune_run = copy.copy(run)
-        tune_run.failure_config = None  # restarts happen inside the run, from its checkpoint
-        grid = Tuner(self, run_config=tune_run).fit()
+        grid = Tuner(self, run_config=run).fit()  # Tune restarts a failed run (FailureConfig)
         result = grid[0]
         if result.error is not None:
             from raylite.train._errors import TrainingFailedError
@@ -246,6 +249,10 @@ class DataParallelTrainer(BaseTrainer):
         from raylite.train._trainer import Trainer, split_before_start
         scaling, run = self.scaling_config, self.run_config
         failures = run.failure_config or FailureConfig()
+        if trial is not None:
+            # In a Tune trial a failure fails the trial, and Tune restarts it from its latest
+            # checkpoint as the Tuner's FailureConfig allows: one level of retries, as in Ray.
+            failures = FailureConfig(max_failures=0)
         trainer = Trainer(self.backend_config, num_workers=scaling.num_workers,
                           use_gpu=scaling.use_gpu,
                           resources_per_worker=scaling.resources_per_worker,
@@ -279,6 +286,16 @@ def _result(trainer: Any, history: list[dict], config: dict | None) -> Result:
                   checkpoint=Checkpoint.from_directory(path) if path else None,
                   path=trainer.latest_run_dir, metrics_history=history, best_checkpoints=best,
                   config=config)
+
+
+def _bundles(scaling: ScalingConfig) -> tuple[dict, list[dict], str]:
+    """(the trainer's own bundle, one bundle per worker, the placement strategy)."""
+    from raylite.train._trainer import worker_resources
+    if isinstance(scaling, dict):
+        scaling = ScalingConfig(**scaling)
+    worker = worker_resources(scaling.use_gpu, scaling.resources_per_worker)
+    head = dict(scaling.trainer_resources or {"CPU": 0})
+    return head, [dict(worker) for _ in range(scaling.num_workers)], scaling.placement_strategy
 
 
 def _trial_hook(trial: dict) -> Callable[[], None]:

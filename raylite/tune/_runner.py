@@ -615,7 +615,8 @@ def run(run_or_experiment: Any, name: str | None = None, metric: str | None = No
             or a ``tune.Stopper``.
         resources_per_trial: e.g. ``{"cpu": 1, "gpu": 0}`` (the default, or what a class
             trainable's ``default_resource_request(config)`` asks), or a
-            ``tune.PlacementGroupFactory`` (its bundles are summed onto the trial's actor).
+            ``tune.PlacementGroupFactory`` (its bundles are summed onto the trial's actor; a
+            Train trainer's trial holds its first bundle, its workers the others).
         local_dir / storage_path: where experiments go (default ``~/ray_results`` or
             $RAYLITE_RESULTS_DIR); ``name``: the experiment's directory name. A URI
             (``s3://bucket/prefix``, ``gs://...``) runs the experiment in the local results dir
@@ -660,6 +661,11 @@ def run(run_or_experiment: Any, name: str | None = None, metric: str | None = No
     actor_options, shown = trial_actor_options(getattr(trainable, "__raylite_resources__", None)
                                                or resources_per_trial
                                                or default_resources(trainable, config))
+    if getattr(trainable, "__raylite_trial_bundle__", None) is not None:
+        # A trainer's trial: as many trials run as its bundles (its own + one per worker) fit,
+        # its actor holds the first bundle, and its workers reserve the others when they start
+        # (after the trial has prepared its datasets, which needs free CPUs).
+        actor_options, _ = trial_actor_options(trainable.__raylite_trial_bundle__)
     keeper = CheckpointKeeper(keep_checkpoints_num, checkpoint_score_attr)
     searcher = _make_searcher(search_alg, metric, mode, config, num_samples)
     scheduler = _make_scheduler(scheduler, metric, mode)

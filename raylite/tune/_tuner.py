@@ -10,7 +10,7 @@ import dataclasses
 from collections.abc import Callable
 from typing import Any
 
-from raylite.air.config import CheckpointConfig, FailureConfig, RunConfig
+from raylite.air.config import CheckpointConfig, FailureConfig, RunConfig, ScalingConfig
 from raylite.tune._analysis import ResultGrid
 
 
@@ -54,6 +54,9 @@ class Tuner:
                 raise TypeError(f"{name} must be a tune.{kind.__name__}, got {type(value).__name__}")
         if callable(getattr(trainable, "as_trainable", None)):  # a Train trainer (Ray 2.x AIR)
             self.trainer = trainable
+            fixed = (param_space or {}).get("scaling_config")
+            if isinstance(fixed, ScalingConfig):  # every trial's resources, known up front
+                trainable = trainable._with_overrides({"scaling_config": fixed})
             trainable = trainable.as_trainable()
             if run_config is None:
                 run_config = self.trainer.run_config
