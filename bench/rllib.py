@@ -2,8 +2,10 @@
 
     python bench/rllib.py pendulum [--seeds 1 2 3] [--framework torch|tf] [--steps 200000]
     python bench/rllib.py cartpole [--seeds 1 2 3] [--framework torch|tf]
-    python bench/rllib.py dqn [--seeds 1 2 3] [--framework torch|tf] [--steps 100000]
-    python bench/rllib.py sac [--seeds 42 1 2] [--framework torch|tf] [--steps 20000]
+    python bench/rllib.py dqn [--seeds 1 2 3]        # configs/cartpole-dqn.yml, 100k steps
+    python bench/rllib.py sac [--seeds 1]            # configs/pendulum-sac.yml, 20k steps
+    python bench/rllib.py dqn-rllib [--seeds 1 2 3]  # configs/cartpole-dqn-rllib.yml (RLlib's settings)
+    python bench/rllib.py sac-rllib [--seeds 42 1 2] # configs/pendulum-sac-rllib.yml (RLlib's settings)
     python bench/rllib.py book          # rllib train -f configs/pendulum.yml, then rollout
     python bench/rllib.py all           # the three above (torch and tf), then the plot
     python bench/rllib.py compare [--steps 200000] [--ray-python .bench-venv/bin/python]
@@ -58,9 +60,11 @@ def load_example(name: str) -> tuple[dict, dict]:
 # Per example: the mean returns whose first crossing is reported, and the step counts at which
 # the curve's value is reported.
 TARGETS = {"pendulum-ppo": [-400, -200], "cartpole-ppo": [475], "cartpole-dqn": [475],
-           "pendulum-sac": [-400, -200]}
+           "pendulum-sac": [-400, -200], "cartpole-dqn-rllib": [475],
+           "pendulum-sac-rllib": [-400, -200]}
 CHECKPOINTS = {"pendulum-ppo": (100_000, 120_000, 200_000), "cartpole-ppo": (100_000,),
-               "cartpole-dqn": (50_000, 100_000), "pendulum-sac": (10_000, 20_000)}
+               "cartpole-dqn": (50_000, 100_000), "pendulum-sac": (10_000, 20_000),
+               "cartpole-dqn-rllib": (50_000, 100_000), "pendulum-sac-rllib": (10_000, 20_000)}
 
 
 def train_curve(name: str, framework: str, seed: int, budget: int) -> dict:
@@ -181,12 +185,12 @@ def compare(python: str, budget: int) -> None:
 
 def compare_dqn(python: str, budget: int, seed: int = 1) -> None:
     """RLlib 2.60's DQN (bench/rllib_dqn_ray.py) then raylite's on CartPole-v1, same settings
-    (configs/cartpole-dqn.yml), same step budget, one after the other."""
+    (configs/cartpole-dqn-rllib.yml), same step budget, one after the other."""
     theirs = ray_run(python, budget, script=os.path.join(HERE, "rllib_dqn_ray.py"),
                      name="cartpole-dqn rllib-2.60", targets=(475,),
                      checkpoints=CHECKPOINTS["cartpole-dqn"], seed=seed)
     record(theirs)
-    ours = train_curve("cartpole-dqn", "torch", seed, budget)
+    ours = train_curve("cartpole-dqn-rllib", "torch", seed, budget)
     record(ours)
     print("| figure | raylite | RLlib 2.60 |\n|---|---|---|")
     for label, key in [("env steps/s while training", "env_steps_per_s"),
@@ -202,7 +206,7 @@ def record(run: dict) -> None:
         f.write(json.dumps({**run, "date": time.strftime("%Y-%m-%d %H:%M")}) + "\n")
 
 
-def plot() -> None:
+def plot(path: str = PLOT) -> None:
     try:
         import matplotlib
         matplotlib.use("Agg")
@@ -212,7 +216,7 @@ def plot() -> None:
         return
     with open(CURVES) as f:
         runs = [json.loads(line) for line in f if line.strip()]
-    off_policy = [run for run in runs if run["name"].split()[0].endswith(("-dqn", "-sac"))]
+    off_policy = [run for run in runs if "-dqn" in run["name"] or "-sac" in run["name"]]
     if off_policy:
         plot_off_policy(plt, off_policy)
     runs = [run for run in runs if run not in off_policy]
@@ -225,19 +229,19 @@ def plot() -> None:
         label = f"{run['name']} {run['framework']}" + (f" seed {run['seed']}" if run["seed"] is not None else "")
         ax.plot(steps, [p["return"] for p in run["curve"]], label=label, linewidth=1.2)
     axes[0].plot([s / 1000 for s, _ in RLLIB_260], [r for _, r in RLLIB_260], "k*", markersize=10,
-                 label="RLlib 2.60 (anchor)")
+                 label="RLlib 2.60 PPO (anchor)")
     axes[0].axhline(-200, color="grey", linestyle=":")
     axes[0].axhline(-800, color="grey", linestyle=":")
     axes[1].axhline(475, color="grey", linestyle=":")
     for ax, title in zip(axes, ("Pendulum-v1", "CartPole-v1")):
-        ax.set_title(f"raylite.rllib PPO on {title}")
+        ax.set_title(f"raylite.rllib on {title}")
         ax.set_xlabel("env steps (thousands)")
         ax.set_ylabel("episode_reward_mean")
         ax.grid(alpha=0.3)
         ax.legend(fontsize=7)
     fig.tight_layout()
-    fig.savefig(PLOT, dpi=110)
-    print(f"plot: {PLOT}")
+    fig.savefig(path, dpi=110)
+    print(f"plot: {path}")
 
 
 def plot_off_policy(plt, runs: list[dict]) -> None:
@@ -268,18 +272,22 @@ def plot_off_policy(plt, runs: list[dict]) -> None:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("what", choices=("pendulum", "cartpole", "dqn", "sac", "book", "all",
-                                         "plot", "compare", "compare-dqn"))
+                                         "plot", "compare", "compare-dqn", "dqn-rllib",
+                                         "sac-rllib"))
     parser.add_argument("--ray-python", default=os.environ.get("RAY_PYTHON", str(
                             Path(__file__).resolve().parent.parent / ".bench-venv" / "bin" / "python")),
                         help="a Python with ray[rllib] 2.60 installed (for compare)")
     parser.add_argument("--seeds", type=int, nargs="+", default=[1])
     parser.add_argument("--framework", choices=("torch", "tf"), default="torch")
     parser.add_argument("--steps", type=int, default=None)
+    parser.add_argument("--plot", default=PLOT, help="where to draw the curves")
     args = parser.parse_args()
     jobs = {"pendulum": [("pendulum-ppo", args.framework, args.steps or 200_000)],
             "cartpole": [("cartpole-ppo", args.framework, args.steps or 100_000)],
             "dqn": [("cartpole-dqn", args.framework, args.steps or 100_000)],
             "sac": [("pendulum-sac", args.framework, args.steps or 20_000)],
+            "dqn-rllib": [("cartpole-dqn-rllib", args.framework, args.steps or 100_000)],
+            "sac-rllib": [("pendulum-sac-rllib", args.framework, args.steps or 20_000)],
             "all": [("pendulum-ppo", "torch", 200_000), ("pendulum-ppo", "tf", 200_000),
                     ("cartpole-ppo", "torch", 100_000)]}.get(args.what, [])
     for name, framework, budget in jobs:
@@ -292,7 +300,7 @@ def main() -> None:
     if args.what in ("book", "all"):
         record(book_run())
     if args.what != "plot" or os.path.exists(CURVES):
-        plot()
+        plot(args.plot)
 
 
 if __name__ == "__main__":

@@ -39,6 +39,7 @@ FIGURES: tuple[Figure, ...] = (
     Figure("get_100MiB_s", "get of a 100 MiB array", "s", False),
     Figure("task_on_100MiB_ref_s", "task reading a 100 MiB ref", "s", False),
     Figure("book_retrieve_8_s", "book Example 2-5, 8 retrievals", "s", False),
+    Figure("generator_items_per_s", "streaming generator, 10k small yields", "/s", True),
 )
 FIGURES_BY_KEY = {figure.key: figure for figure in FIGURES}
 POOL_KEYS = ("init_s", "tasks_sync_per_s", "tasks_async_per_s")
@@ -76,6 +77,7 @@ def iter_figures(runtime: Any = "raylite", *, num_cpus: int = 2,
         yield from _actor_figures(rt, scale)
         yield from _object_figures(rt, scale)
         yield "book_retrieve_8_s", _book_example_2_5(rt)
+        yield from _generator_figures(rt, scale)
     finally:
         rt.shutdown()
 
@@ -90,6 +92,19 @@ def _task_figures(rt: Any, scale: float) -> Iterator[tuple[str, float]]:
     yield "tasks_sync_per_s", rate(lambda: [rt.get(noop.remote()) for _ in range(count)], count)
     count = int(10000 * scale)
     yield "tasks_async_per_s", rate(lambda: rt.get([noop.remote() for _ in range(count)]), count)
+
+
+def _generator_figures(rt: Any, scale: float) -> Iterator[tuple[str, float]]:
+    """Items per second a streaming generator task delivers, each fetched as it arrives."""
+    @rt.remote(num_returns="streaming")
+    def numbers(n):
+        for i in range(n):
+            yield i
+
+    [rt.get(ref) for ref in numbers.remote(100)]  # warm up
+    count = int(10000 * scale)
+    yield "generator_items_per_s", rate(
+        lambda: [rt.get(ref) for ref in numbers.remote(count)], count)
 
 
 def _actor_figures(rt: Any, scale: float) -> Iterator[tuple[str, float]]:

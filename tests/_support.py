@@ -4,8 +4,13 @@ fixed sleep)."""
 from __future__ import annotations
 
 import asyncio
+import contextlib
+import os
 import socket
+import subprocess
+import sys
 import time
+import urllib.request
 from typing import Any, Callable
 
 import pytest
@@ -18,6 +23,43 @@ def free_port() -> int:
     with socket.socket() as sock:
         sock.bind(("127.0.0.1", 0))
         return sock.getsockname()[1]
+
+
+@contextlib.contextmanager
+def moto_s3(*buckets: str):
+    """A moto S3 server on 127.0.0.1 with ``buckets`` created, its address and test credentials
+    in the environment (as AWS tools and pyarrow read them, so worker processes started inside
+    inherit them); yields an S3FileSystem on it. The environment is restored afterwards."""
+    pytest.importorskip("moto")
+    pafs = pytest.importorskip("pyarrow.fs")
+    port = free_port()
+    server = subprocess.Popen([sys.executable, "-m", "moto.server", "-H", "127.0.0.1", "-p",
+                               str(port)], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    endpoint = f"http://127.0.0.1:{port}"
+    try:
+        poll(lambda: server.poll() is not None or urllib.request.urlopen(
+            f"{endpoint}/moto-api/", timeout=1), "the moto S3 server to answer", timeout_s=30,
+            ignore=(OSError,))
+        if server.poll() is not None:
+            pytest.fail("the moto S3 server exited at start")
+        saved = {k: os.environ.get(k) for k in ("AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY",
+                                                "AWS_DEFAULT_REGION", "AWS_ENDPOINT_URL")}
+        os.environ.update(AWS_ACCESS_KEY_ID="testing", AWS_SECRET_ACCESS_KEY="testing",
+                          AWS_DEFAULT_REGION="us-east-1", AWS_ENDPOINT_URL=endpoint)
+        try:
+            admin = pafs.S3FileSystem(endpoint_override=endpoint, allow_bucket_creation=True)
+            for bucket in buckets:
+                admin.create_dir(bucket)
+            yield admin
+        finally:
+            for key, value in saved.items():
+                if value is None:
+                    os.environ.pop(key, None)
+                else:
+                    os.environ[key] = value
+    finally:
+        server.kill()
+        server.wait()
 
 
 def poll(condition: Callable[[], Any], what: str, timeout_s: float = 20.0,

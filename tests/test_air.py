@@ -54,8 +54,9 @@ def test_checkpoint_dict_directory_bytes_roundtrips(tmp_path):
     assert Checkpoint.from_uri(files.uri).path == files.path
     with pytest.raises(ValueError, match="holds files, not a dict"):
         files.to_dict()
-    with pytest.raises(ValueError, match="local disk"):
-        Checkpoint.from_uri("s3://bucket/ckpt")
+    # s3:// URIs are tested against a local S3 server in test_storage_remote.py
+    with pytest.raises(ValueError, match="memory:// lives inside one process"):
+        Checkpoint.from_uri("memory://ckpt")
     with pytest.raises(ValueError, match="not a directory"):
         Checkpoint.from_directory(tmp_path / "missing")
 
@@ -220,7 +221,8 @@ def test_torch_pipeline_trainer_tuner_batch_predictor(ray, tmp_path):
     rng = np.random.default_rng(0)
     x = rng.normal(size=(64, 2))
     frame = pd.DataFrame({"a": x[:, 0], "b": x[:, 1], "y": 3 * x[:, 0] - 2 * x[:, 1] + 1})
-    ds = ray.data.from_pandas(frame)
+    frame.to_parquet(tmp_path / "data.parquet")
+    ds = ray.data.read_parquet(str(tmp_path / "data.parquet"))
     preprocessor = Concatenator(output_column_name="features", exclude=["y"], dtype=np.float32)
 
     def loop(config):
@@ -275,3 +277,39 @@ def test_torch_pipeline_trainer_tuner_batch_predictor(ray, tmp_path):
     assert len(rows) == 64
     with pytest.raises(ValueError, match="blocks_per_window"):
         batch_predictor.predict_pipelined(ds)
+
+
+def _loop_count_rows(config):
+    shard = session.get_dataset_shard("train")
+    rows = sum(len(b) for b in shard.iter_batches(batch_size=None, batch_format="pandas"))
+    session.report({"rows": rows, "free_cpus": raylite.available_resources().get("CPU", 0)})
+
+
+def test_workers_holding_every_cpu_are_still_fed(ray):
+    """2 workers on 2 CPUs: the reads, transforms and slices of the dataset finish before
+    the workers take the CPUs, so iterating the shards needs no task (it hung before)."""
+    # one block cut in two: the halves are made by slice tasks
+    rng = np.random.default_rng(0)
+    ds = ray.data.from_pandas(pd.DataFrame({"x": rng.normal(size=200), "y": np.arange(200)}))
+    result = DataParallelTrainer(_loop_count_rows, backend_config="tensorflow",
+                                 scaling_config=ScalingConfig(num_workers=2),
+                                 datasets={"train": ds}).fit()
+    assert result.metrics["rows"] == 100 and result.metrics["free_cpus"] == 0
+
+
+def _tune_loop(config):
+    for step, loss in enumerate([4.0, 1.0, 3.0, 2.0]):
+        session.report({"loss": loss}, checkpoint=Checkpoint.from_dict({"step": step}))
+
+
+def test_tune_result_best_checkpoints_honour_num_to_keep(ray, tmp_path):
+    grid = tune.Tuner(_tune_loop, run_config=RunConfig(
+        storage_path=str(tmp_path), verbose=0, checkpoint_config=CheckpointConfig(
+            num_to_keep=2, checkpoint_score_attribute="loss",
+            checkpoint_score_order="min"))).fit()
+    result = grid[0]
+    steps = [c.to_dict()["step"] for c, _ in result.best_checkpoints]
+    # the best (step 1, loss 1.0) and the latest (step 3), kept to restore from
+    assert steps == [1, 3]
+    assert [m["loss"] for _, m in result.best_checkpoints] == [1.0, 2.0]
+    assert result.checkpoint.to_dict()["step"] == 3

@@ -120,7 +120,7 @@ ATTACK = """
     from distributed.security import Security
     import raylite
     if os.environ.get("BECOME_USER"):  # the interpreter lives in root's home: import, then drop
-        import raylite.core._dask, raylite.core._api, raylite.cli._cluster
+        import raylite.core.dask._backend, raylite.core._api, raylite.cli._cluster
         import distributed.comm.tcp, cryptography.x509
         import cryptography.hazmat.primitives.asymmetric.rsa
         user = pwd.getpwnam(os.environ["BECOME_USER"])

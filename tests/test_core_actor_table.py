@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from raylite.core._actors import (ACTOR_TRANSITIONS, ActorCall, ActorEntry, ActorReady,
+from raylite.core.local._actors import (ACTOR_TRANSITIONS, ActorCall, ActorEntry, ActorReady,
                                   ActorState, ActorTable, CreationFailed, ExitProcess, FailCall,
                                   KillProcess, Notify, ReleaseResources, SendCall, SpawnProcess)
 
@@ -43,7 +43,7 @@ def test_call_made_right_after_a_kill_waits_for_the_restart():
     table.call(b"a", call("done"))
     table.call_done(b"a", b"done")
     table.call(b"a", call("after-kill"))  # sent, but the process was already gone
-    actions = table.process_died(b"a", 1, started=1, how="was killed by SIGKILL")
+    actions = table.process_died(b"a", 1, started=1, how="killed by SIGKILL")
     assert kinds(actions) == ["Notify", "SpawnProcess"] and entry.state is ActorState.RESTARTING
     assert "SIGKILL" in actions[0].message and "0 restarts left" in actions[0].message
     assert table.call(b"a", call("later")) == []  # queued behind the resent one
@@ -54,20 +54,20 @@ def test_running_call_fails_with_what_happened_unless_retries_are_left():
     table = ActorTable()
     alive(table, max_restarts=2, max_task_retries=1)
     table.call(b"a", call("slow"))
-    first = table.process_died(b"a", 1, started=1, how="was killed by SIGKILL")
+    first = table.process_died(b"a", 1, started=1, how="killed by SIGKILL")
     assert kinds(first) == ["Notify", "SpawnProcess"]  # retried: max_task_retries=1
     assert table.ready(b"a", 2) == [SendCall(b"a", call("slow"))]
     second = table.process_died(b"a", 2, started=1, how="exited with code 1")
     assert kinds(second) == ["FailCall", "Notify", "SpawnProcess"]
     reason = second[0].reason
-    assert "exited with code 1 while running it" in reason and "max_task_retries=1" in reason
+    assert "died (exited with code 1) while running it" in reason and "max_task_retries=1" in reason
 
 
 def test_running_call_without_retries_says_to_set_max_task_retries():
     table = ActorTable()
     alive(table, max_restarts=1)
     table.call(b"a", call("work"))
-    actions = table.process_died(b"a", 1, started=None, how="was killed by SIGKILL")
+    actions = table.process_died(b"a", 1, started=None, how="killed by SIGKILL")
     assert kinds(actions) == ["FailCall", "Notify", "SpawnProcess"]
     assert "max_task_retries" in actions[0].reason and "restarting" in actions[0].reason
 
@@ -76,7 +76,7 @@ def test_out_of_restarts_the_actor_dies_and_every_call_fails_with_the_cause():
     table = ActorTable()
     entry = alive(table, max_restarts=0)
     table.call(b"a", call("running"))
-    actions = table.process_died(b"a", 1, started=1, how="was killed by SIGKILL")
+    actions = table.process_died(b"a", 1, started=1, how="killed by SIGKILL")
     assert kinds(actions) == ["FailCall", "ReleaseResources"] and entry.state is ActorState.DEAD
     assert "SIGKILL" in actions[0].reason and "max_restarts=0" in actions[0].reason
     late = table.call(b"a", call("late"))
@@ -87,7 +87,7 @@ def test_unlimited_restarts():
     table = ActorTable()
     alive(table, max_restarts=-1)
     for incarnation in range(1, 5):
-        actions = table.process_died(b"a", incarnation, started=0, how="was killed by SIGKILL")
+        actions = table.process_died(b"a", incarnation, started=0, how="killed by SIGKILL")
         assert SpawnProcess(b"a", incarnation + 1) in actions
         table.ready(b"a", incarnation + 1)
 
@@ -95,7 +95,7 @@ def test_unlimited_restarts():
 def test_stale_events_from_an_old_process_are_ignored():
     table = ActorTable()
     alive(table, max_restarts=1)
-    table.process_died(b"a", 1, started=0, how="was killed by SIGKILL")
+    table.process_died(b"a", 1, started=0, how="killed by SIGKILL")
     assert table.process_died(b"a", 1, started=0, how="again") == []
     assert table.ready(b"a", 1) == []
     assert kinds(table.ready(b"a", 2)) == []  # alive again; the creation was completed before
@@ -119,7 +119,7 @@ def test_kill_is_final_and_handles_gone_lets_calls_finish():
     table = ActorTable()
     entry = alive(table, max_restarts=5)
     assert table.kill(b"a") == [KillProcess(b"a")]
-    actions = table.process_died(b"a", 1, started=0, how="was killed by SIGKILL")
+    actions = table.process_died(b"a", 1, started=0, how="killed by SIGKILL")
     assert kinds(actions) == ["ReleaseResources"] and "raylite.kill" in entry.death_cause
     other = alive(table, b"b", max_restarts=5)
     assert table.handles_gone(b"b") == [ExitProcess(b"b")]

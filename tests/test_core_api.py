@@ -523,3 +523,144 @@ def test_zero_copy_arrow_table(ray):
         ranges = [line.split()[0] for line in maps if line.rstrip().endswith(path)]
     assert any(int(lo, 16) <= address < int(hi, 16)
                for lo, hi in (r.split("-") for r in ranges)), (path, ranges)
+
+
+def test_refs_turn_into_futures_inside_workers_too(ray):
+    """Item 4 of issue 17: a worker (task or actor) awaits refs or takes their Future; the
+    driver tells it when the object is ready, no thread of its own waits for each ref."""
+    @ray.remote
+    def double(x):
+        return 2 * x
+
+    @ray.remote
+    def fail():
+        raise KeyError("boom")
+
+    @ray.remote
+    class Awaiter:
+        async def awaited(self, refs):
+            return [await ref for ref in refs]
+
+        def through_futures(self, refs):
+            futures = [ref.future() for ref in refs]
+            values = [f.result(timeout=20) for f in futures]
+            return values, sorted({t.name for t in threading.enumerate()
+                                   if t.name.startswith("raylite-futures")})
+
+        def failing(self, refs):
+            try:
+                refs[0].future().result(timeout=20)
+            except KeyError as error:
+                return str(error)
+
+    refs = [double.remote(i) for i in range(4)]
+    awaiter = Awaiter.remote()
+    assert ray.get(awaiter.awaited.remote(refs), timeout=30) == [0, 2, 4, 6]
+    values, threads = ray.get(awaiter.through_futures.remote(refs + refs[:1]), timeout=30)
+    assert values == [0, 2, 4, 6, 0] and threads == ["raylite-futures"]  # one, not one per ref
+    assert "boom" in ray.get(awaiter.failing.remote([fail.remote()]), timeout=30)
+
+
+def test_options_raylite_does_not_implement_are_refused_or_warned_never_ignored(ray, capfd):
+    """Issue 16: init / @remote / .options accepted options and then ignored them."""
+    @ray.remote
+    def f():
+        return 1
+
+    @ray.remote
+    class A:
+        def m(self):
+            return 1
+
+    with pytest.raises(ValueError, match="runtime_env=.*not supported: runtime environments"):
+        f.options(runtime_env={"env_vars": {"X": "1"}})
+    with pytest.raises(ValueError, match="max_pending_calls"):
+        A.options(max_pending_calls=10)
+    for key, value in (("_plasma_directory", "/tmp"), ("storage", "/tmp/s"),
+                       ("job_config", object()), ("labels", {"zone": "a"}), ("_temp_dir", "/x")):
+        with pytest.raises(ValueError, match=f"init\\({key}=.*not supported"):
+            ray.init(**{key: value})
+    assert ray.get(f.options(runtime_env={}, max_calls=3).remote()) == 1  # empty / a hint: fine
+    assert ray.get(f.options(max_calls=5).remote()) == 1
+    err = capfd.readouterr().err
+    assert err.count("max_calls is accepted and ignored") == 1  # warned once
+    assert "infeasible" not in err
+    ref = f.options(accelerator_type="V100").remote()  # as in Ray: needs a node of that type
+    assert ray.wait([ref], timeout=0.3)[0] == []
+    assert "accelerator_type:V100" in capfd.readouterr().err
+    ray.cancel(ref)
+
+
+def test_actor_concurrency_groups_threaded(ray):
+    """Issue 16: concurrency groups were accepted and ignored; each group now has its own
+    threads, the default group its max_concurrency."""
+    @ray.remote(concurrency_groups={"io": 2, "compute": 1})
+    class Service:
+        def __init__(self):
+            self.gate = threading.Event()
+
+        @ray.method(concurrency_group="io")
+        def wait_io(self):
+            self.gate.wait(20)
+            return "io"
+
+        @ray.method(concurrency_group="compute")
+        def compute(self):
+            return threading.current_thread().name
+
+        def release(self):
+            self.gate.set()
+            return "default"
+
+    service = Service.remote()
+    blocked = [service.wait_io.remote() for _ in range(2)]  # the io group's two threads
+    assert ray.get(service.compute.remote(), timeout=20).startswith("actor-compute")
+    third = service.wait_io.remote()  # waits for a free io thread
+    assert ray.wait([third], timeout=0.3)[0] == []
+    assert ray.get(service.release.remote(), timeout=20) == "default"
+    assert ray.get(blocked + [third], timeout=20) == ["io"] * 3
+    assert ray.get(service.compute.options(concurrency_group="io").remote(),
+                   timeout=20).startswith("actor-io")
+    with pytest.raises(ValueError, match="no concurrency group 'nope'"):
+        ray.get(service.compute.options(concurrency_group="nope").remote(), timeout=20)
+
+    @ray.remote(concurrency_groups={"a": 1})
+    class Undeclared:
+        @ray.method(concurrency_group="b")
+        def m(self):
+            return 1
+
+    with pytest.raises(ValueError, match="does not declare"):
+        Undeclared.remote()
+    with pytest.raises(ValueError, match="concurrency_groups must be a dict"):
+        Service.options(concurrency_groups={"io": 0})
+
+
+def test_actor_concurrency_groups_async(ray):
+    @ray.remote(concurrency_groups={"one_at_a_time": 1})
+    class AsyncService:
+        def __init__(self):
+            self.inside = {"one_at_a_time": 0, "default": 0}
+            self.most = {"one_at_a_time": 0, "default": 0}
+
+        async def _visit(self, group):
+            self.inside[group] += 1
+            self.most[group] = max(self.most[group], self.inside[group])
+            await asyncio.sleep(0.05)
+            self.inside[group] -= 1
+
+        @ray.method(concurrency_group="one_at_a_time")
+        async def serial(self):
+            await self._visit("one_at_a_time")
+
+        async def free(self):
+            await self._visit("default")
+
+        async def most_inside(self):
+            return self.most
+
+    service = AsyncService.remote()
+    ray.get([service.serial.remote() for _ in range(4)] + [service.free.remote() for _ in range(4)],
+            timeout=30)
+    most = ray.get(service.most_inside.remote(), timeout=20)
+    assert most["one_at_a_time"] == 1 and most["default"] > 1

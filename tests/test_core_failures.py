@@ -142,7 +142,7 @@ def test_call_running_when_the_actor_is_killed_says_so(fresh, tmp_path):
     poll(lambda: os.path.exists(marker), "the call to start")
     os.kill(pid, signal.SIGKILL)
     with pytest.raises(exceptions.ActorDiedError,
-                       match="killed by SIGKILL while running it.*set max_task_retries"):
+                       match=r"died \(killed by SIGKILL\) while running it.*set max_task_retries"):
         fresh.get(running, timeout=20)
     assert fresh.get(actor.pid.remote(), timeout=20) != pid
 
@@ -176,6 +176,49 @@ def test_killed_driver_leaves_no_workers_and_no_shm(tmp_path):
     raylite.init(num_cpus=1)  # and the next init sweeps whatever is left
     raylite.shutdown()
     assert not os.path.exists(shm_dir)
+
+
+_SESSION_DRIVER = textwrap.dedent("""
+    import json, os, sys, numpy as np, raylite
+    from raylite.core._control import SESSIONS_DIR
+    raylite.init(num_cpus=1, object_store_memory=3_000_000, include_dashboard=False)
+    node = raylite.core._api._backend_obj
+    @raylite.remote
+    def pid():
+        return os.getpid()
+    refs = [raylite.put(np.ones(250_000)) for _ in range(3)]  # 2 MB each: some spill to disk
+    raylite.get([pid.remote() for _ in range(3)])
+    print(json.dumps({"shm": node.shm_dir, "session": node.session_dir,
+                      "spill": os.path.join(node.session_dir, "spill"),
+                      "record": os.path.join(SESSIONS_DIR, f"{os.getpid()}.json"),
+                      "pids": node.worker_pids()}), flush=True)
+    sys.stdin.read()
+""")
+
+
+def _start_session_driver(home) -> tuple[subprocess.Popen, dict]:
+    import json
+    proc = subprocess.Popen([sys.executable, "-c", _SESSION_DRIVER], stdin=subprocess.PIPE,
+                            stdout=subprocess.PIPE, text=True, env=dict(os.environ, HOME=str(home)))
+    info = json.loads(proc.stdout.readline())
+    assert os.path.isdir(info["shm"]) and os.listdir(info["spill"]) and os.path.exists(info["record"])
+    return proc, info
+
+
+def _left_behind(info: dict) -> list[str]:
+    return [info[k] for k in ("shm", "session", "record") if os.path.exists(info[k])]
+
+
+@pytest.mark.parametrize("how", ["SIGKILL", "SIGTERM"])
+def test_a_killed_driver_leaves_nothing_behind(tmp_path, how):
+    """Issue 16: kill -9 of a driver left its session folder (spill files, key, socket) and its
+    ~/.raylite/sessions record until a later init(); the workers now remove them as they go.
+    SIGTERM runs the normal shutdown."""
+    proc, info = _start_session_driver(tmp_path)
+    proc.send_signal(getattr(signal, how))
+    assert proc.wait(timeout=20) == -getattr(signal, how)
+    assert _wait_gone(info["pids"]) == []
+    poll(lambda: not _left_behind(info), f"the session's files to go (left: {_left_behind(info)})")
 
 
 def test_shutdown_leaves_nothing_behind(fresh):
@@ -363,3 +406,59 @@ def test_dropping_refs_of_queued_tasks_keeps_their_arguments(fresh):
     assert fresh.get(work.remote(blocks[0], [2]), timeout=20)[1] == 2
     node = fresh.core._api._backend_obj
     assert len(node.processes) == 2  # nobody blocked on a freed argument, no extra workers
+
+
+_CTRL_C_DRIVER = textwrap.dedent("""
+    import os, signal, sys, threading, raylite
+    raylite.init(num_cpus=1, include_dashboard=False)
+    interrupted = threading.Event()
+    signal.signal(signal.SIGINT, lambda *_: interrupted.set())  # the driver survives Ctrl-C
+
+    @raylite.remote(max_concurrency=2)
+    class Flag:  # tells the driver the host is inside its call (no call on the host ends)
+        def __init__(self):
+            self.event = threading.Event()
+        def set(self):
+            self.event.set()
+        def wait(self):
+            return self.event.wait(60)
+
+    @raylite.remote(max_concurrency=2)
+    class Host:  # a threaded actor in a long call, as Tune's trial hosts are
+        def __init__(self):
+            self.release = threading.Event()
+        def wait(self, flag):
+            raylite.get(flag.set.remote())
+            return self.release.wait(60)
+        def let_go(self):
+            self.release.set()
+            return os.getpid()
+
+    flag = Flag.remote()
+    host = Host.remote()
+    waiting = host.wait.remote(flag)
+    assert raylite.get(flag.wait.remote(), timeout=60)
+    print("ready", flush=True)
+    sys.stdin.readline()                       # the test pressed Ctrl-C meanwhile
+    assert interrupted.wait(30)
+    pid = raylite.get(host.let_go.remote(), timeout=30)
+    print("alive", raylite.get(waiting, timeout=30), pid, flush=True)
+""")
+
+
+def test_a_terminal_ctrl_c_does_not_kill_the_workers():
+    """A Ctrl-C at a terminal signals the whole foreground process group; it reached every
+    worker and killed a threaded actor in the middle of a call (its socket loop got the
+    KeyboardInterrupt). Workers now live in a session of their own."""
+    proc = subprocess.Popen([sys.executable, "-c", _CTRL_C_DRIVER], stdin=subprocess.PIPE,
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+                            start_new_session=True)  # its own group, like a terminal's job
+    try:
+        assert proc.stdout.readline().strip() == "ready"
+        os.killpg(proc.pid, signal.SIGINT)             # what the terminal does on Ctrl-C
+        out, err = proc.communicate("go\n", timeout=120)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+    assert proc.returncode == 0, err
+    assert out.split()[:2] == ["alive", "True"], out + err

@@ -101,7 +101,7 @@ def shared_cluster(config) -> tuple:
     joined = _cli("start", "--address", address, "--num-cpus", "1",
                   "--resources", '{"accel": 1}', state_dir=state_dir)
     assert joined.returncode == 0, joined.stdout + joined.stderr
-    from raylite.core import _dask_tls
+    from raylite.core.dask import _tls as _dask_tls
     client = _shared["client"] = Client(address, set_as_default=False, timeout=30,
                                         security=_dask_tls.load().security())
     client.wait_for_workers(2, timeout=60)
@@ -530,7 +530,8 @@ def test_unreachable_address_fails_fast_and_says_how_to_start(tmp_path):
 
 
 def test_workers_running_another_raylite_are_reported(ray, monkeypatch, capsys):
-    from raylite.core import _api, _dask_remote
+    from raylite.core import _api
+    from raylite.core.dask import _remote as _dask_remote
     monkeypatch.setattr(_dask_remote, "PROTOCOL", _dask_remote.PROTOCOL + 1)
     _api._backend_obj._check_workers()
     err = capsys.readouterr().err
@@ -622,6 +623,47 @@ def test_max_task_retries_resends_the_running_call_to_the_restarted_actor(ray, c
     gate.set()
     second = ray.get(running, timeout=EVENT_TIMEOUT_S)  # resent, answered by the new instance
     assert second != first
+
+def test_generators_run_to_their_end_and_hand_back_refs(ray):
+    """On Dask a generator call runs to its end in one Dask task; the caller then iterates the
+    refs of what it yielded (no streaming before the end, unlike the local runtime)."""
+    @ray.remote
+    def numbers(n):
+        for i in range(n):
+            if i == 3:
+                raise KeyError("three")
+            yield i * 10
+
+    gen = numbers.remote(5)
+    assert [ray.get(next(gen)) for _ in range(3)] == [0, 10, 20]
+    with pytest.raises(KeyError):
+        ray.get(next(gen))
+    with pytest.raises(StopIteration):
+        next(gen)
+    assert [ray.get(r) for r in numbers.remote(2)] == [0, 10]
+
+    @ray.remote(num_returns="dynamic")
+    def dynamic(n):
+        yield from range(n)
+
+    assert ray.get(list(ray.get(dynamic.remote(3)))) == [0, 1, 2]
+
+    @ray.remote(num_returns=2)
+    def two():
+        yield "a"
+        yield "b"
+
+    assert ray.get(two.remote()) == ["a", "b"]
+    with pytest.raises(ValueError, match="num_returns=3 but its generator yielded 2"):
+        ray.get(two.options(num_returns=3).remote()[0])
+
+    @ray.remote
+    class Actor:
+        def letters(self):
+            yield from "xy"
+
+    assert [ray.get(r) for r in Actor.remote().letters.remote()] == ["x", "y"]
+
 
 
 def test_worker_killed_mid_run_tasks_are_retried(ray, cluster):

@@ -62,8 +62,9 @@ def test_todays_names_and_build_algo():
     algo = config.build_algo()
     result = algo.train()
     assert result["config"]["train_batch_size"] == 16
-    assert result["env_runners"]["episode_return_mean"] == result["episode_reward_mean"]
-    assert result["episode_return_mean"] == result["episode_reward_mean"]
+    np.testing.assert_equal(result["env_runners"]["episode_return_mean"],
+                            result["episode_reward_mean"])  # NaN alike when none finished
+    np.testing.assert_equal(result["episode_return_mean"], result["episode_reward_mean"])
     algo.stop()
 
 
@@ -201,3 +202,152 @@ def test_get_preprocessor_flattens_dict_tuple_and_discrete_spaces():
     assert prep.shape == (7,)
     vector = prep.transform({"a": 2, "b": (np.array([0.5, 0.25], np.float32), 1)})
     assert vector.tolist() == [0.0, 0.0, 1.0, 0.5, 0.25, 0.0, 1.0]
+
+
+class DictObs(gym.Env):
+    """Dict and Tuple observations (flattened by the preprocessor): find the marked slot."""
+
+    observation_space = gym.spaces.Dict({
+        "slot": gym.spaces.Discrete(3),
+        "extra": gym.spaces.Tuple((gym.spaces.Box(-1, 1, (2,), np.float32),
+                                   gym.spaces.Discrete(2)))})
+    action_space = gym.spaces.Discrete(3)
+
+    def reset(self, *, seed=None, options=None):
+        super().reset(seed=seed)
+        self.slot = int(self.np_random.integers(3))
+        return self._obs(), {}
+
+    def _obs(self):
+        return {"slot": self.slot, "extra": (np.zeros(2, np.float32), 1)}
+
+    def step(self, action):
+        return self._obs(), float(action == self.slot), True, False, {}
+
+
+@pytest.mark.parametrize("config_class", [PPOConfig, DQNConfig])
+def test_dict_and_tuple_observations_are_flattened_for_training(config_class):
+    config = config_class().environment(DictObs).debugging(seed=0)
+    if config_class is PPOConfig:
+        config = config.env_runners(num_env_runners=0).training(**PPO_TINY)
+    else:
+        config = config.training(**DQN_TINY).reporting(min_sample_timesteps_per_iteration=32)
+    algo = config.build()
+    result = algo.train()
+    assert result["timesteps_total"] >= 32
+    obs = {"slot": 2, "extra": (np.zeros(2, np.float32), 0)}
+    assert algo.compute_single_action(obs, explore=False) in (0, 1, 2)
+    assert algo.get_policy().get_weights()  # the first layer takes the 7 flattened inputs
+    first = [w for name, w in algo.get_policy().get_weights().items()
+             if name.endswith("hidden_0/kernel")][0]
+    assert first.shape[0] == 3 + 2 + 2
+    algo.stop()
+
+
+def test_custom_torch_model_from_the_model_catalog(tmp_path):
+    import torch
+    from raylite.rllib.algorithms.algorithm import Algorithm
+    from raylite.rllib.models import ModelCatalog
+    from raylite.rllib.models.torch.torch_modelv2 import TorchModelV2
+
+    ModelCatalog.register_custom_model("tiny_net", TinyNet)
+    algo = (PPOConfig().environment("CartPole-v1").env_runners(num_env_runners=0)
+            .training(train_batch_size=64, sgd_minibatch_size=32, num_sgd_iter=2,
+                      model={"custom_model": "tiny_net", "custom_model_config": {"width": 5}})
+            .debugging(seed=0).build())
+    weights = algo.get_policy().get_weights()
+    assert weights["torso.weight"].shape == (5, 4)  # the module's own parameter names
+    algo.train()
+    moved = algo.get_policy().get_weights()
+    assert not np.allclose(moved["torso.weight"], weights["torso.weight"])
+    obs = np.array([0.0, 0.1, 0.02, -0.1], np.float32)
+    action = algo.compute_single_action(obs, explore=False)
+    path = algo.save(str(tmp_path))
+    algo.stop()
+    restored = Algorithm.from_checkpoint(path)
+    assert restored.compute_single_action(obs, explore=False) == action
+    restored.stop()
+    with pytest.raises(ValueError, match="unknown custom_model 'tiny_nett'; did you mean"):
+        PPOConfig().environment("CartPole-v1").training(
+            model={"custom_model": "tiny_nett"}).build()
+    with pytest.raises(TypeError, match="is not a torch.nn.Module"):
+        ModelCatalog.register_custom_model("bad", dict)
+    with pytest.raises(ValueError, match="'conv_filters' must be one of None"):
+        PPOConfig().training(model={"conv_filters": [[16, [3, 3], 1]]})
+    assert issubclass(TinyNet, TorchModelV2) and issubclass(TinyNet, torch.nn.Module)
+
+
+def _tiny_net_class():
+    import torch
+    from raylite.rllib.models.torch.torch_modelv2 import TorchModelV2
+
+    class TinyNetImpl(TorchModelV2, torch.nn.Module):
+        def __init__(self, obs_space, action_space, num_outputs, model_config, name):
+            TorchModelV2.__init__(self, obs_space, action_space, num_outputs, model_config, name)
+            torch.nn.Module.__init__(self)
+            width = model_config["custom_model_config"]["width"]
+            self.torso = torch.nn.Linear(obs_space.shape[0], width)
+            self.logits = torch.nn.Linear(width, num_outputs)
+            self.value = torch.nn.Linear(width, 1)
+
+        def forward(self, input_dict, state, seq_lens):
+            hidden = torch.tanh(self.torso(input_dict["obs"]))
+            self._value = self.value(hidden)
+            return self.logits(hidden), state
+
+        def value_function(self):
+            return self._value.reshape(-1)
+
+    return TinyNetImpl
+
+
+try:
+    TinyNet = _tiny_net_class()
+except ImportError:  # pragma: no cover - torch is missing: the test is skipped above
+    TinyNet = None
+
+
+def test_hints_warn_once_and_custom_models_outside_ppo_are_refused():
+    from raylite.rllib import _algorithm
+    _algorithm._WARNED.discard("evaluation_num_workers")
+    config = (PPOConfig().environment("CartPole-v1").env_runners(num_env_runners=0)
+              .training(**PPO_TINY).evaluation(evaluation_num_workers=2))
+    with pytest.warns(UserWarning, match="evaluation_num_workers: evaluation runs in the "):
+        config.build().stop()
+    import warnings
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        config.build().stop()  # once only
+    with pytest.raises(NotImplementedError, match="custom_model with DQN"):
+        DQNConfig().environment("CartPole-v1").training(model={"custom_model": "x"}).build()
+
+
+def test_custom_keras_model_from_the_model_catalog():
+    tf = pytest.importorskip("tensorflow")
+    from raylite.rllib.models import ModelCatalog
+    from raylite.rllib.models.tf.tf_modelv2 import TFModelV2
+
+    class KerasTiny(TFModelV2):
+        def __init__(self, obs_space, action_space, num_outputs, model_config, name):
+            super().__init__(obs_space, action_space, num_outputs, model_config, name)
+            inputs = tf.keras.layers.Input(shape=obs_space.shape)
+            hidden = tf.keras.layers.Dense(6, activation="tanh")(inputs)
+            logits = tf.keras.layers.Dense(num_outputs)(hidden)
+            value = tf.keras.layers.Dense(1)(hidden)
+            self.base_model = tf.keras.Model(inputs, [logits, value])
+
+    ModelCatalog.register_custom_model("keras_tiny", KerasTiny)
+    with pytest.raises(ValueError, match="is a Keras \\(TFModelV2\\) model: use framework=tf"):
+        PPOConfig().environment("CartPole-v1").training(
+            model={"custom_model": "keras_tiny"}).build()
+    algo = (PPOConfig().environment("CartPole-v1").framework("tf")
+            .env_runners(num_env_runners=0)
+            .training(train_batch_size=64, sgd_minibatch_size=32, num_sgd_iter=2,
+                      model={"custom_model": "keras_tiny"}).debugging(seed=0).build())
+    weights = algo.get_policy().get_weights()
+    assert [w.shape for w in weights.values()] == [(4, 6), (6,), (6, 2), (2,), (6, 1), (1,)]
+    algo.train()
+    moved = algo.get_policy().get_weights()
+    assert any(not np.allclose(moved[k], weights[k]) for k in weights)
+    assert algo.compute_single_action(np.zeros(4, np.float32), explore=False) in (0, 1)
+    algo.stop()

@@ -115,11 +115,12 @@ def test_yaml_experiment_keys_are_checked(tmp_path, capsys):
 
 
 def test_examples_are_listed_served_and_valid(capsys):
-    from raylite.rllib import AlgorithmConfig, resolve_env
+    from raylite.rllib import ALGORITHMS, AlgorithmConfig, resolve_env
     from raylite.rllib._envs import check_stop_criteria
     assert main(["example", "list"]) == 0
     listed = capsys.readouterr().out
-    assert {"pendulum", "pendulum-ppo", "cartpole-ppo"} <= set(example_files())
+    assert {"pendulum", "pendulum-ppo", "cartpole-ppo", "cartpole-dqn",
+            "pendulum-sac"} <= set(example_files())
     for name, path in example_files().items():
         assert name in listed
         assert main(["example", "get", name]) == 0
@@ -127,8 +128,8 @@ def test_examples_are_listed_served_and_valid(capsys):
         with open(os.path.join(REPO, "configs", os.path.basename(path))) as f:
             assert f.read() == text  # configs/ holds the same files
         [(_, spec)] = yaml.safe_load(text).items()
-        config = AlgorithmConfig.from_dict({**spec["config"], "env": spec["env"]})
-        assert spec["run"] == "PPO" and config.env == spec["env"]
+        config = AlgorithmConfig.from_dict({**spec["config"], "env": spec["env"]}, spec["run"])
+        assert spec["run"] in ALGORITHMS and config.env == spec["env"]
         assert check_stop_criteria(spec["stop"], resolve_env(spec["env"])) == []
 
 

@@ -10,7 +10,7 @@ import pytest
 pytest.importorskip("gymnasium")  # raylite[rl]
 
 from raylite.rllib import _envs
-from raylite.tune import _registry
+from raylite import _registry
 from raylite.rllib._buffer import (
     RolloutBuffer,
     concat_batches,

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from raylite.core._scheduler import (PIPELINE_DEPTH, TASK_TRANSITIONS, Actor, Fail, Interrupt,
+from raylite.core.local._scheduler import (PIPELINE_DEPTH, TASK_TRANSITIONS, Actor, Fail, Interrupt,
                                      PlacementGroup, Scheduler, StopWorker, Task, TaskState)
 
 
@@ -226,7 +226,7 @@ def test_placement_group_bundles_get_distinct_gpus_and_give_them_back():
 
 
 def test_fractional_gpu_bundles_share_a_device_while_they_fit():
-    from raylite.core._scheduler import _bundle_gpu_ids
+    from raylite.core.local._scheduler import _bundle_gpu_ids
     assert _bundle_gpu_ids([{"GPU": 0.5}] * 3, [0, 1]) == [[0], [0], [1]]
     assert _bundle_gpu_ids([{"GPU": 1}, {"CPU": 1}, {"GPU": 2}], [3, 4, 5]) == [[3], [], [4, 5]]
     assert _bundle_gpu_ids([{"GPU": 0.5}, {"GPU": 1}], [0, 1]) == [[0], [1]]
@@ -252,8 +252,15 @@ def test_retry_on_error_requeues_and_frees_the_worker():
     (w,) = started(s, 1)
     t = task("t", retries=2)
     s.submit(t, set())
-    actions = s.task_retry(w, b"t")
-    assert kinds(actions) == ["Dispatch"] and t.attempt == 1 and t.state is TaskState.RUNNING
+    actions = s.task_errored(w, b"t", 0.01, retryable=True)
+    assert kinds(actions) == ["Retry", "Dispatch"] and t.attempt == 1 and t.state is TaskState.RUNNING
+    s.task_errored(t.worker_id, b"t", 0.01, retryable=True)
+    assert t.attempt == 2
+    actions = s.task_errored(t.worker_id, b"t", 0.01, retryable=True)  # retries spent
+    assert "Retry" not in kinds(actions) and b"t" not in s.tasks
+    other = task("u", retries=2)
+    s.submit(other, set())
+    assert "Retry" not in kinds(s.task_errored(other.worker_id, b"u", 0.01, retryable=False))
 
 
 def test_extra_workers_retire_when_idle_long_enough():

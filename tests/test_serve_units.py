@@ -212,12 +212,15 @@ def test_application_graph_deploys_dependencies_first_as_handles():
 
     leaf = Leaf.bind()
     order = _collect(Root.bind(leaf, others={"again": leaf}), "app")
-    assert [d.name for d, _, _ in order] == ["Leaf", "Root"]
-    _, args, kwargs = order[1]
+    assert [name for _, name, _, _ in order] == ["Leaf", "Root"]
+    _, _, args, kwargs = order[1]
     assert isinstance(args[0], serve.DeploymentHandle) and args[0].deployment_name == "Leaf"
     assert kwargs["others"]["again"] is args[0]  # one node, one handle
-    with pytest.raises(ValueError, match="two different deployments named 'Leaf'"):
-        _collect(Root.bind(Leaf.bind(), Leaf.bind()), "app")
+    # the same deployment bound twice with other arguments: two deployments, named as Ray does
+    order = _collect(Root.bind(Leaf.bind(1), Leaf.bind(2), Root.bind()), "app")
+    assert [(name, args) for _, name, args, _ in order] == [
+        ("Leaf", (1,)), ("Leaf_1", (2,)), ("Root_1", ()), ("Root", order[3][2])]
+    assert [h.deployment_name for h in order[3][2]] == ["Leaf", "Leaf_1", "Root_1"]
 
 
 def test_deployment_config_defaults_match_the_book():

@@ -120,10 +120,18 @@ def test_error_on_one_worker_names_its_rank_and_stops_the_others(torch_trainer):
     message = str(error)
     assert "failed on worker rank 1 (of 2)" in message and "the other workers were stopped" in message
     assert 'raise ValueError("bad batch on rank 1")' in message  # the worker's traceback
+    def alive(pid):  # a process may end between two psutil calls: that counts as ended
+        try:
+            return psutil.Process(pid).status() != "zombie"
+        except psutil.NoSuchProcess:
+            return False
+
     for pid in pids:  # both processes end (rank 0 was blocked in a collective)
-        psutil.Process(pid).wait(timeout=10) if psutil.pid_exists(pid) else None
-    assert not any(psutil.pid_exists(pid) and psutil.Process(pid).status() != "zombie"
-                   for pid in pids)
+        try:
+            psutil.Process(pid).wait(timeout=10)
+        except psutil.NoSuchProcess:
+            pass
+    assert not any(alive(pid) for pid in pids)
     # the trainer starts a fresh group for the next run by itself
     assert torch_trainer.run(lambda: train.world_rank()) == [0, 1]
 

@@ -501,7 +501,7 @@ def test_keep_checkpoints_num(ray, tmp_path, score_attr, kept):
 
 
 def reads_the_registry(config):
-    from raylite.tune import _registry
+    from raylite import _registry
     creator = _registry.env_creator("tune_test_env")
     tune.report(env_value=creator({"n": config["n"]}) if creator else None)
 

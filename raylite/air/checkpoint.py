@@ -26,6 +26,8 @@ import tempfile
 from collections.abc import Iterator
 from typing import Any
 
+import cloudpickle
+
 from raylite.util._pickle_file import load_pickle
 
 DICT_FILE = "dict_checkpoint.pkl"
@@ -60,7 +62,11 @@ class Checkpoint:
         if uri is not None:
             if path is not None or data is not None:
                 raise ValueError("a Checkpoint takes one of path, data or uri, not several")
-            path = _local_path_of_uri(uri)
+            if _is_remote_uri(uri):
+                copy = self.from_uri(uri)
+                path, self._remote_uri = copy.path, uri
+            else:
+                path = _local_path_of_uri(uri)
         if (path is None) == (data is None):
             raise ValueError("a Checkpoint is either a directory (path=...) or a dict (data=...); "
                              "build one with Checkpoint.from_directory or Checkpoint.from_dict")
@@ -69,6 +75,8 @@ class Checkpoint:
         self.path = os.fspath(path) if path is not None else None
         self._data = data
         self._filesystem = filesystem
+        if not hasattr(self, "_remote_uri"):
+            self._remote_uri: str | None = None  # where it came from / was uploaded to
 
     # ---- making one ------------------------------------------------------------------------
     @classmethod
@@ -96,8 +104,18 @@ class Checkpoint:
 
     @classmethod
     def from_uri(cls, uri: str) -> Checkpoint:
-        """A checkpoint at a ``file://`` URI (raylite keeps checkpoints on local disk)."""
-        return cls.from_directory(_local_path_of_uri(uri))
+        """The checkpoint at ``uri``: a ``file://`` URI or a path, or a remote one
+        (``s3://bucket/key``, ``gs://...``, read through pyarrow.fs), downloaded now into a
+        local temporary directory (its ``path``; ``uri`` stays the remote one)."""
+        if not _is_remote_uri(uri):
+            return cls.from_directory(_local_path_of_uri(uri))
+        from raylite._storage import download_dir, resolve
+        filesystem, remote = resolve(uri)
+        local = download_dir(filesystem, remote, tempfile.mkdtemp(prefix="checkpoint_"),
+                             f"Checkpoint.from_uri({uri!r})")
+        checkpoint = cls.from_directory(local)
+        checkpoint._remote_uri, checkpoint._filesystem = uri, filesystem
+        return checkpoint
 
     @classmethod
     def from_checkpoint(cls, other: Checkpoint) -> Checkpoint:
@@ -106,7 +124,9 @@ class Checkpoint:
             raise TypeError(f"from_checkpoint takes a Checkpoint, got {type(other).__name__}")
         if isinstance(other, cls):
             return other
-        return cls(path=other.path) if other.path is not None else cls(data=dict(other._data))
+        same = cls(path=other.path) if other.path is not None else cls(data=dict(other._data))
+        same._remote_uri, same._filesystem = other._remote_uri, other._filesystem
+        return same
 
     # ---- reading it ------------------------------------------------------------------------
     def to_dict(self) -> dict:
@@ -121,7 +141,7 @@ class Checkpoint:
 
     def to_bytes(self) -> bytes:
         """The dict, pickled (a directory checkpoint must hold a dict)."""
-        return pickle.dumps(self.to_dict())
+        return cloudpickle.dumps(self.to_dict())
 
     def to_directory(self, path: str | os.PathLike | None = None) -> str:
         """Write the checkpoint into ``path`` (a new temporary directory if None); return it."""
@@ -129,7 +149,7 @@ class Checkpoint:
         os.makedirs(path, exist_ok=True)
         if self._data is not None:
             with open(os.path.join(path, DICT_FILE), "wb") as f:
-                pickle.dump(self._data, f)
+                cloudpickle.dump(self._data, f)
         elif os.path.abspath(self.path) != os.path.abspath(path):
             shutil.copytree(self.path, path, dirs_exist_ok=True)
         if type(self) is not Checkpoint:
@@ -138,8 +158,20 @@ class Checkpoint:
         return path
 
     def to_uri(self, uri: str) -> str:
-        """Write the checkpoint to a ``file://`` URI; return the URI."""
-        self.to_directory(_local_path_of_uri(uri))
+        """Write the checkpoint to ``uri`` (``file://``, a path, or ``s3://bucket/key`` ...
+        through pyarrow.fs); return the URI. A failed upload leaves nothing behind."""
+        if not _is_remote_uri(uri):
+            self.to_directory(_local_path_of_uri(uri))
+            return uri
+        from raylite._storage import check_writable_root, resolve, upload_dir_or_clean
+        filesystem, remote = resolve(uri)
+        what = f"Checkpoint.to_uri({uri!r})"
+        check_writable_root(filesystem, remote, what)
+        local = self.to_directory()
+        try:
+            upload_dir_or_clean(local, filesystem, remote, what)
+        finally:
+            shutil.rmtree(local, ignore_errors=True)
         return uri
 
     @contextlib.contextmanager
@@ -157,11 +189,18 @@ class Checkpoint:
 
     @property
     def uri(self) -> str | None:
+        """Where the checkpoint lives: its remote URI (``s3://...``) if it came from or was
+        stored there, else ``file://<path>``."""
+        if self._remote_uri is not None:
+            return self._remote_uri
         return f"file://{os.path.abspath(self.path)}" if self.path else None
 
     @property
     def filesystem(self) -> Any:
-        """The pyarrow file system the checkpoint lives on (always the local one here)."""
+        """The pyarrow file system of :attr:`uri` (the local one for a local checkpoint)."""
+        if self._filesystem is None and self._remote_uri is not None:
+            from raylite._storage import resolve
+            self._filesystem = resolve(self._remote_uri)[0]
         if self._filesystem is None:
             import pyarrow.fs
             self._filesystem = pyarrow.fs.LocalFileSystem()
@@ -190,18 +229,19 @@ class Checkpoint:
             self._data[PREPROCESSOR_KEY] = preprocessor
             return
         with open(os.path.join(self.path, PREPROCESSOR_FILE), "wb") as f:
-            pickle.dump(preprocessor, f)
+            cloudpickle.dump(preprocessor, f)
 
     # ---- pickling and printing ------------------------------------------------------------
     def __getstate__(self) -> dict:
         """A directory checkpoint travels as its files: the receiver may be on another machine."""
         if self.path is not None and os.path.isdir(self.path):
             from raylite.train._checkpoint import to_payload
-            return {"payload": to_payload(self)}
-        return {"data": self._data}
+            return {"payload": to_payload(self), "uri": self._remote_uri}
+        return {"data": self._data, "uri": self._remote_uri}
 
     def __setstate__(self, state: dict) -> None:
         self._filesystem = None
+        self._remote_uri = state.get("uri")
         if "data" in state:
             self.path, self._data = None, state["data"]
             return
@@ -222,6 +262,8 @@ class Checkpoint:
 
     def __repr__(self) -> str:
         name = type(self).__name__
+        if self._remote_uri is not None:
+            return f"{name}(uri={self._remote_uri!r}, local copy {self.path!r})"
         return f"{name}(path={self.path!r})" if self.path else f"{name}(<dict>)"
 
 
@@ -241,12 +283,16 @@ def _saved_type(path: str, base: type) -> type:
     return saved if isinstance(saved, type) and issubclass(saved, base) else base
 
 
+def _is_remote_uri(uri: Any) -> bool:
+    if not isinstance(uri, str):
+        raise TypeError(f"a checkpoint URI must be a str, got {type(uri).__name__}")
+    from raylite._storage import is_remote
+    return is_remote(uri)
+
+
 def _local_path_of_uri(uri: str) -> str:
     if not isinstance(uri, str):
         raise TypeError(f"a checkpoint URI must be a str, got {type(uri).__name__}")
     if uri.startswith("file://"):
         return uri[len("file://"):]
-    if "://" in uri:
-        raise ValueError(f"checkpoint URI {uri!r}: raylite keeps checkpoints on local disk; use "
-                         "a file:// URI or a plain path (Checkpoint.from_directory)")
-    return uri
+    return uri.removeprefix("local://")

@@ -107,6 +107,7 @@ class RunConfig:
     log_to_file: bool = False
     local_dir: str | None = None
     sync_config: Any = None
+    storage_filesystem: Any = None  # a pyarrow.fs / fsspec filesystem for storage_path (Train)
 
     def __post_init__(self) -> None:
         for name, kind in (("failure_config", FailureConfig),

@@ -40,7 +40,11 @@ class Result:
 
     @property
     def filesystem(self) -> Any:
-        """The pyarrow file system ``path`` is on (the local one)."""
+        """The pyarrow file system ``path`` is on: the local one, or the remote one of a run
+        whose ``storage_path`` was a URI (``path`` is then ``bucket/key...`` on it)."""
+        filesystem = getattr(self, "_filesystem", None)
+        if filesystem is not None:
+            return filesystem
         import pyarrow.fs
         return pyarrow.fs.LocalFileSystem()
 
@@ -51,9 +55,38 @@ class Result:
         if self.metrics_history:
             return pd.DataFrame(self.metrics_history)
         progress = os.path.join(self.path or "", "progress.csv")
+        filesystem = getattr(self, "_filesystem", None)
+        if self.path and filesystem is not None:  # stored remotely: read it from there
+            import pyarrow.fs as pafs
+            if filesystem.get_file_info(progress).type == pafs.FileType.File:
+                with filesystem.open_input_file(progress) as f:
+                    data = f.read()
+                if data:
+                    import io
+                    return pd.read_csv(io.BytesIO(data))
+            return pd.DataFrame()
         if self.path and os.path.exists(progress) and os.path.getsize(progress):
             return pd.read_csv(progress)
         return pd.DataFrame()
+
+    def _stored_at(self, local_root: str, filesystem: Any, remote_root: str) -> Result:
+        """Point this result at its copy on ``filesystem`` (``remote_root`` is ``local_root``
+        there, a run uploaded at its end): ``path`` and ``filesystem`` become the remote ones,
+        and each checkpoint's ``uri`` / ``filesystem`` (its ``path`` stays the local copy)."""
+        from raylite._storage import to_uri
+
+        def remote(path: str) -> str:
+            return f"{remote_root}/{os.path.relpath(path, local_root)}".replace(os.sep, "/")
+
+        checkpoints = [self.checkpoint] + [c for c, _ in self.best_checkpoints]
+        for checkpoint in checkpoints:
+            if checkpoint is not None and checkpoint.path is not None:
+                checkpoint._remote_uri = to_uri(filesystem, remote(checkpoint.path))
+                checkpoint._filesystem = filesystem
+        if self.path is not None:
+            self.path = remote(self.path)
+        self._filesystem = filesystem
+        return self
 
     def __repr__(self) -> str:
         shown = {k: v for k, v in self.metrics.items() if k != "config"}

@@ -6,7 +6,7 @@
     raylite status            the cluster's nodes (Dask workers), their resources and usage
 
 The cluster is private to its owner: ``--head`` makes (once) a certificate authority and a
-certificate in ``~/.raylite/tls`` (mode 0600, see ``raylite.core._dask_tls``), and the scheduler,
+certificate in ``~/.raylite/tls`` (mode 0600, see ``raylite.core.dask._tls``), and the scheduler,
 the workers and every client speak mutual TLS (``tls://`` addresses), so a process that cannot
 read that folder cannot connect. ``--insecure`` starts plain TCP instead, with a warning.
 
@@ -34,8 +34,9 @@ import time
 from pathlib import Path
 
 from raylite.cli._common import non_negative_int, positive_int, run_subcommand
+from raylite.core.dask._state import (STATE_FILE, alive, read_state, recorded_address,  # noqa: F401
+                                      state_dir, state_root, write_state)
 
-STATE_FILE = "cluster.json"
 START_TIMEOUT_S = 60.0
 STOP_TIMEOUT_S = 10.0
 
@@ -148,75 +149,6 @@ def _resources(text: str) -> dict[str, float]:
 
 
 # ==========================================================================================
-# state
-# ==========================================================================================
-def state_root() -> Path:
-    """``$RAYLITE_STATE_DIR`` or ``~/.raylite`` (not created)."""
-    return Path(os.environ.get("RAYLITE_STATE_DIR") or Path.home() / ".raylite")
-
-
-def state_dir() -> Path:
-    """``$RAYLITE_STATE_DIR`` or ``~/.raylite``, created with mode 0700."""
-    path = state_root()
-    path.mkdir(mode=0o700, parents=True, exist_ok=True)
-    os.chmod(path, 0o700)
-    (path / "logs").mkdir(mode=0o700, exist_ok=True)
-    return path
-
-
-def read_state() -> dict | None:
-    path = state_dir() / STATE_FILE
-    try:
-        return json.loads(path.read_text())
-    except (OSError, json.JSONDecodeError):
-        return None
-
-
-def write_state(state: dict) -> None:
-    path = state_dir() / STATE_FILE
-    temporary = path.with_suffix(".tmp")
-    fd = os.open(temporary, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
-    with os.fdopen(fd, "w") as f:
-        json.dump(state, f, indent=2)
-    os.replace(temporary, path)
-
-
-def recorded_address() -> str | None:
-    """The scheduler address `raylite start --head` recorded here, if that scheduler still runs.
-
-    For ``raylite.init(address="auto")``: Ray connects "auto" to the cluster `ray start` started.
-    """
-    state = read_state()
-    if not state or not state.get("address"):
-        return None
-    schedulers = [p for p in state.get("processes", []) if p.get("role") == "scheduler"]
-    if schedulers and not any(alive(p["pid"]) for p in schedulers):
-        return None
-    return state["address"]
-
-
-def alive(pid: int) -> bool:
-    """Whether a process runs (reaping it first if it is an exited child of ours)."""
-    try:
-        done, _ = os.waitpid(pid, os.WNOHANG)
-        if done == pid:
-            return False
-    except ChildProcessError:
-        pass
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        return True
-    try:
-        with open(f"/proc/{pid}/stat") as f:
-            return f.read().rsplit(")", 1)[1].split()[0] != "Z"
-    except OSError:
-        return True
-
-
-# ==========================================================================================
 # start
 # ==========================================================================================
 def start_command(args: argparse.Namespace) -> int:
@@ -237,7 +169,7 @@ def start_command(args: argparse.Namespace) -> int:
             return 1
         write_state(state)
     else:
-        from raylite.core import _dask_connect, _dask_tls
+        from raylite.core.dask import _connect as _dask_connect, _tls as _dask_tls
         try:
             address, security = _dask_connect.resolve(args.address, insecure=args.insecure)
         except ValueError as exc:
@@ -278,7 +210,7 @@ def _spawn(command: list[str], log_path: Path) -> subprocess.Popen:
 
 def _head_credentials(args: argparse.Namespace):
     """The TLS credentials for a new cluster (made when missing), or None with --insecure."""
-    from raylite.core import _dask_tls
+    from raylite.core.dask import _tls as _dask_tls
     if args.insecure:
         print(f"raylite start: warning: --insecure: the scheduler listens on plain TCP without "
               f"authentication; anyone who can reach {args.host}:{args.port or 'its port'} can "
@@ -364,7 +296,7 @@ def _start_worker(args: argparse.Namespace, directory: Path, address: str, tls) 
 
 
 def _wait_for_worker(address: str, name: str, process: subprocess.Popen, log_path: Path) -> None:
-    from raylite.core._dask_connect import open_client
+    from raylite.core.dask._connect import open_client
     deadline = time.monotonic() + START_TIMEOUT_S
     try:
         client, _ = open_client(address)
@@ -404,7 +336,7 @@ def _print_started(args: argparse.Namespace, state: dict, worker: dict) -> None:
     print("To add a worker (on another machine, start this node with --host <its address>):")
     print(f"    raylite start --address {address} --num-cpus N")
     if address.startswith("tls://"):
-        from raylite.core._dask_tls import folder
+        from raylite.core.dask._tls import folder
         print(f"Mutual TLS: only processes that can read {folder()} (you) can connect; on another "
               f"machine, copy that folder first (same user): scp -rp {folder()} HOST:.raylite/")
     print("To see the nodes: raylite status.  To stop what was started here: raylite stop.")
@@ -478,7 +410,7 @@ def status_command(args: argparse.Namespace) -> int:
         print("raylite status: no cluster address: pass --address HOST:PORT, set RAYLITE_ADDRESS, "
               "or start one with `raylite start --head`.", file=sys.stderr)
         return 1
-    from raylite.core._dask_connect import open_client
+    from raylite.core.dask._connect import open_client
     try:
         client, address = open_client(address, insecure=getattr(args, "insecure", False))
     except ValueError as exc:
@@ -501,7 +433,7 @@ def status_command(args: argparse.Namespace) -> int:
 
 def format_status(address: str, info: dict, pids: dict, dashboard: str | None) -> str:
     """The status table: one row per Dask worker (raylite's nodes)."""
-    from raylite.core._dask_cluster import _worker_resources
+    from raylite.core.dask._cluster import _worker_resources
     workers = info.get("workers") or {}
     lines = [f"Dask scheduler: {address}   raylite address: {address}"]
     if dashboard:

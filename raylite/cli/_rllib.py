@@ -67,14 +67,19 @@ def _add_train(commands: argparse._SubParsersAction) -> None:
         description="Train through raylite.tune. With -f, the file's experiments; else one "
                     "experiment from --run, --env, --stop and --config.",
         epilog="config keys (YAML config: or --config JSON):\n" + fields_help())
-    parser.add_argument("-f", "--config-file", metavar="FILE", help="YAML experiment file")
+    parser.add_argument("-f", "--config-file", metavar="FILE",
+                        help="YAML experiment file (or a .py algorithm config)")
+    parser.add_argument("source", nargs="*", metavar="file FILE",
+                        help="Ray 2.x's form: `rllib train file FILE`, FILE a YAML experiment "
+                             "file or a .py file that defines an algorithm config (`config = "
+                             "PPOConfig()...`, and optionally a `stop` dict)")
     _add_train_flags(parser)
     parser.set_defaults(handler=_train)
 
 
 def _add_train_flags(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--run", "--algo", dest="run", metavar="ALGO",
-                        help="the algorithm: PPO, DQN or SAC")
+                        help="the algorithm: PPO, DQN, SAC, MARWIL or BC")
     parser.add_argument("--env", metavar="ENV", help="Gymnasium id, registered name or module.Class")
     parser.add_argument("--stop", type=_json_dict, default=None, metavar="JSON",
                         help='stop criteria, e.g. \'{"episode_reward_mean": 450}\'')
@@ -146,7 +151,17 @@ def _json_dict(text: str) -> dict:
 
 # ---- train ----------------------------------------------------------------------------------------
 def _train(args: argparse.Namespace) -> int:
-    if args.config_file:
+    source = getattr(args, "source", None)
+    if source:
+        if source[0] != "file" or len(source) != 2:
+            raise UsageError(f"unexpected arguments {' '.join(source)!r}: use `rllib train file "
+                             f"FILE` or `rllib train -f FILE`")
+        if args.config_file:
+            raise UsageError("give the experiment file once: `file FILE` or -f FILE")
+        args.config_file = source[1]
+    if args.config_file and args.config_file.endswith(".py"):
+        experiments = _load_python_experiment(args.config_file, args.name)
+    elif args.config_file:
         experiments = _load_experiments(args.config_file)
     else:
         if not args.run or not args.env:
@@ -171,7 +186,7 @@ def _load_experiments(path: str) -> dict[str, dict]:
             isinstance(v, dict) for v in experiments.values()):
         raise UsageError(f"{path}: expected experiments as 'name: {{run: ..., env: ..., stop: "
                          f"..., config: ...}}'")
-    from raylite.rllib._config import did_you_mean
+    from raylite._suggest import did_you_mean
     for name, spec in experiments.items():
         for key in spec:
             if key not in EXPERIMENT_KEYS:
@@ -180,6 +195,33 @@ def _load_experiments(path: str) -> dict[str, dict]:
                                  f"{', '.join(EXPERIMENT_KEYS)}; algorithm settings go under "
                                  f"config:)")
     return experiments
+
+
+def _load_python_experiment(path: str, name: str | None) -> dict[str, dict]:
+    """One experiment from a .py file that defines an algorithm config (``config``, or the
+    only config it defines) and optionally ``stop``."""
+    import runpy
+
+    from raylite.rllib._builder import ConfigBuilder
+    if not os.path.exists(path):
+        raise UsageError(f"no such file: {path}")
+    namespace = runpy.run_path(path, run_name="__rllib_train__")
+    configs = {key: value for key, value in namespace.items()
+               if isinstance(value, ConfigBuilder)}
+    if "config" in configs:
+        config = configs["config"]
+    elif len(configs) == 1:
+        config = next(iter(configs.values()))
+    else:
+        raise UsageError(f"{path} must define one algorithm config (e.g. `config = "
+                         f"PPOConfig().environment(...)`); it defines "
+                         f"{', '.join(configs) or 'none'}")
+    stop = namespace.get("stop") or {}
+    if not isinstance(stop, dict):
+        raise UsageError(f"{path}: stop must be a dict such as {{'training_iteration': 10}}")
+    values = config.to_dict()
+    return {name or os.path.splitext(os.path.basename(path))[0]: {
+        "run": config.algo_name, "env": values.get("env"), "stop": stop, "config": values}}
 
 
 def _apply_flags(spec: dict, args: argparse.Namespace) -> dict:
@@ -207,7 +249,7 @@ def _apply_flags(spec: dict, args: argparse.Namespace) -> dict:
 def _train_experiment(name: str, spec: dict, args: argparse.Namespace) -> str | None:
     import raylite
     from raylite import rllib, tune
-    from raylite.tune import _registry
+    from raylite import _registry
     from raylite.rllib._config import AlgorithmConfig
 
     if not spec.get("run"):
@@ -291,7 +333,7 @@ def _first_variant(config: dict) -> dict:
 
 
 def _check_stop_keys(stop: dict) -> None:
-    from raylite.rllib._config import did_you_mean
+    from raylite._suggest import did_you_mean
     for key, value in stop.items():
         if key not in RESULT_KEYS:
             raise UsageError(f"unknown stop criterion {key!r}{did_you_mean(key, RESULT_KEYS)} "
@@ -456,6 +498,13 @@ def _rollout(args: argparse.Namespace) -> int:
         if algo != state["algorithm"]:
             raise UsageError(f"the checkpoint was written by {state['algorithm']}, not {algo}")
     config = state["config"]
+    if len(state.get("policies") or {}) > 1:
+        raise UsageError(f"the checkpoint holds {len(state['policies'])} policies (multi-agent): "
+                         f"rollout of multi-agent checkpoints is not implemented; use "
+                         f"Algorithm.from_checkpoint(path).evaluate()")
+    if state["env_name"] == "external" and not args.env:
+        raise UsageError("the checkpoint was trained on an external env: pass --env ENV to "
+                         "roll it out in a Gymnasium env with the same spaces")
     env_spec = rllib.resolve_env(args.env or state["env_name"], config.get("env_config"))
     spec = _checkpoint.model_spec(state)
     render = not args.no_render and _can_render()
@@ -546,7 +595,7 @@ def _check_env_fits(env: Any, spec: Any, state: dict, env_name: str) -> None:
 
 # ---- example --------------------------------------------------------------------------------------
 def _example_path(name: str) -> str:
-    from raylite.rllib._config import did_you_mean
+    from raylite._suggest import did_you_mean
     from raylite.rllib.examples import example_files
     files = example_files()
     key = name[:-4] if name.endswith((".yml", ".yaml")) else name

@@ -2,6 +2,8 @@
 
     serve start [--host 127.0.0.1] [--port 8000]    start a Serve instance in the background
     serve run module:app [--host --port]            run an application in this terminal
+    serve run --non-blocking module:app             deploy it to the background instance (started
+                                                    if none runs) and return
     serve deploy config.yaml                        deploy applications to the running instance
     serve status                                    deployments, replicas and health, as a table
     serve shutdown                                  stop the running instance
@@ -212,7 +214,35 @@ def cmd_run(args: argparse.Namespace) -> int:
     except (ValueError, ImportError) as exc:
         print(f"serve run: {exc}", file=sys.stderr)
         return 2
+    if args.non_blocking:
+        return _run_in_background(args)
     return host(args, target)
+
+
+def _run_in_background(args: argparse.Namespace) -> int:
+    """``serve run --non-blocking``: the application goes to the background instance (as
+    ``serve deploy`` sends a config), which ``serve start`` starts first if none runs."""
+    if _instance() is None:
+        args.timeout = 60.0
+        status = cmd_start(args)
+        if status != 0:
+            return status
+    client = _need_instance("run")
+    if client is None:
+        return 1
+    app = {"name": "default", "import_path": args.import_path, "route_prefix": args.route_prefix}
+    try:
+        client.call("serve.deploy", {"applications": [app]})
+        info = client.call("serve.ping")
+    except RuntimeError as exc:
+        print(f"serve run: {exc}", file=sys.stderr)
+        return 1
+    finally:
+        client.close()
+    print(f"Deployed {args.import_path} at http://{info['host']}:{info['port']}"
+          f"{args.route_prefix}; it keeps running (see `serve status`, stop it with "
+          "`serve shutdown`)", flush=True)
+    return 0
 
 
 def cmd_deploy(args: argparse.Namespace) -> int:
@@ -290,6 +320,8 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("run", help="run module:app in this terminal")
     p.add_argument("import_path")
     p.add_argument("--route-prefix", default="/")
+    p.add_argument("--non-blocking", action="store_true",
+                   help="deploy to the background instance (started if none runs) and return")
     http(p)
     p.set_defaults(run=cmd_run)
     p = sub.add_parser("deploy", help="deploy a config file to the running instance")

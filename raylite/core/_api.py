@@ -1,14 +1,9 @@
 """The public core API: init, remote, get, put, wait and friends.
 
-Everything here talks to one *backend* object, the seam between the API and the machinery:
-
-    Node          the local multi-process runtime (the driver's side)   raylite.core._node
-    WorkerClient  the same API from inside a worker process             raylite.core._worker
-    InlineBackend init(local_mode=True): everything runs in the caller  raylite.core._inline
-
-A backend provides submit_task / create_actor / submit_actor_call / get / put / wait / cancel /
-kill_actor / get_actor and the introspection calls; the libraries (data, tune, train, serve,
-rllib) only ever use this module's functions, never a backend directly.
+Everything here talks to one *backend* object, the seam between the API and the machinery: a
+``raylite.core._backend.Backend`` (the local runtime, a worker's client of it, local mode, or a
+Dask cluster; that module lists them). This module never asks which kind it has. The libraries
+(data, tune, train, serve, rllib) only ever use this module's functions, never a backend.
 """
 
 from __future__ import annotations
@@ -17,13 +12,14 @@ import concurrent.futures
 import functools
 import inspect
 import os
-import sys
 import threading
+import time
 from typing import Any, Callable
 
-from raylite.core import _ids, _refs
-from raylite.core._options import (ACTOR_OPTIONS, METHOD_OPTIONS, TASK_OPTIONS, check_options,
-                                   did_you_mean, placement_of, to_resources)
+from raylite.core import _generators, _ids, _refs
+from raylite._suggest import did_you_mean
+from raylite.core._options import (ACTOR_OPTIONS, METHOD_OPTIONS, NOT_IMPLEMENTED, TASK_OPTIONS,
+                                   check_options, placement_of, to_resources, warn_once)
 from raylite.core._refs import ObjectRef
 
 _lock = threading.RLock()
@@ -41,6 +37,37 @@ INIT_ARGS = frozenset({
     "job_config", "_system_config", "_temp_dir", "_memory", "_node_ip_address",
     "storage", "labels", "_plasma_directory",
 })
+
+
+# init() arguments Ray has that raylite does not implement: refused unless empty (they would
+# change what the program does), or, where Ray treats them as tuning, warned about once.
+INIT_NOT_IMPLEMENTED = {
+    "runtime_env": NOT_IMPLEMENTED["runtime_env"],
+    "job_config": "job configs are not implemented in raylite (use namespace= for named actors)",
+    "storage": "cluster storage is not implemented in raylite: give Tune and Train a "
+               "storage_path instead",
+    "labels": "node labels are not implemented in raylite",
+    "_plasma_directory": "the object store lives in /dev/shm (or the temp folder without it) "
+                         "and its folder cannot be chosen",
+    "_temp_dir": "session folders live in the system temp folder: set TMPDIR to move them",
+    "_system_config": "Ray's internal system config has no raylite equivalent",
+}
+INIT_HINTS = {
+    "logging_level": "raylite configures no logging",
+    "logging_format": "raylite configures no logging",
+    "configure_logging": "raylite configures no logging",
+    "_node_ip_address": "the local runtime is always 127.0.0.1",
+}
+
+
+def _check_init_args(kwargs: dict) -> None:
+    for key, value in kwargs.items():
+        if key in INIT_NOT_IMPLEMENTED and value not in (None, {}, [], ""):
+            raise ValueError(f"init({key}={value!r:.80}) is not supported: "
+                             f"{INIT_NOT_IMPLEMENTED[key]}.")
+        if key in INIT_HINTS and value is not None:
+            warn_once(f"init:{key}", f"init({key}=...) is accepted and ignored "
+                                     f"({INIT_HINTS[key]}).")
 
 
 class RuntimeInfo(dict):
@@ -95,6 +122,7 @@ def init(address: str | None = None, *, num_cpus: float | None = None,
         if key not in INIT_ARGS:
             raise TypeError(f"init() got an unexpected keyword argument {key!r}"
                             f"{did_you_mean(key, INIT_ARGS | {'num_cpus', 'num_gpus'})}")
+    _check_init_args(kwargs)
     with _lock:
         if _backend_obj is not None:
             if ignore_reinit_error:
@@ -109,7 +137,7 @@ def init(address: str | None = None, *, num_cpus: float | None = None,
                 raise ValueError("num_cpus / num_gpus / resources describe a local runtime; a "
                                  "cluster's resources are its workers' (raylite start "
                                  "--num-cpus ...). Drop them, or drop address=.")
-            from raylite.core._dask import DaskBackend  # the scale-out backend
+            from raylite.core.dask._backend import DaskBackend  # the scale-out backend
             backend = DaskBackend.connect(address, namespace)
             context = RuntimeInfo(backend.context_info())
             _backend_obj, _context = backend, context
@@ -117,46 +145,37 @@ def init(address: str | None = None, *, num_cpus: float | None = None,
             return _context
         total = _node_resources(num_cpus, num_gpus, resources, kwargs.get("_memory"))
         if local_mode:
-            from raylite.core._inline import InlineBackend
+            from raylite.core.inline import InlineBackend
             backend = InlineBackend(total, namespace)
         else:
-            from raylite.core._node import Node
+            from raylite.core.local._node import Node
             backend = Node(total, object_store_memory or _default_store_memory(), namespace,
                            log_to_driver=log_to_driver)
         _backend_obj = backend
         _register_exit_hook()
-        webui_url = None if local_mode else _start_dashboard(backend, kwargs)
-        _context = RuntimeInfo({
-            "node_ip_address": "127.0.0.1", "raylet_ip_address": "127.0.0.1",
-            "redis_address": None, "gcs_address": None,
-            "object_store_address": getattr(backend, "shm_dir", None),
-            "raylet_socket_name": None, "webui_url": webui_url,
-            "session_dir": getattr(backend, "session_dir", None),
-            "metrics_export_port": None, "node_id": getattr(backend, "node_id", "local"),
-            "namespace": namespace, "address": "local",
-        })
+        source = backend.dashboard_source()
+        webui_url = None if source is None else _run_start_hooks(source, kwargs)
+        _context = RuntimeInfo(backend.context_info(), webui_url=webui_url)
         return _context
 
 
-def _start_dashboard(backend: Any, kwargs: dict) -> str | None:
-    """Start the dashboard (raylite.dashboard) unless turned off; its "host:port", or None."""
-    include = kwargs.get("include_dashboard")
-    if include is None:
-        include = os.environ.get("RAYLITE_DASHBOARD", "1") != "0"
-    if not include:
-        return None
-    from raylite import dashboard
-    try:
-        port = kwargs.get("dashboard_port")
-        url = dashboard.start(backend, host=kwargs.get("dashboard_host") or "127.0.0.1",
-                              port=8265 if port is None else port)  # 0: any free port
-    except (OSError, ValueError) as exc:  # the runtime is up: go on without a dashboard
-        print(f"raylite: the dashboard did not start: {exc}", file=sys.stderr, flush=True)
-        return None
-    if url is None:
-        return None
-    print(f"View the dashboard at {url}", file=sys.stderr, flush=True)
-    return url.split("://", 1)[1]
+# What starts and stops with a local runtime besides it (the dashboard): registered by the
+# top-level package, so the core imports nothing above it.
+_runtime_hooks: list[tuple[Callable[[Any, dict], "str | None"], Callable[[], None]]] = []
+
+
+def add_runtime_hook(on_start: Callable[[Any, dict], "str | None"],
+                     on_stop: Callable[[], None]) -> None:
+    """``on_start(source, init_kwargs)`` runs after a runtime that has a dashboard source
+    starts (it may return the dashboard's "host:port"); ``on_stop()`` runs first in shutdown."""
+    _runtime_hooks.append((on_start, on_stop))
+
+
+def _run_start_hooks(source: Any, kwargs: dict) -> str | None:
+    url = None
+    for on_start, _ in _runtime_hooks:
+        url = on_start(source, kwargs) or url
+    return url
 
 
 def _cluster_address(address: Any) -> Any:
@@ -168,7 +187,7 @@ def _cluster_address(address: Any) -> Any:
         explicit = os.environ.get("RAYLITE_ADDRESS") or None
         if explicit is not None or address is None:
             return explicit
-        from raylite.cli._cluster import recorded_address
+        from raylite.core.dask._state import recorded_address
         recorded = recorded_address()
         if recorded is None:
             raise ConnectionError("init(address='auto') found no running cluster: start one with "
@@ -236,22 +255,37 @@ _exit_hook_registered = False
 
 
 def _register_exit_hook() -> None:
-    """Shut down when the driver exits without calling shutdown(), as the book's scripts do."""
+    """Shut down when the driver exits without calling shutdown(), as the book's scripts do,
+    and when it is asked to stop with SIGTERM (unless the program handles SIGTERM itself)."""
     global _exit_hook_registered
     if not _exit_hook_registered:
         import atexit
         atexit.register(shutdown)
         _exit_hook_registered = True
+    import signal
+    if (threading.current_thread() is threading.main_thread()
+            and signal.getsignal(signal.SIGTERM) is signal.SIG_DFL):
+        signal.signal(signal.SIGTERM, _on_sigterm)
+
+
+def _on_sigterm(signum: int, frame: Any) -> None:
+    """SIGTERM: the normal shutdown, then die of SIGTERM as the default handler would."""
+    import signal
+    try:
+        shutdown()
+    finally:
+        signal.signal(signal.SIGTERM, signal.SIG_DFL)
+        os.kill(os.getpid(), signal.SIGTERM)
 
 
 def shutdown() -> None:
     """Stop the runtime: workers, actors and shared memory are gone afterwards. Idempotent."""
     global _backend_obj, _context
-    if "raylite.dashboard" in sys.modules:  # stopped first, while the runtime it reads still runs
-        sys.modules["raylite.dashboard"].stop()
+    for _, on_stop in _runtime_hooks:  # first, while the runtime they read still runs
+        on_stop()
     with _lock:
         backend, _backend_obj, _context = _backend_obj, None, None
-    if backend is not None and getattr(backend, "kind", "") != "worker":
+    if backend is not None and backend.owns_runtime:
         backend.shutdown()
 
 
@@ -288,6 +322,7 @@ class RemoteFunction:
         self._pickled: bytes | None = None
         self._prepared: tuple | None = None
         self._source = _source_file(function)
+        self._default_returns = _generators.default_num_returns(function)
         functools.update_wrapper(self, function)
 
     def __call__(self, *args, **kwargs):
@@ -321,8 +356,12 @@ class RemoteFunction:
             prepared = (backend, to_resources(options, 1), placement_of(options))
             if options is self._options:
                 self._prepared = prepared
+        n = options.get("num_returns", self._default_returns)
+        if type(n) is str or self._default_returns != 1:  # a generator: core/_generators.py
+            return _generators.submit(backend, lambda kw, extra: backend.submit_task(
+                self, args, kw, {**options, **extra}, prepared[1], prepared[2]), kwargs, n,
+                options.get("name") or self._name, bool(options.get("retry_exceptions")))
         refs = backend.submit_task(self, args, kwargs, options, prepared[1], prepared[2])
-        n = options.get("num_returns", 1)
         return refs[0] if n == 1 else (refs if n > 1 else None)
 
     def __getstate__(self):
@@ -358,7 +397,7 @@ class ActorClass:
         self._function_id = _ids.new_id()
         self._pickled: bytes | None = None
         self._source = _source_file(cls)
-        self._meta = _method_meta(cls)
+        self._meta = _generators.mark_methods(cls, _method_meta(cls))
         self.__doc__ = cls.__doc__
         self.__name__ = cls.__name__
         self.__module__ = cls.__module__
@@ -391,7 +430,15 @@ class ActorClass:
             except ValueError:
                 pass
         is_async = any(m["is_async"] for m in self._meta.values())
+        groups = options.get("concurrency_groups") or {}
+        for method_name, meta in self._meta.items():
+            group = meta["concurrency_group"]
+            if group is not None and group not in groups:
+                raise ValueError(f"{self._name}.{method_name} runs in concurrency group {group!r}, "
+                                 f"which {self._name} does not declare{did_you_mean(group, groups)}"
+                                 f": add it to @remote(concurrency_groups={{...}})")
         actor_options = {
+            "concurrency_groups": dict(groups),
             "class_name": self._name, "meta": self._meta, "name": name,
             "namespace": options.get("namespace") or (_context or {}).get("namespace"),
             "max_restarts": options.get("max_restarts", 0),
@@ -426,6 +473,7 @@ def _method_meta(cls: type) -> dict[str, dict]:
         function = getattr(member, "__func__", member)
         meta[name] = {
             "num_returns": getattr(function, "__raylite_num_returns__", 1),
+            "concurrency_group": getattr(function, "__raylite_concurrency_group__", None),
             "is_async": inspect.iscoroutinefunction(function) or inspect.isasyncgenfunction(function),
         }
     return meta
@@ -489,20 +537,37 @@ class ActorMethod:
     def remote(self, *args, **kwargs):
         handle = self._handle
         n = self._num_returns
+        if type(n) is str or handle._meta[self._name].get("generator"):  # core/_generators.py
+            return _generators.submit(_backend(), lambda kw, extra: _backend().submit_actor_call(
+                handle._actor_id, handle._class_name, self._name, args, kw, extra["num_returns"],
+                self._options), kwargs, n, f"{handle._class_name}.{self._name}")
         refs = _backend().submit_actor_call(handle._actor_id, handle._class_name, self._name, args,
                                             kwargs, n, self._options)
         return refs[0] if n == 1 else (refs if n > 1 else None)
 
     def options(self, **options) -> "ActorMethod":
+        """Per call: ``num_returns``, ``name``, ``concurrency_group`` (one the actor declares)."""
         check_options(options, METHOD_OPTIONS, f"{self._name}.options()")
         return ActorMethod(self._handle, self._name, options.get("num_returns", self._num_returns),
                            options)
 
 
-def method(*, num_returns: int = 1, concurrency_group: str | None = None):
-    """Decorate an actor method: ``@raylite.method(num_returns=2)``."""
+def method(*, num_returns: int | str | None = None, concurrency_group: str | None = None):
+    """Decorate an actor method: ``@raylite.method(num_returns=2)`` (unset: 1, or "streaming"
+    for a generator method); ``concurrency_group`` runs its calls in one of the groups the
+    actor declares (``concurrency_groups=``)."""
+    if num_returns is not None:
+        check_options({"num_returns": num_returns}, METHOD_OPTIONS, "@method")
+    if concurrency_group is not None and (not isinstance(concurrency_group, str)
+                                          or not concurrency_group):
+        raise ValueError(f"@method(concurrency_group=...) must name a group, got "
+                         f"{concurrency_group!r}")
+
     def decorate(function):
-        function.__raylite_num_returns__ = num_returns
+        if num_returns is not None:
+            function.__raylite_num_returns__ = num_returns
+        if concurrency_group is not None:
+            function.__raylite_concurrency_group__ = concurrency_group
         return function
     return decorate
 
@@ -555,11 +620,37 @@ def get(object_refs, *, timeout: float | None = None):
     if isinstance(object_refs, (list, tuple)):
         for i, ref in enumerate(object_refs):
             if type(ref) is not ObjectRef:
+                if _stands_for_a_value(ref):
+                    return _get_mixed(list(object_refs), timeout)
                 raise TypeError(_not_a_ref("get", ref, f" (item {i} of the list)"))
         if not object_refs:
             return []
         return _backend().get(list(object_refs), timeout)
+    if _stands_for_a_value(object_refs):
+        return object_refs._raylite_get(timeout)
     raise TypeError(_not_a_ref("get", object_refs, ""))
+
+
+def _stands_for_a_value(value: Any) -> bool:
+    """A library's future that ``get`` accepts as Ray's does (Serve's DeploymentResponse, the
+    ObjectRef of Ray 2.2's handles): it has ``_raylite_get(timeout)``."""
+    return hasattr(type(value), "_raylite_get")
+
+
+def _get_mixed(values: list, timeout: float | None) -> list:
+    deadline = None if timeout is None else time.monotonic() + timeout
+    refs = [v for v in values if type(v) is ObjectRef]
+    fetched = iter(_backend().get(refs, timeout) if refs else [])
+    out = []
+    for value in values:
+        if type(value) is ObjectRef:
+            out.append(next(fetched))
+        elif _stands_for_a_value(value):
+            left = None if deadline is None else max(0.0, deadline - time.monotonic())
+            out.append(value._raylite_get(left))
+        else:
+            raise TypeError(_not_a_ref("get", value, " (in the list)"))
+    return out
 
 
 def _not_a_ref(what: str, value: Any, where: str) -> str:
@@ -568,6 +659,9 @@ def _not_a_ref(what: str, value: Any, where: str) -> str:
         hint = " You passed the remote function itself; call it with .remote(...) first."
     elif inspect.isgenerator(value):
         hint = " Pass a list, not a generator."
+    elif isinstance(value, _generators.ObjectRefGenerator):
+        hint = (" An ObjectRefGenerator gives one ObjectRef per yielded value: iterate it "
+                "(for ref in gen: get(ref)), or use gen.completed() for the task's end.")
     return (f"{what}() expects an ObjectRef or a list of ObjectRefs, got "
             f"{type(value).__name__} {value!r:.60}{where}.{hint} ObjectRefs come from "
             "f.remote(...), actor.method.remote(...) and put(...).")
@@ -595,10 +689,14 @@ def wait(object_refs, *, num_returns: int = 1, timeout: float | None = None,
     """Return (ready, not_ready): the first ``num_returns`` refs done, within ``timeout`` s."""
     if not isinstance(object_refs, (list, tuple)):
         raise TypeError(f"wait() expects a list of ObjectRefs, got {type(object_refs).__name__}")
+    generators = False
     for i, ref in enumerate(object_refs):
         if type(ref) is not ObjectRef:
+            if isinstance(ref, _generators.ObjectRefGenerator):
+                generators = True
+                continue
             raise TypeError(_not_a_ref("wait", ref, f" (item {i} of the list)"))
-    if len(set(object_refs)) != len(object_refs):
+    if len({r if type(r) is ObjectRef else id(r) for r in object_refs}) != len(object_refs):
         raise ValueError("wait() got the same ObjectRef more than once; pass each ref once")
     if not isinstance(num_returns, int) or num_returns < 1 or num_returns > len(object_refs):
         if not object_refs and num_returns == 1:
@@ -607,11 +705,15 @@ def wait(object_refs, *, num_returns: int = 1, timeout: float | None = None,
                          f"({len(object_refs)}), got {num_returns!r}")
     if timeout is not None and timeout < 0:
         raise ValueError(f"timeout must be >= 0 or None, got {timeout!r}")
+    if generators:  # a generator is ready when next() would not block (core/_generators.py)
+        return _generators.wait(_backend(), list(object_refs), num_returns, timeout, fetch_local)
     return _backend().wait(list(object_refs), num_returns, timeout, fetch_local)
 
 
 def cancel(object_ref: ObjectRef, *, force: bool = False, recursive: bool = True) -> None:
     """Cancel the task behind a ref; ``get`` of it then raises TaskCancelledError."""
+    if isinstance(object_ref, _generators.ObjectRefGenerator):
+        object_ref = object_ref._task_ref()
     if type(object_ref) is not ObjectRef:
         raise TypeError(_not_a_ref("cancel", object_ref, ""))
     _backend().cancel(object_ref._id, force)
@@ -634,25 +736,13 @@ def get_actor(name: str, namespace: str | None = None) -> ActorHandle:
 
 
 def _call(name: str, *args):
-    backend = _backend()
-    if getattr(backend, "kind", "") == "worker":
-        return backend.api(name, *args)
-    return getattr(backend, name)(*args)
-
-
-_resolver: concurrent.futures.ThreadPoolExecutor | None = None
+    return getattr(_backend(), name)(*args)
 
 
 def ref_future(ref: ObjectRef) -> concurrent.futures.Future:
-    """A Future for a ref. The local runtime completes it when the object is sealed; elsewhere
-    a shared pool of resolver threads waits for it."""
-    global _resolver
-    backend = _backend()
-    if hasattr(backend, "future"):
-        return backend.future(ref)
-    if _resolver is None:
-        _resolver = concurrent.futures.ThreadPoolExecutor(64, thread_name_prefix="raylite-future")
-    return _resolver.submit(get, ref)
+    """A Future for a ref, completed when the object is ready, with no thread waiting for it:
+    in the driver, in a worker, in local mode and on Dask alike."""
+    return _backend().future(ref)
 
 
 # ==========================================================================================
@@ -680,7 +770,7 @@ def get_gpu_ids() -> list[int]:
     torch backend) has since widened CUDA_VISIBLE_DEVICES to the machine's GPUs; elsewhere (the
     driver, a Dask worker) they are read from CUDA_VISIBLE_DEVICES.
     """
-    assigned = getattr(getattr(_backend_obj, "worker", None), "gpu_ids", None)
+    assigned = _backend_obj.assigned_gpu_ids() if _backend_obj is not None else None
     if assigned is not None:   # in a raylite worker process: the scheduler's assignment
         return list(assigned)
     visible = os.environ.get("CUDA_VISIBLE_DEVICES", "")
@@ -695,7 +785,7 @@ class RuntimeContext:
         self._backend = backend
 
     def get_job_id(self) -> str:
-        return getattr(self._backend, "job_id", None) or self._info.get("job_id", "01")
+        return self._info.get("job_id") or "01"
 
     def get_node_id(self) -> str:
         return self._info.get("node_id", "")
@@ -704,13 +794,11 @@ class RuntimeContext:
         return self._info.get("worker_id", "driver")
 
     def get_task_id(self) -> str | None:
-        worker = getattr(self._backend, "worker", None)
-        running = getattr(worker, "running", None)
+        running = self._backend.current_task_id()
         return running.hex() if running else None
 
     def get_actor_id(self) -> str | None:
-        worker = getattr(self._backend, "worker", None)
-        return getattr(worker, "actor_id_hex", None)
+        return self._backend.current_actor_id()
 
     def get_assigned_resources(self) -> dict:
         return {}
@@ -736,7 +824,7 @@ def get_runtime_context() -> RuntimeContext:
 
 def timeline(filename: str | None = None) -> list[dict]:
     """Task executions as Chrome-trace events (not recorded yet: returns what the runtime has)."""
-    events = list(getattr(_backend(), "timeline_events", lambda: [])())
+    events = list(_backend().timeline_events())
     if filename:
         import json
         with open(filename, "w") as f:

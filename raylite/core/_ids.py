@@ -18,10 +18,3 @@ _counter = itertools.count(1)
 def new_id() -> bytes:
     """Return a fresh 16-byte id, unique across processes."""
     return _prefix + _pack(next(_counter))
-
-
-def reseed() -> None:
-    """Give this process its own prefix (call in a child after fork)."""
-    global _prefix, _counter
-    _prefix = os.urandom(8)
-    _counter = itertools.count(1)

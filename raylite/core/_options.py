@@ -2,9 +2,10 @@
 
 from __future__ import annotations
 
-import difflib
 import math
 from typing import Any
+
+from raylite._suggest import did_you_mean
 
 TASK_OPTIONS = frozenset({
     "num_cpus", "num_gpus", "memory", "resources", "num_returns", "max_retries",
@@ -23,17 +24,37 @@ METHOD_OPTIONS = frozenset({"num_returns", "name", "max_task_retries", "retry_ex
                             "concurrency_group"})
 
 
-def did_you_mean(word: str, choices) -> str:
-    close = difflib.get_close_matches(word, list(choices), n=2, cutoff=0.6)
-    return f"; did you mean {' or '.join(repr(c) for c in close)}?" if close else ""
+# Options Ray has that raylite does not implement. Where ignoring one would change what the
+# program does, it is refused with this reason; the empty values listed are accepted.
+NOT_IMPLEMENTED = {
+    "runtime_env": "runtime environments are not implemented in raylite yet: set environment "
+                   "variables before init(), install packages into this Python and run from "
+                   "the project folder instead",
+    "max_pending_calls": "a limit on an actor's pending calls is not implemented in raylite",
+}
+EMPTY_VALUES = (None, {}, [], "", -1)
+# Options Ray itself treats as hints, or as tuning raylite has no use for: accepted, with a
+# one-time warning that raylite ignores them.
+HINTS = {
+    "max_calls": "raylite's workers are not recycled after a number of calls",
+    "object_store_memory": "a task's or actor's object store memory is not reserved separately",
+    "placement_group_capture_child_tasks": "child tasks are not captured into the placement group",
+    "_metadata": "task metadata is not kept",
+}
+_warned: set[str] = set()
 
 
 def check_options(options: dict[str, Any], allowed: frozenset, what: str) -> dict[str, Any]:
     """Reject unknown option names and bad values with errors that say what would be right."""
     for key in options:
         if key not in allowed:
-            raise TypeError(f"{what} got an unexpected option {key!r}{did_you_mean(key, allowed)} "
+            raise TypeError(f"{what} got an unexpected option {key!r}{did_you_mean(key, allowed) or '.'} "
                             f"Valid options: {', '.join(sorted(k for k in allowed if not k.startswith('_')))}.")
+        value = options[key]
+        if key in NOT_IMPLEMENTED and not _is_empty(value):
+            raise ValueError(f"{what}: {key}={value!r:.80} is not supported: {NOT_IMPLEMENTED[key]}.")
+        if key in HINTS and not _is_empty(value) and value is not False:
+            warn_once(key, f"{what}: {key} is accepted and ignored ({HINTS[key]}).")
     for key in ("num_cpus", "num_gpus", "memory"):
         value = options.get(key)
         if value is not None and (not isinstance(value, (int, float)) or value < 0 or math.isnan(value)):
@@ -53,16 +74,41 @@ def check_options(options: dict[str, Any], allowed: frozenset, what: str) -> dic
                 raise ValueError(f"{what}: resource {name!r} must be a non-negative number, got "
                                  f"{amount!r}.")
     num_returns = options.get("num_returns")
-    if num_returns is not None and (not isinstance(num_returns, int) or num_returns < 0):
+    if isinstance(num_returns, str):  # a generator's "streaming" / "dynamic"
+        from raylite.core._generators import check_num_returns
+        check_num_returns(num_returns, what)
+    elif num_returns is not None and (not isinstance(num_returns, int) or num_returns < 0):
         raise ValueError(f"{what}: num_returns must be a non-negative int, got {num_returns!r}.")
     for key in ("max_retries", "max_restarts", "max_task_retries"):
         value = options.get(key)
         if value is not None and (not isinstance(value, int) or value < -1):
             raise ValueError(f"{what}: {key} must be an int >= -1 (-1: unlimited), got {value!r}.")
+    groups = options.get("concurrency_groups")
+    if groups is not None and (not isinstance(groups, dict) or not all(
+            isinstance(k, str) and k and isinstance(v, int) and not isinstance(v, bool) and v >= 1
+            for k, v in groups.items())):
+        raise ValueError(f"{what}: concurrency_groups must be a dict of group name to its "
+                         f"number of concurrent calls (an int >= 1), got {groups!r:.80}.")
+    group = options.get("concurrency_group")
+    if group is not None and (not isinstance(group, str) or not group):
+        raise ValueError(f"{what}: concurrency_group must be a group's name, got {group!r}.")
     concurrency = options.get("max_concurrency")
     if concurrency is not None and (not isinstance(concurrency, int) or concurrency < 1):
         raise ValueError(f"{what}: max_concurrency must be an int >= 1, got {concurrency!r}.")
     return options
+
+
+def _is_empty(value: Any) -> bool:
+    return any(value is empty or (type(value) is type(empty) and value == empty)
+               for empty in EMPTY_VALUES)
+
+
+def warn_once(key: str, message: str) -> None:
+    """Tell the user once per process (options Ray treats as hints)."""
+    if key not in _warned:
+        _warned.add(key)
+        import sys
+        print(f"raylite: warning: {message}", file=sys.stderr, flush=True)
 
 
 def to_resources(options: dict[str, Any], default_cpus: float) -> dict[str, float]:
@@ -75,6 +121,8 @@ def to_resources(options: dict[str, Any], default_cpus: float) -> dict[str, floa
         out["memory"] = float(options["memory"])
     for name, amount in (options.get("resources") or {}).items():
         out[name] = float(amount)
+    if options.get("accelerator_type"):  # as in Ray: a node of that kind is required
+        out[f"accelerator_type:{options['accelerator_type']}"] = 0.001
     return {k: v for k, v in out.items() if v > 0}
 
 

@@ -13,7 +13,7 @@ from __future__ import annotations
 
 import collections
 import threading
-from typing import Any, Callable
+from typing import Any
 
 _released: collections.deque = collections.deque()
 _local = threading.local()
@@ -111,8 +111,3 @@ class collect_refs:
 
     def __exit__(self, *exc) -> None:
         _local.collected = self._outer
-
-
-def map_refs(values: Any, fn: Callable[[ObjectRef], Any]) -> Any:
-    """Apply fn to top-level ObjectRefs of a list/tuple (used for argument resolution)."""
-    return [fn(v) if type(v) is ObjectRef else v for v in values]

@@ -179,7 +179,9 @@ class SpecSubmitter:
         from raylite.core._ids import new_id
         name = options.get("name") or f"{class_name}.{method}"
         payload, top, contained = pack_args(args, kwargs, name, self.shm_dir, new_id)
+        group = options.get("concurrency_group")
         spec = TaskSpec(new_id(), ACTOR_CALL, name, b"", payload, top, contained,
                         [new_id() for _ in range(num_returns)], {}, actor_id=actor_id,
-                        method=method)
+                        method=method,
+                        actor_options={"concurrency_group": group} if group else None)
         return self.submit(spec, None)

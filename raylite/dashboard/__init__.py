@@ -48,7 +48,7 @@ def start(node: Any, host: str = "127.0.0.1", port: int = 8265,
     Returns None, with a note on stderr, when fastapi or uvicorn is not installed.
 
     Args:
-        node: the local runtime (``raylite.core._node.Node``) to show.
+        node: the local runtime (``raylite.core.local._node.Node``) to show.
         host: the address to listen on. Anything but loopback is reachable from other
             machines: allowed, with a warning.
         port: the first port to try.
@@ -79,6 +79,22 @@ def start(node: Any, host: str = "127.0.0.1", port: int = 8265,
               "and metrics; keep the default 127.0.0.1 unless you need remote access.",
               file=sys.stderr, flush=True)
     return url
+
+
+def start_with_runtime(node: Any, options: dict) -> str | None:
+    """``init()``'s dashboard: started on ``dashboard_host`` / ``dashboard_port`` (8265 or the
+    next free port); its "host:port", or None (with a note) when it cannot start."""
+    try:
+        port = options.get("dashboard_port")
+        url = start(node, host=options.get("dashboard_host") or "127.0.0.1",
+                    port=8265 if port is None else port)  # 0: any free port
+    except (OSError, ValueError) as exc:  # the runtime is up: go on without a dashboard
+        print(f"raylite: the dashboard did not start: {exc}", file=sys.stderr, flush=True)
+        return None
+    if url is None:
+        return None
+    print(f"View the dashboard at {url}", file=sys.stderr, flush=True)
+    return url.split("://", 1)[1]
 
 
 def stop() -> None:

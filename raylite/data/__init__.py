@@ -53,6 +53,10 @@ _LAZY = {
     "Schema": ("raylite.data._schema", "Schema"),
     "DataIterator": ("raylite.data._iterator", "DataIterator"),
     "preprocessors": ("raylite.data.preprocessors", None),
+    "datasource": ("raylite.data.datasource", None),
+    "Datasource": ("raylite.data.datasource", "Datasource"),
+    "ReadTask": ("raylite.data.datasource", "ReadTask"),
+    "read_datasource": ("raylite.data.datasource", "read_datasource"),
 }
 
 

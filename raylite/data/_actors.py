@@ -107,7 +107,14 @@ def _from_concurrency(concurrency: Any, operation: str,
 class BlockWorker:
     """The actor of a pool: runs block chains, keeping the instances of callable classes."""
 
-    def __init__(self):
+    def __init__(self, num_cpus: float = 1):
+        # As many math threads as the actor holds CPUs (Ray sets OMP_NUM_THREADS so too), not
+        # one per core in every actor: a pool of N actors would oversubscribe the machine N
+        # times (torch's default). Set before the stage's class is unpickled and built.
+        import os
+        threads = str(max(1, int(num_cpus or 1)))
+        for name in ("OMP_NUM_THREADS", "MKL_NUM_THREADS", "TF_NUM_INTRAOP_THREADS"):
+            os.environ.setdefault(name, threads)
         self.instances: dict[str, Any] = {}
 
     def run(self, source: Any, stages: tuple, tail: Any):
@@ -161,7 +168,8 @@ class ActorPool:
         return max(1, min(limits) if limits else int(total.get("CPU", 1)))
 
     def _add(self) -> None:
-        self.actors.append(_BlockWorkerActor.options(**self.options).remote())
+        self.actors.append(_BlockWorkerActor.options(**self.options).remote(
+            self.options.get("num_cpus", 1)))
         self.loads.append(0)
 
     def submit(self, source: Any, stages: Any, tail: Any) -> tuple[Any, Any, int]:

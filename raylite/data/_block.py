@@ -592,18 +592,6 @@ def arrow_schema(schema: Any) -> Any:
     return schema
 
 
-def iter_row_chunks(items: Iterable, size: int):
-    """Split an iterable into lists of at most ``size`` items."""
-    chunk: list = []
-    for item in items:
-        chunk.append(item)
-        if len(chunk) == size:
-            yield chunk
-            chunk = []
-    if chunk:
-        yield chunk
-
-
 def local_shuffle(blocks: Iterator[Block], buffer_size: int, seed: int | None
                   ) -> Iterator[Block]:
     """The rows of ``blocks`` shuffled within windows of at least ``buffer_size`` rows."""

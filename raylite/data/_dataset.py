@@ -511,12 +511,6 @@ class Dataset(ExportMethods, ColumnMethods, AggregateMethods):
             raise ValueError("take_batch(): the dataset is empty")
         return _block.to_batch(_block.concat(pieces), batch_format)
 
-    def iterator(self) -> "DataIterator":
-        """A DataIterator over this dataset (Ray 2.x): its ``iter_rows`` / ``iter_batches`` /
-        ``iter_torch_batches`` / ``to_tf``."""
-        from raylite.data._iterator import DataIterator
-        return DataIterator(self)
-
     def take(self, limit: int = 20) -> list:
         """The first ``limit`` rows as a list.
 
@@ -639,18 +633,10 @@ class Dataset(ExportMethods, ColumnMethods, AggregateMethods):
                                len(chunks))
 
     def repeat(self, times: int | None = None) -> "DatasetPipeline":
-        """A DatasetPipeline that yields this whole dataset ``times`` times (None: forever)."""
-        from raylite.data._pipeline import DatasetPipeline
-        if times is not None:
-            check_positive_int(times, "repeat(times)")
-        base = self.materialize()
-
-        def windows():
-            count = 0
-            while times is None or count < times:
-                yield base
-                count += 1
-        return DatasetPipeline(windows, times)
+        """A DatasetPipeline that yields this whole dataset ``times`` times (None: forever),
+        each pass an epoch (``iter_epochs``)."""
+        from raylite.data._pipeline import repeat_dataset
+        return repeat_dataset(self, times)
 
     def stats(self) -> str:
         """What the last execution of this dataset did (tasks, blocks in flight, operations)."""

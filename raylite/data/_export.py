@@ -101,22 +101,44 @@ class ExportMethods:
         """ObjectRefs of one numpy batch per block (a dict of arrays, or one array)."""
         return [_to_numpy_remote.remote(ref, column) for ref in self.get_internal_block_refs()]
 
-    def write_parquet(self, path: str, **arrow_parquet_args: Any) -> None:
-        """Write one Parquet file per block into the directory ``path``."""
-        from raylite.data._write import write
-        write(self, path, "parquet", arrow_parquet_args, self._new_stats())
+    def iterator(self):
+        """A DataIterator over this dataset (Ray 2.x): each ``iter_batches()`` is one epoch."""
+        from raylite.data._iterator import dataset_iterator
+        return dataset_iterator(self)
 
-    def write_csv(self, path: str, **arrow_csv_args: Any) -> None:
+    def streaming_split(self, n: int, *, equal: bool = False,
+                        locality_hints: list | None = None) -> list:
+        """``n`` DataIterators over disjoint parts of the rows, for ``n`` consumers (train
+        workers) iterating at the same time; the dataset streams through a coordinator actor
+        as they ask, one execution per epoch. ``equal=True``: each gets ``count() // n`` rows.
+
+        Example:
+            >>> import raylite as ray
+            >>> a, b = ray.data.range(10).streaming_split(2, equal=True)
+            >>> len(list(a.iter_rows())), len(list(b.iter_rows()))
+            (5, 5)
+        """
+        from raylite.data._iterator import streaming_split
+        return streaming_split(self, n, equal=equal, locality_hints=locality_hints)
+
+    def write_parquet(self, path: str, *, filesystem: Any = None, **arrow_parquet_args: Any) -> None:
+        """Write one Parquet file per block into the directory ``path`` (a local path, a URI
+        such as ``s3://bucket/prefix``, or a path on ``filesystem=``)."""
+        from raylite.data._write import write
+        write(self, path, "parquet", arrow_parquet_args, self._new_stats(), filesystem=filesystem)
+
+    def write_csv(self, path: str, *, filesystem: Any = None, **arrow_csv_args: Any) -> None:
         """Write one CSV file (with a header) per block into the directory ``path``."""
         from raylite.data._write import write
-        write(self, path, "csv", arrow_csv_args, self._new_stats())
+        write(self, path, "csv", arrow_csv_args, self._new_stats(), filesystem=filesystem)
 
-    def write_json(self, path: str, **pandas_json_args: Any) -> None:
+    def write_json(self, path: str, *, filesystem: Any = None, **pandas_json_args: Any) -> None:
         """Write one JSON-lines file per block into the directory ``path``."""
         from raylite.data._write import write
-        write(self, path, "json", pandas_json_args, self._new_stats())
+        write(self, path, "json", pandas_json_args, self._new_stats(), filesystem=filesystem)
 
-    def write_numpy(self, path: str, *, column: str | None = None) -> None:
+    def write_numpy(self, path: str, *, column: str | None = None,
+                    filesystem: Any = None) -> None:
         """Write one ``.npy`` file per block into the directory ``path``: the rows of a
         non-tabular dataset, or one ``column`` of a tabular one (needed unless it has one)."""
         from raylite.data._write import write
@@ -125,7 +147,7 @@ class ExportMethods:
             if schema is not None and hasattr(schema, "names"):
                 check_columns([column], list(schema.names), "write_numpy()")
         options = {} if column is None else {"column": column}
-        write(self, path, "numpy", options, self._new_stats())
+        write(self, path, "numpy", options, self._new_stats(), filesystem=filesystem)
 
 
 def _identity(batch: Any) -> Any:

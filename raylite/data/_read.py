@@ -249,6 +249,39 @@ def resolve_paths(paths: Any) -> list[str]:
     return files
 
 
+def _remote_files(paths: Any, filesystem: Any) -> tuple[Any, list[str]]:
+    """The filesystem and the files named by URIs (or paths on ``filesystem``): files, or
+    every file below a directory (hidden ones and names starting with '_' left out)."""
+    import pyarrow.fs as pafs
+    from raylite._storage import resolve
+    if isinstance(paths, (str, os.PathLike)):
+        paths = [paths]
+    if not isinstance(paths, (list, tuple)) or not paths:
+        raise ValueError(f"expected a path or a non-empty list of paths, got {paths!r}")
+    files: list[str] = []
+    fs = None
+    for path in paths:
+        fs, where = resolve(path, filesystem)
+        info = fs.get_file_info(where)
+        if info.type == pafs.FileType.NotFound:
+            raise FileNotFoundError(errno.ENOENT, "no such file, directory or bucket", str(path))
+        if info.type == pafs.FileType.File:
+            files.append(where)
+            continue
+        below = fs.get_file_info(pafs.FileSelector(where, recursive=True))
+        found = sorted(i.path for i in below if i.type == pafs.FileType.File and not any(
+            part.startswith((".", "_")) for part in i.path[len(where):].split("/") if part))
+        if not found:
+            raise FileNotFoundError(errno.ENOENT, "no files in the directory", str(path))
+        files.extend(found)
+    return fs, files
+
+
+def _open(path: str, filesystem: Any):
+    """A readable, seekable file: local, or through ``filesystem`` (pyarrow.fs)."""
+    return open(path, "rb") if filesystem is None else filesystem.open_input_file(path)
+
+
 def _files_below(path: str) -> list[str]:
     if not os.path.isdir(path):
         return [path]
@@ -264,8 +297,18 @@ def _read_files(reader, files: list[str], options: dict):
 
 
 def _file_dataset(paths: Any, reader, parallelism: int | None, options: dict,
-                  name: str) -> Dataset:
-    files = resolve_paths(paths)
+                  name: str, filesystem: Any = None) -> Dataset:
+    from raylite._storage import is_remote, local_path
+    listed = [paths] if isinstance(paths, (str, os.PathLike)) else paths
+    if isinstance(listed, (list, tuple)) and (
+            filesystem is not None or any(is_remote(p) for p in listed)):
+        filesystem, files = _remote_files(listed, filesystem)
+        options = {**options, "filesystem": filesystem}
+    else:
+        if isinstance(listed, (list, tuple)):  # file:// and local:// URIs are local paths
+            listed = [local_path(p) if str(p).startswith(("file://", "local://")) else p
+                      for p in listed]
+        files = resolve_paths(listed)
     groups = [[f] for f in files]
     if parallelism is not None:
         if not isinstance(parallelism, int) or parallelism < 1:
@@ -277,37 +320,43 @@ def _file_dataset(paths: Any, reader, parallelism: int | None, options: dict,
     return _dataset_of_reads(reads)
 
 
-def _read_parquet_file(path: str, **options):
+def _read_parquet_file(path: str, filesystem: Any = None, **options):
     import pyarrow.parquet as pq
-    return pq.read_table(path, **options)
+    return pq.read_table(path, filesystem=filesystem, **options)
 
 
-def _read_csv_file(path: str, **options):
+def _read_csv_file(path: str, filesystem: Any = None, **options):
     import pyarrow.csv as pcsv
-    return pcsv.read_csv(path, **options)
+    if filesystem is None:
+        return pcsv.read_csv(path, **options)
+    with filesystem.open_input_stream(path) as f:  # decompresses .gz etc. by extension
+        return pcsv.read_csv(f, **options)
 
 
-def _read_json_file(path: str, **options):
-    with open(path, "rb") as f:
-        head = f.read(4096).lstrip()
-    if head.startswith(b"["):  # one JSON array rather than JSON lines
-        with open(path, encoding="utf-8") as f:
-            return _block.from_rows(json.load(f))
+def _read_json_file(path: str, filesystem: Any = None, **options):
+    with _open(path, filesystem) as f:
+        data = f.read()
+    if data.lstrip()[:1] == b"[":  # one JSON array rather than JSON lines
+        return _block.from_rows(json.loads(data.decode("utf-8")))
+    import io
+
     import pyarrow.json as pjson
-    return pjson.read_json(path, **options)
+    return pjson.read_json(io.BytesIO(data), **options)
 
 
 def _read_text_file(path: str, encoding: str, errors: str, drop_empty_lines: bool,
-                    column: str | None = None):
-    with open(path, encoding=encoding, errors=errors) as f:
-        lines = f.read().splitlines()
+                    column: str | None = None, filesystem: Any = None):
+    with _open(path, filesystem) as f:
+        lines = f.read().decode(encoding, errors=errors).splitlines()
     lines = [line for line in lines if line.strip()] if drop_empty_lines else lines
     return lines if column is None else [{column: line} for line in lines]
 
 
-def _read_numpy_file(path: str, column: str = _block.SIMPLE_COLUMN, **options):
+def _read_numpy_file(path: str, column: str = _block.SIMPLE_COLUMN, filesystem: Any = None,
+                     **options):
     import numpy as np
-    array = np.load(path, allow_pickle=options.get("allow_pickle", False))
+    with _open(path, filesystem) as f:
+        array = np.load(f, allow_pickle=options.get("allow_pickle", False))
     if not isinstance(array, np.ndarray):  # an .npz archive
         raise ValueError(f"read_numpy({path!r}): expected an .npy file holding one array, got "
                          f"an archive of {sorted(array.files)}")
@@ -316,8 +365,8 @@ def _read_numpy_file(path: str, column: str = _block.SIMPLE_COLUMN, **options):
     return _block.table_from_columns({column: array})
 
 
-def read_numpy(paths: Any, *, parallelism: int | None = None, allow_pickle: bool = False
-               ) -> Dataset:
+def read_numpy(paths: Any, *, parallelism: int | None = None, allow_pickle: bool = False,
+               filesystem: Any = None) -> Dataset:
     """A tabular dataset from ``.npy`` files: the rows are each array's first axis, in one
     column ``value`` (n-d arrays give a tensor column whose cells are ndarrays).
 
@@ -328,11 +377,13 @@ def read_numpy(paths: Any, *, parallelism: int | None = None, allow_pickle: bool
         [ArrowRow({'value': 0}), ArrowRow({'value': 1}), ArrowRow({'value': 2})]
     """
     return _file_dataset(paths, _read_numpy_file, parallelism,
-                         {"allow_pickle": allow_pickle, "column": _tensor_column()}, "read_numpy")
+                         {"allow_pickle": allow_pickle, "column": _tensor_column()}, "read_numpy",
+                         filesystem)
 
 
 def read_parquet(paths: Any, *, columns: list[str] | None = None,
-                 parallelism: int | None = None, **arrow_parquet_args: Any) -> Dataset:
+                 parallelism: int | None = None, filesystem: Any = None,
+                 **arrow_parquet_args: Any) -> Dataset:
     """A tabular dataset from Parquet files (a file, a directory, a glob, or a list of them).
 
     Example:
@@ -344,26 +395,32 @@ def read_parquet(paths: Any, *, columns: list[str] | None = None,
     options = dict(arrow_parquet_args)
     if columns is not None:
         options["columns"] = list(columns)
-    return _file_dataset(paths, _read_parquet_file, parallelism, options, "read_parquet")
+    return _file_dataset(paths, _read_parquet_file, parallelism, options, "read_parquet",
+                         filesystem)
 
 
-def read_csv(paths: Any, *, parallelism: int | None = None, **arrow_csv_args: Any) -> Dataset:
+def read_csv(paths: Any, *, parallelism: int | None = None, filesystem: Any = None,
+             **arrow_csv_args: Any) -> Dataset:
     """A tabular dataset from CSV files with a header row (pyarrow.csv.read_csv options pass
     through: ``read_options``, ``parse_options``, ``convert_options``)."""
-    return _file_dataset(paths, _read_csv_file, parallelism, arrow_csv_args, "read_csv")
+    return _file_dataset(paths, _read_csv_file, parallelism, arrow_csv_args, "read_csv",
+                         filesystem)
 
 
-def read_json(paths: Any, *, parallelism: int | None = None, **arrow_json_args: Any) -> Dataset:
+def read_json(paths: Any, *, parallelism: int | None = None, filesystem: Any = None,
+              **arrow_json_args: Any) -> Dataset:
     """A tabular dataset from JSON-lines files (one object per line); a file holding one JSON
     array of objects is read too."""
-    return _file_dataset(paths, _read_json_file, parallelism, arrow_json_args, "read_json")
+    return _file_dataset(paths, _read_json_file, parallelism, arrow_json_args, "read_json",
+                         filesystem)
 
 
 def read_text(paths: Any, *, encoding: str = "utf-8", errors: str = "ignore",
-              drop_empty_lines: bool = False, parallelism: int | None = None) -> Dataset:
+              drop_empty_lines: bool = False, parallelism: int | None = None,
+              filesystem: Any = None) -> Dataset:
     """A dataset of the lines of text files, one plain ``str`` row per line (as in the book's
     Ray; under ``RAYLITE_API=2`` a row ``{"text": line}`` as in Ray 2.x; line endings
     removed). ``errors`` is passed to ``open`` (Ray's default: "ignore")."""
     options = {"encoding": encoding, "errors": errors, "drop_empty_lines": drop_empty_lines,
                "column": "text" if current_api() == 2 else None}
-    return _file_dataset(paths, _read_text_file, parallelism, options, "read_text")
+    return _file_dataset(paths, _read_text_file, parallelism, options, "read_text", filesystem)

@@ -78,7 +78,9 @@ class CheckpointError(ValueError):
 
 #: the model spec classes a checkpoint may name, by module
 _SPEC_MODULES = {"ModelSpec": "raylite.rllib._model", "QModelSpec": "raylite.rllib._q_model",
-                 "SACModelSpec": "raylite.rllib._sac_model"}
+                 "SACModelSpec": "raylite.rllib._sac_model",
+                 "CustomTorchModelSpec": "raylite.rllib._custom_model",
+                 "CustomKerasModelSpec": "raylite.rllib._custom_model"}
 
 
 def model_spec(state: dict[str, Any]) -> Any:
@@ -88,5 +90,6 @@ def model_spec(state: dict[str, Any]) -> Any:
     if kind not in _SPEC_MODULES:
         raise ValueError(f"the checkpoint's model kind {kind!r} is not one raylite knows")
     cls = getattr(importlib.import_module(_SPEC_MODULES[kind]), kind)
-    values = {k: tuple(v) if isinstance(v, list) else v for k, v in state["model_spec"].items()}
+    values = {k: tuple(v) if isinstance(v, list) and k != "model_config" else v
+              for k, v in state["model_spec"].items()}
     return cls(**values)

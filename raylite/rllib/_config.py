@@ -14,22 +14,16 @@ from __future__ import annotations
 
 import copy
 import dataclasses
-import difflib
 import math
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
+from raylite._suggest import did_you_mean
 
 FRAMEWORKS = ("torch", "tf", "tf2", "tfe")
 ACTIVATIONS = ("tanh", "relu", "swish", "silu", "elu", "linear")
 BATCH_MODES = ("truncate_episodes", "complete_episodes")
 OBSERVATION_FILTERS = ("NoFilter", "MeanStdFilter")
-
-
-def did_you_mean(word: str, choices: Any, n: int = 2) -> str:
-    """``"; did you mean 'a' or 'b'?"`` for the closest choices, or ``""``."""
-    close = difflib.get_close_matches(str(word), sorted(map(str, choices)), n=n, cutoff=0.6)
-    return f"; did you mean {' or '.join(map(repr, close))}?" if close else ""
 
 
 # ---- value checks (each returns None when the value is fine, else what would be right) -------
@@ -232,6 +226,14 @@ class ModelConfig(_Fields):
                                    "(else the value has its own network)", check=_boolean)
     free_log_std: bool = option(False, "continuous actions: the log std is a free parameter, "
                                 "not an output of the network", check=_boolean)
+    custom_model: Any = option(None, "a name given to ModelCatalog.register_custom_model (a "
+                               "torch TorchModelV2 module; PPO)", check=lambda v: None if (
+                                   v is None or isinstance(v, str)) else "a registered name")
+    custom_model_config: dict = option({}, "passed to the custom model as "
+                                       "model_config['custom_model_config']", check=_mapping)
+    conv_filters: Any = option(None, "convolutions for image observations (raylite: not "
+                               "implemented; flatten the image or use a custom model)",
+                               check=_one_of(None))
 
     @classmethod
     def from_dict(cls, values: dict) -> ModelConfig:
@@ -311,8 +313,8 @@ class AlgorithmConfig(_Fields):
                                         "learning alternate)", check=_non_negative,
                                         group="resources",
                                         aliases=("num_cpus_per_env_runner",))
-    num_gpus: float = option(0, "GPUs for the learner (raylite's PPO learns on the CPU; a "
-                             "value above 0 is accepted and ignored)", check=_non_negative,
+    num_gpus: float = option(0, "GPUs for the learner (raylite learns on the CPU; a value "
+                             "above 0 is a hint it warns about once)", check=_non_negative,
                              group="resources")
     seed: Any = option(None, "seed of the weights, the sampling and the envs", check=_optional_int,
                        group="debugging")
@@ -439,6 +441,18 @@ class AlgorithmConfig(_Fields):
                             group="training", algos=SAC)
     alpha_lr: Any = option(None, "the entropy weight's learning rate",
                            check=_optional_positive, group="training", algos=SAC)
+    # MARWIL and BC: learning from offline data
+    beta: float = option(1.0, "MARWIL's advantage weighting: exp(beta * advantage / c) "
+                         "(0: behavior cloning)", check=_non_negative, group="training",
+                         algos=("MARWIL", "BC"))
+    vf_coeff: float = option(1.0, "weight of the value loss", check=_non_negative,
+                             group="training", algos=("MARWIL", "BC"))
+    moving_average_sqd_adv_norm_start: float = option(
+        100.0, "start of the running mean of squared advantages (c^2)", check=_positive,
+        group="training", algos=("MARWIL", "BC"))
+    moving_average_sqd_adv_norm_update_rate: float = option(
+        1e-8, "how fast c^2 follows the batches' squared advantages", check=_unit_interval,
+        group="training", algos=("MARWIL", "BC"))
     model: ModelConfig = field(default_factory=ModelConfig, metadata={
         "doc": "the network: fcnet_hiddens, fcnet_activation, vf_share_layers, free_log_std",
         "check": _anything, "group": "training", "aliases": ("model_config",), "algos": None})
@@ -580,6 +594,8 @@ ALGORITHM_DEFAULTS: dict[str, dict[str, Any]] = {
                                      "alpha": 0.6, "beta": 0.4, "prioritized_replay_eps": 1e-6},
             "exploration_config": {"type": "EpsilonGreedy", "initial_epsilon": 1.0,
                                    "final_epsilon": 0.02, "epsilon_timesteps": 10000}},
+    "MARWIL": {"num_workers": 0, "train_batch_size": 2000, "lr": 1e-4},
+    "BC": {"num_workers": 0, "train_batch_size": 2000, "lr": 1e-4, "beta": 0.0, "vf_coeff": 0.0},
     "SAC": {"num_workers": 0, "rollout_fragment_length": 1, "train_batch_size": 256,
             "lr": 3e-4, "num_steps_sampled_before_learning_starts": 1500,
             "target_network_update_freq": 0, "tau": 5e-3,
@@ -613,214 +629,7 @@ def fields_help(cls: type = AlgorithmConfig, algo: str | None = None) -> str:
             lines.extend("  " + line for line in fields_help(ModelConfig, algo).splitlines())
             continue
         default = getattr(defaults, f.name)
-        lines.append(f"  {yaml_key(f.name)}: {f.metadata['doc']} (default: {default!r})")
+        only = f.metadata.get("algos")
+        scope = f" [{', '.join(only)}]" if only and algo is None else ""
+        lines.append(f"  {yaml_key(f.name)}{scope}: {f.metadata['doc']} (default: {default!r})")
     return "\n".join(lines)
-
-
-class ConfigBuilder:
-    """Ray 2.x's chained config builder over :class:`AlgorithmConfig`.
-
-    Each method sets the fields of one group, by their 1.9 names or their 2.x aliases
-    (``lambda_``, ``num_env_runners``, ``num_epochs``, ``minibatch_size``...); a keyword that
-    is not a field of the group is an error naming the method that takes it. Subclasses
-    (PPOConfig, DQNConfig, SACConfig) set ``algo_name``: its keys and defaults.
-    """
-
-    algo_name = "PPO"
-
-    def __init__(self, algo_class: type | None = None):
-        self._config = AlgorithmConfig.for_algorithm(self.algo_name)
-        self._algo_class = algo_class
-
-    @property
-    def algo_class(self) -> type | None:
-        """The algorithm this config builds (Ray 2.x's ``config.algo_class``)."""
-        return self._algo_class
-
-    # ---- the groups ------------------------------------------------------------------------
-    def environment(self, env: Any = None, **kwargs: Any) -> ConfigBuilder:
-        """env, env_config, observation_space, action_space, env_task_fn, render_env,
-        horizon, normalize_actions."""
-        if env is not None:
-            kwargs["env"] = env
-        return self._set("environment", kwargs)
-
-    def framework(self, framework: str | None = None, **kwargs: Any) -> ConfigBuilder:
-        """``"torch"`` (default) or ``"tf"``/``"tf2"``; eager_tracing etc. are accepted."""
-        for ignored in ("eager_tracing", "eager_max_retraces", "torch_compile_learner"):
-            kwargs.pop(ignored, None)
-        if framework is not None:
-            kwargs["framework"] = framework
-        return self._set("framework", kwargs)
-
-    def env_runners(self, **kwargs: Any) -> ConfigBuilder:
-        """num_env_runners (num_workers, num_rollout_workers), num_envs_per_env_runner
-        (num_envs_per_worker), rollout_fragment_length, batch_mode, observation_filter,
-        create_env_on_local_worker."""
-        return self._set("env_runners", kwargs)
-
-    rollouts = env_runners
-
-    def training(self, **kwargs: Any) -> ConfigBuilder:
-        """lr, gamma, train_batch_size, grad_clip, model and the algorithm's own keys
-        (PPO: lambda_, minibatch_size, num_epochs, clip_param...; DQN: replay_buffer_config,
-        target_network_update_freq, double_q, dueling, n_step, epsilon...; SAC: twin_q, tau,
-        initial_alpha, actor_lr...)."""
-        return self._set("training", kwargs)
-
-    def resources(self, **kwargs: Any) -> ConfigBuilder:
-        """num_gpus, num_cpus_per_worker, num_cpus_for_driver."""
-        return self._set("resources", kwargs)
-
-    def learners(self, *, num_learners: int | None = None, **kwargs: Any) -> ConfigBuilder:
-        """Ray 2.x: raylite learns in the algorithm's process: ``num_learners`` 0 or 1;
-        ``num_cpus_per_learner`` sets the learner's threads."""
-        if num_learners not in (None, 0, 1):
-            raise ValueError(f"num_learners={num_learners!r}: raylite learns in one process "
-                             f"(0 or 1); more learner processes are not implemented")
-        cpus = kwargs.pop("num_cpus_per_learner", None)
-        gpus = kwargs.pop("num_gpus_per_learner", None)
-        if kwargs:
-            raise TypeError(_wrong_group_message(f"{type(self).__name__}.learners()",
-                                                 next(iter(kwargs)), {
-                                                     "num_learners": 1, "num_cpus_per_learner": 1,
-                                                     "num_gpus_per_learner": 1}, self.algo_name))
-        values = {}
-        if cpus not in (None, "auto"):
-            values["num_cpus_for_driver"] = cpus
-        if gpus is not None:
-            values["num_gpus"] = gpus
-        return self._set("resources", values)
-
-    def api_stack(self, **kwargs: Any) -> ConfigBuilder:
-        """Ray 2.x's switch between its old and new stacks: raylite has one; accepted."""
-        unknown = set(kwargs) - {"enable_rl_module_and_learner",
-                                 "enable_env_runner_and_connector_v2"}
-        if unknown:
-            raise TypeError(f"{type(self).__name__}.api_stack() got an unexpected keyword "
-                            f"argument {sorted(unknown)[0]!r}")
-        return self
-
-    def debugging(self, **kwargs: Any) -> ConfigBuilder:
-        """seed, log_level."""
-        return self._set("debugging", kwargs)
-
-    def evaluation(self, **kwargs: Any) -> ConfigBuilder:
-        """evaluation_interval, evaluation_duration, evaluation_duration_unit,
-        evaluation_num_workers (evaluation_num_env_runners), evaluation_config."""
-        return self._set("evaluation", kwargs)
-
-    def exploration(self, **kwargs: Any) -> ConfigBuilder:
-        """explore, exploration_config."""
-        return self._set("exploration", kwargs)
-
-    def reporting(self, **kwargs: Any) -> ConfigBuilder:
-        """metrics_num_episodes_for_smoothing, min_sample_timesteps_per_iteration."""
-        return self._set("reporting", kwargs)
-
-    def callbacks(self, callbacks_class: Any = None, **kwargs: Any) -> ConfigBuilder:
-        """A ``DefaultCallbacks`` subclass."""
-        if callbacks_class is not None:
-            kwargs["callbacks"] = callbacks_class
-        return self._set("callbacks", kwargs)
-
-    def multi_agent(self, **kwargs: Any) -> ConfigBuilder:
-        """policies, policy_mapping_fn, policies_to_train."""
-        return self._set("multi_agent", kwargs)
-
-    def offline_data(self, **kwargs: Any) -> ConfigBuilder:
-        """input_ (a directory of JSON sample batches, or "sampler"), output."""
-        return self._set("offline_data", kwargs)
-
-    def rl_module(self, *, model_config: dict | None = None, **kwargs: Any) -> ConfigBuilder:
-        """``model_config={"fcnet_hiddens": [64, 64], "fcnet_activation": "relu"}``."""
-        if kwargs:
-            raise TypeError(f"{type(self).__name__}.rl_module() takes model_config only, got "
-                            f"{sorted(kwargs)}")
-        return self._set("training", {"model": model_config or {}})
-
-    # ---- as a whole ------------------------------------------------------------------------
-    def update_from_dict(self, values: dict) -> ConfigBuilder:
-        """Merge a YAML-style dict (``{"lambda": 0.95, "model": {...}}``)."""
-        merged = self._config.to_dict()
-        table = AlgorithmConfig.key_table(self.algo_name)
-        for key, value in dict(values).items():
-            name = table.get(key, key)
-            if name == "model" and isinstance(value, dict):
-                value = {**merged["model"], **value}
-            merged[yaml_key(name)] = value
-        self._config = AlgorithmConfig.from_dict(merged, self.algo_name)
-        return self
-
-    def to_dict(self) -> dict:
-        return self._config.to_dict()
-
-    def copy(self) -> ConfigBuilder:
-        twin = copy.copy(self)
-        twin._config = self._config.copy()
-        return twin
-
-    def validate(self) -> None:
-        self._config.validate()
-
-    def build(self, env: Any = None, logger_creator: Any = None, use_copy: bool = True) -> Any:
-        """The algorithm, ready to ``train()`` (also ``build_algo()``, Ray 2.x)."""
-        if env is not None:
-            self.environment(env)
-        if self._algo_class is None:
-            raise TypeError(f"{type(self).__name__} has no algorithm class; use PPOConfig, "
-                            f"DQNConfig or SACConfig")
-        return self._algo_class(config=self)
-
-    build_algo = build
-
-    def __getitem__(self, key: str) -> Any:
-        """``config["lr"]``, as Ray's configs allow."""
-        return self.to_dict()[yaml_key(AlgorithmConfig.key_table(self.algo_name).get(key, key))]
-
-    def __getattr__(self, name: str) -> Any:
-        if name.startswith("_"):
-            raise AttributeError(name)
-        table = AlgorithmConfig.key_table(self.algo_name)
-        field_name = table.get(name)
-        if field_name is None:
-            raise AttributeError(f"{type(self).__name__} has no field {name!r}"
-                                 f"{did_you_mean(name, table)}")
-        return getattr(self._config, field_name)
-
-    def __repr__(self) -> str:
-        return f"{type(self).__name__}({self.to_dict()!r})"
-
-    def _set(self, group: str, kwargs: dict) -> ConfigBuilder:
-        accepted = group_fields(group, self.algo_name)
-        method = f"{type(self).__name__}.{group}()"
-        trial = self._config.copy()
-        for key, value in kwargs.items():
-            name = accepted.get(key)
-            if name is None:
-                raise TypeError(_wrong_group_message(method, key, accepted, self.algo_name))
-            if value is None and name not in ("seed", "horizon", "grad_clip", "env",
-                                              "evaluation_interval", "epsilon",
-                                              "training_intensity", "env_task_fn"):
-                continue  # Ray's builders treat None as "leave as it is"
-            if name == "model":
-                value = ModelConfig.from_dict({**trial.model.to_dict(), **dict(value)})
-            setattr(trial, name, value)
-        trial.validate()  # once: the keys of one call may depend on each other
-        self._config = trial
-        return self
-
-
-def _wrong_group_message(method: str, key: str, accepted: dict, algo: str = "PPO") -> str:
-    owner = AlgorithmConfig.key_table(algo).get(key)
-    if owner is not None:
-        group = next(f.metadata["group"] for f in dataclasses.fields(AlgorithmConfig)
-                     if f.name == owner)
-        return f"{method} does not take {key!r}; set it with .{group}({key}=...)"
-    owner = AlgorithmConfig.key_table().get(key)
-    if owner is not None:
-        return (f"{method}: {key!r} is a setting of "
-                f"{' and '.join(AlgorithmConfig.field_algos(owner))}, which {algo} does not use"
-                f"{did_you_mean(key, accepted)}")
-    return (f"{method} got an unexpected keyword argument {key!r}"
-            f"{did_you_mean(key, accepted)} (it takes: {', '.join(sorted(accepted))})")

@@ -25,8 +25,9 @@ from typing import Any
 
 import numpy as np
 
-from raylite.rllib._algorithm import Algorithm
-from raylite.rllib._config import ALGORITHM_DEFAULTS, AlgorithmConfig, ConfigBuilder
+from raylite.rllib._algorithm import DEFAULT_POLICY_ID, Algorithm, refuse_custom_model
+from raylite.rllib._builder import ConfigBuilder
+from raylite.rllib._config import ALGORITHM_DEFAULTS, AlgorithmConfig
 from raylite.rllib._envs import preprocessor
 from raylite.rllib._exploration import epsilon_schedule
 from raylite.rllib._model import model_loss
@@ -101,102 +102,159 @@ class DQN(Algorithm):
 
     algo_name = "DQN"
 
-    def loss_function(self) -> Any:
-        return make_dqn_loss(self.algo_config.double_q, self.algo_config.td_error_loss_fn)
+    def loss_function(self, config: AlgorithmConfig) -> Any:
+        return make_dqn_loss(config.double_q, config.td_error_loss_fn)
 
-    def _model_spec(self, config: AlgorithmConfig) -> QModelSpec:
+    def _model_spec(self, config: AlgorithmConfig, observation_space: Any,
+                    action_space: Any) -> QModelSpec:
         from gymnasium import spaces
-        if not isinstance(self.action_space, spaces.Discrete):
-            raise ValueError(f"DQN needs a Discrete action space; {self.env_spec.name} has "
-                             f"{self.action_space}: use SAC (continuous actions) or PPO")
-        return QModelSpec(obs_size=preprocessor(self.observation_space)[0],
-                          action_size=int(self.action_space.n),
+        refuse_custom_model(config, self.algo_name)
+        if not isinstance(action_space, spaces.Discrete):
+            raise ValueError(f"DQN needs a Discrete action space; {self.env_label} has "
+                             f"{action_space}: use SAC (continuous actions) or PPO")
+        return QModelSpec(obs_size=preprocessor(observation_space)[0],
+                          action_size=int(action_space.n),
                           hiddens=tuple(config.model.fcnet_hiddens),
                           activation=config.model.fcnet_activation,
                           q_hiddens=tuple(config.hiddens), dueling=config.dueling)
 
     def setup(self, config: dict) -> None:
         super().setup(config)
+        self.reader = None
+        if self.algo_config.input_ != "sampler" and not self.external:
+            from raylite.rllib._offline import JsonReader
+            self.reader = JsonReader(self.algo_config.input_)
         defaults = ALGORITHM_DEFAULTS[self.algo_name]
-        self.replay_buffer = make_replay_buffer(self.algo_config,
-                                                defaults["replay_buffer_config"])
-        self.epsilon = epsilon_schedule(self.algo_config,
-                                        ALGORITHM_DEFAULTS["DQN"]["exploration_config"])
-        self.last_target_update = 0
-        self.num_updates = 0
-        self.learner.update_target(1.0)
+        for unit in self.units.values():
+            unit.state.update(
+                replay_buffer=make_replay_buffer(unit.config, defaults["replay_buffer_config"]),
+                epsilon=epsilon_schedule(unit.config,
+                                         ALGORITHM_DEFAULTS["DQN"]["exploration_config"]),
+                last_target_update=0, num_updates=0)
+            unit.learner.update_target(1.0)
 
-    def training_step(self) -> tuple[int, list[tuple[float, int]], dict[str, float]]:
+    @property
+    def replay_buffer(self) -> Any:
+        """The (first) policy's replay buffer."""
+        return next(iter(self.units.values())).state["replay_buffer"]
+
+    def training_step(self) -> tuple[int, list[tuple[float, int]], dict[str, dict]]:
         config = self.algo_config
-        steps, episodes, stats, learn_time = 0, [], {}, 0.0
+        steps, episodes, learn_time = 0, [], 0.0
+        stats: dict[str, dict] = {pid: {} for pid in self.policies_to_train}
         start = time.perf_counter()
         while True:
             # 1. rollouts, epsilon-greedy with the current weights
-            exploration = self.exploration_state(self.timesteps_total + steps)
-            self.workers.sync(self.learner.get_weights(), self.filter.get_state(), exploration)
-            batch, new_episodes = self.workers.sample(1, self.filter.merge_delta)
-            # 2. into the replay buffer
-            self.replay_buffer.add(batch)
-            sampled = len(batch[OBS])
-            steps += sampled
+            if self.reader is not None:  # offline: logged transitions instead of rollouts
+                batches, new_episodes = {DEFAULT_POLICY_ID: self._offline_transitions()}, []
+                steps += len(batches[DEFAULT_POLICY_ID][OBS])
+            else:
+                batches, new_episodes = self._sample_round(self.timesteps_total + steps)
+                steps += self.workers.last_env_steps
             episodes.extend(new_episodes)
             lifetime = self.timesteps_total + steps
-            # 3. gradient steps on replayed transitions
-            if lifetime >= config.num_steps_sampled_before_learning_starts:
-                learn_start = time.perf_counter()
-                for _ in range(self._updates_per_round(sampled)):
-                    stats = self._learn_on_replay()
-                learn_time += time.perf_counter() - learn_start
-                # 4. the target network follows
-                if lifetime - self.last_target_update >= config.target_network_update_freq:
-                    self.learner.update_target(config.tau)
-                    self.last_target_update = lifetime
+            learn_start = time.perf_counter()
+            for pid, policy_batch in batches.items():
+                unit = self.units[pid]
+                # 2. into the policy's replay buffer
+                unit.state["replay_buffer"].add(policy_batch)
+                if pid in self.policies_to_train:
+                    stats[pid] = self.learn_from_replay(unit, len(policy_batch[OBS]), lifetime) \
+                        or stats[pid]
+            learn_time += time.perf_counter() - learn_start
             if steps >= config.min_sample_timesteps_per_iteration:
                 break
         elapsed = time.perf_counter() - start
         self.timers = {"learn_time_ms": 1000 * learn_time,
                        "sample_time_ms": 1000 * (elapsed - learn_time)}
-        stats.update(num_updates=self.num_updates, replay_buffer_size=len(self.replay_buffer))
-        if exploration is not None:
-            stats["cur_epsilon"] = exploration["epsilon"]
+        for pid, policy_stats in stats.items():
+            unit = self.units[pid]
+            policy_stats.update(num_updates=unit.state["num_updates"],
+                                replay_buffer_size=len(unit.state["replay_buffer"]))
+            explore = self.exploration_state(unit, self.timesteps_total + steps)
+            if explore is not None:
+                policy_stats["cur_epsilon"] = explore["epsilon"]
         return steps, episodes, stats
 
-    def exploration_state(self, timestep: int) -> dict | None:
-        """What the workers explore with: epsilon at ``timestep`` env steps."""
-        return {"epsilon": self.epsilon(timestep)}
+    def _sample_round(self, lifetime: int) -> tuple[dict[str, dict], list]:
+        """One round of rollouts with the current weights and exploration."""
+        weights = {pid: unit.learner.get_weights() for pid, unit in self.units.items()}
+        exploration = {pid: self.exploration_state(unit, lifetime)
+                       for pid, unit in self.units.items()}
+        if self.is_multi_agent:
+            self.workers.sync(weights, None, exploration)
+        else:
+            self.workers.sync(weights[DEFAULT_POLICY_ID], self.filter.get_state(),
+                              exploration[DEFAULT_POLICY_ID])
+        batch, episodes = self.workers.sample(1, self.filter.merge_delta)
+        return (batch if self.is_multi_agent else {DEFAULT_POLICY_ID: batch}), episodes
 
-    def _updates_per_round(self, sampled: int) -> int:
-        intensity = self.algo_config.training_intensity
-        if intensity is None:
-            return 1
-        return max(1, int(round(sampled * intensity / self.algo_config.train_batch_size)))
+    def _implements(self, option: str) -> bool:
+        return option == "input" and not self.algo_config.policies
 
-    def _learn_on_replay(self) -> dict[str, float]:
-        minibatch = self.replay_buffer.sample(self.algo_config.train_batch_size)
-        indices = minibatch.pop(BATCH_INDEXES)
-        stats = self.learn_on_minibatch(minibatch)
-        td_error = stats.pop("td_error")
-        self.replay_buffer.update_priorities(indices, td_error)
-        self.num_updates += 1
+    def _offline_transitions(self) -> dict[str, np.ndarray]:
+        """The next logged batch as transitions (written by DQN or SAC with output=DIR)."""
+        batch = self.reader.next()
+        missing = [c for c in (OBS, ACTIONS, REWARDS, NEW_OBS, TERMINATEDS) if c not in batch]
+        if missing:
+            raise ValueError(f"offline data for {self.algo_name} needs transitions; these "
+                             f"batches lack {', '.join(missing)} (write them with "
+                             f"{self.algo_name} or DQN and output=DIR)")
+        rows = len(batch[OBS])
+        discounts = batch.get(DISCOUNTS, np.full(rows, self.algo_config.gamma, np.float32))
+        return {OBS: batch[OBS].astype(np.float32), ACTIONS: batch[ACTIONS],
+                REWARDS: batch[REWARDS].astype(np.float32),
+                NEW_OBS: batch[NEW_OBS].astype(np.float32),
+                TERMINATEDS: batch[TERMINATEDS].astype(np.float32),
+                DISCOUNTS: np.asarray(discounts, np.float32)}
+
+    def learn_from_replay(self, unit: Any, sampled: int, lifetime: int) -> dict[str, float]:
+        """Steps 3 and 4 for one policy, once enough steps are in."""
+        config = unit.config
+        if lifetime < config.num_steps_sampled_before_learning_starts:
+            return {}
+        # 3. gradient steps on replayed transitions
+        stats = {}
+        for _ in range(self._updates_per_round(config, sampled)):
+            minibatch = unit.state["replay_buffer"].sample(config.train_batch_size)
+            indices = minibatch.pop(BATCH_INDEXES)
+            stats = self.learn_on_minibatch(unit, minibatch)
+            unit.state["replay_buffer"].update_priorities(indices, stats.pop("td_error"))
+            unit.state["num_updates"] += 1
+        # 4. the target network follows
+        if lifetime - unit.state["last_target_update"] >= config.target_network_update_freq:
+            unit.learner.update_target(config.tau)
+            unit.state["last_target_update"] = lifetime
         return stats
 
-    def learn_on_minibatch(self, minibatch: dict[str, np.ndarray]) -> dict[str, Any]:
-        return self.learner.learn_on_minibatch(minibatch, {})
+    def exploration_state(self, unit: Any, timestep: int) -> dict | None:
+        """What the workers explore with: epsilon at ``timestep`` env steps."""
+        return {"epsilon": unit.state["epsilon"](timestep)}
+
+    @staticmethod
+    def _updates_per_round(config: AlgorithmConfig, sampled: int) -> int:
+        if config.training_intensity is None:
+            return 1
+        return max(1, int(round(sampled * config.training_intensity / config.train_batch_size)))
+
+    def learn_on_minibatch(self, unit: Any, minibatch: dict[str, np.ndarray]) -> dict[str, Any]:
+        return unit.learner.learn_on_minibatch(minibatch, {})
 
     # ---- checkpoints: the target network and counters (the buffer when asked) ---------------
-    def learner_state(self) -> dict[str, Any]:
-        state = {"target_weights": self.learner.get_target_weights(),
-                 "last_target_update": self.last_target_update, "num_updates": self.num_updates}
-        if self.algo_config.store_buffer_in_checkpoints:
-            state["replay_buffer"] = self.replay_buffer.get_state()
+    def learner_state(self, unit: Any) -> dict[str, Any]:
+        state = {"target_weights": unit.learner.get_target_weights(),
+                 "last_target_update": unit.state["last_target_update"],
+                 "num_updates": unit.state["num_updates"]}
+        if unit.config.store_buffer_in_checkpoints:
+            state["replay_buffer"] = unit.state["replay_buffer"].get_state()
         return state
 
-    def set_learner_state(self, state: dict[str, Any]) -> None:
-        self.learner.set_target_weights(state["target_weights"])
-        self.last_target_update = state["last_target_update"]
-        self.num_updates = state["num_updates"]
+    def set_learner_state(self, unit: Any, state: dict[str, Any]) -> None:
+        unit.learner.set_target_weights(state["target_weights"])
+        unit.state["last_target_update"] = state["last_target_update"]
+        unit.state["num_updates"] = state["num_updates"]
         if "replay_buffer" in state:
-            self.replay_buffer.set_state(state["replay_buffer"])
+            unit.state["replay_buffer"].set_state(state["replay_buffer"])
 
 
 DQNTrainer = DQN

@@ -17,7 +17,6 @@ The book's chapter 3 maze is registered as ``"maze"``. Gymnasium is imported on 
 
 from __future__ import annotations
 
-import difflib
 import importlib
 import inspect
 import math
@@ -29,7 +28,8 @@ from typing import Any
 
 import numpy as np
 
-from raylite.tune import _registry
+from raylite._suggest import close_matches, did_you_mean
+from raylite import _registry
 
 _NOTICED: set[str] = set()
 _ID = re.compile(r"^(?:(?P<namespace>[\w:.-]+)/)?(?P<name>[\w:.-]+?)(?:-v(?P<version>\d+))?$")
@@ -173,7 +173,7 @@ def unknown_env_message(env: str) -> str:
         for version in range(spec.version or 0):  # the ids that map to this one
             candidates.add(f"{spec.namespace + '/' if spec.namespace else ''}{spec.name}-v{version}")
     by_lower = {c.lower(): c for c in sorted(candidates)}
-    close = difflib.get_close_matches(env.lower(), list(by_lower), n=3, cutoff=0.75)
+    close = close_matches(env.lower(), by_lower, n=3, cutoff=0.75)
     hint = f"; did you mean {' / '.join(by_lower[c] for c in close)}?" if close else ""
     return (f"unknown environment {env!r}{hint} (an env is a Gymnasium id such as "
             f"'Pendulum-v1', a name given to register_env, 'module.Class' or an env class)")
@@ -195,15 +195,17 @@ def _import_class(path: str) -> Any:
 
 
 def _close(word: str, choices: list[str]) -> str:
-    close = difflib.get_close_matches(word, choices, n=2, cutoff=0.6)
-    return f"; did you mean {' or '.join(map(repr, close))}?" if close else ""
+    return did_you_mean(word, choices)
 
 
 # ---- old gym API ----------------------------------------------------------------------------
 def as_gymnasium(env: Any, name: str = "env") -> Any:
     """``env`` if it follows Gymnasium's API, else wrapped in :class:`LegacyEnv`."""
     import gymnasium
-    if isinstance(env, gymnasium.Env) and "seed" in _parameters(env.reset):
+
+    from raylite.rllib._multi_agent import MultiAgentEnv
+    if isinstance(env, MultiAgentEnv) or (
+            isinstance(env, gymnasium.Env) and "seed" in _parameters(env.reset)):
         return env
     return LegacyEnv(env, name)
 
@@ -326,6 +328,10 @@ class VectorEnv:
         self._returns = np.zeros(num_envs)
         self._lengths = np.zeros(num_envs, dtype=np.int64)
         self._episodes: list[tuple[float, int]] = []
+        self.callbacks: Any = None      # DefaultCallbacks, set by the rollout worker
+        self.worker: Any = None
+        self._episode_objects: list[Any] = []
+        self._custom_metrics: list[dict[str, float]] = []
 
     def reset(self) -> np.ndarray:
         rows = []
@@ -333,7 +339,34 @@ class VectorEnv:
             rows.append(self._flatten(env.reset(seed=seed)[0]))
         self._seeds = [None] * self.num_envs  # seed once; later resets continue the env's RNG
         self._returns[:], self._lengths[:] = 0.0, 0
+        if self.callbacks is not None:
+            self._episode_objects = [self._start_episode(i) for i in range(self.num_envs)]
         return np.stack(rows)
+
+    def _start_episode(self, index: int) -> Any:
+        from raylite.rllib._callbacks import Episode
+        episode = Episode(index)
+        self.callbacks.on_episode_start(worker=self.worker, base_env=self, policies={},
+                                        episode=episode, env_index=index)
+        return episode
+
+    def _episode_callbacks(self, index: int, obs: Any, reward: float, info: dict,
+                           done: bool) -> None:
+        episode = self._episode_objects[index]
+        episode.length += 1
+        episode.total_reward += float(reward)
+        episode._last_obs, episode._last_info = obs, info
+        self.callbacks.on_episode_step(worker=self.worker, base_env=self, policies={},
+                                       episode=episode, env_index=index)
+        if done:
+            self.callbacks.on_episode_end(worker=self.worker, base_env=self, policies={},
+                                          episode=episode, env_index=index)
+            self._custom_metrics.append(dict(episode.custom_metrics))
+            self._episode_objects[index] = self._start_episode(index)
+
+    def take_custom_metrics(self) -> list[dict[str, float]]:
+        metrics, self._custom_metrics = self._custom_metrics, []
+        return metrics
 
     def step(self, env_actions: list[Any], active: np.ndarray | None = None
              ) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
@@ -349,13 +382,15 @@ class VectorEnv:
             if active is not None and not active[i]:
                 next_obs[i] = final_obs[i]
                 continue
-            obs, reward, term, trunc, _ = env.step(env_actions[i])
+            obs, reward, term, trunc, info = env.step(env_actions[i])
             rewards[i] = reward
             self._returns[i] += reward
             self._lengths[i] += 1
             trunc = bool(trunc) or (self.horizon is not None and self._lengths[i] >= self.horizon)
             terminated[i], truncated[i] = term, trunc and not term
             next_obs[i] = self._flatten(obs)
+            if self.callbacks is not None:
+                self._episode_callbacks(i, obs, reward, info, bool(term or trunc))
             if term or trunc:
                 final_obs[i] = next_obs[i]
                 self._episodes.append((float(self._returns[i]), int(self._lengths[i])))

@@ -140,7 +140,7 @@ class TFPolicy:
                     total, stats = self.loss(TF_OPS, self.params, self.target_params, batch,
                                              coefficients, self.spec)
                 else:
-                    dist_inputs, values = forward(TF_OPS, self.params, batch[OBS], self.spec)
+                    dist_inputs, values = self.spec.outputs(TF_OPS, self.params, batch[OBS])
                     total, stats = self.loss(TF_OPS, self.spec.dist_class, dist_inputs, values,
                                              batch, coefficients)
             gradients = tape.gradient(total, self._variables)

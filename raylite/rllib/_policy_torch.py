@@ -117,7 +117,7 @@ class TorchPolicy:
             total, stats = self.loss(TORCH_OPS, self.params, self.target_params, tensors,
                                      coeffs, self.spec)
         else:
-            dist_inputs, values = forward(TORCH_OPS, self.params, tensors[OBS], self.spec)
+            dist_inputs, values = self.spec.outputs(TORCH_OPS, self.params, tensors[OBS])
             total, stats = self.loss(TORCH_OPS, self.spec.dist_class, dist_inputs, values,
                                      tensors, coeffs)
         self.optimizer.zero_grad(set_to_none=True)

@@ -21,33 +21,36 @@ import numpy as np
 class Policy:
     """``get_policy()``: the learner's weights and acting with them (Ray's Policy surface)."""
 
-    def __init__(self, algorithm: Any):
+    def __init__(self, algorithm: Any, unit: Any):
         self._algorithm = algorithm
-        self.observation_space = algorithm.observation_space
-        self.action_space = algorithm.action_space
-        self.config = algorithm.algo_config.to_dict()
-        self.framework = algorithm.algo_config.framework
-        self.dist_class = algorithm.model_spec.dist_class
+        self._unit = unit
+        self.policy_id = unit.policy_id
+        self.observation_space = unit.observation_space
+        self.action_space = unit.action_space
+        self.config = unit.config.to_dict()
+        self.framework = unit.config.framework
+        self.dist_class = unit.model_spec.dist_class
 
     @property
     def model(self) -> Any:
         """The network: a torch ``nn.Module`` (its parameters are the learner's) or a Keras
         model holding a copy of the current weights (``model.base_model.summary()``)."""
-        learner, spec = self._algorithm.learner, self._algorithm.model_spec
+        learner, spec = self._unit.learner, self._unit.model_spec
         if learner.framework == "torch":
             return torch_model(learner.params, spec)
         return keras_model(learner.get_weights(), spec)
 
     def get_weights(self) -> dict[str, np.ndarray]:
-        return self._algorithm.learner.get_weights()
+        return self._unit.learner.get_weights()
 
     def set_weights(self, weights: dict[str, np.ndarray]) -> None:
-        self._algorithm.set_weights(weights)
+        self._algorithm.set_weights({self.policy_id: weights})
 
     def compute_single_action(self, obs: Any, explore: bool | None = None, **_: Any
                               ) -> tuple[Any, list, dict]:
         """``(action, [], extra fetches)`` for one observation."""
-        return self._algorithm.compute_single_action(obs, explore=explore, full_fetch=True)
+        return self._algorithm.compute_single_action(obs, explore=explore, full_fetch=True,
+                                                     policy_id=self.policy_id)
 
 
 def torch_model(params: dict[str, Any], spec: Any) -> Any:
@@ -106,8 +109,9 @@ class RLModule:
     ``{"action_dist_inputs": ...}`` (PPO) or ``{"actions": ..., "q_values": ...}`` (DQN), as
     torch tensors when given torch tensors, else numpy arrays."""
 
-    def __init__(self, algorithm: Any):
+    def __init__(self, algorithm: Any, policy_id: str):
         self._algorithm = algorithm
+        self._policy_id = policy_id
 
     def forward_inference(self, batch: dict[str, Any]) -> dict[str, Any]:
         return self._forward(batch, explore=False)
@@ -122,7 +126,7 @@ class RLModule:
         obs = batch["obs"]
         as_torch = type(obs).__module__.startswith("torch")
         array = obs.detach().cpu().numpy() if as_torch else np.asarray(obs)
-        out = self._algorithm.act_on_batch(array, explore)
+        out = self._algorithm.act_on_batch(array, explore, self._policy_id)
         out.pop("env_actions", None)
         if as_torch:
             import torch

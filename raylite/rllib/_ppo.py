@@ -23,7 +23,7 @@ from typing import Any
 
 import numpy as np
 
-from raylite.rllib._algorithm import Algorithm
+from raylite.rllib._algorithm import DEFAULT_POLICY_ID, Algorithm
 from raylite.rllib._buffer import (
     ACTION_DIST_INPUTS,
     ACTION_LOGP,
@@ -36,7 +36,8 @@ from raylite.rllib._buffer import (
     minibatches,
     standardize,
 )
-from raylite.rllib._config import AlgorithmConfig, ConfigBuilder
+from raylite.rllib._builder import ConfigBuilder
+from raylite.rllib._config import AlgorithmConfig
 
 
 def ppo_loss(ops: Any, dist_class: type, dist_inputs: Any, values: Any, batch: dict[str, Any],
@@ -112,58 +113,77 @@ class PPO(Algorithm):
         200
     """
 
-    @staticmethod
-    def loss_function() -> Any:
+    algo_name = "PPO"
+
+    def loss_function(self, config: AlgorithmConfig) -> Any:
         return ppo_loss
 
     def setup(self, config: dict) -> None:
         super().setup(config)
-        self.kl_coeff = self.algo_config.kl_coeff
+        for unit in self.units.values():
+            unit.state["kl_coeff"] = unit.config.kl_coeff
 
-    def learner_state(self) -> dict[str, Any]:
-        return {"kl_coeff": self.kl_coeff}
+    def learner_state(self, unit: Any) -> dict[str, Any]:
+        return {"kl_coeff": unit.state["kl_coeff"]}
 
-    def set_learner_state(self, state: dict[str, Any]) -> None:
-        self.kl_coeff = state.get("kl_coeff", self.algo_config.kl_coeff)
+    def set_learner_state(self, unit: Any, state: dict[str, Any]) -> None:
+        unit.state["kl_coeff"] = state.get("kl_coeff", unit.config.kl_coeff)
 
-    def training_step(self) -> tuple[int, list[tuple[float, int]], dict[str, float]]:
+    @property
+    def kl_coeff(self) -> float:
+        return self.units[next(iter(self.units))].state["kl_coeff"]
+
+    def training_step(self) -> tuple[int, list[tuple[float, int]], dict[str, dict]]:
         config = self.algo_config
         # 1. rollouts with the current weights (GAE is computed on the workers)
         start = time.perf_counter()
-        self.workers.sync(self.learner.get_weights(), self.filter.get_state())
+        weights = {pid: unit.learner.get_weights() for pid, unit in self.units.items()}
+        self.workers.sync(weights if self.is_multi_agent else weights[DEFAULT_POLICY_ID],
+                          self.filter.get_state())
         batch, episodes = self.workers.sample(config.train_batch_size, self.filter.merge_delta)
+        batches = batch if self.is_multi_agent else {DEFAULT_POLICY_ID: batch}
         sampled = time.perf_counter()
-        # 2. advantages standardized over the train batch
-        batch[ADVANTAGES] = standardize(batch[ADVANTAGES])
-        batch = {name: batch[name] for name in TRAIN_COLUMNS}
-        # 3. epochs of minibatch gradient steps on the PPO loss
-        coeffs = self._loss_coefficients()
-        num_rows = batch_size(batch)
-        epoch_stats: list[dict[str, float]] = []
-        for _ in range(config.num_sgd_iter):
-            epoch_stats = []
-            for indices in minibatches(num_rows, config.sgd_minibatch_size, self._rng):
-                minibatch = {name: column[indices] for name, column in batch.items()}
-                epoch_stats.append(self.learner.learn_on_minibatch(minibatch, coeffs))
-        learner_stats = {key: float(np.mean([s[key] for s in epoch_stats]))
-                         for key in epoch_stats[0]}
-        # 4. adapt the KL penalty to how far the last epoch moved the policy
-        learner_stats.update(cur_kl_coeff=self.kl_coeff, cur_lr=config.lr,
-                             entropy_coeff=config.entropy_coeff)
-        self.kl_coeff = update_kl_coeff(self.kl_coeff, learner_stats["kl"], config.kl_target)
+        # 2.-4. each policy that trains learns on its own agents' steps
+        learner_stats = {pid: self.learn_on_batch(self.units[pid], policy_batch)
+                         for pid, policy_batch in batches.items()
+                         if pid in self.policies_to_train}
         learned = time.perf_counter()
-        steps = batch_size(batch)
+        steps = self.workers.last_env_steps
         self.timers = {"sample_time_ms": 1000 * (sampled - start),
                        "learn_time_ms": 1000 * (learned - sampled),
                        "sample_throughput": steps / max(sampled - start, 1e-9),
                        "learn_throughput": steps / max(learned - sampled, 1e-9)}
         return steps, episodes, learner_stats
 
-    def _loss_coefficients(self) -> dict[str, float]:
-        config = self.algo_config
+    def learn_on_batch(self, unit: Any, batch: dict[str, np.ndarray]) -> dict[str, float]:
+        """Steps 2-4 for one policy: standardize, SGD epochs, adapt the KL penalty."""
+        config = unit.config
+        # 2. advantages standardized over the train batch
+        batch[ADVANTAGES] = standardize(batch[ADVANTAGES])
+        batch = {name: batch[name] for name in TRAIN_COLUMNS}
+        # 3. epochs of minibatch gradient steps on the PPO loss
+        coeffs = self._loss_coefficients(unit)
+        num_rows = batch_size(batch)
+        epoch_stats: list[dict[str, float]] = []
+        for _ in range(config.num_sgd_iter):
+            epoch_stats = []
+            for indices in minibatches(num_rows, config.sgd_minibatch_size, self._rng):
+                minibatch = {name: column[indices] for name, column in batch.items()}
+                epoch_stats.append(unit.learner.learn_on_minibatch(minibatch, coeffs))
+        learner_stats = {key: float(np.mean([s[key] for s in epoch_stats]))
+                         for key in epoch_stats[0]}
+        # 4. adapt the KL penalty to how far the last epoch moved the policy
+        learner_stats.update(cur_kl_coeff=unit.state["kl_coeff"], cur_lr=config.lr,
+                             entropy_coeff=config.entropy_coeff)
+        unit.state["kl_coeff"] = update_kl_coeff(unit.state["kl_coeff"], learner_stats["kl"],
+                                                 config.kl_target)
+        return learner_stats
+
+    def _loss_coefficients(self, unit: Any) -> dict[str, float]:
+        config = unit.config
         return {"clip_param": config.clip_param, "vf_clip_param": config.vf_clip_param,
                 "vf_loss_coeff": config.vf_loss_coeff if config.use_critic else 0.0,
-                "entropy_coeff": config.entropy_coeff, "kl_coeff": self.kl_coeff}
+                "entropy_coeff": config.entropy_coeff, "kl_coeff": unit.state["kl_coeff"]}
 
 
 PPOTrainer = PPO
@@ -186,4 +206,4 @@ class PPOConfig(ConfigBuilder):
         super().__init__(algo_class or PPO)
 
 
-DEFAULT_CONFIG: dict[str, Any] = AlgorithmConfig().to_dict()
+DEFAULT_CONFIG: dict[str, Any] = AlgorithmConfig.for_algorithm("PPO").to_dict()

@@ -13,6 +13,7 @@ With ``num_workers: 0`` one RolloutWorker runs inside the trainer. Workers act w
 
 from __future__ import annotations
 
+import dataclasses
 from collections.abc import Callable
 from typing import Any
 
@@ -40,12 +41,17 @@ class RolloutWorker:
     def __init__(self, env_spec: EnvSpec, config: AlgorithmConfig, model_spec: ModelSpec,
                  worker_index: int = 0):
         self.config = config
+        self.worker_index = worker_index
+        self._writer: Any = None
         self.env = VectorEnv(env_spec, config.num_envs_per_worker, config.seed, config.horizon,
                              worker_index)
         self.filter = make_filter(config.observation_filter, (self.env.obs_size,))
         self.policy = model_spec.acting_policy(action_adapter(self.env.action_space,
                                                               config.normalize_actions))
         self.on_policy = model_spec.on_policy
+        from raylite.rllib._callbacks import make_callbacks
+        self.callbacks = make_callbacks(config.callbacks)
+        self.env.callbacks, self.env.worker = self.callbacks, self
         seed = None if config.seed is None else config.seed + 7919 * worker_index
         self.rng = np.random.default_rng(seed)
         self._obs: np.ndarray | None = None  # the raw observations the next step acts on
@@ -62,9 +68,17 @@ class RolloutWorker:
     def sample(self) -> dict[str, Any]:
         """One fragment: ``rollout_fragment_length`` steps of every env (with
         ``complete_episodes``, then on until each env's episode ends); GAE done for
-        on-policy learning, else n-step transitions for a replay buffer."""
-        if not self.on_policy:
-            return self._sample_transitions()
+        on-policy learning, else n-step transitions for a replay buffer. With ``output``
+        set, the batch is also appended to the JSON files there."""
+        out = self._sample_fragment() if self.on_policy else self._sample_transitions()
+        if self.config.output is not None:
+            if self._writer is None:
+                from raylite.rllib._offline import JsonWriter
+                self._writer = JsonWriter(self.config.output, worker_index=self.worker_index)
+            self._writer.write(out["batch"])
+        return out
+
+    def _sample_fragment(self) -> dict[str, Any]:
         config = self.config
         complete = config.batch_mode == "complete_episodes"
         buffer = RolloutBuffer(self.env.num_envs)
@@ -93,8 +107,11 @@ class RolloutWorker:
         last_values = self.policy.values(self.filter(raw_obs, update=False))
         batch = buffer.finish(last_values, config.gamma, config.lambda_, config.use_gae,
                               config.use_critic)
+        if self.callbacks is not None:
+            self.callbacks.on_sample_end(worker=self, samples=batch)
         return {"batch": batch, "episodes": self.env.take_episodes(),
-                "filter_delta": self.filter.take_delta()}
+                "filter_delta": self.filter.take_delta(),
+                "custom_metrics": self.env.take_custom_metrics()}
 
     def _sample_transitions(self) -> dict[str, Any]:
         """``rollout_fragment_length`` steps of every env as n-step transitions."""
@@ -118,8 +135,11 @@ class RolloutWorker:
         self._obs = raw_obs
         steps = {name: np.stack(values) for name, values in columns.items()}
         batch = n_step_transitions(steps, config.n_step, config.gamma)
+        if self.callbacks is not None:
+            self.callbacks.on_sample_end(worker=self, samples=batch)
         return {"batch": batch, "episodes": self.env.take_episodes(),
-                "filter_delta": self.filter.take_delta()}
+                "filter_delta": self.filter.take_delta(),
+                "custom_metrics": self.env.take_custom_metrics()}
 
     def ping(self) -> bool:
         return True
@@ -135,22 +155,69 @@ class RolloutWorker:
     def foreach_env(self, fn: Callable[[Any], Any]) -> list[Any]:
         return [fn(env) for env in self.env.envs]
 
+    def foreach_env_with_context(self, fn: Callable[[Any, Any], Any]) -> list[Any]:
+        """``fn(env, env_context)`` for each of the worker's envs."""
+        from raylite.rllib._envs import EnvContext
+        return [fn(env, EnvContext(self.config.env_config, self.worker_index, i,
+                                   self.config.num_workers))
+                for i, env in enumerate(self.env.envs)]
+
+    def set_tasks(self, env_task_fn: Callable, result: dict) -> list[Any]:
+        """Curriculum: ``env.set_task(env_task_fn(result, env, env_context))`` on each env."""
+        def apply(env: Any, context: Any) -> Any:
+            target = env if hasattr(env, "set_task") else getattr(env, "unwrapped", env)
+            if not hasattr(target, "set_task"):
+                raise TypeError(f"env_task_fn needs envs with set_task (a TaskSettableEnv); "
+                                f"{type(target).__name__} has none")
+            task = env_task_fn(result, target, context)
+            target.set_task(task)
+            return task
+        return self.foreach_env_with_context(apply)
+
     def close(self) -> None:
         self.env.close()
+
+
+@dataclasses.dataclass(frozen=True)
+class ActingSpec:
+    """What a multi-agent worker needs of a policy (not its learner)."""
+
+    config: Any
+    model_spec: Any
+    observation_space: Any
+    action_space: Any
 
 
 class WorkerSet:
     """The trainer's rollout workers: remote actors, or one local worker (``num_workers: 0``)."""
 
-    def __init__(self, env_spec: EnvSpec, config: AlgorithmConfig, model_spec: ModelSpec):
+    def __init__(self, env_spec: EnvSpec | None, config: AlgorithmConfig, model_spec: ModelSpec,
+                 units: dict[str, Any] | None = None, external: bool = False):
+        """``units`` (policy id -> PolicyUnit) makes the workers multi-agent ones;
+        ``external`` one local worker that serves external envs' clients."""
+        from raylite.rllib._multi_agent import MultiAgentWorker
         self.local: RolloutWorker | None = None
         self.remote: list[Any] = []
         self.learner_worker: Any = None   # set by the algorithm
+        self.policy_returns: dict[str, list[float]] = {}
+        self.custom_metrics: list[dict[str, float]] = []
+        if external:
+            from raylite.rllib._external import ExternalWorker
+            if config.num_workers:
+                raise ValueError("an external env (input_=PolicyServerInput) is served by the "
+                                 "algorithm's process: set num_env_runners=0")
+            self.local = ExternalWorker(config, model_spec, config.observation_space,
+                                        config.action_space)
+            return
+        worker_class, spec = (RolloutWorker, model_spec) if units is None else (
+            MultiAgentWorker, {pid: ActingSpec(unit.config, unit.model_spec,
+                                               unit.observation_space, unit.action_space)
+                               for pid, unit in units.items()})
         if config.num_workers == 0:
-            self.local = RolloutWorker(env_spec, config, model_spec, 0)
+            self.local = worker_class(env_spec, config, spec, 0)
         else:
-            actor = raylite.remote(RolloutWorker).options(num_cpus=config.num_cpus_per_worker)
-            self.remote = [actor.remote(env_spec, config, model_spec, i + 1)
+            actor = raylite.remote(worker_class).options(num_cpus=config.num_cpus_per_worker)
+            self.remote = [actor.remote(env_spec, config, spec, i + 1)
                            for i in range(config.num_workers)]
             raylite.get([worker.ping.remote() for worker in self.remote])  # raise setup errors now
 
@@ -168,6 +235,14 @@ class WorkerSet:
         if self.remote:
             results.extend(raylite.get([worker.apply.remote(fn) for worker in self.remote]))
         return results
+
+    def set_tasks(self, env_task_fn: Callable, result: dict) -> list[Any]:
+        """Curriculum: every worker's envs take their next task; the tasks set."""
+        if self.local is not None:
+            return self.local.set_tasks(env_task_fn, result)
+        tasks = raylite.get([worker.set_tasks.remote(env_task_fn, result)
+                             for worker in self.remote])
+        return [task for worker_tasks in tasks for task in worker_tasks]
 
     def num_remote_workers(self) -> int:
         return len(self.remote)
@@ -187,7 +262,7 @@ class WorkerSet:
                ) -> tuple[dict[str, np.ndarray], list[tuple[float, int]]]:
         """Rounds of one fragment per worker until ``min_steps`` steps are in: the batch and
         the finished episodes' (return, length). Filter deltas go to ``merge_delta``."""
-        batches, episodes, steps = [], [], 0
+        batches, episodes, steps, multi_agent = [], [], 0, False
         while steps < min_steps:
             if self.local is not None:
                 outs = [self.local.sample()]
@@ -196,9 +271,30 @@ class WorkerSet:
             for out in outs:
                 batches.append(out["batch"])
                 episodes.extend(out["episodes"])
+                self.custom_metrics.extend(out.get("custom_metrics", ()))
                 merge_delta(out["filter_delta"])
-                steps += batch_size(out["batch"])
+                if "policy_returns" in out:   # multi-agent: {policy id: batch}, env steps
+                    multi_agent = True
+                    steps += out["env_steps"]
+                    for pid, values in out["policy_returns"].items():
+                        self.policy_returns.setdefault(pid, []).extend(values)
+                else:
+                    steps += batch_size(out["batch"])
+        self.last_env_steps = steps
+        if multi_agent:
+            pids = {pid for batch in batches for pid in batch}
+            return {pid: concat_batches([b[pid] for b in batches if pid in b])
+                    for pid in pids}, episodes
         return concat_batches(batches), episodes
+
+    def take_custom_metrics(self) -> list[dict[str, float]]:
+        metrics, self.custom_metrics = self.custom_metrics, []
+        return metrics
+
+    def take_policy_returns(self) -> dict[str, list[float]]:
+        """Each policy's agent returns of the episodes finished since the last call."""
+        returns, self.policy_returns = self.policy_returns, {}
+        return returns
 
     def stop(self) -> None:
         if self.local is not None:

@@ -22,7 +22,9 @@ from typing import Any
 
 import numpy as np
 
-from raylite.rllib._config import ALGORITHM_DEFAULTS, AlgorithmConfig, ConfigBuilder
+from raylite.rllib._builder import ConfigBuilder
+from raylite.rllib._config import ALGORITHM_DEFAULTS, AlgorithmConfig
+from raylite.rllib._algorithm import refuse_custom_model
 from raylite.rllib._dqn import DQN
 from raylite.rllib._envs import preprocessor
 from raylite.rllib._model import model_loss
@@ -94,14 +96,16 @@ class SAC(DQN):
 
     algo_name = "SAC"
 
-    def loss_function(self) -> Any:
+    def loss_function(self, config: AlgorithmConfig) -> Any:
         return sac_loss
 
-    def _model_spec(self, config: AlgorithmConfig) -> SACModelSpec:
+    def _model_spec(self, config: AlgorithmConfig, observation_space: Any,
+                    action_space: Any) -> SACModelSpec:
         from gymnasium import spaces
-        if not isinstance(self.action_space, spaces.Box):
-            raise ValueError(f"SAC needs a continuous (Box) action space; {self.env_spec.name} "
-                             f"has {self.action_space}: use DQN or PPO")
+        refuse_custom_model(config, self.algo_name)
+        if not isinstance(action_space, spaces.Box):
+            raise ValueError(f"SAC needs a continuous (Box) action space; {self.env_label} "
+                             f"has {action_space}: use DQN or PPO")
         if not config.normalize_actions:
             raise ValueError("SAC acts in [-1, 1] (tanh) and rescales to the action bounds: "
                              "normalize_actions must be true")
@@ -109,37 +113,39 @@ class SAC(DQN):
         policy = {**defaults["policy_model_config"], **config.policy_model_config}
         q = {**defaults["q_model_config"], **config.q_model_config}
         return SACModelSpec(
-            obs_size=preprocessor(self.observation_space)[0],
-            action_size=int(np.prod(self.action_space.shape)),
+            obs_size=preprocessor(observation_space)[0],
+            action_size=int(np.prod(action_space.shape)),
             policy_hiddens=tuple(policy["fcnet_hiddens"]),
             policy_activation=policy["fcnet_activation"], q_hiddens=tuple(q["fcnet_hiddens"]),
             q_activation=q["fcnet_activation"], twin_q=config.twin_q,
             initial_alpha=config.initial_alpha)
 
-    def learning_rates(self) -> dict[str, float]:
-        config = self.algo_config
+    def learning_rates(self, config: AlgorithmConfig, model_spec: Any) -> dict[str, float]:
         rates = {**ALGORITHM_DEFAULTS["SAC"]["optimization_config"], **config.optimization_config}
         actor = config.actor_lr or rates["actor_learning_rate"]
         critic = config.critic_lr or rates["critic_learning_rate"]
         alpha = config.alpha_lr or rates["entropy_learning_rate"]
-        return {"policy/": actor, **{f"{q}/": critic for q in self.model_spec.q_names},
+        return {"policy/": actor, **{f"{q}/": critic for q in model_spec.q_names},
                 "log_alpha": alpha}
 
     def setup(self, config: dict) -> None:
         super().setup(config)
-        target = self.algo_config.target_entropy
-        self.target_entropy = float(-self.model_spec.action_size if target == "auto" else target)
+        for unit in self.units.values():
+            target = unit.config.target_entropy
+            unit.state["target_entropy"] = float(
+                -unit.model_spec.action_size if target == "auto" else target)
         self.noise_rng = np.random.default_rng(None if self.algo_config.seed is None
                                                else self.algo_config.seed + 1)
 
-    def exploration_state(self, timestep: int) -> dict | None:
+    def exploration_state(self, unit: Any, timestep: int) -> dict | None:
         return None  # SAC explores by sampling its policy
 
-    def learn_on_minibatch(self, minibatch: dict[str, np.ndarray]) -> dict[str, Any]:
+    def learn_on_minibatch(self, unit: Any, minibatch: dict[str, np.ndarray]) -> dict[str, Any]:
         shape = minibatch[ACTIONS].shape
         minibatch[NOISE] = self.noise_rng.standard_normal(shape).astype(np.float32)
         minibatch[NEXT_NOISE] = self.noise_rng.standard_normal(shape).astype(np.float32)
-        return self.learner.learn_on_minibatch(minibatch, {"target_entropy": self.target_entropy})
+        return unit.learner.learn_on_minibatch(
+            minibatch, {"target_entropy": unit.state["target_entropy"]})
 
 
 SACTrainer = SAC

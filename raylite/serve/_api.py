@@ -17,6 +17,7 @@ from raylite.serve._common import (
     CONTROLLER_NAME,
     DEFAULT_APP_NAME,
     DEFAULT_HOST,
+    DEFAULT_KEEP_ALIVE_TIMEOUT_S,
     DEFAULT_MAX_REQUEST_BODY_BYTES,
     SERVE_NAMESPACE,
     check_route_prefix,
@@ -73,6 +74,49 @@ def _http_options(http_options: Any) -> dict:
     return dict(http_options)
 
 
+_LOCATIONS = ("HeadOnly", "EveryNode", "NoServer", "Disabled")
+_warned_num_cpus = False
+
+
+def _proxy_options(options: dict) -> dict:
+    """The HTTPProxy keywords for ``root_path``, ``request_timeout_s``, ``keep_alive_timeout_s``
+    and ``middlewares``, checked; ``location`` checked; ``num_cpus`` warned about once (the
+    proxy is a thread of the driver here, not an actor that reserves CPUs)."""
+    global _warned_num_cpus
+    root_path = options.get("root_path") or ""
+    if not isinstance(root_path, str) or (root_path and not root_path.startswith("/")):
+        raise ValueError(f"serve.start(): http_options root_path must be a path such as "
+                         f"'/prefix', got {root_path!r}")
+    timeout = options.get("request_timeout_s")
+    if timeout is not None and (isinstance(timeout, bool) or not isinstance(timeout, (int, float))
+                                or timeout <= 0):
+        raise ValueError(f"serve.start(): http_options request_timeout_s must be a number of "
+                         f"seconds > 0, or None for no limit, got {timeout!r}")
+    keep_alive = options.get("keep_alive_timeout_s", DEFAULT_KEEP_ALIVE_TIMEOUT_S)
+    if isinstance(keep_alive, bool) or not isinstance(keep_alive, (int, float)) or keep_alive < 0:
+        raise ValueError(f"serve.start(): http_options keep_alive_timeout_s must be a number of "
+                         f"seconds >= 0, got {keep_alive!r}")
+    middlewares = options.get("middlewares") or ()
+    for middleware in middlewares:
+        try:
+            cls, _, _ = middleware
+        except (TypeError, ValueError):
+            raise TypeError(f"serve.start(): each of http_options middlewares must be a "
+                            f"starlette.middleware.Middleware(cls, ...), got {middleware!r}") from None
+        if not callable(cls):
+            raise TypeError(f"serve.start(): middleware class {cls!r} is not callable")
+    location = options.get("location")
+    if location is not None and str(getattr(location, "value", location)) not in _LOCATIONS:
+        raise ValueError(f"serve.start(): http_options location must be one of {_LOCATIONS}, "
+                         f"got {location!r}")
+    if options.get("num_cpus") and not _warned_num_cpus:
+        _warned_num_cpus = True
+        print("serve: http_options num_cpus is a hint raylite does not apply: the HTTP proxy is "
+              "a thread of the driver, not an actor that reserves CPUs", file=sys.stderr)
+    return {"root_path": root_path, "request_timeout_s": timeout,
+            "keep_alive_timeout_s": keep_alive, "middlewares": tuple(middlewares)}
+
+
 def start(detached: bool = False, http_options: Any = None, dedicated_cpu: bool = False,
           **kwargs: Any) -> None:
     """Start Serve: the controller and the HTTP proxy (127.0.0.1:8000 unless told otherwise;
@@ -81,8 +125,11 @@ def start(detached: bool = False, http_options: Any = None, dedicated_cpu: bool 
     Starts raylite too if it is not running. ``detached`` is accepted for compatibility: the
     instance lives as long as this driver's runtime either way.
 
-    ``http_options``: ``host``, ``port`` and ``max_request_body_bytes`` (default 10 MiB; a larger
-    request body gets 413 Payload Too Large; None: no limit).
+    ``http_options``: ``host``, ``port``, ``max_request_body_bytes`` (default 10 MiB; a larger
+    request body gets 413 Payload Too Large; None: no limit), ``root_path`` (every route mounted
+    under it), ``request_timeout_s`` (end to end; 408 past it), ``keep_alive_timeout_s``
+    (default 90), ``middlewares`` (Starlette ``Middleware`` objects around the proxy) and
+    ``location`` ("NoServer" runs no proxy); ``num_cpus`` is a hint, warned about.
 
     Example:
         >>> from raylite import serve
@@ -104,6 +151,7 @@ def start(detached: bool = False, http_options: Any = None, dedicated_cpu: bool 
     if isinstance(port, bool) or not isinstance(port, int) or not 0 <= port < 65536:
         raise ValueError(f"serve.start(): http_options port must be an int in 0..65535, "
                          f"got {port!r}")
+    proxy_options = _proxy_options(options)
     with _lock:
         if not raylite.is_initialized():
             raylite.init()
@@ -123,7 +171,7 @@ def start(detached: bool = False, http_options: Any = None, dedicated_cpu: bool 
             "Disabled", "NoServer")
         if not no_server:
             from raylite.serve._proxy import HTTPProxy
-            proxy = HTTPProxy(host, port, controller, body_limit)
+            proxy = HTTPProxy(host, port, controller, body_limit, **proxy_options)
             proxy.start()
             port = proxy.port
         _state = _ServeState(controller, proxy, host, port, _node_id())
@@ -157,23 +205,32 @@ def _after_change(state: _ServeState) -> None:
 
 
 # ----- deploying ----------------------------------------------------------------------------
-def _collect(root: Application, app_name: str | None) -> list[tuple[Deployment, tuple, dict]]:
-    """The deployments of an application graph, dependencies first; bound args become handles."""
-    order: list[tuple[Deployment, tuple, dict]] = []
+def _collect(root: Application,
+             app_name: str | None) -> list[tuple[Application, str, tuple, dict]]:
+    """The deployments of an application graph, dependencies first, each with its name in the
+    application; bound args become handles. A deployment bound more than once (with other
+    arguments) is deployed once per binding, as ``Model``, ``Model_1``, ... (as Ray names them;
+    the root keeps the plain name)."""
+    order: list[tuple[Application, str, tuple, dict]] = []
     handles: dict[int, _handle.DeploymentHandle] = {}
-    names: dict[str, int] = {}
+    taken: set[str] = set()
+
+    def unique(name: str) -> str:
+        candidate, suffix = name, 0
+        while candidate in taken:
+            suffix += 1
+            candidate = f"{name}_{suffix}"
+        taken.add(candidate)
+        return candidate
 
     def visit(node: Application) -> _handle.DeploymentHandle:
         if id(node) in handles:
             return handles[id(node)]
-        name = node.deployment.name
-        if names.setdefault(name, id(node)) != id(node):
-            raise ValueError(f"the application binds two different deployments named {name!r}; "
-                             "rename one with .options(name=...)")
-        args = replace(node.args)
+        name = unique(node.deployment.name)
+        handles[id(node)] = _handle.DeploymentHandle(name, app_name)  # before its arguments:
+        args = replace(node.args)                                     # the root keeps its name
         kwargs = replace(node.kwargs)
-        handles[id(node)] = _handle.DeploymentHandle(name, app_name)
-        order.append((node.deployment, args, kwargs))
+        order.append((node, name, args, kwargs))
         return handles[id(node)]
 
     def replace(value: Any) -> Any:
@@ -197,17 +254,17 @@ def deploy_application(app_name: str | None, root: Application, route_prefix: An
     state = _ensure_started()
     specs = []
     collected = _collect(root, app_name)
-    for deployment, args, kwargs in collected:
-        is_root = deployment is root.deployment
-        prefix = route_prefix if is_root else None
+    for node, name, args, kwargs in collected:
+        deployment = node.deployment
+        prefix = route_prefix if node is root else None
         config = deployment._config.replace(route_prefix=prefix)
         definition = raylite.put((dumps_callable(deployment.func_or_class), args, kwargs))
-        specs.append({"name": deployment.name, "config": config, "definition": [definition]})
+        specs.append({"name": name, "config": config, "definition": [definition]})
     try:
         raylite.get(state.controller.deploy_application.remote(app_name, specs, delete_others))
     finally:
         _after_change(state)
-    return _handle.DeploymentHandle(root.deployment.name, app_name)
+    return _handle.DeploymentHandle(collected[-1][1], app_name)
 
 
 def run(target: Application | Deployment, *, route_prefix: Any = _UNSET,
@@ -232,6 +289,12 @@ def run(target: Application | Deployment, *, route_prefix: Any = _UNSET,
     for key in kwargs:
         if key not in ("host", "port", "logging_config", "external_scaler_enabled"):
             raise TypeError(f"serve.run() got an unexpected keyword argument {key!r}")
+    from raylite.serve._deployment import check_unapplied_options
+    check_unapplied_options({k: v for k, v in kwargs.items() if k == "logging_config"},
+                            "serve.run()")
+    if kwargs.get("external_scaler_enabled"):
+        raise ValueError("serve.run(): external_scaler_enabled=True is not implemented in raylite; "
+                         "use autoscaling_config on the deployment")
     if isinstance(target, Deployment):
         target = target.bind()
     if not isinstance(target, Application):
@@ -243,6 +306,9 @@ def run(target: Application | Deployment, *, route_prefix: Any = _UNSET,
         own = target.deployment._route_prefix
         route_prefix = "/" if own is _UNSET else own
     check_route_prefix(route_prefix, "serve.run()")
+    http = {k: kwargs[k] for k in ("host", "port") if kwargs.get(k) is not None}
+    if http:  # Ray 2.2's serve.run(host=, port=): where the proxy listens, if Serve starts now
+        start(http_options=http)
     handle = deploy_application(name, target, route_prefix, delete_others=True)
     if blocking:
         threading.Event().wait()

@@ -6,6 +6,12 @@
 
 One queue per instance (for methods) or per function, living on the event loop that first
 calls it, so all requests of a replica share it.
+
+A batched (async) generator streams: each step yields a list with one chunk per caller (or
+``StopIteration`` where that caller's stream has ended), and each caller iterates its own
+chunks as they come::
+
+    fn(self, [items]) yields [c0, c1, ...] ─▶ c0 to caller 0's channel, c1 to caller 1's, ...
 """
 
 from __future__ import annotations
@@ -20,10 +26,12 @@ _QUEUES_ATTRIBUTE = "__serve_batch_queues__"
 
 
 class _BatchQueue:
-    def __init__(self, function: Callable, max_batch_size: int, timeout_s: float):
+    def __init__(self, function: Callable, max_batch_size: int, timeout_s: float,
+                 streaming: bool = False):
         self.function = function
         self.max_batch_size = max_batch_size
         self.timeout_s = timeout_s
+        self.streaming = streaming
         self.queue: asyncio.Queue = asyncio.Queue()
         self.task = asyncio.get_running_loop().create_task(self._run())
 
@@ -43,7 +51,35 @@ class _BatchQueue:
                     batch.append(await asyncio.wait_for(self.queue.get(), remaining))
                 except asyncio.TimeoutError:
                     break
-            await self._process(batch)
+            await (self._stream(batch) if self.streaming else self._process(batch))
+
+    async def _stream(self, batch: list) -> None:
+        """Run a batched generator; each caller's ``channel`` gets ("item", chunk)s, then
+        ("end", None) or ("error", exc)."""
+        channels = [channel for _, channel in batch]
+        open_ = set(range(len(batch)))
+        try:
+            steps = self.function([item for item, _ in batch])
+            async for step in _as_async(steps):
+                step = list(step)
+                if len(step) != len(batch):
+                    raise TypeError(f"@serve.batch generator {self.function!r} yielded "
+                                    f"{len(step)} chunks for a batch of {len(batch)}; yield one "
+                                    "chunk per caller (StopIteration where a caller is done)")
+                for index, chunk in enumerate(step):
+                    if index not in open_:
+                        continue
+                    if chunk is StopIteration or isinstance(chunk, StopIteration):
+                        open_.discard(index)
+                        channels[index].put_nowait(("end", None))
+                    else:
+                        channels[index].put_nowait(("item", chunk))
+        except Exception as exc:  # noqa: BLE001 - every open caller of the batch gets the error
+            for index in open_:
+                channels[index].put_nowait(("error", exc))
+            return
+        for index in open_:
+            channels[index].put_nowait(("end", None))
 
     async def _process(self, batch: list) -> None:
         futures = [future for _, future in batch]
@@ -64,6 +100,15 @@ class _BatchQueue:
         for future, result in zip(futures, results):
             if not future.done():
                 future.set_result(result)
+
+
+async def _as_async(steps: Any):
+    if hasattr(steps, "__aiter__"):
+        async for step in steps:
+            yield step
+    else:
+        for step in steps:
+            yield step
 
 
 def batch(_function: Callable | None = None, *, max_batch_size: int = 10,
@@ -92,6 +137,7 @@ def batch(_function: Callable | None = None, *, max_batch_size: int = 10,
     def decorate(function: Callable) -> Callable:
         parameters = list(inspect.signature(function).parameters)
         is_method = bool(parameters) and parameters[0] == "self"
+        streaming = inspect.isasyncgenfunction(function) or inspect.isgeneratorfunction(function)
         shared: dict = {}
 
         def queue_for(owner: Any) -> _BatchQueue:
@@ -100,19 +146,38 @@ def batch(_function: Callable | None = None, *, max_batch_size: int = 10,
             if queue is None or queue.task.done():
                 target = function if owner is None else functools.partial(function, owner)
                 queue = queues[function] = _BatchQueue(target, max_batch_size,
-                                                       float(batch_wait_timeout_s))
+                                                       float(batch_wait_timeout_s), streaming)
             return queue
 
-        @functools.wraps(function)
-        async def wrapper(*args: Any) -> Any:
+        def one_item(args: tuple) -> tuple:
             owner, items = (args[0], args[1:]) if is_method else (None, args)
             if len(items) != 1:
                 raise TypeError(f"{function.__name__} is batched with @serve.batch: call it with "
                                 f"exactly one item, got {len(items)} arguments")
+            return owner, items[0]
+
+        @functools.wraps(function)
+        async def wrapper(*args: Any) -> Any:
+            owner, item = one_item(args)
             future = asyncio.get_running_loop().create_future()
-            queue_for(owner).queue.put_nowait((items[0], future))
+            queue_for(owner).queue.put_nowait((item, future))
             return await future
 
+        @functools.wraps(function)
+        async def stream_wrapper(*args: Any) -> Any:
+            owner, item = one_item(args)
+            channel: asyncio.Queue = asyncio.Queue()
+            queue_for(owner).queue.put_nowait((item, channel))
+            while True:
+                kind, value = await channel.get()
+                if kind == "end":
+                    return
+                if kind == "error":
+                    raise value
+                yield value
+
+        if streaming:
+            wrapper = stream_wrapper  # type: ignore[assignment]
         wrapper._serve_batch = (max_batch_size, batch_wait_timeout_s)
         return wrapper
 

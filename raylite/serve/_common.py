@@ -6,11 +6,11 @@ Nothing here imports fastapi, starlette or uvicorn, so every process can import 
 from __future__ import annotations
 
 import dataclasses
-import difflib
 import enum
 import os
 import sys
 from typing import TYPE_CHECKING, Any, NamedTuple
+from raylite._suggest import did_you_mean as suggest
 
 if TYPE_CHECKING:
     from raylite.serve._autoscaling import AutoscalingConfig
@@ -24,6 +24,7 @@ DEFAULT_MAX_ONGOING_REQUESTS = 100   # the book's (Ray 1.x) max_concurrent_queri
 DEFAULT_MAX_QUEUED_REQUESTS = 64     # per deployment, at the proxy; beyond it a request gets 503
 DEFAULT_APP_NAME = "default"
 DEFAULT_MAX_REQUEST_BODY_BYTES = 10 * 2**20  # the proxy answers 413 past it (http_options)
+DEFAULT_KEEP_ALIVE_TIMEOUT_S = 90  # idle keep-alive connections close after it (Ray's default)
 
 # The options ``ray_actor_options`` may carry, as in Ray Serve.
 ACTOR_OPTION_KEYS = frozenset({"num_cpus", "num_gpus", "memory", "resources", "accelerator_type",
@@ -106,9 +107,8 @@ class RouteTarget(NamedTuple):
 
 
 def did_you_mean(word: str, choices) -> str:
-    """A '; did you mean ...?' hint for a misspelt name, or ''."""
-    close = difflib.get_close_matches(word, list(choices), n=2, cutoff=0.6)
-    return f"; did you mean {' or '.join(repr(c) for c in close)}?" if close else "."
+    """raylite's hint (raylite._suggest), ending the sentence with '.' when nothing is close."""
+    return suggest(word, choices) or "."
 
 
 def check_route_prefix(route_prefix: Any, where: str) -> None:

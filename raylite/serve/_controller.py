@@ -50,7 +50,7 @@ from raylite.serve._common import (
     ReplicaState,
     RouteTarget,
 )
-from raylite.serve._router import watcher
+from raylite.serve._router import ref_future
 
 CONTROL_TICK_S = 0.1
 SLOW_START_WARNING_S = 30.0
@@ -341,7 +341,7 @@ class ServeController:
         deployment.target = (deployment.policy.clamp(deployment.target) if deployment.policy
                              else config.num_replicas)
         if config.user_config != old_config.user_config and config.user_config is not None:
-            await asyncio.gather(*[watcher().watch_async(r.actor.reconfigure.remote(
+            await asyncio.gather(*[ref_future(r.actor.reconfigure.remote(
                 config.user_config)) for r in deployment.running()])
         active = deployment.active()
         if deployment.target > len(active):
@@ -381,7 +381,7 @@ class ServeController:
         """Wait for a replica's ``ready()``; RUNNING and watched for death on success, False if
         it was stopped meanwhile, UNHEALTHY (and the error raised) if it failed to start."""
         try:
-            info = await watcher().watch_async(replica.actor.ready.remote())
+            info = await ref_future(replica.actor.ready.remote())
         except Exception as error:
             if replica.state is not ReplicaState.STARTING:
                 return False
@@ -392,7 +392,7 @@ class ServeController:
         replica.transition(ReplicaState.RUNNING)
         replica.pid = info.get("pid")
         replica.next_health_check = time.monotonic() + deployment.config.health_check_period_s
-        future = watcher("lifetimes").watch_async(replica.actor.wait_for_shutdown.remote())
+        future = ref_future(replica.actor.wait_for_shutdown.remote())
         future.add_done_callback(lambda done: self._on_replica_exit(deployment, replica, done))
         self._bump()
         return True
@@ -496,7 +496,7 @@ class ServeController:
     async def _sample_load(self, deployment: _Deployment) -> None:
         """Requests in flight over the deployment: on its replicas and queued at the proxy."""
         try:
-            calls = [asyncio.wait_for(watcher().watch_async(r.actor.stats.remote()),
+            calls = [asyncio.wait_for(ref_future(r.actor.stats.remote()),
                                       STATS_TIMEOUT_S) for r in deployment.running()]
             results = await asyncio.gather(*calls, return_exceptions=True)
             ongoing = sum(r["ongoing"] for r in results if isinstance(r, dict))
@@ -538,7 +538,7 @@ class ServeController:
         timeout = deployment.config.health_check_timeout_s
         failure = ""
         try:
-            await asyncio.wait_for(watcher().watch_async(replica.actor.check_health.remote()),
+            await asyncio.wait_for(ref_future(replica.actor.check_health.remote()),
                                    timeout)
         except asyncio.TimeoutError:
             failure = f"did not answer its health check within {timeout:g} s"
@@ -606,7 +606,7 @@ class ServeController:
         them and forget them."""
         timeout = deployment.config.graceful_shutdown_timeout_s
         if graceful and timeout > 0 and replicas:
-            drains = [watcher().watch_async(r.actor.prepare_for_shutdown.remote(timeout))
+            drains = [ref_future(r.actor.prepare_for_shutdown.remote(timeout))
                       for r in replicas]
             await asyncio.wait(drains, timeout=timeout + 1.0)
         for replica in replicas:

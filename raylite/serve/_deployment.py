@@ -9,6 +9,7 @@
 from __future__ import annotations
 
 import inspect
+import sys
 from collections.abc import Callable
 from typing import Any
 
@@ -26,11 +27,40 @@ _OPTIONS = ("name", "version", "num_replicas", "route_prefix", "ray_actor_option
             "max_concurrent_queries", "max_ongoing_requests", "max_queued_requests",
             "graceful_shutdown_timeout_s", "autoscaling_config", "health_check_period_s",
             "health_check_timeout_s", "init_args", "init_kwargs")
-# Accepted for compatibility with Ray Serve, without effect in this version.
-_IGNORED = frozenset({"logging_config",
-                      "graceful_shutdown_wait_loop_s", "prev_version", "is_driver_deployment",
-                      "placement_group_bundles", "placement_group_strategy",
-                      "max_replicas_per_node", "request_router_config"})
+# Ray Serve options raylite does not apply. Hints (their absence changes nothing a program can
+# rely on on one machine) are warned about once when set; the others are refused when set to
+# anything but their default, so a program never runs believing they took effect.
+_HINTS = frozenset({"graceful_shutdown_wait_loop_s", "prev_version", "is_driver_deployment",
+                    "max_replicas_per_node"})
+_REFUSED = frozenset({"logging_config", "placement_group_bundles", "placement_group_strategy",
+                      "request_router_config"})
+_IGNORED = _HINTS | _REFUSED
+_warned_hints: set[str] = set()
+
+
+def check_unapplied_options(options: dict, where: str) -> None:
+    """Warn once about a Ray Serve hint raylite does not apply; refuse the options it lacks."""
+    for key in _IGNORED.intersection(options):
+        value = options[key]
+        if value is None or value is False or (key == "logging_config" and _default_logging(value)):
+            continue
+        if key in _REFUSED:
+            raise ValueError(f"{where}: {key}={value!r} is not implemented in raylite (replicas "
+                             "are single-process actors on one runtime, and their output goes to "
+                             f"the driver's terminal); leave {key} out")
+        if key not in _warned_hints:
+            _warned_hints.add(key)
+            print(f"serve: {where}: {key} is a hint raylite does not apply; ignored",
+                  file=sys.stderr)
+
+
+def _default_logging(value: Any) -> bool:
+    """Whether a LoggingConfig (or its dict) asks for nothing beyond Ray's defaults."""
+    fields = value if isinstance(value, dict) else getattr(value, "__dict__", {})
+    defaults = {"encoding": None, "log_level": "INFO", "logs_dir": None,
+                "enable_access_log": True, "additional_log_standard_attrs": []}
+    return all(fields.get(k, d) in (d, "TEXT") if k == "encoding" else fields.get(k, d) == d
+               for k, d in defaults.items()) and set(fields) <= set(defaults)
 
 
 class Deployment:
@@ -207,6 +237,7 @@ def _make(target: Callable, base: Deployment | None, options: dict, where: str) 
         if key not in _OPTIONS and key not in _IGNORED:
             raise TypeError(f"{where} got an unexpected option {key!r}"
                             f"{did_you_mean(key, _OPTIONS)} Valid options: {', '.join(_OPTIONS)}.")
+    check_unapplied_options(options, where)
     if not callable(target) or isinstance(target, Deployment):
         raise TypeError(f"{where}: expected a function or a class, got {type(target).__name__}")
     config = base._config if base is not None else DeploymentConfig()

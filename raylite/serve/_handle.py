@@ -33,7 +33,7 @@ from typing import Any
 import raylite
 from raylite.serve import _streaming
 from raylite.serve._common import CONTROLLER_NAME, SERVE_NAMESPACE
-from raylite.serve._router import ReplicaSet, watcher
+from raylite.serve._router import ReplicaSet, on_ready, ref_future
 
 REFRESH_S = 2.0
 
@@ -121,7 +121,7 @@ def submit(name: str, method: str, args: tuple, kwargs: dict, on_done=None,
         if on_done is not None:
             on_done(ok, value)
 
-    watcher().watch(ref, done)
+    on_ready(ref, done)
     return (ref, actor) if entry == "handle_call_stream" else ref
 
 
@@ -150,13 +150,13 @@ class DeploymentResponseGenerator:
                 self._actor.stream_cancel.remote(stream_id)
 
     async def __aiter__(self):
-        items, state, stream_id = await watcher().watch_async(self._ref)
+        items, state, stream_id = await ref_future(self._ref)
         finished = stream_id is None
         try:
             for item in items:
                 yield item
             while not finished:
-                items, state = await watcher().watch_async(
+                items, state = await ref_future(
                     self._actor.stream_next.remote(stream_id))
                 finished = state == _streaming.DONE
                 for item in items:
@@ -170,7 +170,9 @@ class DeploymentResponseGenerator:
 
 
 class DeploymentResponse:
-    """The future result of a handle call: ``await response`` or ``response.result()``."""
+    """The future result of a handle call: ``await response``, ``response.result()``, or, as
+    with Ray 2.2's handles that returned ObjectRefs, ``raylite.get(response)`` (a list of
+    them too, mixed with ObjectRefs)."""
 
     def __init__(self, ref: Any, future: concurrent.futures.Future):
         self._ref = ref
@@ -185,6 +187,14 @@ class DeploymentResponse:
 
     def __await__(self):
         return asyncio.wrap_future(self._future).__await__()
+
+    def _raylite_get(self, timeout: float | None) -> Any:
+        """What ``raylite.get`` returns for this response (see ``raylite.get``)."""
+        try:
+            return self._future.result(timeout)
+        except concurrent.futures.TimeoutError:
+            raise raylite.exceptions.GetTimeoutError(
+                f"get() timed out after {timeout} s waiting for {self!r}") from None
 
     def _to_object_ref_sync(self) -> Any:
         return self._ref
@@ -246,7 +256,7 @@ class DeploymentHandle:
             else:
                 future.set_exception(value)
 
-        def resubmit() -> None:   # off the watcher's thread: it may ask the controller
+        def resubmit() -> None:   # off the runtime's futures thread: it may ask the controller
             try:
                 submit(name, method, args, kwargs, settle)
             except BaseException as exc:  # noqa: BLE001 - the caller gets it

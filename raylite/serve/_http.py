@@ -22,6 +22,7 @@ import json
 import sys
 import traceback
 import uuid
+from collections.abc import Mapping
 from typing import Any
 
 TEXT = [(b"content-type", b"text/plain; charset=utf-8")]
@@ -195,6 +196,8 @@ def _json_default(value: Any) -> Any:
         return value.tolist()
     if isinstance(value, (set, frozenset, tuple)):
         return list(value)
+    if isinstance(value, Mapping):  # request.query_params, headers, any read-only mapping
+        return dict(value.items())
     if dataclasses.is_dataclass(value) and not isinstance(value, type):
         return dataclasses.asdict(value)
     raise TypeError(f"the deployment returned {type(value).__name__} {value!r:.60}, which is "

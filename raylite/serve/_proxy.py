@@ -43,7 +43,12 @@ import uuid
 from typing import Any
 
 from raylite.serve import _streaming
-from raylite.serve._common import DEFAULT_MAX_REQUEST_BODY_BYTES, RouteTarget, route_matches
+from raylite.serve._common import (
+    DEFAULT_KEEP_ALIVE_TIMEOUT_S,
+    DEFAULT_MAX_REQUEST_BODY_BYTES,
+    RouteTarget,
+    route_matches,
+)
 from raylite.serve._http import JSON, TEXT, send_whole
 from raylite.serve._router import ReplicaSet, ref_future
 
@@ -78,9 +83,16 @@ class HTTPProxy:
     """The ASGI app and the uvicorn server thread around it."""
 
     def __init__(self, host: str, port: int, controller: Any,
-                 max_body_bytes: int | None = DEFAULT_MAX_REQUEST_BODY_BYTES):
+                 max_body_bytes: int | None = DEFAULT_MAX_REQUEST_BODY_BYTES, *,
+                 root_path: str = "", request_timeout_s: float | None = None,
+                 keep_alive_timeout_s: float = DEFAULT_KEEP_ALIVE_TIMEOUT_S,
+                 middlewares: tuple = ()):
         self.host = host
         self.max_body_bytes = max_body_bytes
+        self.root_path = root_path.rstrip("/")       # every route is mounted under it
+        self.request_timeout_s = request_timeout_s   # end to end, then 408
+        self.keep_alive_timeout_s = keep_alive_timeout_s
+        self.middlewares = tuple(middlewares)        # Starlette Middleware(cls, *args, **kw)
         self.requested_port = port
         self.port = port
         self._controller = controller
@@ -104,9 +116,10 @@ class HTTPProxy:
 
         sock = _bind(self.host, self.requested_port)
         self.port = sock.getsockname()[1]
-        config = uvicorn.Config(self, log_config=None, log_level="warning", lifespan="off",
-                                access_log=False, proxy_headers=False, server_header=False,
-                                timeout_graceful_shutdown=2)
+        config = uvicorn.Config(self._asgi_app(), log_config=None, log_level="warning",
+                                lifespan="off", access_log=False, proxy_headers=False,
+                                server_header=False, timeout_graceful_shutdown=2,
+                                timeout_keep_alive=self.keep_alive_timeout_s)
         started = self._started
 
         class _Server(uvicorn.Server):
@@ -121,6 +134,15 @@ class HTTPProxy:
         if not started.wait(timeout_s) or self._error is not None:
             raise RuntimeError(f"the Serve HTTP proxy did not start on {self.host}:{self.port}: "
                                f"{self._error!r}")
+
+    def _asgi_app(self) -> Any:
+        """The proxy wrapped in the user's middlewares, the first one outermost (Starlette's
+        order)."""
+        app: Any = self
+        for middleware in reversed(self.middlewares):
+            cls, args, kwargs = middleware
+            app = cls(app, *args, **kwargs)
+        return app
 
     def _serve(self, sock: socket.socket) -> None:
         try:
@@ -242,6 +264,14 @@ class HTTPProxy:
                 await send({"type": "websocket.close", "code": 1003})
             return
         path = scope["path"]
+        if self.root_path:
+            if path != self.root_path and not path.startswith(self.root_path + "/"):
+                await send_whole(send, 404, TEXT, (
+                    f"Not Found: every route is under the root path {self.root_path!r}"
+                ).encode())
+                return
+            scope = dict(scope, root_path=scope.get("root_path", "") + self.root_path)
+            path = path[len(self.root_path):] or "/"
         if path.startswith("/-/"):
             if scope.get("method", "GET") not in ("GET", "HEAD"):
                 await send_whole(send, 405, TEXT,
@@ -266,7 +296,23 @@ class HTTPProxy:
         if body is None:
             return  # the client went away
         payload = pickle.dumps((_replica_scope(scope, route.prefix), body), protocol=5)
-        await self._handle(route, payload, receive, send)
+        if self.request_timeout_s is None:
+            await self._handle(route, payload, receive, send)
+            return
+        started = []
+
+        async def send_noting_start(message: dict) -> None:
+            started.append(True)
+            await send(message)
+        try:
+            await asyncio.wait_for(self._handle(route, payload, receive, send_noting_start),
+                                   self.request_timeout_s)
+        except asyncio.TimeoutError:
+            if started:  # a streamed answer ran past the limit: it just ends there
+                return
+            await send_whole(send, 408, TEXT + [(b"connection", b"close")], (
+                f"Request Timeout: deployment {route.name!r} did not answer within the proxy's "
+                f"request_timeout_s of {self.request_timeout_s:g} s").encode())
 
     async def _handle(self, route: _Route, payload: bytes, receive, send) -> None:
         """Send the request to a replica, retrying once on another one if it dies."""
@@ -278,6 +324,9 @@ class HTTPProxy:
             try:
                 actor, (status, headers, content, stream_id) = await self._forward(
                     route, replica_id, payload)
+            except asyncio.CancelledError:  # request_timeout_s: the slot is free again
+                self._release(route, replica_id)
+                raise
             except _ReplicaGone as gone:
                 self._release(route, replica_id)
                 if attempt == 1:

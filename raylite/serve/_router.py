@@ -1,20 +1,16 @@
 """Choosing a replica for each call, and waiting on many calls at once.
 
-    proxy / handle ─▶ ReplicaSet.choose() ─▶ replica.method.remote(...) ─▶ ObjectRef ─▶ RefWatcher
-                            ▲                                                          │ one thread:
-                            └──────────────── ReplicaSet.release(replica) ◀─ callback ─┘ ray.wait
+    proxy / handle ─▶ ReplicaSet.choose() ─▶ replica.method.remote(...) ─▶ ObjectRef ─▶ ref.future()
+                            ▲                                                          │ completed by
+                            └──────────────── ReplicaSet.release(replica) ◀─ callback ─┘ the runtime
 
 A ``ReplicaSet`` is one process's view of a deployment's running replicas with the number of
 calls it has in flight on each; ``choose`` picks the least loaded one (ties rotate), or None when
 every replica is at ``max_ongoing_requests``.
 
-``RefWatcher`` is one thread that waits on many pending replica calls with a single
-``ray.wait`` and hands each result to its callback, so awaiting a call costs no thread of its own.
-A call submitted while the thread is already waiting is noticed when that wait returns: at the
-latest after ``tick`` seconds, which starts at 1 ms after new work and doubles while nothing
-happens, up to 20 ms (1 s for the "lifetimes" watcher of refs that stay pending on purpose).
-Each process has one per kind, used where the runtime cannot complete futures by itself (in
-actors); the proxy, in the driver, awaits ``ref_future`` instead.
+Waiting costs no thread: the runtime completes each ref's Future itself, in the driver and in
+workers alike (a worker's runtime client is told by the driver when an object is sealed), and
+``ref_future`` / ``on_ready`` hand the outcome to an event loop or a callback.
 """
 
 from __future__ import annotations
@@ -26,12 +22,6 @@ import threading
 import weakref
 from collections.abc import Callable
 from typing import Any
-
-import raylite
-
-MIN_TICK_S = 0.001
-MAX_TICK_S = 0.02
-LIFETIME_TICK_S = 1.0
 
 
 class ReplicaSet:
@@ -94,118 +84,6 @@ class ReplicaSet:
             if count:
                 self.in_flight[replica_id] = count - 1
 
-    def total_in_flight(self) -> int:
-        with self.lock:
-            return sum(self.in_flight.values())
-
-
-class _AsyncTarget:
-    """Deliver a result to an asyncio future, batched per event loop."""
-
-    __slots__ = ("future", "loop")
-
-    def __init__(self, loop: asyncio.AbstractEventLoop, future: asyncio.Future):
-        self.loop = loop
-        self.future = future
-
-
-def _settle(batch: list) -> None:
-    for future, ok, value in batch:
-        if not future.done():
-            if ok:
-                future.set_result(value)
-            else:
-                future.set_exception(value)
-
-
-class RefWatcher:
-    """One thread that waits on many ObjectRefs and calls back with ``(ok, value)`` for each."""
-
-    def __init__(self, max_tick_s: float = MAX_TICK_S):
-        self.max_tick_s = max_tick_s
-        self._lock = threading.Lock()
-        self._wakeup = threading.Condition(self._lock)
-        self._pending: dict[Any, list] = {}
-        self._fresh = False
-        self._thread: threading.Thread | None = None
-
-    def watch(self, ref: Any, callback: Callable[[bool, Any], None] | _AsyncTarget) -> None:
-        """Call ``callback(ok, value)`` from the watcher thread once ``ref`` is ready."""
-        with self._lock:
-            targets = self._pending.get(ref)
-            if targets is None:
-                self._pending[ref] = [callback]
-            else:
-                targets.append(callback)
-            self._fresh = True
-            if self._thread is None:
-                self._thread = threading.Thread(target=self._run, name="serve-ref-watcher",
-                                                daemon=True)
-                self._thread.start()
-            self._wakeup.notify()
-
-    def watch_async(self, ref: Any) -> asyncio.Future:
-        """An asyncio future (of the running loop) that gets ``ref``'s value or exception."""
-        loop = asyncio.get_running_loop()
-        future = loop.create_future()
-        self.watch(ref, _AsyncTarget(loop, future))
-        return future
-
-    def _run(self) -> None:
-        tick = MIN_TICK_S
-        while True:
-            with self._lock:
-                while not self._pending:
-                    self._wakeup.wait()
-                refs = list(self._pending)
-                if self._fresh:
-                    self._fresh, tick = False, MIN_TICK_S
-            try:
-                ready, _ = raylite.wait(refs, num_returns=1, timeout=tick)
-                if ready and len(refs) > 1:
-                    ready, _ = raylite.wait(refs, num_returns=len(refs), timeout=0)
-            except Exception as exc:  # noqa: BLE001 - e.g. refs of a runtime that was shut down
-                self._deliver([(ref, False, exc) for ref in refs])
-                continue
-            if not ready:
-                tick = min(tick * 2, self.max_tick_s)
-                continue
-            self._deliver(self._fetch(ready))
-
-    @staticmethod
-    def _fetch(ready: list) -> list[tuple]:
-        try:
-            return [(ref, True, value) for ref, value in zip(ready, raylite.get(ready))]
-        except Exception:  # noqa: BLE001 - at least one failed: take them one by one
-            results = []
-            for ref in ready:
-                try:
-                    results.append((ref, True, raylite.get(ref)))
-                except Exception as exc:  # noqa: BLE001
-                    results.append((ref, False, exc))
-            return results
-
-    def _deliver(self, results: list[tuple]) -> None:
-        by_loop: dict[Any, list] = {}
-        with self._lock:
-            targets = [(self._pending.pop(ref, ()), ok, value) for ref, ok, value in results]
-        for callbacks, ok, value in targets:
-            for callback in callbacks:
-                if type(callback) is _AsyncTarget:
-                    by_loop.setdefault(callback.loop, []).append((callback.future, ok, value))
-                else:
-                    try:
-                        callback(ok, value)
-                    except Exception:  # noqa: BLE001 - a bad callback must not stop the thread
-                        import traceback
-                        traceback.print_exc()
-        for loop, batch in by_loop.items():
-            try:
-                loop.call_soon_threadsafe(_settle, batch)
-            except RuntimeError:  # the loop was closed meanwhile
-                pass
-
-
 class _LoopInbox:
     """Results handed to one event loop from other threads, settled in batches: one wake-up of
     the loop for all the results that arrive while it is busy, not one per result."""
@@ -247,8 +125,7 @@ def ref_future(ref: Any) -> asyncio.Future:
 
     Unlike ``await ref``, cancelling it leaves the runtime's own future alone: the proxy cancels
     waits (a client that left, a server stopping), and the runtime must still be able to complete
-    what it started. Where the runtime completes futures without threads (the driver), this costs
-    no thread; use ``RefWatcher`` in other processes.
+    what it started. The runtime completes futures without a thread per ref, in any process.
     """
     loop = asyncio.get_running_loop()
     inbox = _inboxes.get(loop)
@@ -259,19 +136,14 @@ def ref_future(ref: Any) -> asyncio.Future:
     return future
 
 
-_watchers: dict[str, RefWatcher] = {}
-_watcher_lock = threading.Lock()
-
-
-def watcher(kind: str = "calls") -> RefWatcher:
-    """This process's RefWatcher for ``kind``: "calls" (results expected soon: a new ref is
-    noticed within MAX_TICK_S) or "lifetimes" (refs that stay pending for a replica's life and
-    only matter when they fail: a new one is noticed within LIFETIME_TICK_S, a failure at once)."""
-    found = _watchers.get(kind)
-    if found is None:
-        with _watcher_lock:
-            found = _watchers.get(kind)
-            if found is None:
-                found = _watchers[kind] = RefWatcher(
-                    MAX_TICK_S if kind == "calls" else LIFETIME_TICK_S)
-    return found
+def on_ready(ref: Any, callback: Callable[[bool, Any], None]) -> None:
+    """Call ``callback(ok, value)`` once ``ref`` is ready (from the runtime's thread that
+    completes futures; keep it short)."""
+    def done(source: Any) -> None:
+        error = source.exception()
+        try:
+            callback(error is None, source.result() if error is None else error)
+        except Exception:  # noqa: BLE001 - a bad callback must not break the runtime's thread
+            import traceback
+            traceback.print_exc()
+    ref.future().add_done_callback(done)

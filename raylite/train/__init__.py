@@ -46,11 +46,13 @@ __all__ = [
     # errors
     "TrainingFailedError", "TrainingWorkerError",
     # framework subpackages and AIR modules (loaded on first use)
-    "torch", "tensorflow", "xgboost", "lightgbm", "callbacks", "predictor", "batch_predictor",
+    "torch", "tensorflow", "xgboost", "lightgbm", "rl", "callbacks", "predictor",
+    "batch_predictor",
     "Predictor", "BatchPredictor",
 ]
 
-_SUBPACKAGES = {"torch", "tensorflow", "xgboost", "lightgbm", "predictor", "batch_predictor"}
+_SUBPACKAGES = {"torch", "tensorflow", "xgboost", "lightgbm", "rl", "predictor",
+                "batch_predictor"}
 _LAZY = {"Predictor": "raylite.train.predictor", "BatchPredictor": "raylite.train.batch_predictor"}
 
 

@@ -7,9 +7,10 @@ the name up in :data:`BACKENDS`; a config object (``TorchConfig(timeout_s=60)``)
 
 from __future__ import annotations
 
-import difflib
 import socket
 from typing import TYPE_CHECKING, Any
+
+from raylite._suggest import did_you_mean
 
 if TYPE_CHECKING:
     from raylite.train._worker_group import WorkerGroup
@@ -58,9 +59,8 @@ def resolve_backend(backend: Any) -> BackendConfig:
             return BACKENDS[key]()
         if key in _NOT_SUPPORTED:
             raise ValueError(f"backend {backend!r}: {_NOT_SUPPORTED[key]}")
-        close = difflib.get_close_matches(key, list(BACKENDS), n=1, cutoff=0.6)
-        hint = f" (did you mean {close[0]!r}?)" if close else ""
-        raise ValueError(f"unknown backend {backend!r}{hint}; choose one of "
+        raise ValueError(f"unknown backend {backend!r}{did_you_mean(key, BACKENDS, n=1)}; "
+                         f"choose one of "
                          f"{choices}, or pass a TorchConfig / TensorflowConfig")
     raise TypeError(f"backend must be one of {choices} or a TorchConfig / TensorflowConfig, got "
                     f"{type(backend).__name__} {backend!r:.60}")

@@ -20,6 +20,8 @@ import tempfile
 from dataclasses import dataclass
 from typing import Any
 
+import cloudpickle
+
 from raylite.air.checkpoint import DICT_FILE, PREPROCESSOR_FILE, TYPE_FILE, Checkpoint
 from raylite.util._pickle_file import load_pickle
 
@@ -73,7 +75,7 @@ def write_payload(payload: tuple, path: str) -> str:
     os.makedirs(path, exist_ok=True)
     if kind == "dict":
         with open(os.path.join(path, DICT_FILE), "wb") as f:
-            pickle.dump(content, f)
+            cloudpickle.dump(content, f)
     else:
         for relpath, data in content.items():
             target = os.path.join(path, relpath)
@@ -152,7 +154,7 @@ class CheckpointManager:
         if self.preprocessor is not None and not os.path.exists(
                 os.path.join(path, PREPROCESSOR_FILE)):
             with open(os.path.join(path, PREPROCESSOR_FILE), "wb") as f:
-                pickle.dump(self.preprocessor, f)
+                cloudpickle.dump(self.preprocessor, f)
         self.latest_payload, self.latest_path = payload, path
         self._unreported = path
         if self.score_by_metrics:

@@ -137,8 +137,8 @@ class TrainingIterator:
             self._retries_left -= 1
         where = (f"checkpoint {self.checkpoints.latest_path}" if self.checkpoints.latest_payload
                  else "the start")
-        logger.warning("raylite.train: worker rank %d (pid %d) died; restarting all workers from "
-                       "%s (retries left: %s)", death.rank, death.pid, where,
+        logger.warning("raylite.train: worker rank %d (pid %d) failed or died; restarting all "
+                       "workers from %s (retries left: %s)", death.rank, death.pid, where,
                        "unlimited" if self._retries_left < 0 else self._retries_left)
         self._owner.restart()
 

@@ -308,12 +308,20 @@ def make_tune_trainable(settings: dict, train_func: Callable, dataset: Any) -> C
 
 
 def split_before_start(dataset: Any, num_workers: int) -> Any:
-    """The dataset split for ``num_workers`` now, while the workers hold no CPUs yet."""
+    """The dataset split for ``num_workers`` now, while the workers hold no CPUs yet: the
+    split's tasks (reads, transforms, slices) have finished when this returns, so that
+    workers holding every CPU still find their shards ready."""
     if dataset is None:
         return None
     if not raylite.is_initialized():
         raylite.init()
-    return DatasetShards(shard_datasets(dataset, num_workers))
+    shards = shard_datasets(dataset, num_workers)
+    refs = [ref for shard in shards
+            for part in (shard.values() if isinstance(shard, dict) else [shard])
+            for ref in part.get_internal_block_refs()]
+    if refs:
+        raylite.wait(refs, num_returns=len(refs), fetch_local=False)
+    return DatasetShards(shards)
 
 
 def worker_resources(use_gpu: bool, resources_per_worker: dict | None) -> dict[str, float]:

@@ -74,7 +74,20 @@ class BaseTrainer:
         run = self.run_config
         if run.callbacks or run.stop is not None:
             return self._fit_through_tune()
-        return self._fit(logdir=self._logdir(), resume=self.resume_from_checkpoint)
+        remote = self._remote_storage()
+        if remote is None:
+            return self._fit(logdir=self._logdir(), resume=self.resume_from_checkpoint)
+        # as Tune does: the run happens in the local results dir, which is uploaded at the end
+        from raylite._storage import upload_dir_or_clean
+        filesystem, target = remote
+        logdir = self._logdir(local=True)
+        try:
+            result = self._fit(logdir=logdir, resume=self.resume_from_checkpoint)
+        finally:
+            if os.path.isdir(logdir):
+                upload_dir_or_clean(logdir, filesystem, target,
+                                    f"RunConfig(storage_path={self.run_config.storage_path!r})")
+        return result._stored_at(logdir, filesystem, target)
 
     def _fit(self, logdir: str | None, resume: Checkpoint | None,
              on_result: Callable[[dict, str | None], None] | None = None,
@@ -99,14 +112,34 @@ class BaseTrainer:
              on_result: Callable | None, trial: dict | None) -> Result:
         raise NotImplementedError
 
-    def _logdir(self) -> str | None:
+    def _logdir(self, local: bool = False) -> str | None:
+        """The run's local folder: ``<storage_path>/<name>``; with a remote storage path
+        (``local``), ``<local results dir>/<name>``."""
         run = self.run_config
         if run.storage_path is None and run.local_dir is None and run.name is None:
             return None
         from raylite._storage import results_dir
-        root = results_dir(run.storage_path or run.local_dir)
-        name = run.name or f"{type(self).__name__}_{os.getpid()}"
-        return os.path.join(root, name)
+        root = results_dir(None if local else run.storage_path or run.local_dir)
+        return os.path.join(root, self._run_name())
+
+    def _run_name(self) -> str:
+        return self.run_config.name or f"{type(self).__name__}_{os.getpid()}"
+
+    def _remote_storage(self) -> tuple[Any, str] | None:
+        """``(filesystem, <path>/<name> on it)`` when ``storage_path`` is a URI (or comes with
+        ``storage_filesystem``); checks now that it can be written, so that a bad one fails
+        before training."""
+        from raylite._storage import check_writable_root, is_remote, resolve
+        run = self.run_config
+        storage, filesystem = run.storage_path or run.local_dir, run.storage_filesystem
+        if storage is None or not is_remote(storage, filesystem):
+            if filesystem is not None:
+                raise ValueError("RunConfig(storage_filesystem=...) needs storage_path=, the "
+                                 "path on that filesystem")
+            return None
+        filesystem, root = resolve(storage, filesystem)
+        check_writable_root(filesystem, root, f"RunConfig(storage_path={storage!r})")
+        return filesystem, f"{root.rstrip('/')}/{self._run_name()}"
 
     def _strategy(self) -> CheckpointStrategy | None:
         config = self.run_config.checkpoint_config
@@ -136,10 +169,15 @@ class BaseTrainer:
             trainer._fit(logdir=tune.get_trial_dir(), resume=resume, on_result=on_result,
                          trial=trial)
 
+        from raylite.tune import PlacementGroupFactory
         train_trainer.__name__ = type(self).__name__
         train_trainer.__qualname__ = train_trainer.__name__
-        # The trial's actor only waits on the workers; they hold the CPUs.
-        train_trainer.__raylite_resources__ = {"cpu": 0}
+        # As in Ray, a trial asks for the trainer's bundle and one bundle per worker, so Tune
+        # runs only as many trials as fit; the trial's actor holds the first bundle and its
+        # worker group reserves the others (one placement group) once the datasets are ready.
+        head, workers, strategy = _bundles(self.scaling_config)
+        train_trainer.__raylite_resources__ = PlacementGroupFactory([head] + workers, strategy)
+        train_trainer.__raylite_trial_bundle__ = PlacementGroupFactory([head])
         return train_trainer
 
     def _with_overrides(self, config: dict) -> BaseTrainer:
@@ -170,9 +208,7 @@ class BaseTrainer:
         from raylite.tune import Tuner
         from raylite.tune._runner import TuneError
         run = self.run_config
-        tune_run = copy.copy(run)
-        tune_run.failure_config = None  # restarts happen inside the run, from its checkpoint
-        grid = Tuner(self, run_config=tune_run).fit()
+        grid = Tuner(self, run_config=run).fit()  # Tune restarts a failed run (FailureConfig)
         result = grid[0]
         if result.error is not None:
             from raylite.train._errors import TrainingFailedError
@@ -213,6 +249,10 @@ class DataParallelTrainer(BaseTrainer):
         from raylite.train._trainer import Trainer, split_before_start
         scaling, run = self.scaling_config, self.run_config
         failures = run.failure_config or FailureConfig()
+        if trial is not None:
+            # In a Tune trial a failure fails the trial, and Tune restarts it from its latest
+            # checkpoint as the Tuner's FailureConfig allows: one level of retries, as in Ray.
+            failures = FailureConfig(max_failures=0)
         trainer = Trainer(self.backend_config, num_workers=scaling.num_workers,
                           use_gpu=scaling.use_gpu,
                           resources_per_worker=scaling.resources_per_worker,
@@ -246,6 +286,16 @@ def _result(trainer: Any, history: list[dict], config: dict | None) -> Result:
                   checkpoint=Checkpoint.from_directory(path) if path else None,
                   path=trainer.latest_run_dir, metrics_history=history, best_checkpoints=best,
                   config=config)
+
+
+def _bundles(scaling: ScalingConfig) -> tuple[dict, list[dict], str]:
+    """(the trainer's own bundle, one bundle per worker, the placement strategy)."""
+    from raylite.train._trainer import worker_resources
+    if isinstance(scaling, dict):
+        scaling = ScalingConfig(**scaling)
+    worker = worker_resources(scaling.use_gpu, scaling.resources_per_worker)
+    head = dict(scaling.trainer_resources or {"CPU": 0})
+    return head, [dict(worker) for _ in range(scaling.num_workers)], scaling.placement_strategy
 
 
 def _trial_hook(trial: dict) -> Callable[[], None]:

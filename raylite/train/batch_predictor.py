@@ -1,7 +1,8 @@
 """``ray.train.batch_predictor``: score a Dataset with a checkpoint on a pool of actors.
 
-    ds ──map_batches(ScoringActor, ActorPoolStrategy(min, max), batch_format="pandas")──► ds
-         each actor: predictor_cls.from_checkpoint(checkpoint) once, then per batch:
+    ds ──map_batches(ScoringActor, ActorPoolStrategy(min, max), batch_format="numpy")──► ds
+         each actor: predictor_cls.from_checkpoint(checkpoint) once, then per batch (numpy
+         columns; a tensor column is one n-d array):
          preprocessor.transform_batch → feature_columns → predict → + keep_columns
 
 ``predict_pipelined`` does the same window by window (a DatasetPipeline), so reading,
@@ -94,7 +95,7 @@ class BatchPredictor:
         if num_gpus is not None:
             remote_args["num_gpus"] = num_gpus
             self._predictor_kwargs.setdefault("use_gpu", num_gpus > 0)
-        return dict(fn=_ScoringActor, batch_size=batch_size, batch_format="pandas",
+        return dict(fn=_ScoringActor, batch_size=batch_size, batch_format="numpy",
                     compute=ActorPoolStrategy(min_size=min_workers, max_size=max_workers),
                     fn_constructor_args=(self._checkpoint, self._predictor_cls,
                                          self._predictor_kwargs, feature_columns, keep_columns,
@@ -117,24 +118,40 @@ class _ScoringActor:
         self.keep_columns = keep_columns
         self.predict_kwargs = predict_kwargs
 
-    def __call__(self, batch: Any) -> Any:
-        from raylite.data.preprocessors._base import to_block_batch
+    def __call__(self, batch: dict) -> dict:
+        """One batch as numpy columns (tensor columns arrive as n-d arrays, no copies per
+        row): preprocess, pick the features, predict, add the kept columns."""
         original = batch
         if self.preprocessor is not None:
             batch = self.preprocessor.transform_batch(batch)
-        features = batch
-        if self.feature_columns is not None:
-            missing = [c for c in self.feature_columns if c not in batch.columns]
-            if missing:
-                raise ValueError(f"feature_columns {missing} are not in the (preprocessed) batch; "
-                                 f"its columns are {list(batch.columns)}")
-            features = batch[list(self.feature_columns)]
-        predictions = self.predictor.predict(features, **self.predict_kwargs)
-        predictions = predictions.reset_index(drop=True)
+        columns = self.feature_columns if self.feature_columns is not None else list(batch)
+        missing = [c for c in columns if c not in batch]
+        if missing:
+            raise ValueError(f"feature_columns {missing} are not in the (preprocessed) batch; "
+                             f"its columns are {list(batch)}")
+        features = {c: _dense(batch[c]) for c in columns}
+        if len(features) == 1:  # one column: the model gets its array (as Ray's predictors do)
+            output = self.predictor.predict(next(iter(features.values())), **self.predict_kwargs)
+        else:
+            output = self.predictor.predict(features, **self.predict_kwargs)
+        predictions = dict(output) if isinstance(output, dict) else {"predictions": output}
         for column in self.keep_columns or []:
-            source = original if column in original.columns else batch
-            if column not in source.columns:
+            source = original if column in original else batch
+            if column not in source:
                 raise ValueError(f"keep_columns: {column!r} is not in the input; its columns are "
-                                 f"{list(original.columns)}")
-            predictions[column] = source[column].reset_index(drop=True)
-        return to_block_batch(predictions)
+                                 f"{list(original)}")
+            predictions[column] = source[column]
+        return predictions
+
+
+def _dense(values: Any) -> Any:
+    """A column of equal-length arrays (Arrow list columns arrive as object arrays of them)
+    as one n-d array; any other column as it is."""
+    import numpy as np
+    if getattr(values, "dtype", None) == object and len(values) and isinstance(
+            values[0], (np.ndarray, list)):
+        try:
+            return np.stack([np.asarray(v) for v in values])
+        except ValueError:  # ragged: leave it to the predictor
+            return values
+    return values

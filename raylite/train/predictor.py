@@ -82,7 +82,13 @@ class Predictor:
     # ---- one of these two, in subclasses ----------------------------------------------------
     def _predict_numpy(self, data: Any, **kwargs: Any) -> Any:
         import pandas as pd
-        frame = pd.DataFrame(data if isinstance(data, dict) else {"__value__": list(data)})
+        if isinstance(data, dict):
+            frame = pd.DataFrame({k: (list(v) if getattr(v, "ndim", 1) > 1 else v)
+                                  for k, v in data.items()})
+        elif getattr(data, "ndim", 1) == 2:
+            frame = pd.DataFrame(data)  # a feature matrix: one column per feature
+        else:
+            frame = pd.DataFrame({"__value__": list(data)})
         out = self._predict_pandas(frame, **kwargs)
         return {c: frame_column_to_numpy(out[c]) for c in out.columns}
 

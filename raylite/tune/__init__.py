@@ -23,7 +23,7 @@ from raylite.tune import logger, schedulers, search, session, stopper, suggest
 from raylite.tune._analysis import ExperimentAnalysis, Result, ResultGrid
 from raylite.tune._logger import (Callback, CSVLoggerCallback, JsonLoggerCallback, LoggerCallback,
                                   TBXLoggerCallback)
-from raylite.tune._registry import register_env, register_trainable
+from raylite._registry import register_env, register_trainable
 from raylite.tune._progress import CLIReporter, JupyterNotebookReporter, ProgressReporter
 from raylite.tune._runner import TuneError, run
 from raylite.tune._search_space import (choice, grid_search, lograndint, loguniform, qlograndint,

@@ -204,8 +204,11 @@ class Result(AirResult):
 
     def __init__(self, trial: Trial):
         metrics = {**trial.last_result, "config": trial.config} if trial.last_result else {}
-        checkpoint = Checkpoint.from_directory(trial.checkpoint) \
-            if trial.checkpoint and os.path.isdir(trial.checkpoint) else None
+        folder = trial.checkpoint
+        if folder and os.path.isfile(folder):  # a class trainable's file inside its folder
+            folder = os.path.dirname(folder)
+        checkpoint = Checkpoint.from_directory(folder) if folder and os.path.isdir(folder) \
+            else None
         super().__init__(metrics=metrics, checkpoint=checkpoint, path=trial.logdir,
                          config=trial.config)
         self._trial = trial

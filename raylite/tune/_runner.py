@@ -18,7 +18,6 @@ it happens, and a snapshot of the whole experiment is written every STATE_SAVE_I
 
 from __future__ import annotations
 
-import difflib
 import os
 import random
 import sys
@@ -28,11 +27,14 @@ from collections.abc import Callable
 from typing import Any
 
 import raylite
+from raylite._suggest import did_you_mean
 from raylite.exceptions import RayliteError
 from raylite.tune import _experiment_state as state_mod
 from raylite.tune import _search_space as space_mod
 from raylite.tune._checkpoints import CheckpointKeeper, clone_checkpoint
 from raylite.tune._experiment_state import STATE_PICKLE, load_state
+from raylite._storage import (check_writable_root, is_remote, resolve,
+                              upload_dir_or_clean)
 from raylite.tune._logger import Callback, default_loggers, to_json, write_error
 from raylite.tune._progress import AUTO_RESULT_KEYS, CLIReporter, ProgressReporter, result_line
 from raylite.tune._resources import concurrency_limit, trial_actor_options
@@ -613,9 +615,12 @@ def run(run_or_experiment: Any, name: str | None = None, metric: str | None = No
             or a ``tune.Stopper``.
         resources_per_trial: e.g. ``{"cpu": 1, "gpu": 0}`` (the default, or what a class
             trainable's ``default_resource_request(config)`` asks), or a
-            ``tune.PlacementGroupFactory`` (its bundles are summed onto the trial's actor).
+            ``tune.PlacementGroupFactory`` (its bundles are summed onto the trial's actor; a
+            Train trainer's trial holds its first bundle, its workers the others).
         local_dir / storage_path: where experiments go (default ``~/ray_results`` or
-            $RAYLITE_RESULTS_DIR); ``name``: the experiment's directory name.
+            $RAYLITE_RESULTS_DIR); ``name``: the experiment's directory name. A URI
+            (``s3://bucket/prefix``, ``gs://...``) runs the experiment in the local results dir
+            and copies it to ``<URI>/<name>`` when the run ends (its bucket is checked first).
         max_concurrent_trials: at most this many trials at once.
         max_failures: retries of a failing trial (from its last checkpoint).
         checkpoint_freq, checkpoint_at_end: when class trainables save.
@@ -656,6 +661,11 @@ def run(run_or_experiment: Any, name: str | None = None, metric: str | None = No
     actor_options, shown = trial_actor_options(getattr(trainable, "__raylite_resources__", None)
                                                or resources_per_trial
                                                or default_resources(trainable, config))
+    if getattr(trainable, "__raylite_trial_bundle__", None) is not None:
+        # A trainer's trial: as many trials run as its bundles (its own + one per worker) fit,
+        # its actor holds the first bundle, and its workers reserve the others when they start
+        # (after the trial has prepared its datasets, which needs free CPUs).
+        actor_options, _ = trial_actor_options(trainable.__raylite_trial_bundle__)
     keeper = CheckpointKeeper(keep_checkpoints_num, checkpoint_score_attr)
     searcher = _make_searcher(search_alg, metric, mode, config, num_samples)
     scheduler = _make_scheduler(scheduler, metric, mode)
@@ -666,7 +676,12 @@ def run(run_or_experiment: Any, name: str | None = None, metric: str | None = No
     if resume and not name:
         raise ValueError("resume=... needs the name of the experiment to take up: "
                          "tune.run(..., name='my_experiment', resume=True)")
-    root = results_root(storage_path or local_dir)
+    storage, remote = storage_path or local_dir, None
+    if storage is not None and is_remote(storage):  # run in the local results dir, then copy
+        remote = resolve(storage)
+        check_writable_root(*remote, "tune.run(storage_path=...)")
+        storage = None
+    root = results_root(storage)
     name = name or _fresh_name(root, shown_name)
     experiment_dir = os.path.join(root, name)
     if not resume and os.path.exists(os.path.join(experiment_dir, STATE_PICKLE)):
@@ -697,7 +712,12 @@ def run(run_or_experiment: Any, name: str | None = None, metric: str | None = No
     runner.trainable_name = shown_name
     if state is not None:
         runner.restore_state(state, restart_errored=resume == "ERRORED_ONLY")
-    trials = runner.run()
+    try:
+        trials = runner.run()
+    finally:
+        if remote is not None:
+            upload_dir_or_clean(experiment_dir, remote[0], f"{remote[1].rstrip('/')}/{name}",
+                                f"tune.run(storage_path={storage_path or local_dir!r})")
     failed = [t for t in trials if t.status == Trial.ERROR]
     if failed and raise_on_failed_trial:
         lines = "\n".join(f"  {t}: {t.error_msg} (error file: {t.error_file})" for t in failed)
@@ -742,9 +762,8 @@ def _reject_unsupported(unsupported: dict) -> None:
     known = set(inspect.signature(run).parameters) | _UNSUPPORTED_OK | {"loggers"}
     for key in unsupported:
         if key not in _UNSUPPORTED_OK:
-            close = difflib.get_close_matches(key, sorted(known), n=2, cutoff=0.6)
-            hint = f"; did you mean {' or '.join(map(repr, close))}?" if close else ""
-            raise TypeError(f"tune.run() got an unexpected keyword argument {key!r}{hint}")
+            raise TypeError(f"tune.run() got an unexpected keyword argument {key!r}"
+                            f"{did_you_mean(key, known)}")
 
 
 def _make_searcher(search_alg: Any, metric: str | None, mode: str | None, config: dict,

@@ -201,7 +201,7 @@ def resolve_trainable(trainable: Any) -> Any:
     looked up; anything else is returned as it is."""
     if not isinstance(trainable, str):
         return trainable
-    from raylite.tune import _registry
+    from raylite import _registry
     return _registry.resolve_trainable(trainable)
 
 
@@ -242,7 +242,7 @@ def pack_trainable(trainable: Any) -> tuple[Any, str | None, dict]:
     """(trainable, its source file, the registry): code pickled by value loses its file name,
     which the host puts back so that tracebacks point at the user's file and line; the envs
     and trainables registered in the driver are registered again in the host's process."""
-    from raylite.tune import _registry
+    from raylite import _registry
     try:
         filename = inspect.getsourcefile(trainable)
     except (TypeError, OSError):
@@ -307,7 +307,7 @@ class TrialHost:
     """
 
     def __init__(self, packed: tuple[Any, str | None, dict]):
-        from raylite.tune import _registry
+        from raylite import _registry
         trainable, filename, registered = packed
         _registry.install(registered)
         _restore_filenames(trainable, filename)

@@ -10,7 +10,7 @@ import dataclasses
 from collections.abc import Callable
 from typing import Any
 
-from raylite.air.config import CheckpointConfig, FailureConfig, RunConfig
+from raylite.air.config import CheckpointConfig, FailureConfig, RunConfig, ScalingConfig
 from raylite.tune._analysis import ResultGrid
 
 
@@ -54,6 +54,9 @@ class Tuner:
                 raise TypeError(f"{name} must be a tune.{kind.__name__}, got {type(value).__name__}")
         if callable(getattr(trainable, "as_trainable", None)):  # a Train trainer (Ray 2.x AIR)
             self.trainer = trainable
+            fixed = (param_space or {}).get("scaling_config")
+            if isinstance(fixed, ScalingConfig):  # every trial's resources, known up front
+                trainable = trainable._with_overrides({"scaling_config": fixed})
             trainable = trainable.as_trainable()
             if run_config is None:
                 run_config = self.trainer.run_config
@@ -78,13 +81,13 @@ class Tuner:
         import os
 
         from raylite.tune._runner import load_state
-        path = os.path.abspath(os.path.expanduser(os.fspath(path)))
+        uri = os.fspath(path)
+        path, storage_path = _local_experiment(uri)
         state = load_state(path)
         if state is None:
-            raise ValueError(f"no experiment to restore in {path!r}")
+            raise ValueError(f"no experiment to restore in {uri!r}")
         run_config = dataclasses.replace(run_config or RunConfig(),
-                                         name=os.path.basename(path),
-                                         storage_path=os.path.dirname(path))
+                                         name=os.path.basename(path), storage_path=storage_path)
         tune_config = tune_config or TuneConfig(metric=state.get("metric"), mode=state.get("mode"))
         tuner = cls(trainable, param_space=param_space if param_space is not None else state["space"],
                     tune_config=tune_config, run_config=run_config)
@@ -97,13 +100,22 @@ class Tuner:
         """Whether ``path`` holds an experiment that :meth:`restore` can take up."""
         import os
 
+        from raylite._storage import is_remote, resolve
         from raylite.tune._runner import STATE_PICKLE
+        if is_remote(path):
+            import pyarrow.fs as pafs
+            filesystem, remote = resolve(path)
+            state = f"{remote.rstrip('/')}/{STATE_PICKLE}"
+            return filesystem.get_file_info(state).type == pafs.FileType.File
         return os.path.exists(os.path.join(os.path.expanduser(os.fspath(path)), STATE_PICKLE))
 
     def fit(self) -> ResultGrid:
         """Run the experiment; returns a ResultGrid (failed trials are in ``.errors``)."""
         from raylite.tune._runner import run
         tc, rc = self.tune_config, self.run_config
+        if rc.storage_filesystem is not None:
+            raise ValueError("RunConfig(storage_filesystem=...) is supported by Train's fit(), "
+                             "not by a Tuner; give the Tuner a storage_path URI (s3://...)")
         failure = rc.failure_config or FailureConfig()
         checkpoint = rc.checkpoint_config or CheckpointConfig()
         analysis = run(
@@ -121,6 +133,7 @@ class Tuner:
             checkpoint_score_attr=_score_attr(checkpoint),
             raise_on_failed_trial=False, resume=self._resume)
         self._results = ResultGrid(analysis)
+        _point_at_storage(self._results, rc.storage_path or rc.local_dir)
         return self._results
 
     def get_results(self) -> ResultGrid:
@@ -135,6 +148,39 @@ class Tuner:
                                                  default_mode=state.mode))
         raise RuntimeError("call Tuner.fit() first (or Tuner.restore(path, trainable)); "
                            "get_results() returns what it produced")
+
+
+def _point_at_storage(grid: ResultGrid, storage: Any) -> None:
+    """With a remote storage_path (the experiment was uploaded there at its end), each
+    Result's ``path``, ``filesystem`` and checkpoints point at the uploaded copy."""
+    import os
+
+    from raylite._storage import is_remote, resolve
+    if storage is None or not is_remote(storage):
+        return
+    filesystem, root = resolve(storage)
+    local = grid.experiment_path
+    target = f"{root.rstrip('/')}/{os.path.basename(local)}"
+    for result in grid:
+        result._stored_at(local, filesystem, target)
+
+
+def _local_experiment(path: str) -> tuple[str, str]:
+    """``(local experiment folder, storage_path to run it with)``: a remote experiment
+    (``s3://bucket/path/exp``) is downloaded into the local results dir first, and goes back
+    to where it came from when the restored run ends."""
+    import os
+
+    from raylite._storage import download_dir, is_remote, resolve, results_dir
+    if not is_remote(path):
+        local = os.path.abspath(os.path.expanduser(path.removeprefix("file://")))
+        return local, os.path.dirname(local)
+    filesystem, remote = resolve(path)
+    remote = remote.rstrip("/")
+    name = remote.rsplit("/", 1)[-1]
+    local = download_dir(filesystem, remote, os.path.join(results_dir(), name),
+                         f"Tuner.restore({path!r})")
+    return local, path.rstrip("/").rsplit("/", 1)[0]
 
 
 def _score_attr(checkpoint: CheckpointConfig) -> str | None:

@@ -20,8 +20,8 @@ def object_store_stats() -> dict[str, Any]:
     backend = _api._backend_obj
     if backend is None:
         raise RuntimeError("raylite is not initialized: call raylite.init() first")
-    summary = getattr(backend, "memory_summary", None)
+    summary = backend.memory_summary()
     if summary is None:
         raise RuntimeError("object_store_stats() reads the local object store; on a Dask "
                            "cluster, objects live in the workers (see Dask's dashboard)")
-    return dict(summary())
+    return dict(summary)

@@ -3,4 +3,4 @@
 from raylite.rllib._algorithm import Algorithm
 from raylite.rllib._config import AlgorithmConfig
 
-__all__ = ["Algorithm", "AlgorithmConfig", "dqn", "ppo", "sac"]
+__all__ = ["Algorithm", "AlgorithmConfig", "bc", "dqn", "marwil", "ppo", "sac"]

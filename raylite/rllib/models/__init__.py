@@ -1,3 +1,6 @@
-"""Ray's ``ray.rllib.models``: ``preprocessors.get_preprocessor``."""
+"""Ray's ``ray.rllib.models``: ``ModelCatalog`` (custom torch models) and
+``preprocessors.get_preprocessor``."""
 
-__all__ = ["preprocessors"]
+from raylite.rllib._custom_model import ModelCatalog
+
+__all__ = ["ModelCatalog", "preprocessors"]

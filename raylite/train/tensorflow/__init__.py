@@ -17,9 +17,11 @@
 """
 
 from raylite.train._backend_tf import TensorflowConfig, prepare_dataset_shard
+from raylite.train._tf_predictor import TensorflowCheckpoint, TensorflowPredictor
 from raylite.train._v2 import TensorflowTrainer
 
-__all__ = ["TensorflowTrainer", "TensorflowConfig", "prepare_dataset_shard", "keras"]
+__all__ = ["TensorflowTrainer", "TensorflowConfig", "TensorflowCheckpoint",
+           "TensorflowPredictor", "prepare_dataset_shard", "keras"]
 
 
 def __getattr__(name: str):

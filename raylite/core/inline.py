@@ -1,0 +1,179 @@
+"""``init(local_mode=True)``: every task and actor call runs at once, in the calling thread.
+
+Made for debuggers: breakpoints in remote functions and actor methods hit in the driver, and
+tracebacks are ordinary. Results still go through ObjectRefs so the program runs unchanged.
+Values are not copied (as in Ray's local mode), so mutating an argument inside a task is
+visible to the caller here but not on a real runtime.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import concurrent.futures
+import os
+import traceback
+from typing import Any
+
+from raylite.core import _generators, _ids, _refs
+from raylite.core._backend import Backend
+from raylite.core._refs import ObjectRef
+from raylite.exceptions import ActorDiedError, TaskCancelledError, make_task_error
+
+
+class _Tracker:
+    def add(self, object_id: bytes) -> None:
+        pass
+
+
+class InlineBackend(Backend):
+    """Local mode: a backend that runs everything in the caller's thread."""
+
+    def __init__(self, resources: dict[str, float], namespace: str):
+        self.total = dict(resources)
+        self.namespace = namespace
+        self.node_id = "local-mode"
+        self.values: dict[bytes, tuple[bool, Any]] = {}  # id -> (is_error, value)
+        self.actors: dict[bytes, Any] = {}
+        self.actor_info: dict[bytes, tuple[str, dict]] = {}
+        self.named: dict[tuple, bytes] = {}
+        self.groups: dict[bytes, Any] = {}
+        _refs.set_tracker(_Tracker())
+
+    # ----- work -----------------------------------------------------------------------------
+    def submit_task(self, function, args, kwargs, options, resources, placement) -> list:
+        n = options.get("num_returns", 1)
+        name = options.get("name") or function._name
+        return self._run(function._function, args, kwargs, n, name)
+
+    def create_actor(self, actor_class, args, kwargs, options, resources, placement,
+                     actor_options) -> bytes:
+        actor_id = _ids.new_id()
+        name = actor_options.get("name")
+        if name:
+            key = (actor_options.get("namespace") or self.namespace, name)
+            if key in self.named:
+                raise ValueError(f"an actor named {name!r} already exists")
+            self.named[key] = actor_id
+        args, kwargs = self._resolve(args, kwargs)
+        self.actors[actor_id] = actor_class._cls(*args, **kwargs)
+        self.actor_info[actor_id] = (actor_class._name, actor_class._meta)
+        return actor_id
+
+    def submit_actor_call(self, actor_id, class_name, method, args, kwargs, num_returns, options):
+        instance = self.actors.get(actor_id)
+        if instance is None:
+            error = ActorDiedError(f"{class_name}.{method}: the actor was killed")
+            return [self._store(True, error) for _ in range(max(1, num_returns))]
+        return self._run(getattr(instance, method), args, kwargs, num_returns,
+                         f"{class_name}.{method}")
+
+    runs_generators = True
+
+    def put_item(self, end_id, object_id: bytes, value: Any, is_error: bool) -> None:
+        """Store one item a generator yielded (core/_generators.py)."""
+        self.values[object_id] = (is_error, value)
+
+    def _run(self, fn, args, kwargs, num_returns: int, name: str) -> list:
+        try:
+            args, kwargs = self._resolve(args, kwargs)
+            stream = _generators.pop_stream(kwargs)  # generator calls: core/_generators.py
+            value = fn(*args, **kwargs)
+            if stream is not None:
+                value = _generators.drain(value, stream, None, self.put_item)
+            elif asyncio.iscoroutine(value):
+                value = asyncio.run(value)
+        except BaseException as exc:  # noqa: BLE001 - surfaces from get(), as on a real runtime
+            error = make_task_error(exc, name, os.getpid(), traceback.format_exc())
+            return [self._store(True, error) for _ in range(max(1, num_returns))]
+        if num_returns == 1:
+            return [self._store(False, value)]
+        values = list(value)
+        if len(values) != num_returns:
+            error = make_task_error(ValueError(
+                f"{name} was declared with num_returns={num_returns} but returned {len(values)} values"),
+                name, os.getpid(), "")
+            return [self._store(True, error) for _ in range(num_returns)]
+        return [self._store(False, v) for v in values]
+
+    def _resolve(self, args, kwargs):
+        args = tuple(self._value(a) if type(a) is ObjectRef else a for a in args)
+        kwargs = {k: self._value(v) if type(v) is ObjectRef else v for k, v in kwargs.items()}
+        return args, kwargs
+
+    def _store(self, is_error: bool, value: Any) -> ObjectRef:
+        object_id = _ids.new_id()
+        self.values[object_id] = (is_error, value)
+        return ObjectRef(object_id)
+
+    def _value(self, ref: ObjectRef) -> Any:
+        is_error, value = self.values[ref._id]
+        if is_error:
+            raise value
+        return value
+
+    # ----- objects --------------------------------------------------------------------------
+    def put(self, value: Any) -> ObjectRef:
+        return self._store(False, value)
+
+    def get(self, refs: list, timeout: float | None) -> list:
+        return [self._value(r) for r in refs]
+
+    def wait(self, refs, num_returns, timeout, fetch_local):
+        ready = [r for r in refs if r._id in self.values][:num_returns]  # all but unmade items
+        return ready, [r for r in refs if r not in ready]
+
+    def future(self, ref: ObjectRef) -> concurrent.futures.Future:
+        future: concurrent.futures.Future = concurrent.futures.Future()
+        try:
+            future.set_result(self._value(ref))
+        except BaseException as exc:  # noqa: BLE001 - the awaiting caller gets it
+            future.set_exception(exc)
+        return future
+
+    def cancel(self, object_id: bytes, force: bool) -> None:
+        if object_id not in self.values:
+            self.values[object_id] = (True, TaskCancelledError("cancelled"))
+
+    def kill_actor(self, actor_id: bytes, no_restart: bool) -> None:
+        self.actors.pop(actor_id, None)
+
+    def get_actor(self, name: str, namespace: str | None):
+        actor_id = self.named.get((namespace or self.namespace, name))
+        if actor_id is None or actor_id not in self.actors:
+            raise ValueError(f"Failed to look up actor with name {name!r}: no live actor has that "
+                             "name. Create it with Cls.options(name=...).remote() first.")
+        class_name, meta = self.actor_info[actor_id]
+        return actor_id, class_name, meta
+
+    # ----- introspection --------------------------------------------------------------------
+    def cluster_resources(self) -> dict:
+        return dict(self.total)
+
+    def available_resources(self) -> dict:
+        return dict(self.total)
+
+    def nodes(self) -> list:
+        return [{"NodeID": self.node_id, "Alive": True, "NodeManagerAddress": "127.0.0.1",
+                 "Resources": dict(self.total), "alive": True}]
+
+    def create_placement_group(self, bundles, strategy, name):
+        group_id = _ids.new_id()
+        return group_id, self._store(False, True)
+
+    def remove_placement_group(self, group_id: bytes) -> None:
+        pass
+
+    def placement_group_table(self) -> dict:
+        return {}
+
+    def context_info(self) -> dict:
+        return {"node_ip_address": "127.0.0.1", "raylet_ip_address": "127.0.0.1",
+                "redis_address": None, "gcs_address": None, "object_store_address": None,
+                "raylet_socket_name": None, "webui_url": None, "session_dir": None,
+                "metrics_export_port": None, "node_id": self.node_id,
+                "namespace": self.namespace, "address": "local"}
+
+    def shutdown(self) -> None:
+        self.values.clear()
+        self.actors.clear()
+        _refs.set_tracker(None)

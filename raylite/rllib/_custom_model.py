@@ -1,0 +1,190 @@
+"""Custom models (``ModelCatalog.register_custom_model``) for PPO: torch modules and Keras.
+
+    ModelCatalog.register_custom_model("my_model", MyModel)    MyModel(TorchModelV2, nn.Module)
+    config["model"] = {"custom_model": "my_model", "custom_model_config": {...}}
+        └── CustomTorchModelSpec: the module's parameters are the weights (state_dict names);
+            the learner runs ``module.forward({"obs": obs}, [], None)`` and
+            ``module.value_function()`` through torch.func.functional_call; the rollout
+            workers act with a copy of the module (they import torch for it)
+    a TFModelV2 whose ``self.base_model`` is a Keras model with outputs [logits, value]
+        └── CustomKerasModelSpec: the Keras model's trainable variables are the weights; the
+            learner and the workers run ``base_model.stateless_call`` with them
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+
+from raylite.rllib._distributions import NUMPY_OPS, Categorical, DiagGaussian
+from raylite.rllib._model import ActionAdapter, check_weights
+
+_CUSTOM_MODELS: dict[str, type] = {}
+
+
+class ModelCatalog:
+    """Ray's model registry: ``ModelCatalog.register_custom_model(name, cls)``."""
+
+    @staticmethod
+    def register_custom_model(name: str, model_class: type) -> None:
+        from raylite.rllib.models.tf.tf_modelv2 import TFModelV2
+        if isinstance(model_class, type) and issubclass(model_class, TFModelV2):
+            _CUSTOM_MODELS[name] = model_class
+            return
+        import torch
+        if not (isinstance(model_class, type) and issubclass(model_class, torch.nn.Module)):
+            raise TypeError(f"register_custom_model({name!r}, ...): {model_class!r} is not a "
+                            f"torch.nn.Module (TorchModelV2) nor a TFModelV2 with a Keras "
+                            f"base_model")
+        _CUSTOM_MODELS[name] = model_class
+
+    @staticmethod
+    def get_model_class(name: str) -> type:
+        from raylite._suggest import did_you_mean
+        if name not in _CUSTOM_MODELS:
+            raise ValueError(f"unknown custom_model {name!r}{did_you_mean(name, _CUSTOM_MODELS)} "
+                             f"(register it with ModelCatalog.register_custom_model first)")
+        return _CUSTOM_MODELS[name]
+
+
+@dataclass(frozen=True)
+class CustomTorchModelSpec:
+    """A registered torch module as PPO's network: outputs (distribution inputs, values)."""
+
+    obs_size: int
+    discrete: bool
+    action_size: int
+    model_class: Any
+    model_config: dict = field(default_factory=dict)
+    observation_space: Any = None
+    action_space: Any = None
+
+    on_policy = True
+    small_outputs = ()
+
+    @property
+    def dist_class(self) -> type:
+        return Categorical if self.discrete else DiagGaussian
+
+    @property
+    def num_outputs(self) -> int:
+        return self.action_size if self.discrete else 2 * self.action_size
+
+    def build(self) -> Any:
+        return self.model_class(self.observation_space, self.action_space, self.num_outputs,
+                                dict(self.model_config), "custom_model")
+
+    def shapes(self) -> dict[str, tuple[int, ...]]:
+        return {name: tuple(p.shape) for name, p in self.build().named_parameters()}
+
+    def initial_weights(self, seed: int | None) -> dict[str, np.ndarray]:
+        import torch
+        if seed is not None:
+            torch.manual_seed(seed)
+        return {name: p.detach().numpy().copy() for name, p in self.build().named_parameters()}
+
+    def target_names(self) -> tuple[str, ...]:
+        return ()
+
+    def outputs(self, ops: Any, params: dict[str, Any], obs: Any) -> tuple[Any, Any]:
+        import torch
+        module = _module_of(self)
+        out = torch.func.functional_call(module, params, ({"obs": obs}, [], None))
+        logits = out[0] if isinstance(out, tuple) else out
+        # value_function() reads what forward() kept, computed from ``params`` above
+        return logits, module.value_function().reshape(-1)
+
+    def acting_policy(self, actions: ActionAdapter,
+                      weights: dict[str, np.ndarray] | None = None) -> TorchModulePolicy:
+        return TorchModulePolicy(self, actions, weights)
+
+
+@dataclass(frozen=True)
+class CustomKerasModelSpec(CustomTorchModelSpec):
+    """A registered TFModelV2 as PPO's network: its Keras ``base_model`` maps observations to
+    [logits, value]; the weights are the base model's trainable variables, in order."""
+
+    def initial_weights(self, seed: int | None) -> dict[str, np.ndarray]:
+        import tensorflow as tf
+        if seed is not None:
+            tf.keras.utils.set_random_seed(seed)
+        model = self.build().base_model
+        return {name: np.asarray(v.numpy(), np.float32)
+                for name, v in zip(_keras_names(model), model.trainable_variables)}
+
+    def shapes(self) -> dict[str, tuple[int, ...]]:
+        model = _module_of(self).base_model
+        return {name: tuple(v.shape) for name, v in zip(_keras_names(model),
+                                                        model.trainable_variables)}
+
+    def outputs(self, ops: Any, params: dict[str, Any], obs: Any) -> tuple[Any, Any]:
+        import tensorflow as tf
+        model = _module_of(self).base_model
+        values = [params[name] for name in _keras_names(model)]
+        fixed = [v.value for v in model.non_trainable_variables]
+        (logits, value), _ = model.stateless_call(values, fixed, tf.cast(obs, tf.float32))
+        return logits, tf.reshape(value, [-1])
+
+    def acting_policy(self, actions: ActionAdapter,
+                      weights: dict[str, np.ndarray] | None = None) -> TorchModulePolicy:
+        return KerasModelPolicy(self, actions, weights)
+
+
+def _keras_names(model: Any) -> list[str]:
+    """Names by position (Keras numbers its layers per process, so layer names differ)."""
+    return [f"{i:02d}/{v.name}" for i, v in enumerate(model.trainable_variables)]
+
+
+def _module_of(spec: CustomTorchModelSpec) -> Any:
+    """The spec's module instance, built once (its parameters are replaced at each call)."""
+    module = spec.__dict__.get("_module")
+    if module is None:
+        module = spec.build()
+        object.__setattr__(spec, "_module", module)
+    return module
+
+
+class TorchModulePolicy:
+    """Acting with the custom module (no gradients), sampling on numpy."""
+
+    def __init__(self, spec: CustomTorchModelSpec, actions: ActionAdapter,
+                 weights: dict[str, np.ndarray] | None = None):
+        self.spec = spec
+        self.actions = actions
+        self.weights = weights if weights is not None else spec.initial_weights(0)
+
+    def get_weights(self) -> dict[str, np.ndarray]:
+        return {k: v.copy() for k, v in self.weights.items()}
+
+    def set_weights(self, weights: dict[str, np.ndarray]) -> None:
+        check_weights(self.spec, weights)
+        self.weights = {k: np.asarray(v, np.float32) for k, v in weights.items()}
+
+    def _outputs(self, obs: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        import torch
+        params = {k: torch.from_numpy(v) for k, v in self.weights.items()}
+        with torch.no_grad():
+            logits, values = self.spec.outputs(None, params, torch.from_numpy(obs))
+        return logits.numpy(), values.numpy()
+
+    def compute_actions(self, obs: np.ndarray, explore: bool,
+                        rng: np.random.Generator) -> dict[str, np.ndarray]:
+        dist_inputs, values = self._outputs(obs.astype(np.float32))
+        dist = self.spec.dist_class(NUMPY_OPS, dist_inputs)
+        actions = dist.sample(rng) if explore else dist.deterministic()
+        return {"actions": actions, "env_actions": self.actions.to_env(actions),
+                "action_logp": dist.logp(actions).astype(np.float32),
+                "action_dist_inputs": dist_inputs, "vf_preds": values}
+
+    def values(self, obs: np.ndarray) -> np.ndarray:
+        return self._outputs(obs.astype(np.float32))[1]
+
+
+class KerasModelPolicy(TorchModulePolicy):
+    """Acting with the custom Keras model (workers import TensorFlow for it)."""
+
+    def _outputs(self, obs: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        logits, values = self.spec.outputs(None, self.weights, obs)
+        return np.asarray(logits), np.asarray(values)
