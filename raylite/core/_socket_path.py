@@ -17,6 +17,8 @@ import os
 import shutil
 import tempfile
 
+from raylite.core._stale import remove_folders_of_dead_processes
+
 MAX_PATH_BYTES = 107
 PREFIX = "raylite-sock-"
 
@@ -54,32 +56,10 @@ def release(path: str) -> None:
 
 def remove_stale(root: str) -> None:
     """Remove this user's socket folders under ``root`` whose process is gone."""
-    try:
-        names = os.listdir(root)
-    except OSError:
-        return
-    for name in names:
-        if not name.startswith(PREFIX):
-            continue
-        try:
-            pid = int(name[len(PREFIX):].split("-")[0])
-            owner = os.stat(os.path.join(root, name)).st_uid
-        except (ValueError, OSError):
-            continue
-        if owner == os.getuid() and pid != os.getpid() and not _alive(pid):
-            shutil.rmtree(os.path.join(root, name), ignore_errors=True)
+    remove_folders_of_dead_processes(
+        root, PREFIX, lambda name: int(name[len(PREFIX):].split("-")[0]), own_only=True)
 
 
 def _short_roots() -> list[str]:
     roots = [os.environ.get("XDG_RUNTIME_DIR") or "", "/tmp"]
     return [root for root in roots if root and os.path.isdir(root)]
-
-
-def _alive(pid: int) -> bool:
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        return True
-    return True

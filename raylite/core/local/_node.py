@@ -44,6 +44,7 @@ from raylite.core.local._scheduler import (Dispatch, Fail, GroupReady, Interrupt
                                      Scheduler, StartActor, StartWorker, StopWorker, Task,
                                      TaskState, Warn)
 from raylite.core._serialization import serialize
+from raylite.core._stale import remove_folders_of_dead_processes
 from raylite.core.local._store import READY, ObjectTable
 from raylite.core._task import (ACTOR_CALL, ACTOR_CREATE, TASK, SpecSubmitter, TaskSpec, pack_value,
                                 unpack_value)
@@ -792,26 +793,5 @@ def _cleanup_stale_sessions() -> None:
     """Remove the folders of raylite drivers that died without cleaning up."""
     for root, prefix, field in ((SHM_ROOT, "raylite-", 1),
                                 (tempfile.gettempdir(), "raylite-session-", 2)):
-        try:
-            names = os.listdir(root)
-        except OSError:
-            continue
-        for name in names:
-            if not name.startswith(prefix):
-                continue
-            try:
-                pid = int(name.split("-")[field])
-            except (IndexError, ValueError):
-                continue
-            if pid != os.getpid() and not _alive(pid):
-                shutil.rmtree(os.path.join(root, name), ignore_errors=True)
-
-
-def _alive(pid: int) -> bool:
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        return True
-    return True
+        remove_folders_of_dead_processes(
+            root, prefix, lambda name, field=field: int(name.split("-")[field]))
