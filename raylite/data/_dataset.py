@@ -22,7 +22,6 @@ from raylite.data._arguments import check_positive_int, check_remote_args, user_
 from raylite.data._stages import FilterRows, FlatMapRows, MapBatches, MapRows
 
 if TYPE_CHECKING:
-    from raylite.data._iterator import DataIterator
     from raylite.data._pipeline import DatasetPipeline
 
 class Dataset(ExportMethods, ColumnMethods, AggregateMethods):

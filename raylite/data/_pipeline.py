@@ -18,7 +18,6 @@ the current one was taken.
 from __future__ import annotations
 
 import asyncio
-import os
 import uuid
 from typing import Any, Callable, Iterator
 

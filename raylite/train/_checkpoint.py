@@ -14,7 +14,6 @@ The driver writes each one as ``<run dir>/checkpoints/checkpoint_000001/`` (a di
 from __future__ import annotations
 
 import os
-import pickle
 import shutil
 import tempfile
 from dataclasses import dataclass
