@@ -478,15 +478,10 @@ class Dataset(ExportMethods, ColumnMethods, AggregateMethods):
             >>> [len(b) for b in ray.data.range(10).iter_batches(batch_size=4)]
             [4, 4, 2]
         """
+        from raylite.data._iterator import batches_of
         batch_format = self._batch_format(batch_format)
-        if batch_size is not None:
-            check_positive_int(batch_size, "iter_batches(batch_size=...)")
-        blocks = self._iter_blocks()
-        if local_shuffle_buffer_size is not None:
-            check_positive_int(local_shuffle_buffer_size,
-                               "iter_batches(local_shuffle_buffer_size=...)")
-            blocks = _block.local_shuffle(blocks, local_shuffle_buffer_size, local_shuffle_seed)
-        yield from _block.batches(blocks, batch_size, batch_format, drop_last)
+        yield from batches_of(self._iter_blocks(), batch_size, batch_format, drop_last,
+                              local_shuffle_buffer_size, local_shuffle_seed)
 
     def take_batch(self, batch_size: int = 20, *, batch_format: str | None = "default") -> Any:
         """Up to ``batch_size`` rows as one batch. ``"default"`` is Ray 2.x's form under both

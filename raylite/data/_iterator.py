@@ -57,14 +57,8 @@ class DataIterator:
         """The rows in batches of ``batch_size`` (see ``Dataset.iter_batches``)."""
         if batch_format is not None:
             _block.check_batch_format(batch_format)
-        if batch_size is not None:
-            check_positive_int(batch_size, "iter_batches(batch_size=...)")
-        blocks = self._next_epoch_blocks()
-        if local_shuffle_buffer_size is not None:
-            check_positive_int(local_shuffle_buffer_size,
-                               "iter_batches(local_shuffle_buffer_size=...)")
-            blocks = _block.local_shuffle(blocks, local_shuffle_buffer_size, local_shuffle_seed)
-        return _block.batches(blocks, batch_size, self._batch_format(batch_format), drop_last)
+        return batches_of(self._next_epoch_blocks(), batch_size, self._batch_format(batch_format),
+                          drop_last, local_shuffle_buffer_size, local_shuffle_seed)
 
     def iter_rows(self, **prefetch_options: Any) -> Iterator[Any]:
         """The rows, one by one (prefetch options are accepted for Ray's sake)."""
@@ -97,6 +91,19 @@ class DataIterator:
 
     def __repr__(self) -> str:
         return f"DataIterator({self._name})"
+
+
+def batches_of(blocks: Iterator[Any], batch_size: int | None, batch_format: Any, drop_last: bool,
+               local_shuffle_buffer_size: int | None, local_shuffle_seed: int | None
+               ) -> Iterator[Any]:
+    """``blocks`` re-cut into batches (shuffled locally within ``local_shuffle_buffer_size``
+    rows when given): what ``Dataset.iter_batches`` and ``DataIterator.iter_batches`` yield."""
+    if batch_size is not None:
+        check_positive_int(batch_size, "iter_batches(batch_size=...)")
+    if local_shuffle_buffer_size is not None:
+        check_positive_int(local_shuffle_buffer_size, "iter_batches(local_shuffle_buffer_size=...)")
+        blocks = _block.local_shuffle(blocks, local_shuffle_buffer_size, local_shuffle_seed)
+    return _block.batches(blocks, batch_size, batch_format, drop_last)
 
 
 # ==========================================================================================
