@@ -18,8 +18,8 @@ from typing import Any
 
 import numpy as np
 
-from raylite.rllib._distributions import NUMPY_OPS, Categorical, DiagGaussian
-from raylite.rllib._model import ActionAdapter, check_weights
+from raylite.rllib._distributions import Categorical, DiagGaussian
+from raylite.rllib._model import ActionAdapter, NumpyPolicy
 
 _CUSTOM_MODELS: dict[str, type] = {}
 
@@ -146,21 +146,11 @@ def _module_of(spec: CustomTorchModelSpec) -> Any:
     return module
 
 
-class TorchModulePolicy:
+class TorchModulePolicy(NumpyPolicy):
     """Acting with the custom module (no gradients), sampling on numpy."""
 
-    def __init__(self, spec: CustomTorchModelSpec, actions: ActionAdapter,
-                 weights: dict[str, np.ndarray] | None = None):
-        self.spec = spec
-        self.actions = actions
-        self.weights = weights if weights is not None else spec.initial_weights(0)
-
-    def get_weights(self) -> dict[str, np.ndarray]:
-        return {k: v.copy() for k, v in self.weights.items()}
-
-    def set_weights(self, weights: dict[str, np.ndarray]) -> None:
-        check_weights(self.spec, weights)
-        self.weights = {k: np.asarray(v, np.float32) for k, v in weights.items()}
+    def _initial_weights(self) -> dict[str, np.ndarray]:
+        return self.spec.initial_weights(0)
 
     def _outputs(self, obs: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         import torch
@@ -168,18 +158,6 @@ class TorchModulePolicy:
         with torch.no_grad():
             logits, values = self.spec.outputs(None, params, torch.from_numpy(obs))
         return logits.numpy(), values.numpy()
-
-    def compute_actions(self, obs: np.ndarray, explore: bool,
-                        rng: np.random.Generator) -> dict[str, np.ndarray]:
-        dist_inputs, values = self._outputs(obs.astype(np.float32))
-        dist = self.spec.dist_class(NUMPY_OPS, dist_inputs)
-        actions = dist.sample(rng) if explore else dist.deterministic()
-        return {"actions": actions, "env_actions": self.actions.to_env(actions),
-                "action_logp": dist.logp(actions).astype(np.float32),
-                "action_dist_inputs": dist_inputs, "vf_preds": values}
-
-    def values(self, obs: np.ndarray) -> np.ndarray:
-        return self._outputs(obs.astype(np.float32))[1]
 
 
 class KerasModelPolicy(TorchModulePolicy):

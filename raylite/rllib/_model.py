@@ -210,7 +210,14 @@ class NumpyPolicy:
                  weights: dict[str, np.ndarray] | None = None):
         self.spec = spec
         self.actions = actions
-        self.weights = weights if weights is not None else init_weights(spec, 0)
+        self.weights = weights if weights is not None else self._initial_weights()
+
+    def _initial_weights(self) -> dict[str, np.ndarray]:
+        return init_weights(self.spec, 0)
+
+    def _outputs(self, obs: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """(distribution inputs, values) of the network for float32 observations."""
+        return forward(NUMPY_OPS, self.weights, obs, self.spec)
 
     def get_weights(self) -> dict[str, np.ndarray]:
         return {k: v.copy() for k, v in self.weights.items()}
@@ -223,7 +230,7 @@ class NumpyPolicy:
                         rng: np.random.Generator) -> dict[str, np.ndarray]:
         """Act on a batch of (filtered) observations; returns the actions, their env form,
         log-probabilities, distribution inputs and values."""
-        dist_inputs, values = forward(NUMPY_OPS, self.weights, obs.astype(np.float32), self.spec)
+        dist_inputs, values = self._outputs(obs.astype(np.float32))
         dist = self.spec.dist_class(NUMPY_OPS, dist_inputs)
         actions = dist.sample(rng) if explore else dist.deterministic()
         return {"actions": actions, "env_actions": self.actions.to_env(actions),
@@ -231,4 +238,4 @@ class NumpyPolicy:
                 "action_dist_inputs": dist_inputs, "vf_preds": values}
 
     def values(self, obs: np.ndarray) -> np.ndarray:
-        return forward(NUMPY_OPS, self.weights, obs.astype(np.float32), self.spec)[1]
+        return self._outputs(obs.astype(np.float32))[1]
