@@ -13,6 +13,8 @@ import json
 import os
 from pathlib import Path
 
+from raylite.core._stale import pid_alive
+
 STATE_FILE = "cluster.json"
 
 
@@ -69,12 +71,8 @@ def alive(pid: int) -> bool:
             return False
     except ChildProcessError:
         pass
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
+    if not pid_alive(pid):
         return False
-    except PermissionError:
-        return True
     try:
         with open(f"/proc/{pid}/stat") as f:
             return f.read().rsplit(")", 1)[1].split()[0] != "Z"
