@@ -62,7 +62,7 @@ def resolve(path: Any, filesystem: Any = None) -> tuple[Any, str]:
     if text.startswith("memory://"):
         return memory_filesystem(text), memory_path(text)
     try:
-        return pafs.FileSystem.from_uri(text)
+        return pafs.FileSystem.from_uri(_with_gcs_retry_limit(text))
     except (ValueError, OSError) as exc:  # pyarrow's ArrowInvalid is a ValueError
         raise ValueError(f"{text!r}: cannot open this URI ({exc}); raylite reads s3://, gs://, "
                          "hdfs://, file:// and memory:// URIs, or any path with "
@@ -114,6 +114,25 @@ def _is_memory_filesystem(filesystem: Any) -> bool:
     return filesystem.base_path.rstrip("/") == root.rstrip("/")
 
 
+#: how long a gs:// call retries (pyarrow's default is 15 minutes: without credentials,
+#: a read would seem to hang); a URI's own ``?retry_limit_seconds=`` wins
+GCS_RETRY_LIMIT_S = 20
+
+
+def _gcs_options(filesystem: Any) -> dict:
+    """A GcsFileSystem's options (what it pickles as)."""
+    try:
+        return dict(filesystem.__reduce__()[1][0])
+    except (AttributeError, IndexError, KeyError, TypeError, ValueError):
+        return {}
+
+
+def _with_gcs_retry_limit(uri: str) -> str:
+    if not uri.startswith(("gs://", "gcs://")) or "retry_limit_seconds=" in uri:
+        return uri
+    return f"{uri}{'&' if '?' in uri else '?'}retry_limit_seconds={GCS_RETRY_LIMIT_S}"
+
+
 def _strip_scheme(text: str) -> str:
     if "://" not in text:
         return text
@@ -139,9 +158,15 @@ def check_writable_root(filesystem: Any, path: str, what: str) -> None:
     """Create the directory ``path`` (S3: check that its bucket exists) or raise a one-line
     error saying what is missing."""
     import pyarrow.fs as pafs
-    if type(filesystem).__name__ == "S3FileSystem":
+    if type(filesystem).__name__ in ("S3FileSystem", "GcsFileSystem"):  # never make buckets
         bucket = path.split("/", 1)[0]
-        if filesystem.get_file_info(bucket).type == pafs.FileType.NotFound:
+        try:
+            info = filesystem.get_file_info(bucket)
+        except OSError as exc:
+            reason = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
+            raise PermissionError(f"{what}: cannot reach the bucket {bucket!r} ({reason}); "
+                                  "check the credentials and the endpoint") from None
+        if info.type == pafs.FileType.NotFound:
             raise FileNotFoundError(f"{what}: the bucket {bucket!r} does not exist (or these "
                                     "credentials cannot see it); create it first")
         return
@@ -214,4 +239,6 @@ def to_uri(filesystem: Any, path: str) -> str:
         return f"memory://{path}"
     scheme = {"S3FileSystem": "s3", "GcsFileSystem": "gs",
               "HadoopFileSystem": "hdfs"}.get(type(filesystem).__name__)
+    if scheme == "gs" and _gcs_options(filesystem).get("anonymous"):
+        return f"gs://anonymous@{path}"  # read back the same way, without credentials
     return f"{scheme}://{path}" if scheme else path
