@@ -13,6 +13,7 @@ from typing import Any
 DEFAULT_RESULTS_DIR = "~/ray_results"
 
 __all__ = ["DEFAULT_RESULTS_DIR", "results_dir", "resolve", "is_remote", "local_path",
+           "memory_filesystem", "memory_path",
            "check_writable_root", "upload_dir", "upload_dir_or_clean",
            "download_dir", "to_uri"]
 
@@ -47,7 +48,8 @@ def local_path(path: Any) -> str:
 
 def resolve(path: Any, filesystem: Any = None) -> tuple[Any, str]:
     """``(pyarrow FileSystem, path on it)`` for a URI (``s3://bucket/key``,
-    ``s3://anonymous@bucket/key``, ``gs://...``, ``file://...``) or a path on ``filesystem``
+    ``s3://anonymous@bucket/key``, ``gs://...``, ``file://...``, ``memory://...``: see
+    :func:`memory_filesystem`) or a path on ``filesystem``
     (a ``pyarrow.fs.FileSystem`` or an fsspec filesystem). S3 credentials and endpoint come from
     the environment (``AWS_ACCESS_KEY_ID``, ``AWS_SECRET_ACCESS_KEY``, ``AWS_ENDPOINT_URL``...),
     as pyarrow reads them."""
@@ -58,13 +60,77 @@ def resolve(path: Any, filesystem: Any = None) -> tuple[Any, str]:
     if "://" not in text or text.startswith(_LOCAL_SCHEMES):
         return pafs.LocalFileSystem(), local_path(text)
     if text.startswith("memory://"):
-        raise ValueError(f"{text!r}: memory:// lives inside one process, and raylite reads and "
-                         "writes in worker processes; use a local directory, file:// or s3://")
+        return memory_filesystem(text), memory_path(text)
     try:
-        return pafs.FileSystem.from_uri(text)
+        return pafs.FileSystem.from_uri(_with_gcs_retry_limit(text))
     except (ValueError, OSError) as exc:  # pyarrow's ArrowInvalid is a ValueError
         raise ValueError(f"{text!r}: cannot open this URI ({exc}); raylite reads s3://, gs://, "
-                         "hdfs:// and file:// URIs, or any path with filesystem=") from None
+                         "hdfs://, file:// and memory:// URIs, or any path with "
+                         "filesystem=") from None
+
+
+# memory://: a folder of the running session in /dev/shm, the same for all its processes
+# (fsspec's memory filesystem lives inside one process, and raylite reads and writes in its
+# worker processes). It goes with the session's shared-memory folder, at shutdown.
+def memory_filesystem(uri: str = "memory://") -> Any:
+    """The running session's ``memory://`` filesystem: a ``pyarrow.fs.SubTreeFileSystem`` over
+    its folder. ValueError when no session runs, or on a Dask cluster (other machines)."""
+    import pyarrow.fs as pafs
+
+    from raylite.core import _api
+    backend = _api._backend_obj
+    if backend is None:
+        raise ValueError(f"{uri!r}: memory:// URIs are files of the running raylite session, "
+                         "and none is running; call raylite.init() first (they last until "
+                         "shutdown())")
+    try:
+        root = backend.memory_folder()
+    except ValueError as exc:
+        raise ValueError(f"{uri!r}: {exc}") from None
+    return pafs.SubTreeFileSystem(root, pafs.LocalFileSystem())
+
+
+def memory_path(uri: str) -> str:
+    """The path on the memory filesystem: ``memory://a/b`` and ``memory:///a/b`` are ``a/b``."""
+    path = uri.removeprefix("memory://").strip("/")
+    if any(part in (".", "..") for part in path.split("/")):
+        raise ValueError(f"{uri!r}: '.' and '..' are not allowed in a memory:// URI; name the "
+                         "path from its root, as memory://folder/file")
+    return path
+
+
+def _is_memory_filesystem(filesystem: Any) -> bool:
+    """Whether ``filesystem`` is the running session's memory:// one."""
+    import pyarrow.fs as pafs
+
+    from raylite.core import _api
+    backend = _api._backend_obj
+    if backend is None or not isinstance(filesystem, pafs.SubTreeFileSystem):
+        return False
+    try:
+        root = backend.memory_folder()
+    except ValueError:
+        return False
+    return filesystem.base_path.rstrip("/") == root.rstrip("/")
+
+
+#: how long a gs:// call retries (pyarrow's default is 15 minutes: without credentials,
+#: a read would seem to hang); a URI's own ``?retry_limit_seconds=`` wins
+GCS_RETRY_LIMIT_S = 20
+
+
+def _gcs_options(filesystem: Any) -> dict:
+    """A GcsFileSystem's options (what it pickles as)."""
+    try:
+        return dict(filesystem.__reduce__()[1][0])
+    except (AttributeError, IndexError, KeyError, TypeError, ValueError):
+        return {}
+
+
+def _with_gcs_retry_limit(uri: str) -> str:
+    if not uri.startswith(("gs://", "gcs://")) or "retry_limit_seconds=" in uri:
+        return uri
+    return f"{uri}{'&' if '?' in uri else '?'}retry_limit_seconds={GCS_RETRY_LIMIT_S}"
 
 
 def _strip_scheme(text: str) -> str:
@@ -92,9 +158,15 @@ def check_writable_root(filesystem: Any, path: str, what: str) -> None:
     """Create the directory ``path`` (S3: check that its bucket exists) or raise a one-line
     error saying what is missing."""
     import pyarrow.fs as pafs
-    if type(filesystem).__name__ == "S3FileSystem":
+    if type(filesystem).__name__ in ("S3FileSystem", "GcsFileSystem"):  # never make buckets
         bucket = path.split("/", 1)[0]
-        if filesystem.get_file_info(bucket).type == pafs.FileType.NotFound:
+        try:
+            info = filesystem.get_file_info(bucket)
+        except OSError as exc:
+            reason = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
+            raise PermissionError(f"{what}: cannot reach the bucket {bucket!r} ({reason}); "
+                                  "check the credentials and the endpoint") from None
+        if info.type == pafs.FileType.NotFound:
             raise FileNotFoundError(f"{what}: the bucket {bucket!r} does not exist (or these "
                                     "credentials cannot see it); create it first")
         return
@@ -163,6 +235,10 @@ def to_uri(filesystem: Any, path: str) -> str:
     import pyarrow.fs as pafs
     if isinstance(filesystem, pafs.LocalFileSystem):
         return path
+    if _is_memory_filesystem(filesystem):
+        return f"memory://{path}"
     scheme = {"S3FileSystem": "s3", "GcsFileSystem": "gs",
               "HadoopFileSystem": "hdfs"}.get(type(filesystem).__name__)
+    if scheme == "gs" and _gcs_options(filesystem).get("anonymous"):
+        return f"gs://anonymous@{path}"  # read back the same way, without credentials
     return f"{scheme}://{path}" if scheme else path

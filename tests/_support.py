@@ -62,6 +62,43 @@ def moto_s3(*buckets: str):
         server.wait()
 
 
+@contextlib.contextmanager
+def gcs_emulator(*buckets: str):
+    """A Google Cloud Storage emulator (gcp-storage-emulator, in memory) on 127.0.0.1 with
+    ``buckets`` created, its address in ``CLOUD_STORAGE_EMULATOR_ENDPOINT`` (which pyarrow's GCS
+    client reads, so worker processes started inside inherit it); yields an anonymous
+    GcsFileSystem on it. It checks no credentials: tests use ``gs://anonymous@bucket/...``."""
+    pytest.importorskip("gcp_storage_emulator")
+    pafs = pytest.importorskip("pyarrow.fs")
+    port = free_port()
+    server = subprocess.Popen([sys.executable, "-m", "gcp_storage_emulator", "start", "--host",
+                               "127.0.0.1", "--port", str(port), "--in-memory", "--quiet"],
+                              stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    endpoint = f"http://127.0.0.1:{port}"
+    try:
+        poll(lambda: server.poll() is not None or urllib.request.urlopen(
+            f"{endpoint}/storage/v1/b", timeout=1), "the GCS emulator to answer", timeout_s=30,
+            ignore=(OSError,))
+        if server.poll() is not None:
+            pytest.fail("the GCS emulator exited at start")
+        saved = os.environ.get("CLOUD_STORAGE_EMULATOR_ENDPOINT")
+        os.environ["CLOUD_STORAGE_EMULATOR_ENDPOINT"] = endpoint
+        try:
+            admin = pafs.GcsFileSystem(anonymous=True, scheme="http", project_id="test",
+                                       endpoint_override=f"127.0.0.1:{port}")
+            for bucket in buckets:
+                admin.create_dir(bucket)  # pyarrow's GCS client makes a missing bucket
+            yield admin
+        finally:
+            if saved is None:
+                os.environ.pop("CLOUD_STORAGE_EMULATOR_ENDPOINT", None)
+            else:
+                os.environ["CLOUD_STORAGE_EMULATOR_ENDPOINT"] = saved
+    finally:
+        server.kill()
+        server.wait()
+
+
 def poll(condition: Callable[[], Any], what: str, timeout_s: float = 20.0,
          ignore: tuple[type[BaseException], ...] = (), interval_s: float = 0.01) -> Any:
     """``condition()``'s first truthy value; fails the test after ``timeout_s``, naming ``what``.

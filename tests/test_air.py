@@ -55,8 +55,7 @@ def test_checkpoint_dict_directory_bytes_roundtrips(tmp_path):
     with pytest.raises(ValueError, match="holds files, not a dict"):
         files.to_dict()
     # s3:// URIs are tested against a local S3 server in test_storage_remote.py
-    with pytest.raises(ValueError, match="memory:// lives inside one process"):
-        Checkpoint.from_uri("memory://ckpt")
+    # memory:// URIs are tested in test_storage_memory.py
     with pytest.raises(ValueError, match="not a directory"):
         Checkpoint.from_directory(tmp_path / "missing")
 

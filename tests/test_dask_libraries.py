@@ -91,6 +91,14 @@ def test_data_pipeline(ray):
         lambda x: x % 3 == 0).count() == 334
 
 
+def test_memory_uris_are_refused_on_a_cluster(ray):
+    """memory:// is a folder in one machine's /dev/shm; a Dask cluster's workers are elsewhere."""
+    pytest.importorskip("pyarrow")
+    from raylite import data
+    with pytest.raises(ValueError, match="memory://out.*Dask cluster.*other machines"):
+        data.from_items([{"x": 1}]).write_parquet("memory://out")
+
+
 def trivial_trainable(config):
     from raylite import tune
     tune.report(score=config["x"] * 10)

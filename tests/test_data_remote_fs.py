@@ -80,8 +80,8 @@ def test_missing_bucket_is_a_clear_error(s3):
         ray.data.from_items(ROWS).write_parquet("s3://nobucket/out")
     with pytest.raises(FileNotFoundError, match="s3://nobucket/in"):
         ray.data.read_parquet("s3://nobucket/in")
-    with pytest.raises(ValueError, match="memory://"):
-        ray.data.read_parquet("memory://somewhere")
+    with pytest.raises(FileNotFoundError, match="memory://somewhere"):
+        ray.data.read_parquet("memory://somewhere")  # the session's memory:// has no such file
 
 
 def _fail_on_seven(row):

@@ -127,6 +127,12 @@ class Backend(abc.ABC):
     def current_actor_id(self) -> str | None:
         return None
 
+    def memory_folder(self) -> str:
+        """The folder that ``memory://`` URIs name: on this machine, seen by every process of
+        the session, removed with the session. ValueError (saying why) where there is none."""
+        raise ValueError("memory:// URIs need a raylite session whose processes share one "
+                         "machine; this runtime has none")
+
     def dashboard_source(self) -> Any:
         """What the dashboard reads (the local Node), or None where it cannot show anything."""
         return None

@@ -37,6 +37,7 @@ class InlineBackend(Backend):
         self.actor_info: dict[bytes, tuple[str, dict]] = {}
         self.named: dict[tuple, bytes] = {}
         self.groups: dict[bytes, Any] = {}
+        self.memory_dir: str | None = None  # memory:// URIs, made on first use
         _refs.set_tracker(_Tracker())
 
     # ----- work -----------------------------------------------------------------------------
@@ -173,7 +174,19 @@ class InlineBackend(Backend):
                 "metrics_export_port": None, "node_id": self.node_id,
                 "namespace": self.namespace, "address": "local"}
 
+    def memory_folder(self) -> str:
+        """A folder named like the local runtime's session folders (``raylite-<pid>-...``
+        under /dev/shm), so that the next init's sweep removes it if this process is killed."""
+        if self.memory_dir is None:
+            import tempfile
+            root = "/dev/shm" if os.path.isdir("/dev/shm") else tempfile.gettempdir()
+            self.memory_dir = tempfile.mkdtemp(prefix=f"raylite-{os.getpid()}-memory-", dir=root)
+        return self.memory_dir
+
     def shutdown(self) -> None:
         self.values.clear()
         self.actors.clear()
         _refs.set_tracker(None)
+        if self.memory_dir is not None:
+            import shutil
+            shutil.rmtree(self.memory_dir, ignore_errors=True)

@@ -137,6 +137,9 @@ class BaseTrainer:
                 raise ValueError("RunConfig(storage_filesystem=...) needs storage_path=, the "
                                  "path on that filesystem")
             return None
+        import raylite
+        if not raylite.is_initialized():  # first: a memory:// storage path is the session's
+            raylite.init()
         filesystem, root = resolve(storage, filesystem)
         check_writable_root(filesystem, root, f"RunConfig(storage_path={storage!r})")
         return filesystem, f"{root.rstrip('/')}/{self._run_name()}"

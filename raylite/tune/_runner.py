@@ -676,6 +676,8 @@ def run(run_or_experiment: Any, name: str | None = None, metric: str | None = No
     if resume and not name:
         raise ValueError("resume=... needs the name of the experiment to take up: "
                          "tune.run(..., name='my_experiment', resume=True)")
+    if not raylite.is_initialized():  # before the storage: a memory:// one is the session's
+        raylite.init()
     storage, remote = storage_path or local_dir, None
     if storage is not None and is_remote(storage):  # run in the local results dir, then copy
         remote = resolve(storage)
@@ -689,8 +691,6 @@ def run(run_or_experiment: Any, name: str | None = None, metric: str | None = No
     state = load_state(experiment_dir) if resume else None
     if resume and resume != "AUTO" and state is None:
         raise ValueError(f"nothing to resume in {experiment_dir}: no {STATE_PICKLE} there")
-    if not raylite.is_initialized():
-        raylite.init()
     if progress_reporter is None and verbose >= 1:
         progress_reporter = CLIReporter()
     if progress_reporter is not None:

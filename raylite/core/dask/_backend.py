@@ -132,6 +132,11 @@ class DaskBackend(ActorsMixin, ClusterMixin, Backend):
         _refs.set_tracker(backend.table)
         return backend
 
+    def memory_folder(self) -> str:
+        raise ValueError("memory:// URIs are folders in one machine's shared memory, and on a "
+                         "Dask cluster raylite's tasks run on other machines, which cannot see "
+                         "them; use s3://, gs:// or a folder every machine mounts")
+
     def context_info(self) -> dict:
         try:
             info = self._scheduler_info(refresh=True)

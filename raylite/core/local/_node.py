@@ -667,6 +667,9 @@ class Node(ActorsMixin, ProcessIOMixin, SpecSubmitter, Backend):
                 "metrics_export_port": None, "node_id": self.node_id, "job_id": self.job_id,
                 "namespace": self.namespace, "address": "local"}
 
+    def memory_folder(self) -> str:
+        return wire.memory_folder_in(self.shm_dir)
+
     def dashboard_source(self) -> "Node":
         return self
 

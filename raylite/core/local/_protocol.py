@@ -14,6 +14,7 @@ a message next reads, and hands replies and work to the threads waiting for them
 from __future__ import annotations
 
 import collections
+import os
 import pickle
 import socket
 import struct
@@ -76,6 +77,15 @@ LOCATION_KINDS = {INLINE: "value inline", SHARED: "value in shared memory",
 # a file the driver's normal shutdown leaves in its /dev/shm folder: workers that hear of the
 # driver's I/O thread ending (their parent-death signal) and find it know it is no death
 SHUTDOWN_MARK = ".shutting-down"
+
+
+def memory_folder_in(shm_dir: str) -> str:
+    """The session's ``memory://`` folder, inside its /dev/shm folder, so that it goes with it:
+    at shutdown, and after a killed driver (its workers, or the next init's sweep, remove it)."""
+    folder = os.path.join(shm_dir, "memory")
+    os.makedirs(folder, mode=0o700, exist_ok=True)
+    return folder
+
 
 _LEN = struct.Struct("<I")
 _dumps = pickle.dumps

@@ -381,6 +381,9 @@ class WorkerClient(SpecSubmitter, Backend):
     def current_actor_id(self) -> str | None:
         return self.worker.actor_id.hex() if self.worker.actor_id else None
 
+    def memory_folder(self) -> str:
+        return wire.memory_folder_in(self.shm_dir)
+
     def shutdown(self) -> None:
         pass  # the connection belongs to the driver's runtime
 

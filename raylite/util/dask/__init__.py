@@ -24,6 +24,9 @@ intermediate is freed when the last task reading it has run (its ObjectRef's las
 ``persist`` (``x.persist()`` or ``dask.persist(x)`` with this scheduler) keeps the results in
 the object store: the persisted collection's graph holds ObjectRefs, and later computations on
 it (with this scheduler) start from them.
+
+``RayDaskCallback`` (``callbacks.py``) hooks into each step: before and after each submission,
+in the worker around each task, after all submissions, and at the end.
 """
 
 from __future__ import annotations
@@ -33,17 +36,30 @@ from typing import Any, Iterable
 import raylite
 from raylite.core._options import did_you_mean
 
-__all__ = ["ray_dask_get", "ray_dask_get_sync", "enable_dask_on_ray", "disable_dask_on_ray"]
+__all__ = ["ray_dask_get", "ray_dask_get_sync", "enable_dask_on_ray", "disable_dask_on_ray",
+           "RayDaskCallback"]
 
-_SCHEDULER_ARGS = {"ray_remote_args", "ray_persist", "num_workers"}
+_SCHEDULER_ARGS = {"ray_remote_args", "ray_persist", "ray_callbacks", "num_workers"}
+
+
+def __getattr__(name: str) -> Any:
+    if name == "RayDaskCallback":  # imports Dask: only when asked for
+        from raylite.util.dask.callbacks import RayDaskCallback
+        return RayDaskCallback
+    raise AttributeError(f"module 'raylite.util.dask' has no attribute {name!r}")
 
 
 # ==========================================================================================
 # running one graph node inside a worker
 # ==========================================================================================
-def _execute(node: Any, dependency_keys: tuple, *values: Any) -> Any:
-    """Run one Dask graph node on the values of its dependencies (resolved by raylite)."""
-    return node(dict(zip(dependency_keys, values)))
+def _execute(node: Any, dependency_keys: tuple, task_hooks: tuple | None, *values: Any) -> Any:
+    """Run one Dask graph node on the values of its dependencies (resolved by raylite),
+    between the RayDaskCallbacks' pretask and posttask hooks if there are any."""
+    if task_hooks is None:
+        return node(dict(zip(dependency_keys, values)))
+    from raylite.util.dask.callbacks import run_in_task
+    return run_in_task(task_hooks, node.key, values,
+                       lambda: node(dict(zip(dependency_keys, values))))
 
 
 _run_node = None
@@ -75,7 +91,8 @@ def _check_kwargs(kwargs: dict) -> None:
         if name not in _SCHEDULER_ARGS:
             raise TypeError(f"ray_dask_get() got an unexpected keyword argument {name!r}"
                             f"{did_you_mean(name, _SCHEDULER_ARGS)} (it takes "
-                            "ray_remote_args={...} for the raylite tasks, ray_persist=True)")
+                            "ray_remote_args={...} for the raylite tasks, ray_persist=True, "
+                            "ray_callbacks=[...])")
 
 
 def _flat_keys(keys: Any) -> list:
@@ -99,7 +116,8 @@ def _stored_ref(node: Any) -> Any:
     return None
 
 
-def _submit(graph: dict, remote_args: dict, wanted: set, *, one_at_a_time: bool) -> dict:
+def _submit(graph: dict, remote_args: dict, wanted: set, hooks: Any, *,
+            one_at_a_time: bool) -> dict:
     """Submit every node in dependency order; the ObjectRefs of the ``wanted`` keys."""
     from dask._task_spec import Alias, DataNode
     from dask.order import order
@@ -123,10 +141,17 @@ def _submit(graph: dict, remote_args: dict, wanted: set, *, one_at_a_time: bool)
             refs[key] = _stored_ref(node)
         else:
             deps = tuple(node.dependencies)
-            options = dict(remote_args, name=str(key_split(key)))
-            refs[key] = runner.options(**options).remote(node, deps, *[refs[d] for d in deps])
-            if one_at_a_time:
-                raylite.wait([refs[key]], num_returns=1)
+            replacement = _presubmit(hooks, node, key, refs, deps)
+            if replacement is not None:
+                refs[key] = raylite.put(replacement)  # the key's result; no task runs
+            else:
+                options = dict(remote_args, name=str(key_split(key)))
+                refs[key] = runner.options(**options).remote(
+                    node, deps, hooks.in_task, *[refs[d] for d in deps])
+                for hook in hooks.postsubmit:
+                    hook(node, key, {d: refs[d] for d in deps}, refs[key])
+                if one_at_a_time:
+                    raylite.wait([refs[key]], num_returns=1)
         for dep in node.dependencies:  # the last reader submitted: the task holds it now
             dependents_left[dep] -= 1
             if dependents_left[dep] == 0 and dep not in wanted:
@@ -134,7 +159,21 @@ def _submit(graph: dict, remote_args: dict, wanted: set, *, one_at_a_time: bool)
     return {key: refs[key] for key in wanted}
 
 
+def _presubmit(hooks: Any, node: Any, key: Any, refs: dict, deps: tuple) -> Any:
+    """The first value other than None that a presubmit hook returns (all of them run)."""
+    if not hooks.presubmit:
+        return None
+    dependencies = {d: refs[d] for d in deps}
+    answers = [hook(node, key, dependencies) for hook in hooks.presubmit]
+    return next((answer for answer in answers if answer is not None), None)
+
+
 def _run(dsk: Any, keys: Any, kwargs: dict, *, one_at_a_time: bool) -> Any:
+    from raylite.util.dask.callbacks import (
+        Hooks,
+        local_ray_callbacks,
+        warn_about_dask_hooks,
+    )
     _check_kwargs(kwargs)
     remote_args = dict(kwargs.get("ray_remote_args") or {})
     remote_args.pop("name", None)
@@ -143,12 +182,20 @@ def _run(dsk: Any, keys: Any, kwargs: dict, *, one_at_a_time: bool) -> Any:
     missing = [key for key in wanted if key not in graph]
     if missing:
         raise KeyError(f"ray_dask_get(): the graph has no task for the keys {missing[:5]}")
-    refs = _submit(graph, remote_args, wanted, one_at_a_time=one_at_a_time)
-    if kwargs.get("ray_persist"):
-        return _pack(keys, refs)
-    order = list(refs)
-    values = dict(zip(order, raylite.get([refs[key] for key in order])))
-    return _pack(keys, values)
+    warn_about_dask_hooks()
+    with local_ray_callbacks(kwargs.get("ray_callbacks")) as callbacks:
+        hooks = Hooks(callbacks)
+        refs = _submit(graph, remote_args, wanted, hooks, one_at_a_time=one_at_a_time)
+        for hook in hooks.postsubmit_all:
+            hook(_pack(keys, refs), dsk)
+        if kwargs.get("ray_persist"):
+            result = _pack(keys, refs)
+        else:
+            order = list(refs)
+            result = _pack(keys, dict(zip(order, raylite.get([refs[key] for key in order]))))
+        for hook in hooks.finish:
+            hook(result)
+    return result
 
 
 def ray_dask_get(dsk: Any, keys: Any, **kwargs: Any) -> Any:
@@ -159,6 +206,8 @@ def ray_dask_get(dsk: Any, keys: Any, **kwargs: Any) -> Any:
         keys: the keys to compute, possibly nested lists of them.
         ray_remote_args: options for every raylite task (``num_cpus``, ``resources``, ...).
         ray_persist: return ObjectRefs instead of values (what ``persist`` uses).
+        ray_callbacks: ``RayDaskCallback`` objects to use for this call instead of the active
+            ones (``with callback:`` or ``callback.register()``).
 
     Example:
         >>> import dask, dask.array as da
