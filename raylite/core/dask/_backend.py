@@ -119,10 +119,12 @@ class DaskBackend(ActorsMixin, ClusterMixin, Backend):
     # ----- connecting -----------------------------------------------------------------------
     @classmethod
     def connect(cls, address: Any, namespace: str | None,
-                timeout: float | None = None) -> DaskBackend:
+                timeout: float | None = None, runtime_env: dict | None = None) -> DaskBackend:
         """Connect to the scheduler at ``address`` (or adopt a ``distributed.Client``).
 
         Addresses, credentials and the bounded handshake: ``_connect``."""
+        if runtime_env:
+            raise ValueError("init(runtime_env=...) is not supported on a Dask cluster yet")
         from distributed import Client
         if isinstance(address, Client):
             backend = cls(address, namespace, owns_client=False)
