@@ -304,3 +304,53 @@ def test_local_mode_applies_env_vars_and_paths_around_the_call_and_refuses_pip(t
     finally:
         sys.modules.pop("helper", None)
         ray.shutdown()
+
+
+# ----- Serve: ray_actor_options={"runtime_env": ...} ---------------------------------------------------
+def test_a_serve_deployment_runs_in_its_runtime_env(ray):
+    from raylite import serve
+    from _support import free_port
+
+    @serve.deployment(ray_actor_options={"num_cpus": 0.5,
+                                         "runtime_env": {"env_vars": {"RT_SERVE": "replica"}}})
+    class Model:
+        def __call__(self, name):
+            return os.environ.get(name)
+
+    with pytest.raises(ValueError, match="conda.*not supported"):
+        serve.deployment(ray_actor_options={"runtime_env": {"conda": "x"}})(lambda: None)
+    serve.start(detached=False, http_options={"port": free_port()})
+    try:
+        handle = serve.run(Model.bind(), name="rt", route_prefix=None)
+        assert handle.remote("RT_SERVE").result(timeout_s=30) == "replica"
+    finally:
+        serve.shutdown()
+
+
+# ----- Tune and Train: trials and training workers inherit the job's env ---------------------------
+def _report_env(config):
+    from raylite import tune
+    tune.report(seen=os.environ.get("RT_JOB"))
+
+
+def _train_loop(config):
+    from raylite import train
+    train.report({"seen": os.environ.get("RT_JOB"), "rank": train.get_context().get_world_rank()})
+
+
+def test_tune_trials_and_train_workers_inherit_the_jobs_env(tmp_path):
+    import raylite as ray
+    from raylite import tune
+    from raylite.train import DataParallelTrainer, RunConfig, ScalingConfig
+    ray.shutdown()
+    ray.init(num_cpus=2, include_dashboard=False, runtime_env={"env_vars": {"RT_JOB": "job"}})
+    try:
+        analysis = tune.run(_report_env, storage_path=str(tmp_path / "tune"), verbose=0,
+                            num_samples=2)
+        assert [t.last_result["seen"] for t in analysis.trials] == ["job", "job"]
+        result = DataParallelTrainer(
+            _train_loop, backend_config="tensorflow", scaling_config=ScalingConfig(num_workers=2),
+            run_config=RunConfig(storage_path=str(tmp_path / "train"))).fit()
+        assert result.metrics["seen"] == "job"
+    finally:
+        ray.shutdown()
