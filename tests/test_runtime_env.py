@@ -101,21 +101,31 @@ def test_workers_are_reused_only_by_tasks_of_the_same_env(ray):
     assert values == ["2"] and third != first
 
 
-def test_children_inherit_their_parents_env_and_merge_env_vars_over_it(ray):
+def test_children_inherit_their_parents_env_and_merge_env_vars_over_it(ray, tmp_path):
     read = _env_reader(ray)
+    module = tmp_path / "rt_inherited.py"
+    module.write_text("X = 'inherited'\n")
+
+    @ray.remote
+    def importer():
+        import rt_inherited
+        return rt_inherited.X, os.environ.get("RT_C")
 
     @ray.remote
     def parent():
         inherited = ray.get(read.remote("RT_P", "RT_C"))[0]
         merged = ray.get(read.options(runtime_env={"env_vars": {"RT_C": "c", "RT_P": "p2"}})
                          .remote("RT_P", "RT_C"))[0]
-        return inherited, merged, ray.get_runtime_context().runtime_env
+        # keys the child does not name come from the parent (py_modules here)
+        other = ray.get(importer.options(runtime_env={"env_vars": {"RT_C": "c"}}).remote())
+        return inherited, merged, other, ray.get_runtime_context().runtime_env
 
-    inherited, merged, seen = ray.get(parent.options(
-        runtime_env={"env_vars": {"RT_P": "p"}}).remote())
+    env = {"env_vars": {"RT_P": "p"}, "py_modules": [str(module)]}
+    inherited, merged, other, seen = ray.get(parent.options(runtime_env=env).remote())
     assert inherited == ["p", None]
     assert merged == ["p2", "c"]
-    assert seen == {"env_vars": {"RT_P": "p"}}
+    assert other == ("inherited", "c")
+    assert seen == env
 
 
 def test_inits_runtime_env_is_the_jobs_default_and_tasks_merge_over_it(tmp_path):

@@ -23,8 +23,8 @@ The keys raylite implements, with Ray's meaning:
 - ``config``: ``{"setup_timeout_seconds": int, "eager_install": bool}``.
 
 Inheritance, as in Ray: a task or actor without a ``runtime_env`` runs in its parent's (the job's
-for the driver). One with a ``runtime_env`` gets its parent's ``env_vars`` merged under its own;
-every other key it names replaces the parent's.
+for the driver). One with a ``runtime_env`` starts from its parent's: every key it names
+replaces the parent's, except ``env_vars``, which are merged (the child's win).
 """
 
 from __future__ import annotations
@@ -264,15 +264,16 @@ _CHECKS = {"env_vars": _check_env_vars, "working_dir": _check_working_dir,
 
 
 def merge(parent: dict | None, child: dict | None) -> dict | None:
-    """The env a child runs in: the parent's when the child names none; else the child's keys,
-    with the parent's ``env_vars`` merged under the child's (Ray's rule)."""
+    """The env a child runs in (Ray's rule): the parent's, with each key the child names
+    replacing the parent's, except ``env_vars``, where the child's are merged over the
+    parent's."""
     if not child:
         return parent
     if not parent:
         return child
-    merged = dict(child)
-    if "env_vars" in parent:
-        merged["env_vars"] = {**parent["env_vars"], **child.get("env_vars", {})}
+    merged = {**parent, **child}
+    if "env_vars" in parent and "env_vars" in child:
+        merged["env_vars"] = {**parent["env_vars"], **child["env_vars"]}
     return merged
 
 

@@ -106,6 +106,8 @@ class DaskBackend(ActorsMixin, ClusterMixin, Backend):
         self.warned: set = set()
         self.info: dict | None = None
         self.info_time = 0.0
+        self.job_env: dict | None = None  # the runtime_env installed on the cluster
+        self.env_plugin: str | None = None  # its plugins' name, when this process installed it
         # tasks submitted one by one are sent to the scheduler in batches (one client.map per
         # run of tasks of the same function and options), like client.map: flushed when a
         # batch is full, when anything needs their futures, and 2 ms after the first one
@@ -123,14 +125,20 @@ class DaskBackend(ActorsMixin, ClusterMixin, Backend):
         """Connect to the scheduler at ``address`` (or adopt a ``distributed.Client``).
 
         Addresses, credentials and the bounded handshake: ``_connect``."""
-        if runtime_env:
-            raise ValueError("init(runtime_env=...) is not supported on a Dask cluster yet")
         from distributed import Client
         if isinstance(address, Client):
             backend = cls(address, namespace, owns_client=False)
         else:
             client, target = open_client(address, timeout)
             backend = cls(client, namespace, owns_client=True, address=target)
+        if runtime_env:  # the whole cluster's: core/dask/_runtime_env.py
+            from raylite.core.dask._runtime_env import install
+            try:
+                backend.env_plugin = install(backend.client, runtime_env)
+            except BaseException:
+                backend.shutdown()
+                raise
+            backend.job_env = runtime_env
         _refs.set_tracker(backend.table)
         return backend
 
@@ -194,6 +202,13 @@ class DaskBackend(ActorsMixin, ClusterMixin, Backend):
         self.actors.clear()
         self.channels.clear()
         _refs.set_tracker(None)
+        if self.env_plugin is not None:
+            from raylite.core.dask._runtime_env import uninstall
+            try:
+                uninstall(self.client, self.env_plugin)
+            except Exception:  # noqa: BLE001, S110 - the cluster may be gone already
+                pass
+            self.env_plugin = None
         if self.owns_client:
             try:
                 self.client.close(timeout=10)
@@ -210,6 +225,9 @@ class DaskBackend(ActorsMixin, ClusterMixin, Backend):
     def submit_task(self, function, args, kwargs, options, resources, placement) -> list:
         self.table.drain()
         name = options.get("name") or function._name
+        if "runtime_env" in options:
+            from raylite.core.dask._runtime_env import check_same_env
+            check_same_env(self.job_env, options, name)
         num_returns = options.get("num_returns", 1)
         deps, payload, pins = self._pack(args, kwargs, name)
         retries, retry = _retry_policy(options)
@@ -483,6 +501,8 @@ class WorkerBackend(DaskBackend):
 
     def __init__(self, client: Any, dask_worker: Any):
         super().__init__(client, None, owns_client=False)
+        from raylite.core.dask._runtime_env import job_env_here
+        self.job_env = job_env_here()
         self.dask_worker = dask_worker
         self.worker = _TaskInfo()
         host = getattr(dask_worker, "ip", None) or _host_of(dask_worker.address)
