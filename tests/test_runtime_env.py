@@ -364,3 +364,19 @@ def test_tune_trials_and_train_workers_inherit_the_jobs_env(tmp_path):
         assert result.metrics["seen"] == "job"
     finally:
         ray.shutdown()
+
+
+def test_an_env_whose_workers_cannot_start_fails_its_tasks_instead_of_retrying_forever(ray, tmp_path):
+    from raylite.exceptions import RuntimeEnvSetupError
+    project = tmp_path / "shadowing"
+    project.mkdir()
+    (project / "socket.py").write_text("raise ImportError('this socket.py shadows the stdlib')\n")
+
+    @ray.remote(runtime_env={"working_dir": str(project)})
+    def never():
+        return 1
+
+    with pytest.raises(RuntimeEnvSetupError, match="exited before it started, 3 times"):
+        ray.get(never.remote(), timeout=60)
+    read = _env_reader(ray)
+    assert ray.get(read.remote("X"))[0] == [None]  # the runtime itself carries on

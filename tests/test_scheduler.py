@@ -347,3 +347,17 @@ def test_idle_workers_of_other_envs_retire_first_and_a_dying_starter_is_replaced
     from raylite.core.local._scheduler import StartWorker
     assert s.worker_died(b"never-started", "envB") == [StartWorker("envB")]
     assert s.starting_envs["envB"] == 1 and s.starting == 1
+
+
+def test_a_broken_env_fails_its_tasks_now_and_later_and_starts_no_more_workers():
+    from raylite.core.local._scheduler import StartWorker
+    s = Scheduler({"CPU": 1})
+    s.schedule()
+    started(s, 1)
+    a = env_task("a", "bad")
+    assert s.submit(a, set()) == [StartWorker("bad")]
+    assert s.env_failed("bad", "cannot start") == [Fail(a, "runtime_env_failed", "cannot start")]
+    later = env_task("b", "bad")
+    assert s.submit(later, {b"dep"}) == []
+    assert s.object_available(b"dep") == [Fail(later, "runtime_env_failed", "cannot start")]
+    assert s.starting == 0 and kinds(s.submit(task("ok"), set())) == ["Dispatch"]

@@ -147,6 +147,7 @@ class Node(ActorsMixin, ProcessIOMixin, SpecSubmitter, Backend):
         self.job_env = runtime_env  # normalized (core/_runtime_env.py); its workers are the default
         self.envs: dict[str, dict] = {}  # the prepared runtime envs of tasks, by key
         self.job_prepared: dict | None = None
+        self.env_start_failures: collections.Counter = collections.Counter()  # by env key
         if runtime_env is not None:  # before the first workers start: they run in it
             from raylite.core._runtime_env_setup import prepare
             try:
@@ -376,6 +377,9 @@ class Node(ActorsMixin, ProcessIOMixin, SpecSubmitter, Backend):
             return
         if reason == "cancelled":
             error = TaskCancelledError(f"{spec.name} was cancelled")
+        elif reason == "runtime_env_failed":
+            from raylite.exceptions import RuntimeEnvSetupError
+            error = RuntimeEnvSetupError(f"{spec.name} cannot run: {detail}")
         else:
             error = WorkerCrashedError(
                 f"the worker running {spec.name} died (killed, out of memory, or crashed) and "

@@ -213,11 +213,30 @@ class ProcessIOMixin:
         if process.actor_id is not None:
             self._actor_died(process)
         elif not process.retired:
-            self._act(self.scheduler.worker_died(process.worker_id, process.env_key))
+            self._act(self._worker_gone(process))
 
     # ----- message handlers (under the lock, on the I/O thread) --------------------------------
+    STARTS_BEFORE_GIVING_UP = 3
+
+    def _worker_gone(self, process: _Process) -> list:
+        """A task worker died; one of a runtime env that died before starting, several times
+        in a row, breaks that env: its tasks fail instead of workers starting forever."""
+        key = process.env_key
+        if process.ready or (not key and self.job_prepared is None):
+            return self.scheduler.worker_died(process.worker_id, key)
+        self.env_start_failures[key] += 1
+        if self.env_start_failures[key] < self.STARTS_BEFORE_GIVING_UP:
+            return self.scheduler.worker_died(process.worker_id, key)
+        env = self.envs.get(key, {}).get("env") if key else self.job_env
+        return self.scheduler.env_failed(key, (
+            f"its worker process for runtime_env {env!r:.200} exited before it started, "
+            f"{self.STARTS_BEFORE_GIVING_UP} times; the "
+            "worker's output above says why: a module in working_dir or py_modules named like "
+            "one Python needs (queue.py, json.py, ...), or a broken virtual environment"))
+
     def _h_started(self, process: _Process, message: tuple) -> None:
         process.ready = True
+        self.env_start_failures.pop(process.env_key, None)
         if process.actor_id is None:
             self._act(self.scheduler.worker_started(process.worker_id, process.env_key))
 

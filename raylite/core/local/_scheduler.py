@@ -67,7 +67,8 @@ class StartWorker:
 @dataclass(frozen=True, slots=True)
 class Fail:
     task: Task
-    reason: str  # "dependency_failed" (detail: the object id), "cancelled", "worker_crashed"
+    reason: str  # "dependency_failed" (detail: the object id), "cancelled", "worker_crashed",
+    #              "runtime_env_failed" (detail: why its workers cannot start)
     detail: Any
 
 
@@ -268,6 +269,7 @@ class Scheduler:
         self.workers: dict[bytes, Worker] = {}
         self.starting = 0
         self.starting_envs: collections.Counter = collections.Counter()  # of env != ""
+        self.broken_envs: dict[str, str] = {}  # env -> why its workers cannot start
         self.pending_actors: collections.deque[Actor] = collections.deque()
         self.actors: dict[bytes, Actor] = {}
         self.groups: dict[bytes, PlacementGroup] = {}
@@ -392,6 +394,13 @@ class Scheduler:
         self._started(env)
         self.workers[worker_id] = Worker(worker_id, WorkerState.IDLE, idle_since=self.clock(),
                                          env=env)
+        return self.schedule()
+
+    def env_failed(self, env: str, reason: str) -> list:
+        """A worker of ``env`` died before it started, once too often: its tasks (queued now or
+        later) fail with ``reason`` instead of starting workers forever."""
+        self._started(env)
+        self.broken_envs[env] = reason
         return self.schedule()
 
     def _started(self, env: str) -> None:
@@ -541,6 +550,11 @@ class Scheduler:
         for key, queue in list(self.queues.items()):
             while queue:
                 task = queue[0]
+                if self.broken_envs and task.env in self.broken_envs:
+                    queue.popleft()
+                    actions += self._finish(task, TaskState.FAILED, "runtime_env_failed",
+                                            self.broken_envs[task.env])
+                    continue
                 pool = self._pool_for(task.placement)
                 if pool is None:
                     break  # placement group not ready yet
@@ -560,12 +574,14 @@ class Scheduler:
         blocked = sum(1 for w in self.workers.values() if w.state is WorkerState.BLOCKED)
         room = self.max_workers + blocked - len(self.workers) - self.starting
         for env, wanted in demand.items():
+            if env in self.broken_envs:
+                continue
             need = wanted - (self.starting_envs[env] if env else
                              self.starting - sum(self.starting_envs.values()))
             if need > room:
                 room += self._evict_idle(idle, env, need - room, actions)
             room -= self._start_workers(env, min(need, room), actions)
-        if len(self.workers) + self.starting < self.min_workers:
+        if len(self.workers) + self.starting < self.min_workers and "" not in self.broken_envs:
             self._start_workers("", self.min_workers - len(self.workers) - self.starting, actions)
         return actions
 
