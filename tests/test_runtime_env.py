@@ -157,6 +157,9 @@ def _project(tmp_path):
     (project / "data.txt").write_text("one\n")
     (project / "secret.log").write_text("x\n")
     (project / "logs" / "run.txt").write_text("x\n")
+    (project / ".gitignore").write_text("build/\n")
+    (project / "build").mkdir()
+    (project / "build" / "big.bin").write_text("x\n")
     return project
 
 
@@ -173,7 +176,8 @@ def test_working_dir_is_a_snapshot_and_the_workers_cwd_and_import_path(ray, tmp_
 
     version, data, cwd, names = ray.get(look.remote())
     assert (version, data) == (1, "one\n")
-    assert cwd != str(project) and names == ["data.txt", "helper.py"]  # excludes honoured
+    # excludes and the folder's .gitignore honoured
+    assert cwd != str(project) and names == [".gitignore", "data.txt", "helper.py"]
     (project / "helper.py").write_text("VERSION = 2\n")
     (project / "data.txt").write_text("two\n")
     version, data, cwd2, _ = ray.get(look.remote())

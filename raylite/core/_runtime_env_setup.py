@@ -38,6 +38,7 @@ from raylite.exceptions import RuntimeEnvSetupError
 _prepared: dict[tuple, dict] = {}  # (session folder, env key) -> prepared
 _lock = threading.Lock()
 READY_MARKER = ".raylite-ready"
+MAX_SNAPSHOT_BYTES = 500 << 20  # as Ray's limit on a working_dir or py_module
 
 
 def prepare(env: dict | None, session_dir: str) -> dict | None:
@@ -105,9 +106,32 @@ def _copy_into(path: str, excludes: list[str], staging: str, kind: str) -> None:
         shutil.copy2(path, os.path.join(staging, os.path.basename(path)))
         return
     destination = staging if kind == "working_dir" else os.path.join(staging, os.path.basename(path))
-    matcher = ExcludeMatcher(excludes)
-    shutil.copytree(path, destination, symlinks=True, dirs_exist_ok=True,
+    matcher = ExcludeMatcher(list(excludes) + _gitignore(path))
+    copied = [0]
+
+    def copy(source: str, target: str) -> None:
+        copied[0] += os.path.getsize(source)
+        if copied[0] > MAX_SNAPSHOT_BYTES:
+            raise ValueError(f"runtime_env[{kind!r}]={path!r} holds more than "
+                             f"{MAX_SNAPSHOT_BYTES >> 20} MiB: leave large files out with "
+                             "runtime_env['excludes'] (gitignore-style patterns, e.g. "
+                             "['data/', '*.ckpt']) and pass data as task arguments or files.")
+        shutil.copy2(source, target)
+
+    shutil.copytree(path, destination, symlinks=True, dirs_exist_ok=True, copy_function=copy,
                     ignore=lambda folder, names: matcher.ignored(path, folder, names))
+
+
+def _gitignore(folder: str) -> list[str]:
+    """The folder's top-level .gitignore patterns, which Ray leaves out too (unless
+    RAY_RUNTIME_ENV_IGNORE_GITIGNORE=1)."""
+    if os.environ.get("RAY_RUNTIME_ENV_IGNORE_GITIGNORE") == "1":
+        return []
+    try:
+        with open(os.path.join(folder, ".gitignore")) as f:
+            return [line.rstrip("\n") for line in f]
+    except OSError:
+        return []
 
 
 def _unwrap_single_folder(folder: str) -> None:
