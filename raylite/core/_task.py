@@ -160,13 +160,19 @@ class SpecSubmitter:
         requested = options.get("runtime_env")
         if requested is None:
             return self.parent_env
+        cache = self.__dict__.setdefault("_env_cache", {})  # by the (kept) options' env object
+        known = cache.get(id(requested))
+        if known is not None and known[0] is requested:
+            return known[1]
         from raylite.core._runtime_env import env_key, merge
         from raylite.core._runtime_env_setup import prepare
         parent = self.parent_env["env"] if self.parent_env is not None else self.job_env
         env = merge(parent, requested)
-        if env_key(env) == env_key(self.job_env):
-            return None
-        return prepare(env, self.session_dir)
+        prepared = None if env_key(env) == env_key(self.job_env) else prepare(env, self.session_dir)
+        if len(cache) >= 256:
+            cache.clear()
+        cache[id(requested)] = (requested, prepared)
+        return prepared
 
     def submit_task(self, function, args: tuple, kwargs: dict, options: dict,
                     resources: dict, placement) -> list:
