@@ -7,9 +7,11 @@
   (path, excludes) and session: every process of the session finds the same copy by its name,
   and an edit of the original after the copy is made does not reach the job.
 - ``pip`` builds ``~/.cache/raylite/runtime_envs/<hash>`` (``$XDG_CACHE_HOME`` honoured) once per
-  distinct spec and Python, reused by later sessions. The venv sees this Python's packages
-  (``--system-site-packages`` plus a ``.pth`` naming this interpreter's site folders), so raylite
-  and the user's libraries stay importable and pip installs only what is missing. A lock file
+  distinct spec and Python, reused by later sessions. The venv sees this Python's packages, in
+  this Python's order, after its own (a ``.pth`` naming this interpreter's site folders: more
+  exact than ``--system-site-packages``, which would put the base interpreter's packages before
+  those of the venv raylite runs in), so raylite and the user's libraries stay importable and
+  pip installs only what is missing. A lock file
   keeps two processes from building one env at a time; the env is used only once its
   ``.raylite-ready`` marker exists, written last (a venv cannot be renamed after pip put scripts
   in it, so the marker is the atomic step: a half-built folder is removed and rebuilt).
@@ -214,7 +216,9 @@ def _build(root: str, pip: dict, timeout: float | None) -> None:
     shutil.rmtree(root, ignore_errors=True)  # a half-built one from a process that died
     log_path = root + ".log"
     try:
-        _run(root, [sys.executable, "-m", "venv", "--system-site-packages", "--without-pip", root],
+        import importlib.util
+        has_pip = importlib.util.find_spec("pip") is not None  # else the venv gets its own
+        _run(root, [sys.executable, "-m", "venv", *(["--without-pip"] if has_pip else []), root],
              log_path, timeout, packages)
         _see_this_pythons_packages(root)
         python = os.path.join(root, "bin", "python")
