@@ -366,6 +366,14 @@ def test_tune_trials_and_train_workers_inherit_the_jobs_env(tmp_path):
             _train_loop, backend_config="tensorflow", scaling_config=ScalingConfig(num_workers=2),
             run_config=RunConfig(storage_path=str(tmp_path / "train"))).fit()
         assert result.metrics["seen"] == "job"
+        # Ray 2.x's RunConfig(worker_runtime_env=...): the workers' env, merged over the job's
+        result = DataParallelTrainer(
+            _train_loop, backend_config="tensorflow", scaling_config=ScalingConfig(num_workers=2),
+            run_config=RunConfig(storage_path=str(tmp_path / "train2"),
+                                 worker_runtime_env={"env_vars": {"RT_JOB": "workers"}})).fit()
+        assert result.metrics["seen"] == "workers"
+        with pytest.raises(ValueError, match="RunConfig: runtime_env\\['conda'\\]"):
+            RunConfig(worker_runtime_env={"conda": "x"})
     finally:
         ray.shutdown()
 
