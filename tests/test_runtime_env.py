@@ -128,27 +128,6 @@ def test_children_inherit_their_parents_env_and_merge_env_vars_over_it(ray, tmp_
     assert seen == env
 
 
-def test_inits_runtime_env_is_the_jobs_default_and_tasks_merge_over_it(tmp_path):
-    import raylite as ray
-    ray.shutdown()
-    ray.init(num_cpus=1, include_dashboard=False,
-             runtime_env={"env_vars": {"RT_JOB": "job", "RT_X": "x"}})
-    try:
-        read = _env_reader(ray)
-        assert ray.get(read.remote("RT_JOB", "RT_X"))[0] == ["job", "x"]
-        assert ray.get(read.options(runtime_env={"env_vars": {"RT_X": "y"}})
-                       .remote("RT_JOB", "RT_X"))[0] == ["job", "y"]
-
-        @ray.remote
-        class Trial:  # what Tune's trials and Train's workers are: actors, inheriting it
-            def read(self):
-                return os.environ.get("RT_JOB")
-        assert ray.get(Trial.remote().read.remote()) == "job"
-        assert "RT_JOB" not in os.environ  # the driver's own environment is left alone
-    finally:
-        ray.shutdown()
-
-
 # ----- working_dir and py_modules -----------------------------------------------------------------
 def _project(tmp_path):
     project = tmp_path / "project"
@@ -297,7 +276,79 @@ def test_a_failed_pip_install_names_the_package_fast(ray, offline_package):
     assert time.monotonic() - started < 30
 
 
-# ----- refusals, local mode -----------------------------------------------------------------------
+# ----- Serve: ray_actor_options={"runtime_env": ...} ---------------------------------------------------
+def test_a_serve_deployment_runs_in_its_runtime_env(ray):
+    from raylite import serve
+    from _support import free_port
+
+    @serve.deployment(ray_actor_options={"num_cpus": 0.5,
+                                         "runtime_env": {"env_vars": {"RT_SERVE": "replica"}}})
+    class Model:
+        def __call__(self, name):
+            return os.environ.get(name)
+
+    with pytest.raises(ValueError, match="conda.*not supported"):
+        serve.deployment(ray_actor_options={"runtime_env": {"conda": "x"}})(lambda: None)
+    serve.start(detached=False, http_options={"port": free_port()})
+    try:
+        handle = serve.run(Model.bind(), name="rt", route_prefix=None)
+        assert handle.remote("RT_SERVE").result(timeout_s=30) == "replica"
+    finally:
+        serve.shutdown()
+
+
+def test_an_env_whose_workers_cannot_start_fails_its_tasks_instead_of_retrying_forever(ray, tmp_path):
+    from raylite.exceptions import RuntimeEnvSetupError
+    project = tmp_path / "shadowing"
+    project.mkdir()
+    (project / "socket.py").write_text("raise ImportError('this socket.py shadows the stdlib')\n")
+
+    @ray.remote(runtime_env={"working_dir": str(project)})
+    def never():
+        return 1
+
+    with pytest.raises(RuntimeEnvSetupError, match="exited before it started, 3 times"):
+        ray.get(never.remote(), timeout=60)
+    read = _env_reader(ray)
+    assert ray.get(read.remote("X"))[0] == [None]  # the runtime itself carries on
+
+
+# ----- tests with a runtime of their own (after the module's runtime is done) ---------------
+def test_inits_runtime_env_is_the_jobs_default_and_tasks_merge_over_it(tmp_path):
+    import raylite as ray
+    ray.shutdown()
+    ray.init(num_cpus=1, include_dashboard=False,
+             runtime_env={"env_vars": {"RT_JOB": "job", "RT_X": "x"}})
+    try:
+        read = _env_reader(ray)
+        assert ray.get(read.remote("RT_JOB", "RT_X"))[0] == ["job", "x"]
+        assert ray.get(read.options(runtime_env={"env_vars": {"RT_X": "y"}})
+                       .remote("RT_JOB", "RT_X"))[0] == ["job", "y"]
+
+        @ray.remote
+        class Trial:  # what Tune's trials and Train's workers are: actors, inheriting it
+            def read(self):
+                return os.environ.get("RT_JOB")
+        assert ray.get(Trial.remote().read.remote()) == "job"
+        assert "RT_JOB" not in os.environ  # the driver's own environment is left alone
+    finally:
+        ray.shutdown()
+
+
+def test_init_with_an_env_that_cannot_be_built_fails_and_leaves_nothing_running(offline_package):
+    import glob
+    import tempfile
+    import raylite as ray
+    from raylite.exceptions import RuntimeEnvSetupError
+    ray.shutdown()
+    pattern = os.path.join(tempfile.gettempdir(), f"raylite-session-{os.getpid()}-*")
+    before = set(glob.glob(pattern))
+    with pytest.raises(RuntimeEnvSetupError, match="raylite-no-such-pkg-xyz"):
+        ray.init(num_cpus=1, include_dashboard=False,
+                 runtime_env={"pip": ["raylite-no-such-pkg-xyz"]})
+    assert not ray.is_initialized() and set(glob.glob(pattern)) == before
+
+
 def test_local_mode_applies_env_vars_and_paths_around_the_call_and_refuses_pip(tmp_path):
     import raylite as ray
     ray.shutdown()
@@ -318,27 +369,6 @@ def test_local_mode_applies_env_vars_and_paths_around_the_call_and_refuses_pip(t
     finally:
         sys.modules.pop("helper", None)
         ray.shutdown()
-
-
-# ----- Serve: ray_actor_options={"runtime_env": ...} ---------------------------------------------------
-def test_a_serve_deployment_runs_in_its_runtime_env(ray):
-    from raylite import serve
-    from _support import free_port
-
-    @serve.deployment(ray_actor_options={"num_cpus": 0.5,
-                                         "runtime_env": {"env_vars": {"RT_SERVE": "replica"}}})
-    class Model:
-        def __call__(self, name):
-            return os.environ.get(name)
-
-    with pytest.raises(ValueError, match="conda.*not supported"):
-        serve.deployment(ray_actor_options={"runtime_env": {"conda": "x"}})(lambda: None)
-    serve.start(detached=False, http_options={"port": free_port()})
-    try:
-        handle = serve.run(Model.bind(), name="rt", route_prefix=None)
-        assert handle.remote("RT_SERVE").result(timeout_s=30) == "replica"
-    finally:
-        serve.shutdown()
 
 
 # ----- Tune and Train: trials and training workers inherit the job's env ---------------------------
@@ -376,19 +406,3 @@ def test_tune_trials_and_train_workers_inherit_the_jobs_env(tmp_path):
             RunConfig(worker_runtime_env={"conda": "x"})
     finally:
         ray.shutdown()
-
-
-def test_an_env_whose_workers_cannot_start_fails_its_tasks_instead_of_retrying_forever(ray, tmp_path):
-    from raylite.exceptions import RuntimeEnvSetupError
-    project = tmp_path / "shadowing"
-    project.mkdir()
-    (project / "socket.py").write_text("raise ImportError('this socket.py shadows the stdlib')\n")
-
-    @ray.remote(runtime_env={"working_dir": str(project)})
-    def never():
-        return 1
-
-    with pytest.raises(RuntimeEnvSetupError, match="exited before it started, 3 times"):
-        ray.get(never.remote(), timeout=60)
-    read = _env_reader(ray)
-    assert ray.get(read.remote("X"))[0] == [None]  # the runtime itself carries on

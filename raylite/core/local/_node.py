@@ -144,18 +144,7 @@ class Node(ActorsMixin, ProcessIOMixin, SpecSubmitter, Backend):
         self.node_id = os.urandom(14).hex()
         self.job_id = os.urandom(2).hex()
         self.log_to_driver = log_to_driver
-        self.job_env = runtime_env  # normalized (core/_runtime_env.py); its workers are the default
-        self.envs: dict[str, dict] = {}  # the prepared runtime envs of tasks, by key
-        self.job_prepared: dict | None = None
-        self.env_start_failures: collections.Counter = collections.Counter()  # by env key
-        if runtime_env is not None:  # before the first workers start: they run in it
-            from raylite.core._runtime_env_setup import prepare
-            try:
-                self.job_prepared = prepare(runtime_env, self.session_dir)
-            except BaseException:
-                shutil.rmtree(self.shm_dir, ignore_errors=True)
-                shutil.rmtree(self.session_dir, ignore_errors=True)
-                raise
+        self._init_runtime_envs(runtime_env)  # before the first workers start: they run in it
         self.submissions: collections.deque = collections.deque()  # specs not yet registered
         self._registering = False
         self._corked: list = []  # channels whose sends are held back until the batch ends
@@ -290,13 +279,11 @@ class Node(ActorsMixin, ProcessIOMixin, SpecSubmitter, Backend):
         self._act(self.scheduler.submit(self._task_of(spec), pending))
 
     def _task_of(self, spec: TaskSpec) -> Task:
-        env = spec.runtime_env
-        if env is None:
-            return Task(spec.task_id, spec.name, spec.resources, spec.function_id,
-                        spec.max_retries, spec.placement, spec)
-        self.envs.setdefault(env["key"], env)
-        return Task(spec.task_id, spec.name, spec.resources, spec.function_id,
-                    spec.max_retries, spec.placement, spec, env=env["key"])
+        env = spec.runtime_env  # None: the job's, run by the default workers
+        if env is not None:
+            self.envs.setdefault(env["key"], env)
+        return Task(spec.task_id, spec.name, spec.resources, spec.function_id, spec.max_retries,
+                    spec.placement, spec, env="" if env is None else env["key"])
 
     # ======================================================================================
     # actions from the scheduler

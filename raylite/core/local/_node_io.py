@@ -6,10 +6,12 @@ each worker's parent-death signal is tied to the node's life.
 
 from __future__ import annotations
 
+import collections
 import heapq
 import json
 import os
 import selectors
+import shutil
 import subprocess
 import sys
 import time
@@ -60,6 +62,22 @@ RETIRE_IDLE_S = 2.0  # extra workers idle this long exit, down to one per CPU
 
 class ProcessIOMixin:
     """Worker processes and the I/O thread of the Node (mixed into it)."""
+
+    def _init_runtime_envs(self, job_env: dict | None) -> None:
+        """The job's runtime env (init's, normalized), prepared for the default workers; the
+        prepared envs of tasks and actors are kept by key in ``envs`` (core/_runtime_env.py)."""
+        self.job_env = job_env
+        self.envs: dict[str, dict] = {}
+        self.job_prepared: dict | None = None
+        self.env_start_failures: collections.Counter = collections.Counter()  # by env key
+        if job_env is not None:
+            from raylite.core._runtime_env_setup import prepare
+            try:
+                self.job_prepared = prepare(job_env, self.session_dir)
+            except BaseException:
+                shutil.rmtree(self.shm_dir, ignore_errors=True)
+                shutil.rmtree(self.session_dir, ignore_errors=True)
+                raise
 
     def _spawn_later(self, fn: Callable) -> None:
         self.spawn_queue.append(fn)
