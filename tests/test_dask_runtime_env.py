@@ -46,6 +46,16 @@ def test_the_jobs_env_reaches_tasks_and_actors_on_the_cluster_and_is_removed_aft
 
         assert ray.get([read.remote() for _ in range(4)]) == [("on", "uploaded", True)] * 4
         assert ray.get(Reader.remote().read.remote()) == "on"
+
+        @ray.remote
+        def nested():  # in a worker: the cluster's env is known there too
+            same = ray.get(read.options(runtime_env={"env_vars": {"RT_DASK": "on"}}).remote())
+            try:
+                read.options(runtime_env={"env_vars": {"RT_DASK": "off"}}).remote()
+            except ValueError as exc:
+                return same[0], "differs from the cluster's" in str(exc)
+            return same[0], False
+        assert ray.get(nested.remote()) == ("on", True)
         assert ray.get(read.options(runtime_env={"env_vars": {"RT_DASK": "on"}}).remote())[0] == "on"
         with pytest.raises(ValueError, match="differs from the cluster's.*Dask workers are shared"):
             read.options(runtime_env={"env_vars": {"RT_DASK": "other"}}).remote()

@@ -501,8 +501,6 @@ class WorkerBackend(DaskBackend):
 
     def __init__(self, client: Any, dask_worker: Any):
         super().__init__(client, None, owns_client=False)
-        from raylite.core.dask._runtime_env import job_env_here
-        self.job_env = job_env_here()
         self.dask_worker = dask_worker
         self.worker = _TaskInfo()
         host = getattr(dask_worker, "ip", None) or _host_of(dask_worker.address)
@@ -521,6 +519,16 @@ class WorkerBackend(DaskBackend):
 
     def api(self, name: str, *args) -> Any:
         return getattr(self, name)(*args)
+
+    @property
+    def job_env(self) -> dict | None:
+        """The runtime_env installed on the cluster now (a later job may install another)."""
+        from raylite.core.dask._runtime_env import job_env_here
+        return job_env_here()
+
+    @job_env.setter
+    def job_env(self, value: Any) -> None:
+        pass  # read from the worker's environment, which the cluster's env plugin sets
 
     def leave_thread_pool(self) -> None:
         remote.leave_thread_pool()
