@@ -11,10 +11,10 @@
   this Python's order, after its own (a ``.pth`` naming this interpreter's site folders: more
   exact than ``--system-site-packages``, which would put the base interpreter's packages before
   those of the venv raylite runs in), so raylite and the user's libraries stay importable and
-  pip installs only what is missing. A lock file
-  keeps two processes from building one env at a time; the env is used only once its
-  ``.raylite-ready`` marker exists, written last (a venv cannot be renamed after pip put scripts
-  in it, so the marker is the atomic step: a half-built folder is removed and rebuilt).
+  pip installs only what is missing. A lock file keeps two processes from building one env at
+  a time; the env is used only once its ``.raylite-ready`` marker exists, written last (a venv
+  cannot be renamed after pip put scripts in it, so the marker is the atomic step: a half-built
+  folder is removed and rebuilt).
 - A failed pip install raises RuntimeEnvSetupError naming the requirement pip could not
   install, with pip's log kept next to the env.
 
@@ -34,6 +34,7 @@ import tempfile
 import threading
 import time
 import zipfile
+
 from raylite.core._runtime_env import DEFAULT_SETUP_TIMEOUT_S, env_key
 from raylite.exceptions import RuntimeEnvSetupError
 
@@ -263,7 +264,7 @@ def _run(root: str, command: list[str], log_path: str, timeout: float | None,
     with open(log_path, "a") as log:
         log.write(f"$ {' '.join(command)}\n{result.stdout}{result.stderr}\n")
     if result.returncode != 0:
-        raise RuntimeEnvSetupError(f"runtime_env: {_failure(result.stderr, packages)} "
+        raise RuntimeEnvSetupError(f"runtime_env: {pip_failure(result.stderr, packages)} "
                                    f"(pip's full output: {log_path}).")
 
 
@@ -279,7 +280,7 @@ _PIP_FAILURES = (
 )
 
 
-def _failure(stderr: str, packages: list[str]) -> str:
+def pip_failure(stderr: str, packages: list[str]) -> str:
     """One line naming what pip could not install, from its error output."""
     for pattern, message in _PIP_FAILURES:
         match = re.search(pattern, stderr)

@@ -105,9 +105,9 @@ def _pip_install(client: Any, pip: dict, plugin_class: type, name: str) -> None:
         client.register_plugin(plugin_class(pip["packages"], pip["pip_install_options"]),
                                name=name)
     except Exception as exc:  # noqa: BLE001 - pip's output is in the message
-        from raylite.core._runtime_env_setup import _failure
+        from raylite.core._runtime_env_setup import pip_failure
         raise RuntimeEnvSetupError(f"runtime_env on the Dask cluster: "
-                                   f"{_failure(str(exc), pip['packages'])}") from None
+                                   f"{pip_failure(str(exc), pip['packages'])}") from None
 
 
 def _replace_other_envs(client: Any, name: str) -> None:
