@@ -71,6 +71,29 @@ def test_the_runtime_env_class_is_rays():
         RuntimeEnv(conda="x")
 
 
+def test_pip_forms_merge_rule_and_exclude_patterns(tmp_path):
+    from raylite.core._runtime_env import merge, normalize
+    from raylite.core._runtime_env_setup import ExcludeMatcher
+    requirements = tmp_path / "requirements.txt"
+    requirements.write_text("# pinned\nrequests==2.31  # http\n\nnumpy\n")
+    assert normalize({"pip": str(requirements)}, "t")["pip"]["packages"] == ["requests==2.31", "numpy"]
+    assert normalize({"pip": ["a"]}, "t") == normalize({"pip": {"packages": ["a"]}}, "t")
+    with pytest.raises(ValueError, match="pip_version.*not supported"):
+        normalize({"pip": {"packages": ["a"], "pip_version": "==22.0"}}, "t")
+    assert normalize({"env_vars": None, "conda": None}, "t") is None  # empty: no env at all
+    parent = {"env_vars": {"A": "1", "B": "1"}, "pip": {"packages": ["x"]}, "excludes": ["*.log"]}
+    child = {"env_vars": {"B": "2"}, "pip": {"packages": ["y"]}}
+    assert merge(parent, child) == {"env_vars": {"A": "1", "B": "2"}, "pip": {"packages": ["y"]},
+                                    "excludes": ["*.log"]}
+    assert merge(parent, None) is parent and merge(None, child) is child
+    matcher = ExcludeMatcher(["*.log", "!keep.log", "/top.txt", "data/", "a/**/b.txt"])
+    expected = {("x.log", False): True, ("sub/x.log", False): True, ("keep.log", False): False,
+                ("top.txt", False): True, ("sub/top.txt", False): False, ("data", True): True,
+                ("data", False): False, ("a/b.txt", False): True, ("a/x/y/b.txt", False): True,
+                ("main.py", False): False}
+    assert {k: matcher.excluded(*k) for k in expected} == expected
+
+
 # ----- env_vars, inheritance, worker reuse ----------------------------------------------------------
 def test_env_vars_reach_a_task_and_an_actor_and_no_other_task(ray):
     read = _env_reader(ray)

@@ -223,8 +223,11 @@ def _build(root: str, pip: dict, timeout: float | None) -> None:
              log_path, timeout, packages)
         _see_this_pythons_packages(root)
         python = os.path.join(root, "bin", "python")
+        requirements = os.path.join(root, "raylite-requirements.txt")  # as Ray: any pip syntax
+        with open(requirements, "w") as f:
+            f.write("\n".join(packages) + "\n")
         _run(root, [python, "-m", "pip", "install", "--disable-pip-version-check", "--no-input",
-                    *pip["pip_install_options"], *packages], log_path, timeout, packages)
+                    *pip["pip_install_options"], "-r", requirements], log_path, timeout, packages)
         if pip.get("pip_check"):
             _run(root, [python, "-m", "pip", "check", "--disable-pip-version-check"],
                  log_path, timeout, packages)
