@@ -83,3 +83,24 @@ def test_a_failed_pip_install_on_the_cluster_names_the_package(cluster, monkeypa
         if not any(before.values()):
             client.run(lambda: os.environ.pop("PIP_NO_INDEX", None))
             client.run_on_scheduler(lambda: os.environ.pop("PIP_NO_INDEX", None))
+
+
+def test_another_jobs_env_on_the_cluster_is_replaced_with_a_warning(cluster, capfd):
+    import raylite as ray
+    from raylite.core.dask._runtime_env import EnvVars
+    client = cluster[1]
+    ray.shutdown()
+    client.register_plugin(EnvVars({"RT_OLD_JOB": "1"}), name="raylite-runtime-env-oldjob")
+    assert set(client.run(lambda: os.environ.get("RT_OLD_JOB")).values()) == {"1"}
+    ray.init(address=_address(cluster), runtime_env={"env_vars": {"RT_NEW_JOB": "1"}})
+    try:
+        err = capfd.readouterr().err
+        assert "ran another job's runtime_env (raylite-runtime-env-oldjob)" in err
+        assert "one cluster runs one runtime_env at a time" in err
+
+        @ray.remote
+        def read():
+            return os.environ.get("RT_OLD_JOB"), os.environ.get("RT_NEW_JOB")
+        assert ray.get(read.remote()) == (None, "1")
+    finally:
+        ray.shutdown()
