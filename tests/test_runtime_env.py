@@ -286,6 +286,35 @@ def test_pip_builds_a_cached_virtualenv_once_and_its_workers_import_from_it(
     assert time.monotonic() - started < first
 
 
+def test_two_builders_of_one_env_take_turns_and_the_second_reuses_the_first(tmp_path, monkeypatch):
+    import threading
+    from raylite.core import _runtime_env_setup as setup
+    monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path))
+    builds, entered, release = [], threading.Event(), threading.Event()
+
+    def fake_build(root, pip, timeout):  # stands for venv + pip install, held until released
+        builds.append(root)
+        entered.set()
+        release.wait(10)
+        os.makedirs(root, exist_ok=True)
+        open(os.path.join(root, setup.READY_MARKER), "w").close()
+
+    monkeypatch.setattr(setup, "_build", fake_build)
+    spec = {"packages": ["rt-lock-test"], "pip_check": False, "pip_install_options": []}
+    pythons = []
+    first = threading.Thread(target=lambda: pythons.append(setup.pip_env(spec, None)))
+    second = threading.Thread(target=lambda: pythons.append(setup.pip_env(spec, None)))
+    first.start()
+    assert entered.wait(10)
+    second.start()
+    second.join(0.5)
+    assert second.is_alive()  # waiting for the lock, not building a second copy
+    release.set()
+    first.join(10)
+    second.join(10)
+    assert len(builds) == 1 and len(pythons) == 2 and pythons[0] == pythons[1]
+
+
 def test_a_failed_pip_install_names_the_package_fast(ray, offline_package):
     from raylite.exceptions import RuntimeEnvSetupError
 
