@@ -36,10 +36,10 @@ __all__ = [
     "get_runtime_context", "get_gpu_ids", "timeline", "ObjectRef", "ObjectRefGenerator",
     "DynamicObjectRefGenerator", "StreamingObjectRefGenerator", "ActorHandle", "ActorClass",
     "RemoteFunction", "RuntimeContext", "exceptions", "__version__",
-    "data", "tune", "train", "serve", "rllib", "util", "air",
+    "data", "tune", "train", "serve", "rllib", "util", "air", "runtime_env",
 ]
 
-_SUBPACKAGES = {"data", "tune", "train", "serve", "rllib", "util", "air"}
+_SUBPACKAGES = {"data", "tune", "train", "serve", "rllib", "util", "air", "runtime_env"}
 
 
 def _dashboard_started(node, options: dict):

@@ -12,7 +12,8 @@ written for Ray catches the same things.
     ├── ObjectLostError           an object is neither in memory, on disk, nor reconstructible
     ├── GetTimeoutError           also a TimeoutError
     ├── InfeasibleResourceError   (never raised for waiting work; used for hard errors such as placement groups)
-    └── RuntimeNotInitializedError
+    ├── RuntimeNotInitializedError
+    └── RuntimeEnvSetupError      a runtime_env could not be prepared (a failed pip install)
 """
 
 from __future__ import annotations
@@ -21,7 +22,7 @@ __all__ = [
     "RayliteError", "TaskError", "TaskCancelledError", "WorkerCrashedError", "ActorError",
     "ActorDiedError", "ObjectLostError", "GetTimeoutError", "InfeasibleResourceError",
     "RuntimeNotInitializedError", "RayError", "RayTaskError", "RayActorError",
-    "ObjectStoreFullError",
+    "ObjectStoreFullError", "RuntimeEnvSetupError",
 ]
 
 
@@ -130,6 +131,10 @@ class InfeasibleResourceError(RayliteError, ValueError):
 
 class RuntimeNotInitializedError(RayliteError):
     """An API that needs a running runtime was called without one."""
+
+
+class RuntimeEnvSetupError(RayliteError):
+    """A ``runtime_env`` could not be prepared (a pip install failed, or took too long)."""
 
 
 # Ray's names, so ``except ray.exceptions.RayTaskError`` code keeps working.

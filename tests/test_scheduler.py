@@ -293,3 +293,71 @@ def test_blocked_actor_lends_its_cpu():
     s.actor_unblocked(b"a")
     s.actor_unblocked(b"a")
     assert s.available()["CPU"] == 0  # taken back (the child still runs: overcommitted)
+
+
+# ----- runtime envs: a worker runs only tasks of the env it was started in ----------------------
+def env_task(name: str, env: str, cpus: float = 1.0) -> Task:
+    return Task(name.encode(), name, {"CPU": cpus}, b"f", 0, env=env)
+
+
+def test_a_task_with_an_env_starts_a_worker_of_that_env_and_never_uses_a_default_one():
+    from raylite.core.local._scheduler import StartWorker
+    s = Scheduler({"CPU": 2})
+    s.schedule()
+    started(s, 2)  # two idle default workers
+    actions = s.submit(env_task("a", "envA"), set())
+    assert actions == [StartWorker("envA")]
+    placed = s.worker_started(b"wa", "envA")
+    assert kinds(placed) == ["Dispatch"] and placed[0].worker_id == b"wa"  # when it came up
+    s.task_finished(b"wa", b"a", 0.5)
+    again = s.submit(env_task("a2", "envA"), set())
+    assert kinds(again) == ["Dispatch"] and again[0].worker_id == b"wa"  # reused
+    s.task_finished(b"wa", b"a2", 0.5)
+    plain = s.submit(task("p"), set())
+    assert kinds(plain) == ["Dispatch"] and plain[0].worker_id in (b"w0", b"w1")
+
+
+def test_a_worker_of_another_env_is_stopped_to_make_room_when_the_pool_is_full():
+    from raylite.core.local._scheduler import StartWorker
+    s = Scheduler({"CPU": 1}, max_extra_workers=0)
+    s.schedule()
+    (w,) = started(s, 1)  # the pool is full: one worker, of the default env
+    actions = s.submit(env_task("a", "envA"), set())
+    assert actions == [StopWorker(w), StartWorker("envA")]
+    assert w not in s.workers
+    s.worker_started(b"wa", "envA")
+    assert s.tasks[b"a"].worker_id == b"wa"
+    s.task_finished(b"wa", b"a", 0.1)
+    back = s.submit(task("p"), set())  # and back again for a default task
+    assert back == [StopWorker(b"wa"), StartWorker("")]
+
+
+def test_idle_workers_of_other_envs_retire_first_and_a_dying_starter_is_replaced():
+    clock = [0.0]
+    s = Scheduler({"CPU": 1}, clock=lambda: clock[0])
+    s.schedule()
+    started(s, 1)
+    s.submit(env_task("a", "envA"), set())
+    s.worker_started(b"wa", "envA")
+    s.task_finished(b"wa", b"a", 0.1)
+    clock[0] = 10.0
+    assert s.retire_idle(2.0) == [StopWorker(b"wa")]  # the env worker, not the default one
+    s.submit(env_task("b", "envB"), set())
+    assert s.starting_envs["envB"] == 1
+    from raylite.core.local._scheduler import StartWorker
+    assert s.worker_died(b"never-started", "envB") == [StartWorker("envB")]
+    assert s.starting_envs["envB"] == 1 and s.starting == 1
+
+
+def test_a_broken_env_fails_its_tasks_now_and_later_and_starts_no_more_workers():
+    from raylite.core.local._scheduler import StartWorker
+    s = Scheduler({"CPU": 1})
+    s.schedule()
+    started(s, 1)
+    a = env_task("a", "bad")
+    assert s.submit(a, set()) == [StartWorker("bad")]
+    assert s.env_failed("bad", "cannot start") == [Fail(a, "runtime_env_failed", "cannot start")]
+    later = env_task("b", "bad")
+    assert s.submit(later, {b"dep"}) == []
+    assert s.object_available(b"dep") == [Fail(later, "runtime_env_failed", "cannot start")]
+    assert s.starting == 0 and kinds(s.submit(task("ok"), set())) == ["Dispatch"]

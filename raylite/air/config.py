@@ -108,8 +108,12 @@ class RunConfig:
     local_dir: str | None = None
     sync_config: Any = None
     storage_filesystem: Any = None  # a pyarrow.fs / fsspec filesystem for storage_path (Train)
+    worker_runtime_env: Any = None  # Train: the runtime_env of the training workers (Ray 2.x)
 
     def __post_init__(self) -> None:
+        if self.worker_runtime_env is not None:
+            from raylite.core._runtime_env import normalize
+            self.worker_runtime_env = normalize(self.worker_runtime_env, "RunConfig")
         for name, kind in (("failure_config", FailureConfig),
                            ("checkpoint_config", CheckpointConfig)):
             value = getattr(self, name)

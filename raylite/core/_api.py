@@ -18,7 +18,7 @@ from typing import Any, Callable
 
 from raylite.core import _generators, _ids, _refs
 from raylite._suggest import did_you_mean
-from raylite.core._options import (ACTOR_OPTIONS, METHOD_OPTIONS, NOT_IMPLEMENTED, TASK_OPTIONS,
+from raylite.core._options import (ACTOR_OPTIONS, METHOD_OPTIONS, TASK_OPTIONS,
                                    check_options, placement_of, to_resources, warn_once)
 from raylite.core._refs import ObjectRef
 
@@ -42,7 +42,6 @@ INIT_ARGS = frozenset({
 # init() arguments Ray has that raylite does not implement: refused unless empty (they would
 # change what the program does), or, where Ray treats them as tuning, warned about once.
 INIT_NOT_IMPLEMENTED = {
-    "runtime_env": NOT_IMPLEMENTED["runtime_env"],
     "job_config": "job configs are not implemented in raylite (use namespace= for named actors)",
     "storage": "cluster storage is not implemented in raylite: give Tune and Train a "
                "storage_path instead",
@@ -109,6 +108,8 @@ def init(address: str | None = None, *, num_cpus: float | None = None,
         local_mode: run every task inline in this process, for debuggers.
         ignore_reinit_error: make a second ``init`` a no-op instead of an error.
         namespace: namespace for named actors.
+        runtime_env: the job's runtime environment (env_vars, working_dir, py_modules, pip,
+            excludes, config), which every task and actor inherits; see raylite.runtime_env.
 
     Example:
         >>> import raylite as ray
@@ -123,6 +124,10 @@ def init(address: str | None = None, *, num_cpus: float | None = None,
             raise TypeError(f"init() got an unexpected keyword argument {key!r}"
                             f"{did_you_mean(key, INIT_ARGS | {'num_cpus', 'num_gpus'})}")
     _check_init_args(kwargs)
+    job_env = None
+    if kwargs.get("runtime_env") is not None:
+        from raylite.core._runtime_env import normalize
+        job_env = normalize(kwargs["runtime_env"], "init()")
     with _lock:
         if _backend_obj is not None:
             if ignore_reinit_error:
@@ -138,7 +143,7 @@ def init(address: str | None = None, *, num_cpus: float | None = None,
                                  "cluster's resources are its workers' (raylite start "
                                  "--num-cpus ...). Drop them, or drop address=.")
             from raylite.core.dask._backend import DaskBackend  # the scale-out backend
-            backend = DaskBackend.connect(address, namespace)
+            backend = DaskBackend.connect(address, namespace, runtime_env=job_env)
             context = RuntimeInfo(backend.context_info())
             _backend_obj, _context = backend, context
             _register_exit_hook()
@@ -146,11 +151,11 @@ def init(address: str | None = None, *, num_cpus: float | None = None,
         total = _node_resources(num_cpus, num_gpus, resources, kwargs.get("_memory"))
         if local_mode:
             from raylite.core.inline import InlineBackend
-            backend = InlineBackend(total, namespace)
+            backend = InlineBackend(total, namespace, runtime_env=job_env)
         else:
             from raylite.core.local._node import Node
             backend = Node(total, object_store_memory or _default_store_memory(), namespace,
-                           log_to_driver=log_to_driver)
+                           log_to_driver=log_to_driver, runtime_env=job_env)
         _backend_obj = backend
         _register_exit_hook()
         source = backend.dashboard_source()
@@ -802,6 +807,18 @@ class RuntimeContext:
 
     def get_assigned_resources(self) -> dict:
         return {}
+
+    @property
+    def runtime_env(self) -> dict:
+        """The runtime env the current task, actor or driver runs in ({} for none)."""
+        prepared = getattr(self._backend, "parent_env", None)
+        if prepared:
+            return dict(prepared["env"])
+        return dict(getattr(self._backend, "job_env", None) or {})
+
+    def get_runtime_env_string(self) -> str:
+        import json
+        return json.dumps(self.runtime_env)
 
     @property
     def namespace(self) -> str:

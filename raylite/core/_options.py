@@ -1,4 +1,9 @@
-"""Checking the options of ``@remote``, ``.options()`` and ``init`` and turning them into resources."""
+"""Checking the options of ``@remote``, ``.options()`` and ``init`` and turning them into resources.
+
+``runtime_env`` is checked here too (``raylite.core._runtime_env.normalize``: env_vars,
+working_dir, py_modules, pip, excludes, config; conda, containers and uv are refused by name),
+and kept in its normalized form, so a bad one fails where it is written.
+"""
 
 from __future__ import annotations
 
@@ -27,9 +32,6 @@ METHOD_OPTIONS = frozenset({"num_returns", "name", "max_task_retries", "retry_ex
 # Options Ray has that raylite does not implement. Where ignoring one would change what the
 # program does, it is refused with this reason; the empty values listed are accepted.
 NOT_IMPLEMENTED = {
-    "runtime_env": "runtime environments are not implemented in raylite yet: set environment "
-                   "variables before init(), install packages into this Python and run from "
-                   "the project folder instead",
     "max_pending_calls": "a limit on an actor's pending calls is not implemented in raylite",
 }
 EMPTY_VALUES = (None, {}, [], "", -1)
@@ -55,6 +57,9 @@ def check_options(options: dict[str, Any], allowed: frozenset, what: str) -> dic
             raise ValueError(f"{what}: {key}={value!r:.80} is not supported: {NOT_IMPLEMENTED[key]}.")
         if key in HINTS and not _is_empty(value) and value is not False:
             warn_once(key, f"{what}: {key} is accepted and ignored ({HINTS[key]}).")
+    if options.get("runtime_env") is not None:
+        from raylite.core._runtime_env import normalize
+        options["runtime_env"] = normalize(options["runtime_env"], what)
     for key in ("num_cpus", "num_gpus", "memory"):
         value = options.get(key)
         if value is not None and (not isinstance(value, (int, float)) or value < 0 or math.isnan(value)):

@@ -27,7 +27,7 @@ class TaskSpec:
 
     __slots__ = ("task_id", "kind", "name", "function_id", "function_blob", "args", "arg_ids",
                  "contained", "return_ids", "resources", "max_retries", "retry_exceptions",
-                 "placement", "actor_id", "method", "actor_options", "owner")
+                 "placement", "actor_id", "method", "actor_options", "runtime_env", "owner")
 
     def __init__(self, task_id: bytes, kind: str, name: str, function_id: bytes, args: Any,
                  arg_ids: list[bytes], contained: list[bytes], return_ids: list[bytes],
@@ -51,6 +51,7 @@ class TaskSpec:
         self.actor_id = actor_id
         self.method = method
         self.actor_options = actor_options
+        self.runtime_env = None  # a prepared env (core/_runtime_env_setup.py); None: the job's
         self.owner = None  # driver-side: the worker that submitted it (None: the driver)
 
     def __getstate__(self):
@@ -60,7 +61,7 @@ class TaskSpec:
         (self.task_id, self.kind, self.name, self.function_id, self.function_blob, self.args,
          self.arg_ids, self.contained, self.return_ids, self.resources, self.max_retries,
          self.retry_exceptions, self.placement, self.actor_id, self.method,
-         self.actor_options) = state
+         self.actor_options, self.runtime_env) = state
         self.owner = None
 
 
@@ -146,9 +147,32 @@ class SpecSubmitter:
     """
 
     shm_dir: str | None = None
+    session_dir: str | None = None
+    job_env: dict | None = None      # the job's normalized runtime_env (init's)
+    parent_env: dict | None = None   # the running worker's prepared env; None: the job's
 
     def submit(self, spec: TaskSpec, function_blob: bytes | None) -> list:
         raise NotImplementedError
+
+    def env_for(self, options: dict) -> dict | None:
+        """The prepared runtime env a new task or actor runs in (None: the job's): its
+        parent's, or the one it names merged over its parent's (core/_runtime_env.py)."""
+        requested = options.get("runtime_env")
+        if requested is None:
+            return self.parent_env
+        cache = self.__dict__.setdefault("_env_cache", {})  # by the (kept) options' env object
+        known = cache.get(id(requested))
+        if known is not None and known[0] is requested:
+            return known[1]
+        from raylite.core._runtime_env import env_key, merge
+        from raylite.core._runtime_env_setup import prepare
+        parent = self.parent_env["env"] if self.parent_env is not None else self.job_env
+        env = merge(parent, requested)
+        prepared = None if env_key(env) == env_key(self.job_env) else prepare(env, self.session_dir)
+        if len(cache) >= 256:
+            cache.clear()
+        cache[id(requested)] = (requested, prepared)
+        return prepared
 
     def submit_task(self, function, args: tuple, kwargs: dict, options: dict,
                     resources: dict, placement) -> list:
@@ -160,6 +184,8 @@ class SpecSubmitter:
                         [new_id() for _ in range(num_returns)], resources,
                         options.get("max_retries", 3), options.get("retry_exceptions", False),
                         placement)
+        if self.parent_env is not None or "runtime_env" in options:
+            spec.runtime_env = self.env_for(options)
         return self.submit(spec, function._blob())
 
     def create_actor(self, actor_class, args: tuple, kwargs: dict, options: dict,
@@ -171,6 +197,7 @@ class SpecSubmitter:
         spec = TaskSpec(new_id(), ACTOR_CREATE, name, actor_class._function_id, payload, top,
                         contained, [new_id()], resources, placement=placement, actor_id=actor_id,
                         actor_options=actor_options, function_blob=actor_class._blob())
+        spec.runtime_env = self.env_for(options)
         self.submit(spec, None)
         return actor_id
 

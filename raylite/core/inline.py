@@ -4,13 +4,22 @@ Made for debuggers: breakpoints in remote functions and actor methods hit in the
 tracebacks are ordinary. Results still go through ObjectRefs so the program runs unchanged.
 Values are not copied (as in Ray's local mode), so mutating an argument inside a task is
 visible to the caller here but not on a real runtime.
+
+A ``runtime_env`` applies around each call: its ``env_vars`` are set in this process's
+environment and restored afterwards, and its ``working_dir`` and ``py_modules`` (copied once
+into a temporary folder) lead ``sys.path`` during the call; the current directory does not
+change. ``pip`` is refused: it needs worker processes started from a virtual environment.
 """
 
 from __future__ import annotations
 
 import asyncio
 import concurrent.futures
+import contextlib
 import os
+import shutil
+import sys
+import tempfile
 import traceback
 from typing import Any
 
@@ -28,7 +37,14 @@ class _Tracker:
 class InlineBackend(Backend):
     """Local mode: a backend that runs everything in the caller's thread."""
 
-    def __init__(self, resources: dict[str, float], namespace: str):
+    def __init__(self, resources: dict[str, float], namespace: str,
+                 runtime_env: dict | None = None):
+        self.job_env = runtime_env
+        self.current_env = runtime_env  # the running call's (tasks inherit it)
+        self._applied: dict | None = None  # the env now in os.environ and sys.path
+        self.actor_envs: dict[bytes, dict | None] = {}
+        self._env_dir: str | None = None
+        _refuse_pip(runtime_env)
         self.total = dict(resources)
         self.namespace = namespace
         self.node_id = "local-mode"
@@ -44,7 +60,9 @@ class InlineBackend(Backend):
     def submit_task(self, function, args, kwargs, options, resources, placement) -> list:
         n = options.get("num_returns", 1)
         name = options.get("name") or function._name
-        return self._run(function._function, args, kwargs, n, name)
+        env = self._env_for(options)
+        with self._in_env(env):
+            return self._run(function._function, args, kwargs, n, name)
 
     def create_actor(self, actor_class, args, kwargs, options, resources, placement,
                      actor_options) -> bytes:
@@ -56,7 +74,9 @@ class InlineBackend(Backend):
                 raise ValueError(f"an actor named {name!r} already exists")
             self.named[key] = actor_id
         args, kwargs = self._resolve(args, kwargs)
-        self.actors[actor_id] = actor_class._cls(*args, **kwargs)
+        env = self.actor_envs[actor_id] = self._env_for(options)
+        with self._in_env(env):
+            self.actors[actor_id] = actor_class._cls(*args, **kwargs)
         self.actor_info[actor_id] = (actor_class._name, actor_class._meta)
         return actor_id
 
@@ -65,8 +85,43 @@ class InlineBackend(Backend):
         if instance is None:
             error = ActorDiedError(f"{class_name}.{method}: the actor was killed")
             return [self._store(True, error) for _ in range(max(1, num_returns))]
-        return self._run(getattr(instance, method), args, kwargs, num_returns,
-                         f"{class_name}.{method}")
+        with self._in_env(self.actor_envs.get(actor_id)):
+            return self._run(getattr(instance, method), args, kwargs, num_returns,
+                             f"{class_name}.{method}")
+
+    # ----- runtime envs ---------------------------------------------------------------------
+    def _env_for(self, options: dict) -> dict | None:
+        from raylite.core._runtime_env import merge
+        env = merge(self.current_env, options.get("runtime_env"))
+        _refuse_pip(env)
+        return env
+
+    @contextlib.contextmanager
+    def _in_env(self, env: dict | None):
+        """Run a call in ``env``: its env_vars set and its folders first on sys.path, both
+        restored afterwards."""
+        if env is self._applied or not env:
+            yield
+            return
+        from raylite.core._runtime_env_setup import prepare
+        if self._env_dir is None:
+            self._env_dir = tempfile.mkdtemp(prefix="raylite-local-mode-")
+        prepared = prepare(env, self._env_dir)
+        saved = {name: os.environ.get(name) for name in prepared["env_vars"]}
+        saved_path, outer = list(sys.path), (self.current_env, self._applied)
+        os.environ.update(prepared["env_vars"])
+        sys.path[:0] = prepared["sys_path"]
+        self.current_env = self._applied = env
+        try:
+            yield
+        finally:
+            self.current_env, self._applied = outer
+            sys.path[:] = saved_path
+            for name, value in saved.items():
+                if value is None:
+                    os.environ.pop(name, None)
+                else:
+                    os.environ[name] = value
 
     runs_generators = True
 
@@ -178,7 +233,6 @@ class InlineBackend(Backend):
         """A folder named like the local runtime's session folders (``raylite-<pid>-...``
         under /dev/shm), so that the next init's sweep removes it if this process is killed."""
         if self.memory_dir is None:
-            import tempfile
             root = "/dev/shm" if os.path.isdir("/dev/shm") else tempfile.gettempdir()
             self.memory_dir = tempfile.mkdtemp(prefix=f"raylite-{os.getpid()}-memory-", dir=root)
         return self.memory_dir
@@ -186,7 +240,16 @@ class InlineBackend(Backend):
     def shutdown(self) -> None:
         self.values.clear()
         self.actors.clear()
+        if self._env_dir is not None:
+            shutil.rmtree(self._env_dir, ignore_errors=True)
         _refs.set_tracker(None)
         if self.memory_dir is not None:
-            import shutil
             shutil.rmtree(self.memory_dir, ignore_errors=True)
+
+
+def _refuse_pip(env: dict | None) -> None:
+    if env and env.get("pip"):
+        raise ValueError("runtime_env['pip'] is not supported in local mode "
+                         "(init(local_mode=True)): its packages need worker processes started "
+                         "from a virtual environment. Run without local_mode, or install the "
+                         "packages into this Python.")

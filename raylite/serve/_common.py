@@ -137,7 +137,11 @@ def check_actor_options(options: Any, where: str) -> dict:
             raise ValueError(f"{where}: ray_actor_options got {key!r}, which a replica cannot "
                              f"take{did_you_mean(key, ACTOR_OPTION_KEYS)} Valid keys: "
                              f"{', '.join(sorted(ACTOR_OPTION_KEYS))}.")
-    return dict(options)
+    options = dict(options)
+    if options.get("runtime_env") is not None:  # checked here, its paths made absolute here
+        from raylite.core._runtime_env import normalize
+        options["runtime_env"] = normalize(options["runtime_env"], where)
+    return options
 
 
 def check_positive_int(value: Any, name: str, where: str, minimum: int = 1) -> int:

@@ -74,6 +74,7 @@ class Trainer:
         self._checkpoints: CheckpointManager | None = None
         self._iterator: TrainingIterator | None = None
         self._placement_strategy = "PACK"  # ScalingConfig(placement_strategy=...) sets it
+        self._worker_runtime_env = None  # RunConfig(worker_runtime_env=...) sets it
 
     # ---- lifecycle ---------------------------------------------------------------------------
     def start(self, initialization_hook: Callable[[], None] | None = None) -> None:
@@ -117,7 +118,8 @@ class Trainer:
 
     def _start_group(self) -> None:
         group = WorkerGroup(self._num_workers, self._resources, self._placement_strategy,
-                            self._backend.share_cuda_visible_devices, self._backend.worker_imports)
+                            self._backend.share_cuda_visible_devices, self._backend.worker_imports,
+                            runtime_env=self._worker_runtime_env)
         group.start()
         try:
             if self._hook is not None:

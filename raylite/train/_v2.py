@@ -261,6 +261,7 @@ class DataParallelTrainer(BaseTrainer):
                           resources_per_worker=scaling.resources_per_worker,
                           logdir=logdir, max_retries=failures.max_failures)
         trainer._placement_strategy = scaling.placement_strategy
+        trainer._worker_runtime_env = run.worker_runtime_env
         shards = split_before_start(datasets or None, scaling.num_workers)
         trainer.start(_trial_hook(trial) if trial else None)
         history: list[dict] = []

@@ -159,8 +159,9 @@ class WorkerGroup:
 
     def __init__(self, num_workers: int, resources_per_worker: dict[str, float],
                  placement_strategy: str = "PACK", share_cuda_visible_devices: bool = False,
-                 imports: tuple[str, ...] = ()):
+                 imports: tuple[str, ...] = (), runtime_env: dict | None = None):
         self.num_workers = num_workers
+        self.runtime_env = runtime_env  # the workers' (merged over the job's, as for any actor)
         self.resources = dict(resources_per_worker)
         self.placement_strategy = placement_strategy
         self.share_cuda_visible_devices = share_cuda_visible_devices
@@ -208,6 +209,8 @@ class WorkerGroup:
             options["resources"] = custom
         if self.resources.get("memory"):
             options["memory"] = self.resources["memory"]
+        if self.runtime_env:
+            options["runtime_env"] = self.runtime_env
         return _worker_class().options(**options).remote(self.resources.get("CPU", 1),
                                                           self.imports)
 

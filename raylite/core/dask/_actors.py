@@ -45,6 +45,9 @@ class ActorsMixin:
             raise ValueError(f"{actor_class._name}: concurrency_groups are not supported on the "
                              "Dask backend yet (they are on the local runtime); use "
                              "max_concurrency")
+        if "runtime_env" in options:
+            from raylite.core.dask._runtime_env import check_same_env
+            check_same_env(self.job_env, options, actor_class._name)
         self.table.drain()
         class_name = actor_class._name
         key = _new_key(class_name)

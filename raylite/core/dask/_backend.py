@@ -106,6 +106,8 @@ class DaskBackend(ActorsMixin, ClusterMixin, Backend):
         self.warned: set = set()
         self.info: dict | None = None
         self.info_time = 0.0
+        self.job_env: dict | None = None  # the runtime_env installed on the cluster
+        self.env_plugin: str | None = None  # its plugins' name, when this process installed it
         # tasks submitted one by one are sent to the scheduler in batches (one client.map per
         # run of tasks of the same function and options), like client.map: flushed when a
         # batch is full, when anything needs their futures, and 2 ms after the first one
@@ -119,7 +121,7 @@ class DaskBackend(ActorsMixin, ClusterMixin, Backend):
     # ----- connecting -----------------------------------------------------------------------
     @classmethod
     def connect(cls, address: Any, namespace: str | None,
-                timeout: float | None = None) -> DaskBackend:
+                timeout: float | None = None, runtime_env: dict | None = None) -> DaskBackend:
         """Connect to the scheduler at ``address`` (or adopt a ``distributed.Client``).
 
         Addresses, credentials and the bounded handshake: ``_connect``."""
@@ -129,6 +131,14 @@ class DaskBackend(ActorsMixin, ClusterMixin, Backend):
         else:
             client, target = open_client(address, timeout)
             backend = cls(client, namespace, owns_client=True, address=target)
+        if runtime_env:  # the whole cluster's: core/dask/_runtime_env.py
+            from raylite.core.dask._runtime_env import install
+            try:
+                backend.env_plugin = install(backend.client, runtime_env)
+            except BaseException:
+                backend.shutdown()
+                raise
+            backend.job_env = runtime_env
         _refs.set_tracker(backend.table)
         return backend
 
@@ -197,6 +207,13 @@ class DaskBackend(ActorsMixin, ClusterMixin, Backend):
         self.actors.clear()
         self.channels.clear()
         _refs.set_tracker(None)
+        if self.env_plugin is not None:
+            from raylite.core.dask._runtime_env import uninstall
+            try:
+                uninstall(self.client, self.env_plugin)
+            except Exception:  # noqa: BLE001, S110 - the cluster may be gone already
+                pass
+            self.env_plugin = None
         if self.owns_client:
             try:
                 self.client.close(timeout=10)
@@ -213,6 +230,9 @@ class DaskBackend(ActorsMixin, ClusterMixin, Backend):
     def submit_task(self, function, args, kwargs, options, resources, placement) -> list:
         self.table.drain()
         name = options.get("name") or function._name
+        if "runtime_env" in options:
+            from raylite.core.dask._runtime_env import check_same_env
+            check_same_env(self.job_env, options, name)
         num_returns = options.get("num_returns", 1)
         deps, payload, pins = self._pack(args, kwargs, name)
         retries, retry = _retry_policy(options)
@@ -504,6 +524,16 @@ class WorkerBackend(DaskBackend):
 
     def api(self, name: str, *args) -> Any:
         return getattr(self, name)(*args)
+
+    @property
+    def job_env(self) -> dict | None:
+        """The runtime_env installed on the cluster now (a later job may install another)."""
+        from raylite.core.dask._runtime_env import job_env_here
+        return job_env_here()
+
+    @job_env.setter
+    def job_env(self, value: Any) -> None:
+        pass  # read from the worker's environment, which the cluster's env plugin sets
 
     def leave_thread_pool(self) -> None:
         remote.leave_thread_pool()

@@ -131,7 +131,8 @@ class Node(ActorsMixin, ProcessIOMixin, SpecSubmitter, Backend):
     runs_generators = True  # its workers stream what generator tasks yield (core/_generators.py)
 
     def __init__(self, resources: dict[str, float], object_store_memory: int, namespace: str,
-                 log_to_driver: bool = True, spill_dir: str | None = None):
+                 log_to_driver: bool = True, spill_dir: str | None = None,
+                 runtime_env: dict | None = None):
         _cleanup_stale_sessions()
         token = os.urandom(6).hex()
         self.session_name = f"raylite-{os.getpid()}-{token}"
@@ -143,6 +144,7 @@ class Node(ActorsMixin, ProcessIOMixin, SpecSubmitter, Backend):
         self.node_id = os.urandom(14).hex()
         self.job_id = os.urandom(2).hex()
         self.log_to_driver = log_to_driver
+        self._init_runtime_envs(runtime_env)  # before the first workers start: they run in it
         self.submissions: collections.deque = collections.deque()  # specs not yet registered
         self._registering = False
         self._corked: list = []  # channels whose sends are held back until the batch ends
@@ -274,9 +276,14 @@ class Node(ActorsMixin, ProcessIOMixin, SpecSubmitter, Backend):
         if failed:
             self._seal_returns_with_error(spec, location=self.store.location(failed[0]))
             return
-        task = Task(spec.task_id, spec.name, spec.resources, spec.function_id,
-                    spec.max_retries, spec.placement, spec)
-        self._act(self.scheduler.submit(task, pending))
+        self._act(self.scheduler.submit(self._task_of(spec), pending))
+
+    def _task_of(self, spec: TaskSpec) -> Task:
+        env = spec.runtime_env  # None: the job's, run by the default workers
+        if env is not None:
+            self.envs.setdefault(env["key"], env)
+        return Task(spec.task_id, spec.name, spec.resources, spec.function_id, spec.max_retries,
+                    spec.placement, spec, env="" if env is None else env["key"])
 
     # ======================================================================================
     # actions from the scheduler
@@ -290,7 +297,11 @@ class Node(ActorsMixin, ProcessIOMixin, SpecSubmitter, Backend):
         self._dispatch(action.task.payload, action.worker_id, action.gpu_ids)
 
     def _a_start_worker(self, action: StartWorker) -> None:
-        self._spawn_later(self._spawn_task_worker)
+        if action.env:
+            env = self.envs[action.env]
+            self._spawn_later(lambda: self._spawn(env=env))
+        else:
+            self._spawn_later(self._spawn_task_worker)
 
     def _a_fail(self, action: Fail) -> None:
         self._fail_task(action.task.payload, action.reason, action.detail)
@@ -353,6 +364,9 @@ class Node(ActorsMixin, ProcessIOMixin, SpecSubmitter, Backend):
             return
         if reason == "cancelled":
             error = TaskCancelledError(f"{spec.name} was cancelled")
+        elif reason == "runtime_env_failed":
+            from raylite.exceptions import RuntimeEnvSetupError
+            error = RuntimeEnvSetupError(f"{spec.name} cannot run: {detail}")
         else:
             error = WorkerCrashedError(
                 f"the worker running {spec.name} died (killed, out of memory, or crashed) and "
@@ -563,9 +577,7 @@ class Node(ActorsMixin, ProcessIOMixin, SpecSubmitter, Backend):
         print(f"raylite: object {object_id.hex()[:12]} was lost; re-running {spec.name} to rebuild "
               "it", file=sys.stderr, flush=True)
         self.specs[spec.task_id] = spec
-        task = Task(spec.task_id, spec.name, spec.resources, spec.function_id,
-                    spec.max_retries, spec.placement, spec)
-        self._act(self.scheduler.submit(task, set()))
+        self._act(self.scheduler.submit(self._task_of(spec), set()))
 
     def _on_lineage_free(self, entry) -> list[bytes]:
         """A task's result was freed; once all are, the task's pinned arguments go too."""

@@ -121,7 +121,7 @@ class ActorsMixin:
                     ActorState.STARTING, ActorState.RESTARTING):
                 return  # killed (or replaced) before its process could start
             gpu_ids = self.actor_gpus.get(actor_id, [])
-            process = self._spawn(actor_id, gpu_ids)
+            process = self._spawn(actor_id, gpu_ids, entry.payload.runtime_env)
             process.incarnation = incarnation
             process.counter_path = os.path.join(self.shm_dir, "calls-" + process.worker_id.hex())
             with open(process.counter_path, "wb") as f:

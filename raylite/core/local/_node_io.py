@@ -6,10 +6,12 @@ each worker's parent-death signal is tied to the node's life.
 
 from __future__ import annotations
 
+import collections
 import heapq
 import json
 import os
 import selectors
+import shutil
 import subprocess
 import sys
 import time
@@ -20,6 +22,7 @@ from raylite.core.local import _protocol as wire
 from raylite.core.local._protocol import Channel, make_pair
 from raylite.core.local._scheduler import Retry
 from raylite.core.local._store import READY
+from raylite.core._runtime_env_setup import worker_process
 from raylite.core._task import ACTOR_CALL, TASK, TaskSpec, unpack_value
 
 if TYPE_CHECKING:
@@ -49,6 +52,7 @@ class _Process:
         self.ready = False
         self.retired = False  # asked to exit by the scheduler: not a death to react to
         self.incarnation = 0  # an actor's: which of its processes this is
+        self.env_key = ""  # its runtime env's key ("": the job's)
         self.counter_path: str | None = None  # an actor's: calls started, in shared memory
 
 
@@ -59,29 +63,54 @@ RETIRE_IDLE_S = 2.0  # extra workers idle this long exit, down to one per CPU
 class ProcessIOMixin:
     """Worker processes and the I/O thread of the Node (mixed into it)."""
 
+    def _init_runtime_envs(self, job_env: dict | None) -> None:
+        """The job's runtime env (init's, normalized), prepared for the default workers; the
+        prepared envs of tasks and actors are kept by key in ``envs`` (core/_runtime_env.py)."""
+        self.job_env = job_env
+        self.envs: dict[str, dict] = {}
+        self.job_prepared: dict | None = None
+        self.env_start_failures: collections.Counter = collections.Counter()  # by env key
+        if job_env is not None:
+            from raylite.core._runtime_env_setup import prepare
+            try:
+                self.job_prepared = prepare(job_env, self.session_dir)
+            except BaseException:
+                shutil.rmtree(self.shm_dir, ignore_errors=True)
+                shutil.rmtree(self.session_dir, ignore_errors=True)
+                raise
+
     def _spawn_later(self, fn: Callable) -> None:
         self.spawn_queue.append(fn)
         self._wake()
 
-    def _spawn(self, actor_id: bytes | None = None, gpu_ids=None) -> _Process:
+    def _spawn(self, actor_id: bytes | None = None, gpu_ids=None,
+               env: dict | None = None) -> _Process:
+        """Start a worker (or an actor's process, ``actor_id``) in runtime env ``env``, a
+        prepared one (core/_runtime_env_setup.py); None: the job's."""
         parent, child = make_pair()
         worker_id = _ids.new_id()
-        context = {"sys_path": [p for p in sys.path if p], "namespace": self.namespace,
+        prepared = env if env is not None else self.job_prepared
+        python, environ, cwd, sys_path = worker_process(prepared, os.environ,
+                                                        [p for p in sys.path if p])
+        context = {"sys_path": sys_path, "namespace": self.namespace,
                    "node_id": self.node_id, "job_id": self.job_id, "worker_id": worker_id.hex(),
-                   "session_dir": self.session_dir}
-        env = dict(os.environ, RAYLITE_FD=str(child.fileno()), RAYLITE_SHM_DIR=self.shm_dir,
-                   RAYLITE_CONTEXT=json.dumps(context), PYTHONUNBUFFERED="1")
+                   "session_dir": self.session_dir, "runtime_env": env,
+                   "job_runtime_env": self.job_env}
+        environ = dict(environ, RAYLITE_FD=str(child.fileno()), RAYLITE_SHM_DIR=self.shm_dir,
+                       RAYLITE_CONTEXT=json.dumps(context), PYTHONUNBUFFERED="1")
         if gpu_ids is not None:
-            env["CUDA_VISIBLE_DEVICES"] = ",".join(str(g) for g in gpu_ids)
+            environ["CUDA_VISIBLE_DEVICES"] = ",".join(str(g) for g in gpu_ids)
         # A session of its own: a terminal's Ctrl-C reaches the driver, which shuts the workers
         # down; it must not land in the middle of a worker (a threaded actor's socket loop).
-        popen = subprocess.Popen([sys.executable, "-m", "raylite.core.local._worker"],
-                                 pass_fds=(child.fileno(),), env=env, stdin=subprocess.DEVNULL,
+        popen = subprocess.Popen([python, "-m", "raylite.core.local._worker"],
+                                 pass_fds=(child.fileno(),), env=environ, stdin=subprocess.DEVNULL,
                                  stdout=subprocess.PIPE, stderr=subprocess.PIPE,
-                                 start_new_session=True)
+                                 start_new_session=True, cwd=cwd)
         child.close()
         channel = Channel(parent, self._on_backlog)
         process = _Process(worker_id, popen, channel, actor_id)
+        if env is not None:
+            process.env_key = env["key"]
         self.processes[worker_id] = process
         self.selector.register(channel.fileno, selectors.EVENT_READ, ("worker", process))
         for stream, target in ((popen.stdout, "out"), (popen.stderr, "err")):
@@ -202,13 +231,32 @@ class ProcessIOMixin:
         if process.actor_id is not None:
             self._actor_died(process)
         elif not process.retired:
-            self._act(self.scheduler.worker_died(process.worker_id))
+            self._act(self._worker_gone(process))
 
     # ----- message handlers (under the lock, on the I/O thread) --------------------------------
+    STARTS_BEFORE_GIVING_UP = 3
+
+    def _worker_gone(self, process: _Process) -> list:
+        """A task worker died; one of a runtime env that died before starting, several times
+        in a row, breaks that env: its tasks fail instead of workers starting forever."""
+        key = process.env_key
+        if process.ready or (not key and self.job_prepared is None):
+            return self.scheduler.worker_died(process.worker_id, key)
+        self.env_start_failures[key] += 1
+        if self.env_start_failures[key] < self.STARTS_BEFORE_GIVING_UP:
+            return self.scheduler.worker_died(process.worker_id, key)
+        env = self.envs.get(key, {}).get("env") if key else self.job_env
+        return self.scheduler.env_failed(key, (
+            f"its worker process for runtime_env {env!r:.200} exited before it started, "
+            f"{self.STARTS_BEFORE_GIVING_UP} times; the "
+            "worker's output above says why: a module in working_dir or py_modules named like "
+            "one Python needs (queue.py, json.py, ...), or a broken virtual environment"))
+
     def _h_started(self, process: _Process, message: tuple) -> None:
         process.ready = True
+        self.env_start_failures.pop(process.env_key, None)
         if process.actor_id is None:
-            self._act(self.scheduler.worker_started(process.worker_id))
+            self._act(self.scheduler.worker_started(process.worker_id, process.env_key))
 
     def _h_done(self, process: _Process, message: tuple) -> None:
         _, task_id, results, duration = message

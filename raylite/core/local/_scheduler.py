@@ -5,7 +5,7 @@ started, finished a task, blocked in ``get``, died, ...). Each returns a list of
 frozen dataclasses, for the I/O shell (``raylite.core.local._node``) to carry out::
 
     Dispatch(task, worker_id, gpu_ids)   send the task to that worker
-    StartWorker()                        spawn one more task worker
+    StartWorker(env)                     spawn one more task worker, for that runtime env
     Fail(task, reason, detail)           the task ends without a result
     Retry(task)                          it raised an error it retries on: queued again
     Interrupt(task, worker_id, force)    cancel a running task
@@ -25,6 +25,12 @@ Task lifecycle (``TASK_TRANSITIONS``)::
        +--------------------- +---------------------------+----> FAILED / CANCELLED
 
 Worker lifecycle: STARTING -> IDLE <-> BUSY <-> BLOCKED (in ``get``, its CPU lent back) -> DEAD.
+
+Runtime envs: every task and worker has an env key ("" for the job's own env). A task runs only
+on a worker of its key, so workers are reused only by tasks of the same env. The pool holds
+``min_workers`` to ``max_workers`` processes of any env; when a task needs a worker of its env
+and the pool is full, an idle worker of another env is stopped to make room, and idle workers of
+other envs are the first to retire.
 
 Tasks that wait for the same resources form a scheduling class with its own FIFO queue, so a
 task that cannot fit does not hold back others. Fast functions (observed mean under
@@ -55,13 +61,14 @@ class Dispatch:
 
 @dataclass(frozen=True, slots=True)
 class StartWorker:
-    pass
+    env: str = ""  # the runtime env key ("": the job's)
 
 
 @dataclass(frozen=True, slots=True)
 class Fail:
     task: Task
-    reason: str  # "dependency_failed" (detail: the object id), "cancelled", "worker_crashed"
+    reason: str  # "dependency_failed" (detail: the object id), "cancelled", "worker_crashed",
+    #              "runtime_env_failed" (detail: why its workers cannot start)
     detail: Any
 
 
@@ -150,10 +157,13 @@ class Task:
     attempt: int = 0
     worker_id: bytes | None = None
     cancelled: bool = False
-    key: tuple = ()  # the scheduling class: same resources, same placement
+    env: str = ""  # the runtime env key ("": the job's)
+    key: tuple = ()  # the scheduling class: same resources, same placement, same env
 
     def __post_init__(self) -> None:
         self.key = (tuple(sorted(self.resources.items())), self.placement)
+        if self.env:
+            self.key += (self.env,)
 
     def to(self, state: TaskState) -> None:
         assert state in TASK_TRANSITIONS[self.state], (self.state, state)
@@ -169,6 +179,7 @@ class Worker:
     held_from: Any = None  # the pool they came from
     gpu_ids: list[int] = field(default_factory=list)
     idle_since: float = 0.0
+    env: str = ""  # the runtime env it was started in ("": the job's)
 
 
 @dataclass(eq=False)
@@ -257,6 +268,8 @@ class Scheduler:
         self.waiting_on: dict[bytes, list[Task]] = {}
         self.workers: dict[bytes, Worker] = {}
         self.starting = 0
+        self.starting_envs: collections.Counter = collections.Counter()  # of env != ""
+        self.broken_envs: dict[str, str] = {}  # env -> why its workers cannot start
         self.pending_actors: collections.deque[Actor] = collections.deque()
         self.actors: dict[bytes, Actor] = {}
         self.groups: dict[bytes, PlacementGroup] = {}
@@ -377,10 +390,23 @@ class Scheduler:
         return []
 
     # ----- events: workers -----------------------------------------------------------------
-    def worker_started(self, worker_id: bytes) -> list:
-        self.starting = max(0, self.starting - 1)
-        self.workers[worker_id] = Worker(worker_id, WorkerState.IDLE, idle_since=self.clock())
+    def worker_started(self, worker_id: bytes, env: str = "") -> list:
+        self._started(env)
+        self.workers[worker_id] = Worker(worker_id, WorkerState.IDLE, idle_since=self.clock(),
+                                         env=env)
         return self.schedule()
+
+    def env_failed(self, env: str, reason: str) -> list:
+        """A worker of ``env`` died before it started, once too often: its tasks (queued now or
+        later) fail with ``reason`` instead of starting workers forever."""
+        self._started(env)
+        self.broken_envs[env] = reason
+        return self.schedule()
+
+    def _started(self, env: str) -> None:
+        self.starting = max(0, self.starting - 1)
+        if env and self.starting_envs[env] > 0:
+            self.starting_envs[env] -= 1
 
     def retire_idle(self, idle_s: float) -> list:
         """Stop extra workers (started while others were blocked) idle for ``idle_s`` seconds,
@@ -390,7 +416,7 @@ class Scheduler:
             return []
         now = self.clock()
         idle = sorted((w for w in self.workers.values() if w.state is WorkerState.IDLE
-                       and now - w.idle_since >= idle_s), key=lambda w: w.idle_since)
+                       and now - w.idle_since >= idle_s), key=lambda w: (not w.env, w.idle_since))
         actions = []
         for worker in idle[:extra]:
             del self.workers[worker.worker_id]
@@ -443,11 +469,11 @@ class Scheduler:
             actor.held_from.acquire(_without_gpu(actor.resources))  # may overcommit for a moment
         return []
 
-    def worker_died(self, worker_id: bytes) -> list:
+    def worker_died(self, worker_id: bytes, env: str = "") -> list:
         worker = self.workers.pop(worker_id, None)
         actions: list = []
         if worker is None:
-            self.starting = max(0, self.starting - 1)
+            self._started(env)
             return actions + self.schedule()
         if worker.state is WorkerState.BLOCKED and worker.held is not None:
             worker.held = {"GPU": worker.held["GPU"]} if "GPU" in worker.held else {}
@@ -516,34 +542,69 @@ class Scheduler:
         actions: list = []
         self._place_groups(actions)
         self._start_actors(actions)
-        idle = [w for w in self.workers.values() if w.state is WorkerState.IDLE]
-        demand = 0
+        idle: dict[str, list[Worker]] = {}  # by env
+        for worker in self.workers.values():
+            if worker.state is WorkerState.IDLE:
+                idle.setdefault(worker.env, []).append(worker)
+        demand: dict[str, int] = {}
         for key, queue in list(self.queues.items()):
             while queue:
                 task = queue[0]
+                if self.broken_envs and task.env in self.broken_envs:
+                    queue.popleft()
+                    actions += self._finish(task, TaskState.FAILED, "runtime_env_failed",
+                                            self.broken_envs[task.env])
+                    continue
                 pool = self._pool_for(task.placement)
                 if pool is None:
                     break  # placement group not ready yet
                 if pool.fits(task.resources):
-                    if idle:
-                        worker = idle.pop()
+                    candidates = idle.get(task.env)
+                    if candidates:
+                        worker = candidates.pop()
                         queue.popleft()
                         actions.append(self._dispatch(task, worker, pool))
                         continue
-                    demand += _copies(pool.available, task.resources, len(queue))
+                    demand[task.env] = demand.get(task.env, 0) + _copies(
+                        pool.available, task.resources, len(queue))
                 if not self._pipeline(task, queue, actions):
                     break
             if not queue:
                 del self.queues[key]
         blocked = sum(1 for w in self.workers.values() if w.state is WorkerState.BLOCKED)
         room = self.max_workers + blocked - len(self.workers) - self.starting
-        need = min(demand - self.starting, room)
-        if len(self.workers) + self.starting < self.min_workers:
-            need = max(need, self.min_workers - len(self.workers) - self.starting)
-        for _ in range(max(0, need)):
-            self.starting += 1
-            actions.append(_START_WORKER)
+        for env, wanted in demand.items():
+            if env in self.broken_envs:
+                continue
+            need = wanted - (self.starting_envs[env] if env else
+                             self.starting - sum(self.starting_envs.values()))
+            if need > room:
+                room += self._evict_idle(idle, env, need - room, actions)
+            room -= self._start_workers(env, min(need, room), actions)
+        if len(self.workers) + self.starting < self.min_workers and "" not in self.broken_envs:
+            self._start_workers("", self.min_workers - len(self.workers) - self.starting, actions)
         return actions
+
+    def _start_workers(self, env: str, count: int, actions: list) -> int:
+        for _ in range(max(0, count)):
+            self.starting += 1
+            if env:
+                self.starting_envs[env] += 1
+            actions.append(StartWorker(env) if env else _START_WORKER)
+        return max(0, count)
+
+    def _evict_idle(self, idle: dict[str, list[Worker]], env: str, count: int,
+                    actions: list) -> int:
+        """Stop up to ``count`` idle workers of other envs (oldest first) to make room for a
+        worker of ``env``; returns how many."""
+        others = sorted((w for e, ws in idle.items() if e != env for w in ws),
+                        key=lambda w: w.idle_since)[:count]
+        for worker in others:
+            idle[worker.env].remove(worker)
+            del self.workers[worker.worker_id]
+            worker.state = WorkerState.DEAD
+            actions.append(StopWorker(worker.worker_id))
+        return len(others)
 
     # ----- helpers ---------------------------------------------------------------------------
     def _dispatch(self, task: Task, worker: Worker, pool: ResourcePool) -> Dispatch:

@@ -352,6 +352,9 @@ class WorkerClient(SpecSubmitter, Backend):
         self.shm_dir = shm_dir
         self.worker = worker
         self.context = context
+        self.session_dir = context.get("session_dir")
+        self.job_env = context.get("job_runtime_env")  # core/_runtime_env.py: what children inherit
+        self.parent_env = context.get("runtime_env")
         self.sent_functions: set[bytes] = set()
         self.watched: dict[bytes, list] = {}  # object id -> Futures waiting for it
         self.watch_lock = threading.Lock()
