@@ -1,5 +1,6 @@
-"""A trial's resources: what ``resources_per_trial`` (a dict, or a PlacementGroupFactory whose
-bundles are summed) means for the trial's actor, and how many trials fit at once."""
+"""A trial's resources: what ``resources_per_trial`` means for the trial's actor (a dict: the
+actor holds it; a PlacementGroupFactory: the trial reserves its bundles as one placement group
+before it starts, see ``reserve_trial_group``), and how many trials fit at once."""
 
 from __future__ import annotations
 
@@ -67,3 +68,38 @@ def concurrency_limit(shown: dict[str, float], max_concurrent_trials: int | None
             raise ValueError(f"max_concurrent_trials must be an int >= 1, got {max_concurrent_trials!r}")
         limit = min(limit, max_concurrent_trials)
     return int(limit)
+
+
+def reserve_trial_group(factory: Any) -> tuple[Any, dict]:
+    """Reserve a trial's placement group from its PlacementGroupFactory, as Ray's Tune does:
+    (the group, the options for the trial's actor). The actor takes the first bundle (an
+    empty first bundle, as a trainer's by default, is left out: the actor then holds nothing,
+    inside the group) and captures its children, so the tasks and actors it starts (a
+    trainer's workers, Data tasks) run in the group's bundles."""
+    from raylite.util import placement_group
+    from raylite.util.scheduling_strategies import PlacementGroupSchedulingStrategy
+    bundles = [dict(b) for b in factory.bundles]
+    cluster = raylite.cluster_resources()
+    for name, amount in _total(bundles).items():
+        if amount > cluster.get(name, 0) + 1e-9:
+            raise ValueError(f"a trial asks for {amount:g} {name} ({bundles}) but the cluster "
+                             f"has {cluster.get(name, 0):g}; lower the trial's resources or "
+                             "start raylite with more")
+    head = bundles[0]
+    empty_head = not any(head.values())
+    group = placement_group(bundles[1:] if empty_head else bundles,
+                            strategy=getattr(factory, "strategy", "PACK"))
+    options, _ = trial_actor_options({} if empty_head else
+                                     {k.lower() if k in ("CPU", "GPU") else k: v
+                                      for k, v in head.items()})
+    options["scheduling_strategy"] = PlacementGroupSchedulingStrategy(
+        group, -1 if empty_head else 0, placement_group_capture_child_tasks=True)
+    return group, options
+
+
+def _total(bundles: list[dict]) -> dict[str, float]:
+    total: dict[str, float] = {}
+    for bundle in bundles:
+        for key, value in bundle.items():
+            total[key] = total.get(key, 0.0) + float(value)
+    return total
