@@ -552,6 +552,20 @@ def test_child_tasks_captured_into_the_parents_placement_group(ray):
         remove_placement_group(pg)
 
 
+def test_a_task_blocked_in_wait_lends_its_cpu(ray):
+    """Like get: a task holding every CPU that waits for its child lends its CPU to it."""
+    @ray.remote(num_cpus=1)
+    def child():
+        return "done"
+
+    @ray.remote(num_cpus=2)
+    def parent():
+        ready, _ = ray.wait([child.remote()], num_returns=1, timeout=20)
+        return len(ready)
+
+    assert ray.get(parent.remote(), timeout=30) == 1
+
+
 def test_removing_a_placement_group_kills_its_actors(ray):
     from raylite.util import placement_group, remove_placement_group
     from raylite.util.scheduling_strategies import PlacementGroupSchedulingStrategy
