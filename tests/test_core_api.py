@@ -515,8 +515,14 @@ def test_child_tasks_captured_into_the_parents_placement_group(ray):
     """Ray's placement_group_capture_child_tasks: a capturing parent's children (and theirs)
     land in its group, in any bundle with room (here the one the parent lends while it waits
     in get), unless they opt out; get_current_placement_group() names the group, None outside."""
-    from raylite.util import get_current_placement_group, placement_group, remove_placement_group
-    from raylite.util.scheduling_strategies import PlacementGroupSchedulingStrategy as InGroup
+    from raylite.util import (
+        get_current_placement_group,
+        placement_group,
+        remove_placement_group,
+    )
+    from raylite.util.scheduling_strategies import (
+        PlacementGroupSchedulingStrategy as InGroup,
+    )
 
     @ray.remote
     def where():

@@ -4,6 +4,7 @@ before it starts, see ``reserve_trial_group``), and how many trials fit at once.
 
 from __future__ import annotations
 
+import functools
 import math
 from typing import Any
 
@@ -103,3 +104,61 @@ def _total(bundles: list[dict]) -> dict[str, float]:
         for key, value in bundle.items():
             total[key] = total.get(key, 0.0) + float(value)
     return total
+
+
+class TrialGroups:
+    """The placement groups of an experiment's trials, one per trial from ``factory(config)``
+    (a PlacementGroupFactory): reserved before the trial starts, removed with the trial's
+    actor (which takes the trainer workers it started along) or at the end.
+
+        reserve(trial_id, config) -> the group's ready() ref, for the runner to wait on
+        placed(trial_id)          -> (group, options for the trial's actor)
+        bind(host, group) ... release(host)   the actor's group goes with it
+    """
+
+    def __init__(self, factory: Any):
+        self.factory = factory
+        self.reserving: dict[str, tuple] = {}   # trial id -> (group, actor options), not placed
+        self.of_host: dict[Any, Any] = {}       # trial actor -> the group it runs in
+
+    @classmethod
+    def for_trials(cls, trainable: Any, resources: Any) -> TrialGroups | None:
+        """A trainer's own per-trial bundles, or a PlacementGroupFactory for every trial;
+        None for plain dict resources (the trial's actor holds them)."""
+        factory = getattr(trainable, "__raylite_trial_resources__", None)
+        if factory is None and getattr(resources, "bundles", None) is not None:
+            factory = functools.partial(_same, resources)
+        return cls(factory) if factory is not None else None
+
+    def reserve(self, trial_id: str, config: dict) -> Any:
+        group, options = reserve_trial_group(self.factory(config))
+        self.reserving[trial_id] = (group, options)
+        return group.ready()
+
+    def placed(self, trial_id: str) -> tuple[Any, dict]:
+        return self.reserving.pop(trial_id)
+
+    def bind(self, host: Any, group: Any) -> None:
+        self.of_host[host] = group
+
+    def release(self, host: Any) -> None:
+        group = self.of_host.pop(host, None)
+        if group is not None:
+            remove_group(group)
+
+    def close(self) -> None:
+        for group, _ in self.reserving.values():
+            remove_group(group)
+        self.reserving.clear()
+
+
+def _same(factory: Any, config: dict) -> Any:
+    return factory
+
+
+def remove_group(group: Any) -> None:
+    from raylite.util import remove_placement_group
+    try:
+        remove_placement_group(group)
+    except Exception:  # noqa: BLE001, S110 - the runtime is shutting down
+        pass

@@ -37,7 +37,7 @@ from raylite._storage import (check_writable_root, is_remote, resolve,
                               upload_dir_or_clean)
 from raylite.tune._logger import Callback, default_loggers, to_json, write_error
 from raylite.tune._progress import AUTO_RESULT_KEYS, CLIReporter, ProgressReporter, result_line
-from raylite.tune._resources import concurrency_limit, reserve_trial_group, trial_actor_options
+from raylite.tune._resources import TrialGroups, concurrency_limit, remove_group, trial_actor_options
 from raylite.tune._scheduler import FIFOScheduler, TrialScheduler, scheduler_from_name
 from raylite.tune._searcher import (BasicVariantGenerator, Searcher, check_mode,
                                     searcher_from_name)
@@ -80,7 +80,7 @@ class ExperimentRunner:
                  checkpoint_at_end: bool, reuse_actors: bool,
                  trial_name_creator: Callable | None, trial_dirname_creator: Callable | None,
                  seed: int | None = None, keeper: CheckpointKeeper | None = None,
-                 trial_groups: Callable[[dict], Any] | None = None):
+                 trial_groups: TrialGroups | None = None):
         self.trainable = trainable
         self.trainable_name = trainable_name(trainable)
         self.is_class = is_class_trainable(trainable)
@@ -90,10 +90,7 @@ class ExperimentRunner:
         self.metric, self.mode = metric, mode
         self.experiment_dir, self.name = experiment_dir, name
         self.actor_options, self.resources = actor_options, resources
-        # config -> PlacementGroupFactory: each trial reserves its bundles before it starts
-        self.trial_groups = trial_groups
-        self._reserving: dict[str, Any] = {}          # trial_id -> its group, not placed yet
-        self._host_groups: dict[Any, Any] = {}        # host -> the group it runs in
+        self.groups = trial_groups  # each trial reserves its bundles before it starts
         self.max_concurrent = max_concurrent
         self.max_failures, self.fail_fast = max_failures, fail_fast
         self.callbacks, self.reporter, self.verbose = callbacks, reporter, verbose
@@ -280,32 +277,27 @@ class ExperimentRunner:
             self.journal.record("searcher", blob)
 
     def _start_trials(self) -> None:
-        while len(self._running) + len(self._reserving) < self.max_concurrent:
+        reserving = self.groups.reserving if self.groups is not None else {}
+        while len(self._running) + len(reserving) < self.max_concurrent:
             trial = self.scheduler.choose_trial_to_run(self)
             if trial is None or trial.status not in (Trial.PENDING, Trial.PAUSED):
                 return
-            if trial.trial_id in self._running or trial.trial_id in self._reserving:
+            if trial.trial_id in self._running or trial.trial_id in reserving:
                 return  # a paused trial whose host has not let go yet, or one waiting for its group
-            if self.trial_groups is None:
+            if self.groups is None:
                 self._start(trial, self._host())
-            else:
-                self._reserve(trial)
-
-    def _reserve(self, trial: Trial) -> None:
-        """Ask for the trial's placement group; it starts once the group is placed (trials
-        wait for theirs in order, each holding all it needs or nothing)."""
-        group, options = reserve_trial_group(self.trial_groups(trial.config))
-        self._reserving[trial.trial_id] = (group, options)
-        self._inflight[group.ready()] = ("reserved", trial, None)
+            else:  # it starts once its group is placed; trials wait for theirs in order
+                ready = self.groups.reserve(trial.trial_id, trial.config)
+                self._inflight[ready] = ("reserved", trial, None)
 
     def _reserved(self, trial: Trial) -> None:
-        group, options = self._reserving.pop(trial.trial_id)
+        group, options = self.groups.placed(trial.trial_id)
         if self._stop_all or trial.status not in (Trial.PENDING, Trial.PAUSED):
-            _remove_group(group)  # ended while it waited
+            remove_group(group)  # ended while it waited
             return
         host = _host_class().options(max_concurrency=2, **options).remote(self._trainable_ref)
         self._all_hosts.add(host)
-        self._host_groups[host] = group
+        self.groups.bind(host, group)
         self._start(trial, host)
 
     def _host(self) -> Any:
@@ -419,7 +411,7 @@ class ExperimentRunner:
     # ---- ending trials ----------------------------------------------------------------------
     def _release(self, trial: Trial, host: Any, reusable: bool = True) -> None:
         self._running.pop(trial.trial_id, None)
-        if reusable and self.reuse_actors and not self._stop_all and host not in self._host_groups:
+        if reusable and self.reuse_actors and not self._stop_all and self.groups is None:
             self._idle_hosts.append(host)
         else:
             self._kill(host)
@@ -430,9 +422,8 @@ class ExperimentRunner:
             raylite.kill(host)
         except Exception:  # noqa: BLE001, S110 - already gone
             pass
-        group = self._host_groups.pop(host, None)
-        if group is not None:
-            _remove_group(group)  # and the trainer workers it started, if still alive
+        if self.groups is not None:
+            self.groups.release(host)  # and the trainer workers it started, if still alive
 
     def _stop_trial(self, trial: Trial, result: dict | None,
                     timeout: float = FUNCTION_STOP_TIMEOUT_S) -> None:
@@ -534,9 +525,8 @@ class ExperimentRunner:
     def _shutdown(self) -> None:
         for host in list(self._all_hosts):
             self._kill(host)
-        for group, _ in self._reserving.values():
-            _remove_group(group)
-        self._reserving.clear()
+        if self.groups is not None:
+            self.groups.close()
         self._idle_hosts.clear()
         self._inflight.clear()
         for callback in self.callbacks:
@@ -601,18 +591,6 @@ class ExperimentRunner:
             if kind == "end":
                 self.searcher.on_trial_complete(entry["trial_id"], result=entry["last_result"] or None,
                                                 error=entry["status"] == Trial.ERROR)
-
-
-def _same_for_every_trial(factory: Any) -> Callable[[dict], Any]:
-    return lambda config: factory
-
-
-def _remove_group(group: Any) -> None:
-    from raylite.util import remove_placement_group
-    try:
-        remove_placement_group(group)
-    except Exception:  # noqa: BLE001, S110 - the runtime is shutting down
-        pass
 
 
 def _is_live(reporter: ProgressReporter) -> bool:
@@ -711,9 +689,7 @@ def run(run_or_experiment: Any, name: str | None = None, metric: str | None = No
     actor_options, shown = trial_actor_options(resources)
     # A PlacementGroupFactory (a trainer's: its own bundle + one per worker) is reserved per
     # trial, as one placement group, before the trial starts (see _resources.py)
-    trial_groups = getattr(trainable, "__raylite_trial_resources__", None)
-    if trial_groups is None and getattr(resources, "bundles", None) is not None:
-        trial_groups = _same_for_every_trial(resources)
+    trial_groups = TrialGroups.for_trials(trainable, resources)
     keeper = CheckpointKeeper(keep_checkpoints_num, checkpoint_score_attr)
     searcher = _make_searcher(search_alg, metric, mode, config, num_samples)
     scheduler = _make_scheduler(scheduler, metric, mode)

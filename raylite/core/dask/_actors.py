@@ -45,7 +45,6 @@ class ActorsMixin:
             raise ValueError(f"{actor_class._name}: concurrency_groups are not supported on the "
                              "Dask backend yet (they are on the local runtime); use "
                              "max_concurrency")
-        self._check_capture(placement)
         self.table.drain()
         class_name = actor_class._name
         key = _new_key(class_name)

@@ -102,17 +102,6 @@ class ClusterMixin:
             })
         return out
 
-    @staticmethod
-    def _check_capture(placement: tuple | None) -> None:
-        """``placement_group_capture_child_tasks`` on Dask: groups reserve nothing there, so
-        there is nothing to capture children into; said once, and ignored (children run
-        wherever their own resources fit; ``get_current_placement_group()`` is None)."""
-        if placement is not None and len(placement) > 2 and placement[2]:
-            from raylite.core._options import warn_once
-            warn_once("dask_capture", "placement_group_capture_child_tasks is accepted and ignored "
-                      "on the Dask backend: its placement groups reserve nothing, so child tasks "
-                      "run wherever their own resources fit")
-
     def create_placement_group(self, bundles, strategy, name):
         """A placement group on Dask: its bundles are *checked*, never reserved.
 
