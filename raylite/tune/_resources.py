@@ -87,7 +87,7 @@ def reserve_trial_group(factory: Any) -> tuple[Any, dict]:
                              f"has {cluster.get(name, 0):g}; lower the trial's resources or "
                              "start raylite with more")
     head = bundles[0]
-    empty_head = not any(head.values())
+    empty_head = factory.head_bundle_is_empty
     group = placement_group(bundles[1:] if empty_head else bundles,
                             strategy=getattr(factory, "strategy", "PACK"))
     options, _ = trial_actor_options({} if empty_head else
@@ -126,8 +126,9 @@ class TrialGroups:
         """A trainer's own per-trial bundles, or a PlacementGroupFactory for every trial;
         None for plain dict resources (the trial's actor holds them)."""
         factory = getattr(trainable, "__raylite_trial_resources__", None)
-        if factory is None and getattr(resources, "bundles", None) is not None:
-            factory = functools.partial(_same, resources)
+        bundles = getattr(resources, "bundles", None)
+        if factory is None and bundles and any(any(b.values()) for b in bundles):
+            factory = functools.partial(_same, resources)  # (nothing to reserve: no group)
         return cls(factory) if factory is not None else None
 
     def reserve(self, trial_id: str, config: dict) -> Any:
