@@ -2,7 +2,7 @@
 and XGBoostTrainer on 2 workers against xgboost.train alone on the same data.
 
 usage: python bench/air.py [--rows N] [--features F] [--rounds R] [--repeat K]
-                          [--what all|predict|xgboost]
+                          [--what all|predict|xgboost] [--ray-python PATH | --skip-ray]
 
     predict:  a torch MLP (F -> 64 -> 64 -> 1) in a TorchCheckpoint;
               plain loop: TorchPredictor.predict on 4096-row numpy batches, one process
@@ -11,11 +11,17 @@ usage: python bench/air.py [--rows N] [--features F] [--rounds R] [--repeat K]
                           and on 16 rows, to show what starting the pool costs; and the
                           scoring alone (actors stamp when their model is loaded and when
                           each batch is scored)
+              Ray 2.60:   the same model (its state_dict, saved by this run) and the same rows
+                          (saved as .npy) in Ray's own idiom, as Ray 2.x has no BatchPredictor:
+                          ray.data.from_numpy(8 blocks).materialize().map_batches(Scorer,
+                          batch_size=4096, concurrency=2) consumed, in a subprocess of the Ray
+                          venv (--ray-python, $RAY_PYTHON, default .bench-venv); its 16-row run
+                          too. Ray's subprocess runs after raylite's figures are taken, with
+                          raylite's runtime stopped.
     xgboost:  binary:logistic, hist, depth 6, R rounds on N x F synthetic rows
               xgboost.train(nthread=2) in this process vs XGBoostTrainer(2 workers, 1 thread each)
               (the trainer's time includes starting the workers and splitting the data)
 
-Ray 2.60's map_batches actor pool is not measured here (no Ray install on this machine).
 Prints one JSON line per measurement (best of --repeat) and a Markdown table.
 """
 
@@ -24,11 +30,17 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import subprocess
+import sys
 import tempfile
 import time
+from pathlib import Path
 
 import numpy as np
 import pandas as pd
+
+DEFAULT_RAY_PYTHON = os.environ.get(  # the peers' venv that `make bench-env` builds
+    "RAY_PYTHON", str(Path(__file__).resolve().parent.parent / ".bench-venv" / "bin" / "python"))
 
 
 def best_of(repeat: int, fn) -> float:
@@ -40,7 +52,7 @@ def best_of(repeat: int, fn) -> float:
     return min(times)
 
 
-def bench_predict(rows: int, features: int, repeat: int) -> dict:
+def bench_predict(rows: int, features: int, repeat: int, ray_python: str | None) -> dict:
     import torch
 
     import raylite as ray
@@ -95,10 +107,76 @@ def bench_predict(rows: int, features: int, repeat: int) -> dict:
         return max(scored) - max(loaded)
 
     span = min(scoring_span() for _ in range(repeat))
-    return {"what": "predict", "rows": rows, "plain_rows_per_s": rows / plain,
-            "batch_predictor_rows_per_s": rows / pooled, "pool_startup_s": startup,
-            "batch_predictor_rows_per_s_after_startup": rows / max(pooled - startup, 1e-9),
-            "batch_predictor_scoring_rows_per_s": rows / max(span, 1e-9)}
+    figures = {"what": "predict", "rows": rows, "plain_rows_per_s": rows / plain,
+               "batch_predictor_rows_per_s": rows / pooled, "pool_startup_s": startup,
+               "batch_predictor_rows_per_s_after_startup": rows / max(pooled - startup, 1e-9),
+               "batch_predictor_scoring_rows_per_s": rows / max(span, 1e-9)}
+    if ray_python:  # raylite's runtime stopped meanwhile: Ray has the machine to itself
+        ray.shutdown()
+        figures.update(_ray_peer(ray_python, model, x, repeat))
+        ray.init(num_cpus=2)
+    return figures
+
+
+def _ray_peer(ray_python: str, model, x: np.ndarray, repeat: int) -> dict:
+    """Ray 2.60's map_batches on an actor pool: the same model and rows, in Ray's venv."""
+    import torch
+    folder = tempfile.mkdtemp(prefix="bench-air-ray-")
+    torch.save(model.state_dict(), os.path.join(folder, "model.pt"))
+    np.save(os.path.join(folder, "x.npy"), x)
+    env = dict(os.environ, RAY_AUTH_MODE="disabled", RAY_USAGE_STATS_ENABLED="0",
+               RAY_DEDUP_LOGS="0")
+    env.pop("PYTHONPATH", None)
+    done = subprocess.run([ray_python, os.path.abspath(__file__), "--ray-side", folder,
+                           "--repeat", str(repeat)], capture_output=True, text=True, env=env,
+                          cwd=folder, timeout=900, check=False)
+    lines = [line for line in done.stdout.splitlines() if line.startswith("{")]
+    if done.returncode != 0 or not lines:
+        print(f"Ray peer failed (exit {done.returncode}):\n{done.stderr[-3000:]}", file=sys.stderr)
+        return {}
+    ray_figures = json.loads(lines[-1])
+    return {"ray_map_batches_rows_per_s": len(x) / ray_figures["pooled_s"],
+            "ray_pool_startup_s": ray_figures["startup_s"], "ray_version": ray_figures["version"]}
+
+
+def ray_side(folder: str, repeat: int) -> None:
+    """Run in Ray's venv: the figures of ``_ray_peer`` as one JSON line."""
+    import ray
+    import torch
+    x = np.load(os.path.join(folder, "x.npy"))
+    features = x.shape[1]
+    path = os.path.join(folder, "model.pt")
+
+    class Scorer:
+        """The model loaded once per actor; scores a numpy batch (Ray 2.x's idiom)."""
+
+        def __init__(self):
+            self.model = torch.nn.Sequential(
+                torch.nn.Linear(features, 64), torch.nn.ReLU(), torch.nn.Linear(64, 64),
+                torch.nn.ReLU(), torch.nn.Linear(64, 1))
+            self.model.load_state_dict(torch.load(path))
+            self.model.eval()
+
+        def __call__(self, batch: dict) -> dict:
+            with torch.no_grad():
+                out = self.model(torch.as_tensor(batch["data"])).numpy()
+            return {"predictions": out[:, 0]}
+
+    ray.init(num_cpus=2, include_dashboard=False, log_to_driver=False)
+    context = ray.data.DataContext.get_current()
+    context.enable_progress_bars = False
+    ds = ray.data.from_numpy(np.array_split(x, 8)).materialize()
+    tiny = ray.data.from_numpy(x[:16]).materialize()
+
+    def pool(data, expected):
+        out = data.map_batches(Scorer, batch_size=4096, concurrency=2, batch_format="numpy")
+        count = sum(len(b["predictions"]) for b in out.iter_batches(batch_size=None))
+        assert count == expected, (count, expected)
+
+    pooled = best_of(repeat, lambda: pool(ds, len(x)))
+    startup = best_of(repeat, lambda: pool(tiny, 16))
+    print(json.dumps({"pooled_s": pooled, "startup_s": startup, "version": ray.__version__}))
+    ray.shutdown()
 
 
 def _timed_predictor(base: type) -> type:
@@ -163,12 +241,24 @@ def main() -> None:
     parser.add_argument("--rounds", type=int, default=30)
     parser.add_argument("--repeat", type=int, default=2)
     parser.add_argument("--what", choices=("all", "predict", "xgboost"), default="all")
+    parser.add_argument("--ray-python", default=DEFAULT_RAY_PYTHON, metavar="PATH",
+                        help=f"the Ray venv's python (default: {DEFAULT_RAY_PYTHON}, or $RAY_PYTHON)")
+    parser.add_argument("--skip-ray", action="store_true", help="leave Ray's map_batches out")
+    parser.add_argument("--ray-side", metavar="FOLDER", help=argparse.SUPPRESS)
     args = parser.parse_args()
+    if args.ray_side:
+        ray_side(args.ray_side, args.repeat)
+        return
+    ray_python = None if args.skip_ray else args.ray_python
+    if ray_python and not os.path.exists(ray_python):
+        print(f"no Ray at {ray_python} (make bench-env, or --ray-python PATH); "
+              "measuring without it", file=sys.stderr)
+        ray_python = None
     import raylite as ray
     ray.init(num_cpus=2)
     predict = boost = None
     if args.what in ("all", "predict"):
-        predict = bench_predict(args.rows, args.features, args.repeat)
+        predict = bench_predict(args.rows, args.features, args.repeat, ray_python)
         print(json.dumps(predict))
     if args.what in ("all", "xgboost"):
         boost = bench_xgboost(args.rows, args.features, args.rounds, args.repeat)
@@ -193,6 +283,16 @@ def print_table(predict: dict | None, boost: dict | None) -> None:
               f"{predict['batch_predictor_scoring_rows_per_s']:,.0f} | "
               f"{predict['plain_rows_per_s']:,.0f} | "
               f"{predict['batch_predictor_scoring_rows_per_s'] / predict['plain_rows_per_s']:.2f} |")
+        if "ray_map_batches_rows_per_s" in predict:
+            ray_rate = predict["ray_map_batches_rows_per_s"]
+            print(f"| BatchPredictor vs Ray {predict['ray_version']} map_batches(Scorer, "
+                  f"concurrency=2), same model, rows, batch size (rows/s) | "
+                  f"{predict['batch_predictor_rows_per_s']:,.0f} | Ray: {ray_rate:,.0f} | "
+                  f"{predict['batch_predictor_rows_per_s'] / ray_rate:.2f} |")
+            print(f"| Ray map_batches vs the plain loop (rows/s; Ray's pool start-up, 16 rows: "
+                  f"{predict['ray_pool_startup_s']:.1f} s) | Ray: {ray_rate:,.0f} | "
+                  f"{predict['plain_rows_per_s']:,.0f} | "
+                  f"{ray_rate / predict['plain_rows_per_s']:.2f} (Ray / plain) |")
     if boost is not None:
         print(f"| XGBoostTrainer 2 workers, {boost['rows']:,} rows, {boost['rounds']} rounds (s) | "
               f"{boost['xgboost_trainer_2_workers_s']:.2f} | xgboost.train nthread=2: "

@@ -511,6 +511,85 @@ def test_placement_group_created_inside_a_task(ray):
     assert ray.get(make_group.remote(), timeout=20) is True
 
 
+def test_child_tasks_captured_into_the_parents_placement_group(ray):
+    """Ray's placement_group_capture_child_tasks: a capturing parent's children (and theirs)
+    land in its group, in any bundle with room (here the one the parent lends while it waits
+    in get), unless they opt out; get_current_placement_group() names the group, None outside."""
+    from raylite.util import (
+        get_current_placement_group,
+        placement_group,
+        remove_placement_group,
+    )
+    from raylite.util.scheduling_strategies import (
+        PlacementGroupSchedulingStrategy as InGroup,
+    )
+
+    @ray.remote
+    def where():
+        group = get_current_placement_group()
+        context = ray.get_runtime_context()
+        return (group.id.hex() if group else None,
+                context.should_capture_child_tasks_in_placement_group)
+
+    @ray.remote
+    def parent(opt_out):
+        child = where.options(scheduling_strategy=InGroup(None)) if opt_out else where
+        return ray.get(where.remote()), ray.get(child.remote()), ray.get(grandchild.remote())
+
+    @ray.remote
+    def grandchild():
+        return ray.get(where.remote())
+
+    assert get_current_placement_group() is None        # the driver is in no group
+    pg = placement_group([{"CPU": 1}])
+    ray.get(pg.ready(), timeout=10)
+    try:
+        assert ray.available_resources()["CPU"] == 1
+        me = pg.id.hex()
+        captured = parent.options(scheduling_strategy=InGroup(
+            pg, placement_group_capture_child_tasks=True)).remote(False)
+        assert ray.get(captured, timeout=30) == ((me, True), (me, True), (me, True))
+        opted_out = parent.options(placement_group=pg, placement_group_capture_child_tasks=True)
+        assert ray.get(opted_out.remote(True), timeout=30)[1] == (None, False)
+        plain = parent.options(scheduling_strategy=InGroup(pg)).remote(False)
+        assert ray.get(plain, timeout=30) == ((None, False),) * 3  # not capturing: no group
+        assert ray.get(where.options(scheduling_strategy=InGroup(pg)).remote()) == (me, False)
+    finally:
+        remove_placement_group(pg)
+
+
+def test_a_task_blocked_in_wait_lends_its_cpu(ray):
+    """Like get: a task holding every CPU that waits for its child lends its CPU to it."""
+    @ray.remote(num_cpus=1)
+    def child():
+        return "done"
+
+    @ray.remote(num_cpus=2)
+    def parent():
+        ready, _ = ray.wait([child.remote()], num_returns=1, timeout=20)
+        return len(ready)
+
+    assert ray.get(parent.remote(), timeout=30) == 1
+
+
+def test_removing_a_placement_group_kills_its_actors(ray):
+    from raylite.util import placement_group, remove_placement_group
+    from raylite.util.scheduling_strategies import PlacementGroupSchedulingStrategy
+
+    @ray.remote(num_cpus=1)
+    class Member:
+        def ping(self):
+            return "pong"
+
+    pg = placement_group([{"CPU": 1}])
+    member = Member.options(scheduling_strategy=PlacementGroupSchedulingStrategy(pg, 0)).remote()
+    assert ray.get(member.ping.remote(), timeout=10) == "pong"
+    remove_placement_group(pg)
+    with pytest.raises(exceptions.RayActorError):
+        ray.get(member.ping.remote(), timeout=10)
+    assert ray.available_resources()["CPU"] == 2       # nothing held past the group
+
+
 def test_zero_copy_arrow_table(ray):
     pa = pytest.importorskip("pyarrow")
     table = pa.table({"x": np.arange(1_000_000, dtype=np.int64)})

@@ -361,3 +361,43 @@ def test_a_broken_env_fails_its_tasks_now_and_later_and_starts_no_more_workers()
     assert s.submit(later, {b"dep"}) == []
     assert s.object_available(b"dep") == [Fail(later, "runtime_env_failed", "cannot start")]
     assert s.starting == 0 and kinds(s.submit(task("ok"), set())) == ["Dispatch"]
+
+
+def test_captured_tasks_use_any_bundle_with_room():
+    """Bundle index -1 (a child captured into its parent's group) takes the first bundle that
+    fits the request, not just the one with the most CPU free."""
+    s = Scheduler({"CPU": 3, "GPU": 1})
+    s.schedule()
+    started(s, 3)
+    group = PlacementGroup(b"pg", [{"CPU": 2}, {"CPU": 1, "GPU": 1}], "PACK")
+    s.create_group(group)
+    gpu_task = Task(b"g", "g", {"CPU": 1, "GPU": 1}, b"f", 0, (b"pg", -1, True))
+    (dispatch,) = s.submit(gpu_task, set())
+    assert dispatch.gpu_ids == [0]                      # the GPU bundle, though it has less CPU
+    assert group.pools[1].available["CPU"] == 0 and group.pools[0].available["CPU"] == 2
+    cpu_task = Task(b"c", "c", {"CPU": 2}, b"f", 0, (b"pg", -1, True))
+    assert kinds(s.submit(cpu_task, set())) == ["Dispatch"]
+    assert kinds(s.submit(Task(b"x", "x", {"CPU": 1}, b"f", 0, (b"pg", -1, True)), set())) == []
+    assert s.available()["CPU"] == 0                    # nothing outside the group was used
+
+
+def test_blocked_actor_in_a_bundle_lends_its_cpu_to_the_tasks_captured_there():
+    """A training worker holding a bundle waits (get/wait) on a data task it started; the task,
+    captured into the worker's group, runs on the CPU the worker lent to its bundle, while the
+    node's own pool (full) and other groups' bundles are never touched."""
+    s = Scheduler({"CPU": 2})
+    s.schedule()
+    started(s, 2)
+    s.create_group(PlacementGroup(b"pg", [{"CPU": 1}, {"CPU": 1}], "PACK"))
+    for i in range(2):
+        assert kinds(s.request_actor(Actor(f"w{i}".encode(), "W", {"CPU": 1}, (b"pg", i, True)))) \
+            == ["StartActor"]
+    child = Task(b"data", "data", {"CPU": 1}, b"f", 0, (b"pg", -1, True))
+    assert kinds(s.submit(child, set())) == []          # every bundle is held
+    assert kinds(s.submit(task("outside"), set())) == []
+    actions = s.actor_blocked(b"w1")
+    assert [a.task.name for a in actions if type(a).__name__ == "Dispatch"] == ["data"]
+    s.task_finished(child.worker_id, b"data", 0.1)
+    s.actor_unblocked(b"w1")
+    assert s.groups[b"pg"].pools[1].available["CPU"] == 0   # held again by its worker
+    assert s.available()["CPU"] == 0 and b"outside" in s.tasks  # the node's pool stays full

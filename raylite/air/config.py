@@ -42,6 +42,22 @@ class ScalingConfig:
             raise ValueError(f"ScalingConfig(num_workers=...) must be an int >= 1, got "
                              f"{self.num_workers!r}")
 
+    def as_placement_group_factory(self) -> Any:
+        """The bundles a Tune trial of this trainer reserves up front, as one placement group:
+        the trainer's own (``trainer_resources``; raylite's default asks for nothing) and one
+        per worker. The trial's actor takes the first; its workers the others.
+
+        Example:
+            >>> ScalingConfig(num_workers=2).as_placement_group_factory().bundles
+            [{'CPU': 0}, {'CPU': 1.0}, {'CPU': 1.0}]
+        """
+        from raylite.train._trainer import worker_resources
+        from raylite.tune import PlacementGroupFactory
+        worker = worker_resources(self.use_gpu, self.resources_per_worker)
+        head = dict(self.trainer_resources or {"CPU": 0})
+        return PlacementGroupFactory([head] + [dict(worker) for _ in range(self.num_workers)],
+                                     self.placement_strategy)
+
     @property
     def total_resources(self) -> dict[str, float]:
         per = {"CPU": 1.0, **({"GPU": 1.0} if self.use_gpu else {}),

@@ -18,8 +18,8 @@ from typing import Any, Callable
 
 from raylite.core import _generators, _ids, _refs
 from raylite._suggest import did_you_mean
-from raylite.core._options import (ACTOR_OPTIONS, METHOD_OPTIONS, TASK_OPTIONS,
-                                   check_options, placement_of, to_resources, warn_once)
+from raylite.core._options import (ACTOR_OPTIONS, METHOD_OPTIONS, TASK_OPTIONS, check_options,
+                                   placement_of, resolve_placement, to_resources, warn_once)
 from raylite.core._refs import ObjectRef
 
 _lock = threading.RLock()
@@ -362,11 +362,12 @@ class RemoteFunction:
             if options is self._options:
                 self._prepared = prepared
         n = options.get("num_returns", self._default_returns)
+        placement = resolve_placement(prepared[2], backend.placement_context())
         if type(n) is str or self._default_returns != 1:  # a generator: core/_generators.py
             return _generators.submit(backend, lambda kw, extra: backend.submit_task(
-                self, args, kw, {**options, **extra}, prepared[1], prepared[2]), kwargs, n,
+                self, args, kw, {**options, **extra}, prepared[1], placement), kwargs, n,
                 options.get("name") or self._name, bool(options.get("retry_exceptions")))
-        refs = backend.submit_task(self, args, kwargs, options, prepared[1], prepared[2])
+        refs = backend.submit_task(self, args, kwargs, options, prepared[1], placement)
         return refs[0] if n == 1 else (refs if n > 1 else None)
 
     def __getstate__(self):
@@ -451,8 +452,9 @@ class ActorClass:
             "max_concurrency": options.get("max_concurrency") or (1000 if is_async else 1),
             "is_async": is_async, "lifetime": options.get("lifetime"),
         }
+        placement = resolve_placement(placement_of(options), backend.placement_context())
         actor_id = backend.create_actor(self, args, kwargs, options, to_resources(options, 0),
-                                        placement_of(options), actor_options)
+                                        placement, actor_options)
         return ActorHandle(actor_id, self._name, self._meta)
 
     def __getstate__(self):
@@ -807,6 +809,19 @@ class RuntimeContext:
 
     def get_assigned_resources(self) -> dict:
         return {}
+
+    def get_placement_group_id(self) -> str | None:
+        """The hex id of the placement group the current task or actor runs in (None: none)."""
+        context = self._backend.placement_context()
+        return context[0].hex() if context is not None else None
+
+    @property
+    def should_capture_child_tasks_in_placement_group(self) -> bool:
+        """Whether tasks and actors started here land in the current placement group."""
+        context = self._backend.placement_context()
+        return bool(context and context[1])
+
+    current_placement_group_id = property(get_placement_group_id)
 
     @property
     def runtime_env(self) -> dict:

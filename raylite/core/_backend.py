@@ -133,6 +133,11 @@ class Backend(abc.ABC):
         raise ValueError("memory:// URIs need a raylite session whose processes share one "
                          "machine; this runtime has none")
 
+    def placement_context(self) -> tuple[bytes, bool] | None:
+        """``(group id, captures child tasks)`` of the placement group the current task or
+        actor runs in; None outside one (the driver, or a backend without groups)."""
+        return None
+
     def dashboard_source(self) -> Any:
         """What the dashboard reads (the local Node), or None where it cannot show anything."""
         return None

@@ -40,7 +40,6 @@ EMPTY_VALUES = (None, {}, [], "", -1)
 HINTS = {
     "max_calls": "raylite's workers are not recycled after a number of calls",
     "object_store_memory": "a task's or actor's object store memory is not reserved separately",
-    "placement_group_capture_child_tasks": "child tasks are not captured into the placement group",
     "_metadata": "task metadata is not kept",
 }
 _warned: set[str] = set()
@@ -131,22 +130,48 @@ def to_resources(options: dict[str, Any], default_cpus: float) -> dict[str, floa
     return {k: v for k, v in out.items() if v > 0}
 
 
-def placement_of(options: dict[str, Any]) -> tuple[bytes, int] | None:
-    """(group id, bundle index) from placement_group= or a PlacementGroupSchedulingStrategy."""
+NO_GROUP = ("no group",)  # placement_of: the caller said "in no group" (never captured)
+
+
+def placement_of(options: dict[str, Any]) -> tuple | None:
+    """Where the options place a task or actor, before capture (``resolve_placement``):
+    ``(group id, bundle index, capture child tasks: True/False/None)``; None where they name
+    no group (a capturing parent's group applies); ``NO_GROUP`` where they opt out of it
+    (``PlacementGroupSchedulingStrategy(placement_group=None)``, ``placement_group=None``,
+    ``scheduling_strategy="SPREAD"``), as in Ray."""
     strategy = options.get("scheduling_strategy")
-    group = options.get("placement_group")
+    group = options.get("placement_group", "default")
     index = options.get("placement_group_bundle_index", -1)
+    capture = options.get("placement_group_capture_child_tasks")
     if strategy is not None and not isinstance(strategy, str):
         group = getattr(strategy, "placement_group", None)
         index = getattr(strategy, "placement_group_bundle_index", -1)
+        capture = getattr(strategy, "placement_group_capture_child_tasks", None)
     elif isinstance(strategy, str) and strategy not in ("DEFAULT", "SPREAD"):
         raise ValueError(f"unknown scheduling_strategy {strategy!r}; use 'DEFAULT', 'SPREAD' or "
                          "PlacementGroupSchedulingStrategy(...)")
-    if group is None or group == "default":
+    if strategy == "SPREAD" or group is None:
+        return NO_GROUP
+    if isinstance(group, str) and group == "default":
         return None
     if index is None:
         index = -1
     if index >= len(group.bundle_specs) or index < -1:
         raise ValueError(f"placement_group_bundle_index {index} is out of range: the group has "
                          f"{len(group.bundle_specs)} bundles (use -1 for any).")
-    return (group.id.binary(), index)
+    return (group.id.binary(), index, capture)
+
+
+def resolve_placement(placement: tuple | None, context: tuple | None) -> tuple | None:
+    """``placement_of``'s answer in its caller's context: ``context`` is the caller's
+    ``(group id, captures child tasks)``, or None outside any group (the driver). A child that
+    names no group lands in a capturing parent's group, in any bundle with room, and captures
+    its own children too; an unset capture flag is inherited. Returns
+    ``(group id, bundle index, capture)`` or None (no group)."""
+    if placement is NO_GROUP:
+        return None
+    parent_group, parent_captures = context if context is not None else (None, False)
+    if placement is None:
+        return (parent_group, -1, True) if parent_captures and parent_group else None
+    group_id, index, capture = placement
+    return (group_id, index, parent_captures if capture is None else bool(capture))

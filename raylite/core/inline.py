@@ -3,7 +3,10 @@
 Made for debuggers: breakpoints in remote functions and actor methods hit in the driver, and
 tracebacks are ordinary. Results still go through ObjectRefs so the program runs unchanged.
 Values are not copied (as in Ray's local mode), so mutating an argument inside a task is
-visible to the caller here but not on a real runtime.
+visible to the caller here but not on a real runtime. Resources and placement groups are only
+bookkeeping here (nothing waits for them): a group is ready at once, tasks and actors placed in
+one, or captured into one (``placement_group_capture_child_tasks``), run in the caller all the
+same, and ``get_current_placement_group()`` is None, as in the driver.
 
 A ``runtime_env`` applies around each call: its ``env_vars`` are set in this process's
 environment and restored afterwards, and its ``working_dir`` and ``py_modules`` (copied once

@@ -19,6 +19,7 @@ the trial's config merged in (:meth:`BaseTrainer.as_trainable`).
 from __future__ import annotations
 
 import copy
+import functools
 import os
 from collections.abc import Callable
 from typing import Any
@@ -172,15 +173,15 @@ class BaseTrainer:
             trainer._fit(logdir=tune.get_trial_dir(), resume=resume, on_result=on_result,
                          trial=trial)
 
-        from raylite.tune import PlacementGroupFactory
         train_trainer.__name__ = type(self).__name__
         train_trainer.__qualname__ = train_trainer.__name__
-        # As in Ray, a trial asks for the trainer's bundle and one bundle per worker, so Tune
-        # runs only as many trials as fit; the trial's actor holds the first bundle and its
-        # worker group reserves the others (one placement group) once the datasets are ready.
-        head, workers, strategy = _bundles(self.scaling_config)
-        train_trainer.__raylite_resources__ = PlacementGroupFactory([head] + workers, strategy)
-        train_trainer.__raylite_trial_bundle__ = PlacementGroupFactory([head])
+        # As in Ray, each trial reserves one placement group up front: the trainer's bundle and
+        # one per worker of the trial's own ScalingConfig (param_space may set it per trial).
+        # The trial's actor runs in it, capturing its children: the worker group takes the
+        # bundles reserved for it, and the Data tasks that prepare the datasets run there too.
+        train_trainer.__raylite_resources__ = _scaling(self.scaling_config).as_placement_group_factory()
+        train_trainer.__raylite_trial_resources__ = functools.partial(_trial_resources,
+                                                                      self.scaling_config)
         return train_trainer
 
     def _with_overrides(self, config: dict) -> BaseTrainer:
@@ -292,14 +293,13 @@ def _result(trainer: Any, history: list[dict], config: dict | None) -> Result:
                   config=config)
 
 
-def _bundles(scaling: ScalingConfig) -> tuple[dict, list[dict], str]:
-    """(the trainer's own bundle, one bundle per worker, the placement strategy)."""
-    from raylite.train._trainer import worker_resources
-    if isinstance(scaling, dict):
-        scaling = ScalingConfig(**scaling)
-    worker = worker_resources(scaling.use_gpu, scaling.resources_per_worker)
-    head = dict(scaling.trainer_resources or {"CPU": 0})
-    return head, [dict(worker) for _ in range(scaling.num_workers)], scaling.placement_strategy
+def _scaling(scaling: ScalingConfig | dict) -> ScalingConfig:
+    return ScalingConfig(**scaling) if isinstance(scaling, dict) else scaling
+
+
+def _trial_resources(default: ScalingConfig, config: dict) -> Any:
+    """The bundles one trial reserves: its config's ``scaling_config``, else the trainer's."""
+    return _scaling((config or {}).get("scaling_config") or default).as_placement_group_factory()
 
 
 def _trial_hook(trial: dict) -> Callable[[], None]:

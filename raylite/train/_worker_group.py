@@ -6,7 +6,8 @@ Lifecycle (``WorkerGroup.state``)::
                         (start() failing leaves it STOPPED, with nothing left running)
 
 ``start`` checks that the cluster can ever hold the group (else ValueError saying how much is
-free), reserves one bundle per worker, starts one :class:`TrainWorker` actor in each, and gives
+free), reserves one bundle per worker (or, in a Tune trial, takes the bundles the trial
+reserved for them), starts one :class:`TrainWorker` actor in each, and gives
 every worker its ranks (:class:`WorkerContext`): world ranks are contiguous per machine, local
 ranks count within a machine. With ``share_cuda_visible_devices`` (the torch backend), workers
 with GPUs see all GPUs of the group on their machine (``CUDA_VISIBLE_DEVICES``) and use their
@@ -171,6 +172,7 @@ class WorkerGroup:
         self.state = self.NEW
         self.workers: list[Worker] = []
         self._placement_group = None
+        self._own_group, self._first_bundle = True, 0
         self._cleanups: list[Callable[[], None]] = []
 
     def __len__(self) -> int:
@@ -181,9 +183,7 @@ class WorkerGroup:
         if self.state == self.RUNNING:
             raise RuntimeError("the worker group is already running")
         check_fits(self.num_workers, self.resources)
-        from raylite.util import placement_group
-        self._placement_group = placement_group([dict(self.resources)] * self.num_workers,
-                                                strategy=self.placement_strategy)
+        self._reserve()
         self.state = self.RUNNING
         try:
             actors = [self._start_actor(index) for index in range(self.num_workers)]
@@ -198,13 +198,38 @@ class WorkerGroup:
             self.shutdown()
             raise
 
+    def _reserve(self) -> None:
+        """The workers' bundles: those of the placement group this runs in where it captures
+        its children (a Tune trial's, reserved before the trial started: the trainer's bundle,
+        then one per worker), else a group of its own. The workers capture their children in
+        turn: Data tasks a training loop starts run in the group, on the CPU a worker lends
+        while it waits for them, instead of waiting for CPUs the workers hold."""
+        from raylite.util import get_current_placement_group, placement_group
+        self._own_group, self._first_bundle = True, 0
+        if raylite.get_runtime_context().should_capture_child_tasks_in_placement_group:
+            current = get_current_placement_group()
+            bundles = current.bundle_specs if current is not None else []
+            first = len(bundles) - self.num_workers
+            if first in (0, 1) and all(_fits(self.resources, bundle) for bundle in bundles[first:]):
+                self._placement_group, self._own_group = current, False
+                self._first_bundle = first
+                return
+            if current is not None:
+                logger.warning("raylite.train: the placement group this trainer runs in has "
+                               "bundles %s, not one per worker (%s each); the workers reserve "
+                               "a group of their own", bundles, _describe(self.resources))
+        self._placement_group = placement_group([dict(self.resources)] * self.num_workers,
+                                                strategy=self.placement_strategy)
+
     def _start_actor(self, index: int) -> Any:
         from raylite.util.scheduling_strategies import PlacementGroupSchedulingStrategy
         custom = {k: v for k, v in self.resources.items() if k not in ("CPU", "GPU", "memory")}
+        strategy = PlacementGroupSchedulingStrategy(self._placement_group,
+                                                    self._first_bundle + index,
+                                                    placement_group_capture_child_tasks=True)
         options: dict[str, Any] = {
             "num_cpus": self.resources.get("CPU", 0), "num_gpus": self.resources.get("GPU", 0),
-            "max_concurrency": 2,
-            "scheduling_strategy": PlacementGroupSchedulingStrategy(self._placement_group, index)}
+            "max_concurrency": 2, "scheduling_strategy": strategy}
         if custom:
             options["resources"] = custom
         if self.resources.get("memory"):
@@ -241,7 +266,7 @@ class WorkerGroup:
                 cleanup()
             except Exception:  # noqa: BLE001 - a leftover temporary file must not stop shutdown
                 logger.warning("raylite.train: a cleanup of the worker group failed", exc_info=True)
-        if self._placement_group is not None:
+        if self._placement_group is not None and self._own_group:
             try:
                 remove_placement_group(self._placement_group)
             except Exception:  # noqa: BLE001, S110 - the runtime is shutting down
@@ -304,6 +329,10 @@ def check_fits(num_workers: int, resources: dict[str, float]) -> None:
                 f"({_number(free.get(key, 0.0))} free now). Lower num_workers or "
                 f"resources_per_worker, or start raylite with more "
                 f"(raylite.init(num_cpus=..., num_gpus=...)).")
+
+
+def _fits(request: dict[str, float], bundle: dict[str, float]) -> bool:
+    return all(bundle.get(key, 0.0) >= amount - 1e-9 for key, amount in request.items())
 
 
 def _number(value: float) -> str:

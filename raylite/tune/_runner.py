@@ -37,7 +37,7 @@ from raylite._storage import (check_writable_root, is_remote, resolve,
                               upload_dir_or_clean)
 from raylite.tune._logger import Callback, default_loggers, to_json, write_error
 from raylite.tune._progress import AUTO_RESULT_KEYS, CLIReporter, ProgressReporter, result_line
-from raylite.tune._resources import concurrency_limit, trial_actor_options
+from raylite.tune._resources import TrialGroups, concurrency_limit, remove_group, trial_actor_options
 from raylite.tune._scheduler import FIFOScheduler, TrialScheduler, scheduler_from_name
 from raylite.tune._searcher import (BasicVariantGenerator, Searcher, check_mode,
                                     searcher_from_name)
@@ -79,7 +79,8 @@ class ExperimentRunner:
                  verbose: int, time_budget_s: float | None, checkpoint_freq: int,
                  checkpoint_at_end: bool, reuse_actors: bool,
                  trial_name_creator: Callable | None, trial_dirname_creator: Callable | None,
-                 seed: int | None = None, keeper: CheckpointKeeper | None = None):
+                 seed: int | None = None, keeper: CheckpointKeeper | None = None,
+                 trial_groups: TrialGroups | None = None):
         self.trainable = trainable
         self.trainable_name = trainable_name(trainable)
         self.is_class = is_class_trainable(trainable)
@@ -89,6 +90,7 @@ class ExperimentRunner:
         self.metric, self.mode = metric, mode
         self.experiment_dir, self.name = experiment_dir, name
         self.actor_options, self.resources = actor_options, resources
+        self.groups = trial_groups  # each trial reserves its bundles before it starts
         self.max_concurrent = max_concurrent
         self.max_failures, self.fail_fast = max_failures, fail_fast
         self.callbacks, self.reporter, self.verbose = callbacks, reporter, verbose
@@ -275,13 +277,28 @@ class ExperimentRunner:
             self.journal.record("searcher", blob)
 
     def _start_trials(self) -> None:
-        while len(self._running) < self.max_concurrent:
+        reserving = self.groups.reserving if self.groups is not None else {}
+        while len(self._running) + len(reserving) < self.max_concurrent:
             trial = self.scheduler.choose_trial_to_run(self)
             if trial is None or trial.status not in (Trial.PENDING, Trial.PAUSED):
                 return
-            if trial.trial_id in self._running:
-                return  # a paused trial whose host has not let go yet
-            self._start(trial)
+            if trial.trial_id in self._running or trial.trial_id in reserving:
+                return  # a paused trial whose host has not let go yet, or one waiting for its group
+            if self.groups is None:
+                self._start(trial, self._host())
+            else:  # it starts once its group is placed; trials wait for theirs in order
+                ready = self.groups.reserve(trial.trial_id, trial.config)
+                self._inflight[ready] = ("reserved", trial, None)
+
+    def _reserved(self, trial: Trial) -> None:
+        group, options = self.groups.placed(trial.trial_id)
+        if self._stop_all or trial.status not in (Trial.PENDING, Trial.PAUSED):
+            remove_group(group)  # ended while it waited
+            return
+        host = _host_class().options(max_concurrency=2, **options).remote(self._trainable_ref)
+        self._all_hosts.add(host)
+        self.groups.bind(host, group)
+        self._start(trial, host)
 
     def _host(self) -> Any:
         if self._idle_hosts:
@@ -291,11 +308,10 @@ class ExperimentRunner:
         self._all_hosts.add(host)
         return host
 
-    def _start(self, trial: Trial) -> None:
+    def _start(self, trial: Trial, host: Any) -> None:
         restoring = trial.checkpoint is not None or trial.num_results > 0
         trial.set_status(Trial.RUNNING)
         os.makedirs(trial.logdir, exist_ok=True)
-        host = self._host()
         self._running[trial.trial_id] = host
         info = {"trial_id": trial.trial_id, "trial_name": str(trial), "logdir": trial.logdir,
                 "config": trial.config, "resources": self.resources,
@@ -320,6 +336,9 @@ class ExperimentRunner:
             ready += more
         for ref in ready:
             kind, trial, host = self._inflight.pop(ref)
+            if kind == "reserved":
+                self._reserved(trial)
+                continue
             try:
                 reply = raylite.get(ref)
             except Exception as exc:  # noqa: BLE001 - the host actor died or could not start
@@ -392,7 +411,7 @@ class ExperimentRunner:
     # ---- ending trials ----------------------------------------------------------------------
     def _release(self, trial: Trial, host: Any, reusable: bool = True) -> None:
         self._running.pop(trial.trial_id, None)
-        if reusable and self.reuse_actors and not self._stop_all:
+        if reusable and self.reuse_actors and not self._stop_all and self.groups is None:
             self._idle_hosts.append(host)
         else:
             self._kill(host)
@@ -403,6 +422,8 @@ class ExperimentRunner:
             raylite.kill(host)
         except Exception:  # noqa: BLE001, S110 - already gone
             pass
+        if self.groups is not None:
+            self.groups.release(host)  # and the trainer workers it started, if still alive
 
     def _stop_trial(self, trial: Trial, result: dict | None,
                     timeout: float = FUNCTION_STOP_TIMEOUT_S) -> None:
@@ -423,6 +444,8 @@ class ExperimentRunner:
         self._inflight[host.stop.remote(trial.trial_id, not saved)] = ("pause", trial, host)
 
     def _drop_inflight(self, trial: Trial) -> None:
+        """Forget ``trial``'s pending results (a reservation stays: it is cleaned up when its
+        group is placed, or at the end)."""
         for ref, (kind, other, _) in list(self._inflight.items()):
             if other is trial and kind == "results":
                 del self._inflight[ref]
@@ -502,6 +525,8 @@ class ExperimentRunner:
     def _shutdown(self) -> None:
         for host in list(self._all_hosts):
             self._kill(host)
+        if self.groups is not None:
+            self.groups.close()
         self._idle_hosts.clear()
         self._inflight.clear()
         for callback in self.callbacks:
@@ -615,8 +640,9 @@ def run(run_or_experiment: Any, name: str | None = None, metric: str | None = No
             or a ``tune.Stopper``.
         resources_per_trial: e.g. ``{"cpu": 1, "gpu": 0}`` (the default, or what a class
             trainable's ``default_resource_request(config)`` asks), or a
-            ``tune.PlacementGroupFactory`` (its bundles are summed onto the trial's actor; a
-            Train trainer's trial holds its first bundle, its workers the others).
+            ``tune.PlacementGroupFactory``: each trial reserves its bundles as one placement
+            group before it starts; the trial's actor takes the first and captures its
+            children (tasks, actors, a Train trainer's workers) into the group.
         local_dir / storage_path: where experiments go (default ``~/ray_results`` or
             $RAYLITE_RESULTS_DIR); ``name``: the experiment's directory name. A URI
             (``s3://bucket/prefix``, ``gs://...``) runs the experiment in the local results dir
@@ -658,14 +684,12 @@ def run(run_or_experiment: Any, name: str | None = None, metric: str | None = No
         num_samples = 2**62
     config = dict(config or {})
     space_mod.validate_space(config)
-    actor_options, shown = trial_actor_options(getattr(trainable, "__raylite_resources__", None)
-                                               or resources_per_trial
-                                               or default_resources(trainable, config))
-    if getattr(trainable, "__raylite_trial_bundle__", None) is not None:
-        # A trainer's trial: as many trials run as its bundles (its own + one per worker) fit,
-        # its actor holds the first bundle, and its workers reserve the others when they start
-        # (after the trial has prepared its datasets, which needs free CPUs).
-        actor_options, _ = trial_actor_options(trainable.__raylite_trial_bundle__)
+    resources = (getattr(trainable, "__raylite_resources__", None) or resources_per_trial
+                 or default_resources(trainable, config))
+    actor_options, shown = trial_actor_options(resources)
+    # A PlacementGroupFactory (a trainer's: its own bundle + one per worker) is reserved per
+    # trial, as one placement group, before the trial starts (see _resources.py)
+    trial_groups = TrialGroups.for_trials(trainable, resources)
     keeper = CheckpointKeeper(keep_checkpoints_num, checkpoint_score_attr)
     searcher = _make_searcher(search_alg, metric, mode, config, num_samples)
     scheduler = _make_scheduler(scheduler, metric, mode)
@@ -708,7 +732,7 @@ def run(run_or_experiment: Any, name: str | None = None, metric: str | None = No
         checkpoint_at_end=checkpoint_at_end,
         reuse_actors=True if reuse_actors is None else reuse_actors,
         trial_name_creator=trial_name_creator, trial_dirname_creator=trial_dirname_creator,
-        seed=seed, keeper=keeper)
+        seed=seed, keeper=keeper, trial_groups=trial_groups)
     runner.trainable_name = shown_name
     if state is not None:
         runner.restore_state(state, restart_errored=resume == "ERRORED_ONLY")

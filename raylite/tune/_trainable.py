@@ -447,7 +447,8 @@ class TrialHost:
 
 
 class PlacementGroupFactory:
-    """Resources of one trial as bundles (Ray's API); a trial's actor gets their sum.
+    """Resources of one trial as bundles (Ray's API): each trial reserves them as one placement
+    group before it starts; its actor takes the first bundle.
 
     Example:
         >>> PlacementGroupFactory([{"CPU": 1}, {"CPU": 2}]).required_resources
@@ -468,6 +469,16 @@ class PlacementGroupFactory:
             for key, value in bundle.items():
                 total[key] = total.get(key, 0.0) + float(value)
         return total
+
+    @property
+    def head_bundle_is_empty(self) -> bool:
+        """Whether the first bundle (the trial actor's) asks for nothing: the trial's group is
+        then made of the other bundles, and the actor holds nothing inside it."""
+        return not any(self.bundles[0].values())
+
+    @property
+    def head_cpus(self) -> float:
+        return float(self.bundles[0].get("CPU", 0.0))
 
     def __repr__(self) -> str:
         return f"PlacementGroupFactory({self.bundles!r}, strategy={self.strategy!r})"

@@ -59,6 +59,15 @@ class PlacementGroup:
         except exceptions.GetTimeoutError:
             return False
 
+    def __eq__(self, other: object) -> bool:
+        return isinstance(other, PlacementGroup) and other.id == self.id
+
+    def __hash__(self) -> int:
+        return hash(self.id)
+
+    def __repr__(self) -> str:
+        return f"PlacementGroup({self.id.hex()[:12]}, bundles={self.bundle_specs})"
+
     def __reduce__(self):
         return (PlacementGroup, (self.id.binary(), self.bundle_specs, self.strategy, None))
 
@@ -95,4 +104,25 @@ def placement_group_table(group: PlacementGroup | None = None) -> dict[str, Any]
 
 
 def get_current_placement_group() -> PlacementGroup | None:
-    return None
+    """The placement group the current task or actor runs in; None outside one (the driver
+    never is in one; nor is anything in ``init(local_mode=True)``, which runs in the caller,
+    or on the Dask backend, where groups reserve nothing).
+
+    Example:
+        >>> @raylite.remote                                             # doctest: +SKIP
+        ... def where():
+        ...     return get_current_placement_group()
+        >>> pg = placement_group([{"CPU": 1}])                          # doctest: +SKIP
+        >>> strategy = PlacementGroupSchedulingStrategy(pg)              # doctest: +SKIP
+        >>> raylite.get(where.options(scheduling_strategy=strategy).remote()) == pg  # doctest: +SKIP
+        True
+    """
+    context = _call("placement_context")
+    if context is None:
+        return None
+    group_id = context[0]
+    entry = _call("placement_group_table").get(group_id.hex())
+    if entry is None:  # removed while this task runs
+        return PlacementGroup(group_id, [], "PACK", None)
+    bundles = [dict(b) for _, b in sorted(entry["bundles"].items())]
+    return PlacementGroup(group_id, bundles, entry["strategy"], None)

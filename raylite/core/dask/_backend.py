@@ -28,7 +28,8 @@ How raylite's concepts map onto Dask (the modules beside this one hold the detai
                    return theirs as values (``Failed``), so later calls still run
 
 Not mapped (the engine has no equivalent): placement groups reserve nothing (bundles are only
-checked against the workers), ``cancel`` cannot stop a task that is already running (Dask
+checked against the workers; so ``placement_group_capture_child_tasks`` has nothing to capture
+into and is ignored, and ``get_current_placement_group()`` is None in a Dask task), ``cancel`` cannot stop a task that is already running (Dask
 cannot interrupt a running task: it is marked cancelled and its result dropped), an actor call
 cannot be cancelled (kill the actor), and ``max_retries`` for lost workers (Dask retries those
 up to its ``allowed-failures`` setting). ``max_restarts`` restarts an actor whose worker died

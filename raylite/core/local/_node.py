@@ -657,7 +657,12 @@ class Node(ActorsMixin, ProcessIOMixin, SpecSubmitter, Backend):
         return group_id, _refs.ObjectRef(ready_id)
 
     def remove_placement_group(self, group_id: bytes) -> None:
+        """Free the group's bundles; the actors placed in it are killed, as in Ray (a Tune
+        trial's group takes its trainer's workers with it)."""
         with self.lock:
+            for actor in list(self.scheduler.actors.values()):
+                if actor.placement is not None and actor.placement[0] == group_id:
+                    self.kill_actor(actor.actor_id, True)
             self.groups.pop(group_id, None)
             ready_id = self.group_ready_ids.pop(group_id, None)
             if ready_id is not None:

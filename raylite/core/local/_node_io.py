@@ -348,8 +348,9 @@ class ProcessIOMixin:
         return self.scheduler.actor_unblocked(process.actor_id)
 
     def _h_wait(self, process: _Process, message: tuple) -> None:
+        """A worker's ``wait``: blocked in it, the worker lends its CPU back, as in ``get``."""
         _, request_id, ids, num_returns, timeout = message
-        done = [False]
+        done, blocked = [False], [False]
 
         def reply(waiter=None) -> None:
             if done[0]:
@@ -360,11 +361,19 @@ class ProcessIOMixin:
             process.channel.send((wire.REPLY, request_id, ready[:num_returns]))
             if waiter is not None:
                 self._remove_waiter(waiter)
+            if blocked[0]:
+                blocked[0] = False
+                self._act(self._unblock(process))
 
         waiter = self._add_waiter(ids, num_returns, reply)
         if waiter is None:
             reply()
-        elif timeout is not None:
+            return
+        if timeout is None or timeout > 0:
+            blocked[0] = True
+            self._act(self.scheduler.worker_blocked(process.worker_id) if process.actor_id is None
+                      else self.scheduler.actor_blocked(process.actor_id))
+        if timeout is not None:
             self._add_timer(timeout, lambda: reply(waiter))
 
     def _h_watch(self, process: _Process, message: tuple) -> None:

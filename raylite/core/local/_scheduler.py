@@ -24,7 +24,9 @@ Task lifecycle (``TASK_TRANSITIONS``)::
        |                      |                           |  \\--worker died, retries left--> READY
        +--------------------- +---------------------------+----> FAILED / CANCELLED
 
-Worker lifecycle: STARTING -> IDLE <-> BUSY <-> BLOCKED (in ``get``, its CPU lent back) -> DEAD.
+Worker lifecycle: STARTING -> IDLE <-> BUSY <-> BLOCKED (in ``get`` or ``wait``, its CPU lent
+back to the pool it came from: the node's, or its placement group bundle's, where the tasks it
+starts land when its group captures child tasks) -> DEAD.
 
 Runtime envs: every task and worker has an env key ("" for the job's own env). A task runs only
 on a worker of its key, so workers are reused only by tasks of the same env. The pool holds
@@ -150,7 +152,7 @@ class Task:
     resources: dict[str, float]
     function_id: bytes = b""
     max_retries: int = 0
-    placement: tuple[bytes, int] | None = None  # (group id, bundle index or -1)
+    placement: tuple | None = None  # (group id, bundle index or -1[, captures child tasks])
     payload: Any = None
     state: TaskState = TaskState.WAITING
     deps: set = field(default_factory=set)
@@ -555,7 +557,7 @@ class Scheduler:
                     actions += self._finish(task, TaskState.FAILED, "runtime_env_failed",
                                             self.broken_envs[task.env])
                     continue
-                pool = self._pool_for(task.placement)
+                pool = self._pool_for(task.placement, task.resources)
                 if pool is None:
                     break  # placement group not ready yet
                 if pool.fits(task.resources):
@@ -666,7 +668,10 @@ class Scheduler:
         self.tasks.pop(task.task_id, None)
         return [Fail(task, reason, detail)]
 
-    def _pool_for(self, placement: tuple[bytes, int] | None) -> ResourcePool | None:
+    def _pool_for(self, placement: tuple | None, request: dict[str, float]) -> ResourcePool | None:
+        """The pool a request draws from: the node's, its bundle's, or (bundle index -1, as for
+        tasks captured into their parent's group) the first bundle with room for it, else the
+        one with the most CPU free. None while its group is not placed."""
         if placement is None:
             return self.pool
         group = self.groups.get(placement[0])
@@ -675,6 +680,9 @@ class Scheduler:
         index = placement[1]
         if index >= 0:
             return group.pools[index]
+        for pool in group.pools:
+            if pool.fits(request):
+                return pool
         return max(group.pools, key=lambda p: p.available.get("CPU", 0.0))
 
     def _place_groups(self, actions: list) -> None:
@@ -692,7 +700,7 @@ class Scheduler:
 
     def _start_actors(self, actions: list) -> None:
         for actor in list(self.pending_actors):
-            pool = self._pool_for(actor.placement)
+            pool = self._pool_for(actor.placement, actor.resources)
             if pool is not None and pool.fits(actor.resources):
                 self.pending_actors.remove(actor)
                 actor.gpu_ids = pool.acquire(actor.resources)

@@ -120,6 +120,7 @@ class Worker:
         self.label = "worker"
         self.running: bytes | None = None
         self.gpu_ids: list[int] | None = None
+        self.placement: tuple | None = None  # the current task's or the actor's group, if any
         self._visible: str | None = None   # CUDA_VISIBLE_DEVICES as last set for gpu_ids
         self.pool = None
         self.loop: asyncio.AbstractEventLoop | None = None
@@ -170,6 +171,7 @@ class Worker:
             return
         self._set_gpus(gpu_ids)
         self.label = spec.name
+        self.placement = spec.placement
         self.conn.send_soon((wire.DONE, spec.task_id) + self.execute(self.functions[spec.function_id], spec, resolved))
 
     # ----- actors ---------------------------------------------------------------------------
@@ -177,6 +179,7 @@ class Worker:
         _, spec, resolved, gpu_ids, counter_path = message
         self.started = _map_counter(counter_path)
         self.actor_id = spec.actor_id
+        self.placement = spec.placement
         self._set_gpus(gpu_ids)
         options = spec.actor_options
         cls = loads_function(spec.function_blob)
@@ -386,6 +389,12 @@ class WorkerClient(SpecSubmitter, Backend):
 
     def memory_folder(self) -> str:
         return wire.memory_folder_in(self.shm_dir)
+
+    def placement_context(self) -> tuple[bytes, bool] | None:
+        placement = self.worker.placement
+        if placement is None:
+            return None
+        return placement[0], len(placement) > 2 and bool(placement[2])
 
     def shutdown(self) -> None:
         pass  # the connection belongs to the driver's runtime
