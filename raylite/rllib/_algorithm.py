@@ -26,6 +26,7 @@ from raylite import _registry
 from raylite._suggest import did_you_mean
 from raylite.rllib._callbacks import make_callbacks, summarize_custom_metrics
 from raylite.rllib._config import AlgorithmConfig
+from raylite.rllib._conv import image_fields
 from raylite.rllib._envs import EnvSpec, action_info, preprocessor, resolve_env
 from raylite.rllib._filters import make_filter
 from raylite.rllib._model import ModelSpec, init_weights
@@ -182,7 +183,8 @@ class Algorithm(Trainable):
         return ModelSpec(obs_size=preprocessor(observation_space)[0], discrete=discrete,
                          action_size=action_size, hiddens=tuple(model.fcnet_hiddens),
                          activation=model.fcnet_activation,
-                         vf_share_layers=model.vf_share_layers, free_log_std=model.free_log_std)
+                         vf_share_layers=model.vf_share_layers, free_log_std=model.free_log_std,
+                         **image_fields(model, observation_space))
 
     def _custom_model_spec(self, config: AlgorithmConfig, observation_space: Any,
                            action_space: Any) -> Any:
@@ -573,12 +575,6 @@ class _LearnerWorker:
 
     def foreach_env(self, fn: Any) -> list:
         return []
-
-
-def refuse_custom_model(config: AlgorithmConfig, algo_name: str) -> None:
-    if config.model.custom_model is not None:
-        raise NotImplementedError(f"custom_model with {algo_name}: raylite runs custom models "
-                                  f"for PPO (and its multi-agent and offline forms) only")
 
 
 _WARNED: set[str] = set()

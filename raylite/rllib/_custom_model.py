@@ -166,3 +166,100 @@ class KerasModelPolicy(TorchModulePolicy):
     def _outputs(self, obs: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         logits, values = self.spec.outputs(None, self.weights, obs)
         return np.asarray(logits), np.asarray(values)
+
+
+@dataclass(frozen=True)
+class CustomNet:
+    """A registered custom model as one part of a bigger network (DQN's body under its Q
+    heads, SAC's policy or Q network). Its parameters are the network's weights named
+    ``prefix + the module's own name``; ``__call__`` runs the module's ``forward`` (a torch
+    TorchModelV2) or ``base_model`` (a Keras TFModelV2) and returns its (first) output,
+    ``[batch, num_outputs]``: on the learner's tensors, or on numpy when acting."""
+
+    model_class: Any
+    model_config: dict
+    observation_space: Any
+    action_space: Any
+    num_outputs: int
+    keras: bool = False
+
+    def build(self) -> Any:
+        return self.model_class(self.observation_space, self.action_space, self.num_outputs,
+                                dict(self.model_config), "custom_model")
+
+    def _module(self, prefix: str) -> Any:
+        """One instance per prefix and process (its parameters are replaced at each call)."""
+        modules = self.__dict__.setdefault("_modules", {})
+        if prefix not in modules:
+            modules[prefix] = self.build()
+        return modules[prefix]
+
+    def _variables(self, prefix: str) -> list[tuple[str, Any]]:
+        module = self._module(prefix)
+        if self.keras:
+            model = module.base_model
+            return list(zip(_keras_names(model), model.trainable_variables))
+        return list(module.named_parameters())
+
+    def shapes(self, prefix: str) -> dict[str, tuple[int, ...]]:
+        return {prefix + name: tuple(v.shape) for name, v in self._variables(prefix)}
+
+    def initial_weights(self, prefix: str, seed: int | None) -> dict[str, np.ndarray]:
+        """The module's own initialization (a fresh instance, seeded)."""
+        if self.keras:
+            import tensorflow as tf
+            if seed is not None:
+                tf.keras.utils.set_random_seed(seed)
+            model = self.build().base_model
+            return {prefix + name: np.asarray(v.numpy(), np.float32)
+                    for name, v in zip(_keras_names(model), model.trainable_variables)}
+        import torch
+        if seed is not None:
+            torch.manual_seed(seed)
+        return {prefix + name: p.detach().numpy().copy()
+                for name, p in self.build().named_parameters()}
+
+    def __call__(self, ops: Any, params: dict[str, Any], prefix: str, inputs: Any) -> Any:
+        on_numpy = isinstance(inputs, np.ndarray)
+        names = [name for name, _ in self._variables(prefix)]
+        if self.keras:
+            import tensorflow as tf
+            model = self._module(prefix).base_model
+            fixed = [v.value for v in model.non_trainable_variables]
+            out, _ = model.stateless_call([params[prefix + n] for n in names], fixed,
+                                          tf.cast(inputs, tf.float32))
+            out = out[0] if isinstance(out, (list, tuple)) else out
+            return np.asarray(out) if on_numpy else out
+        import torch
+        module = self._module(prefix)
+        if on_numpy:
+            with torch.no_grad():
+                weights = {n: torch.from_numpy(np.asarray(params[prefix + n])) for n in names}
+                out = torch.func.functional_call(module, weights,
+                                                 ({"obs": torch.from_numpy(inputs)}, [], None))
+                out = out[0] if isinstance(out, tuple) else out
+                return out.numpy()
+        out = torch.func.functional_call(module, {n: params[prefix + n] for n in names},
+                                         ({"obs": inputs}, [], None))
+        return out[0] if isinstance(out, tuple) else out
+
+
+def custom_net(model_config: dict, framework: str, observation_space: Any, action_space: Any,
+               num_outputs: int, key: str = "model") -> CustomNet:
+    """The :class:`CustomNet` of ``model_config["custom_model"]``, checked against the
+    framework (``key`` names the config the model was given in, for the error)."""
+    from raylite.rllib.models.tf.tf_modelv2 import TFModelV2
+    name = model_config["custom_model"]
+    model_class = ModelCatalog.get_model_class(name)
+    keras = issubclass(model_class, TFModelV2)
+    if keras == (framework == "torch"):
+        raise ValueError(f"{key} custom_model {name!r} is a "
+                         f"{'Keras (TFModelV2)' if keras else 'torch'} model: use "
+                         f"framework={'tf' if keras else 'torch'}")
+    config = {"custom_model_config": {}, **model_config}
+    return CustomNet(model_class, config, observation_space, action_space, num_outputs, keras)
+
+
+def as_custom_net(value: Any) -> Any:
+    """A spec field restored from a checkpoint (``dataclasses.asdict`` made it a dict)."""
+    return CustomNet(**value) if isinstance(value, dict) else value

@@ -25,13 +25,13 @@ from typing import Any
 
 import numpy as np
 
-from raylite.rllib._algorithm import DEFAULT_POLICY_ID, Algorithm, refuse_custom_model
+from raylite.rllib._algorithm import DEFAULT_POLICY_ID, Algorithm
 from raylite.rllib._builder import ConfigBuilder
 from raylite.rllib._config import ALGORITHM_DEFAULTS, AlgorithmConfig
 from raylite.rllib._envs import preprocessor
 from raylite.rllib._exploration import epsilon_schedule
 from raylite.rllib._model import model_loss
-from raylite.rllib._q_model import QModelSpec, q_values
+from raylite.rllib._q_model import QModelSpec, q_model_body, q_values
 from raylite.rllib._replay_buffer import (
     ACTIONS,
     BATCH_INDEXES,
@@ -108,7 +108,6 @@ class DQN(Algorithm):
     def _model_spec(self, config: AlgorithmConfig, observation_space: Any,
                     action_space: Any) -> QModelSpec:
         from gymnasium import spaces
-        refuse_custom_model(config, self.algo_name)
         if not isinstance(action_space, spaces.Discrete):
             raise ValueError(f"DQN needs a Discrete action space; {self.env_label} has "
                              f"{action_space}: use SAC (continuous actions) or PPO")
@@ -116,7 +115,8 @@ class DQN(Algorithm):
                           action_size=int(action_space.n),
                           hiddens=tuple(config.model.fcnet_hiddens),
                           activation=config.model.fcnet_activation,
-                          q_hiddens=tuple(config.hiddens), dueling=config.dueling)
+                          q_hiddens=tuple(config.hiddens), dueling=config.dueling,
+                          **q_model_body(config, observation_space, action_space))
 
     def setup(self, config: dict) -> None:
         super().setup(config)
