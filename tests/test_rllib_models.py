@@ -144,3 +144,104 @@ def test_sac_runs_custom_policy_and_q_models(tmp_path):
     with pytest.raises(ValueError, match="through policy_model_config and q_model_config"):
         SACConfig().environment("Pendulum-v1").training(
             model={"custom_model": "small_net"}).build()
+
+
+class ImageEnv(gym.Env):
+    """A tiny image task: one bright pixel; reward 1 for action 1 if it is in the left half,
+    for action 0 otherwise. Shape from env_config (H, W, C); 8 steps an episode."""
+
+    def __init__(self, env_config=None):
+        self.shape = tuple((env_config or {}).get("shape", (10, 10, 3)))
+        self.observation_space = gym.spaces.Box(0.0, 1.0, self.shape, np.float32)
+        self.action_space = gym.spaces.Discrete(2)
+        self.rng = np.random.default_rng(0)
+
+    def _observe(self):
+        image = np.zeros(self.shape, np.float32)
+        self.column = int(self.rng.integers(self.shape[1]))
+        image[int(self.rng.integers(self.shape[0])), self.column, :] = 1.0
+        return image
+
+    def reset(self, *, seed=None, options=None):
+        if seed is not None:
+            self.rng = np.random.default_rng(seed)
+        self.t = 0
+        return self._observe(), {}
+
+    def step(self, action):
+        reward = float(int(action) == int(self.column < self.shape[1] // 2))
+        self.t += 1
+        return self._observe(), reward, self.t >= 8, False, {}
+
+
+SMALL_FILTERS = [[4, [3, 3], 2], [8, [5, 5], 1]]   # 10x10 -> 5x5x4 -> 1x1x8
+
+
+def _conv_kernels(weights):
+    return {name: w.shape for name, w in weights.items() if name.endswith("kernel")
+            and len(w.shape) == 4}
+
+
+@pytest.mark.parametrize("framework", ["torch", "tf"])
+@pytest.mark.parametrize("algo_name", ["PPO", "DQN"])
+def test_conv_net_for_image_observations(algo_name, framework):
+    if framework == "tf":
+        pytest.importorskip("tensorflow")
+    builder = PPOConfig() if algo_name == "PPO" else DQNConfig()
+    tiny = (dict(train_batch_size=64, sgd_minibatch_size=32, num_sgd_iter=2)
+            if algo_name == "PPO" else DQN_TINY)
+    config = (builder.environment(ImageEnv).framework(framework)
+              .env_runners(num_env_runners=0, rollout_fragment_length=32)
+              .training(model={"conv_filters": SMALL_FILTERS, "conv_activation": "elu"},
+                        **tiny)
+              .debugging(seed=0))
+    if algo_name == "DQN":
+        config = config.reporting(min_sample_timesteps_per_iteration=64)
+    algo = config.build()
+    weights = algo.get_policy().get_weights()
+    kernels = _conv_kernels(weights)
+    prefix = "policy" if algo_name == "PPO" else "q/torso"
+    assert kernels[f"{prefix}/conv_0/kernel"] == (3, 3, 3, 4)
+    assert kernels[f"{prefix}/conv_1/kernel"] == (5, 5, 4, 8)
+    model = algo.get_policy().model   # the framework's model runs the conv layers
+    image = ImageEnv().reset(seed=1)[0]
+    if framework == "torch":
+        assert any(p.ndim == 4 for p in model.parameters())
+        out = model(torch.as_tensor(image.reshape(1, -1)))
+    else:
+        assert any(len(v.shape) == 4 for v in model.base_model.trainable_variables)
+        out = model(image.reshape(1, -1))
+    out = out[0] if isinstance(out, tuple) else out
+    assert tuple(out.shape) == (1, 2)
+    for _ in range(2):
+        result = algo.train()
+    assert result["timesteps_total"] >= 128
+    moved = algo.get_policy().get_weights()
+    assert all(not np.allclose(moved[k], weights[k]) for k in kernels)
+    assert algo.compute_single_action(image, explore=False) in (0, 1)
+    algo.stop()
+
+
+def test_conv_default_filters_and_the_error_for_other_image_sizes(tmp_path):
+    algo = (PPOConfig().environment(ImageEnv, env_config={"shape": (42, 42, 1)})
+            .env_runners(num_env_runners=0).training(model={"vf_share_layers": True})
+            .debugging(seed=0).build())
+    # RLlib's 42x42 stack: [[16, [4, 4], 2], [32, [4, 4], 2], [256, [11, 11], 1]]
+    assert _conv_kernels(algo.get_policy().get_weights()) == {
+        "policy/conv_0/kernel": (4, 4, 1, 16), "policy/conv_1/kernel": (4, 4, 16, 32),
+        "policy/conv_2/kernel": (11, 11, 32, 256)}
+    image = ImageEnv({"shape": (42, 42, 1)}).reset(seed=0)[0]
+    action, _, extra = algo.get_policy().compute_single_action(image, explore=False)
+    path = algo.save(str(tmp_path))
+    algo.stop()
+    restored = Algorithm.from_checkpoint(path)
+    again, _, extra_again = restored.get_policy().compute_single_action(image, explore=False)
+    assert again == action
+    np.testing.assert_allclose(extra_again["action_dist_inputs"], extra["action_dist_inputs"])
+    restored.stop()
+    with pytest.raises(ValueError, match=r"no default conv_filters for image observations of "
+                                         r"shape \[12, 12, 3\]: set model=\{'conv_filters'"):
+        PPOConfig().environment(ImageEnv, env_config={"shape": (12, 12, 3)}).build()
+    with pytest.raises(ValueError, match="shrink the"):
+        DQNConfig().environment(ImageEnv).training(
+            model={"conv_filters": [[4, [11, 11], 1]]}).build()
