@@ -146,8 +146,8 @@ class DQN(Algorithm):
         while True:
             # 1. rollouts, epsilon-greedy with the current weights
             if self.reader is not None:  # offline: logged transitions instead of rollouts
-                batches, new_episodes = {DEFAULT_POLICY_ID: self._offline_transitions()}, []
-                steps += len(batches[DEFAULT_POLICY_ID][OBS])
+                batches, logged_steps = self._offline_transitions()
+                steps, new_episodes = steps + logged_steps, []
             else:
                 batches, new_episodes = self._sample_round(self.timesteps_total + steps)
                 steps += self.workers.last_env_steps
@@ -190,11 +190,27 @@ class DQN(Algorithm):
         return (batch if self.is_multi_agent else {DEFAULT_POLICY_ID: batch}), episodes
 
     def _implements(self, option: str) -> bool:
-        return option == "input" and not self.algo_config.policies
+        return option == "input"
 
-    def _offline_transitions(self) -> dict[str, np.ndarray]:
-        """The next logged batch as transitions (written by DQN or SAC with output=DIR)."""
+    def _offline_transitions(self) -> tuple[dict[str, dict[str, np.ndarray]], int]:
+        """The next logged batch as ``{policy_id: transitions}`` and its env steps (written
+        by DQN or SAC with output=DIR; a multi-agent run's by policy)."""
+        from raylite.rllib._offline import MultiAgentBatch
         batch = self.reader.next()
+        if isinstance(batch, MultiAgentBatch) != self.is_multi_agent:
+            kinds = ("multi-agent", "single-agent")[::1 if self.is_multi_agent else -1]
+            raise ValueError(f"offline data at {self.algo_config.input_} is {kinds[1]}, this "
+                             f"{self.algo_name} {kinds[0]}: train on data of its own kind")
+        if not self.is_multi_agent:
+            rows = self._transitions(batch)
+            return {DEFAULT_POLICY_ID: rows}, len(rows[OBS])
+        unknown = [pid for pid in batch if pid not in self.units]
+        if unknown:
+            raise ValueError(f"offline data holds policies {unknown} this {self.algo_name} "
+                             f"does not have (policies: {', '.join(self.units)})")
+        return {pid: self._transitions(rows) for pid, rows in batch.items()}, batch.count
+
+    def _transitions(self, batch: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
         missing = [c for c in (OBS, ACTIONS, REWARDS, NEW_OBS, TERMINATEDS) if c not in batch]
         if missing:
             raise ValueError(f"offline data for {self.algo_name} needs transitions; these "
