@@ -245,3 +245,41 @@ def test_conv_default_filters_and_the_error_for_other_image_sizes(tmp_path):
     with pytest.raises(ValueError, match="shrink the"):
         DQNConfig().environment(ImageEnv).training(
             model={"conv_filters": [[4, [11, 11], 1]]}).build()
+
+
+class ConvFeatures(TorchModelV2, torch.nn.Module):
+    """A custom conv model: RLlib hands it image observations in their shape [B, H, W, C]."""
+
+    def __init__(self, obs_space, action_space, num_outputs, model_config, name):
+        TorchModelV2.__init__(self, obs_space, action_space, num_outputs, model_config, name)
+        torch.nn.Module.__init__(self)
+        self.conv = torch.nn.Conv2d(obs_space.shape[2], 4, 3, stride=2)
+        self.fc = torch.nn.Linear(4 * 4 * 4, num_outputs)   # 10x10 -> 4x4 (3x3, stride 2)
+
+    def forward(self, input_dict, state, seq_lens):
+        obs = input_dict["obs"]
+        assert tuple(obs.shape[1:]) == (10, 10, 3)
+        hidden = torch.relu(self.conv(obs.permute(0, 3, 1, 2)))
+        return torch.relu(self.fc(hidden.flatten(1))), state
+
+
+def test_custom_models_see_images_in_their_shape_and_sac_refuses_plain_images():
+    ModelCatalog.register_custom_model("conv_features", ConvFeatures)
+    algo = (DQNConfig().environment(ImageEnv).env_runners(num_env_runners=0)
+            .training(model={"custom_model": "conv_features", "fcnet_hiddens": [16]}, **DQN_TINY)
+            .reporting(min_sample_timesteps_per_iteration=64).debugging(seed=0).build())
+    assert algo.get_policy().get_weights()["q/torso/conv.weight"].shape == (4, 3, 3, 3)
+    assert algo.train()["timesteps_total"] == 64
+    assert algo.compute_single_action(ImageEnv().reset(seed=0)[0], explore=False) in (0, 1)
+    algo.stop()
+
+    class ImageBoxEnv(ImageEnv):
+        def __init__(self, env_config=None):
+            super().__init__(env_config)
+            self.action_space = gym.spaces.Box(-1.0, 1.0, (1,), np.float32)
+
+        def step(self, action):
+            return super().step(int(action[0] > 0))
+
+    with pytest.raises(NotImplementedError, match="SAC on image observations \\(10, 10, 3\\)"):
+        SACConfig().environment(ImageBoxEnv).build()

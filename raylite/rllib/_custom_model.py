@@ -91,6 +91,7 @@ class CustomTorchModelSpec:
     def outputs(self, ops: Any, params: dict[str, Any], obs: Any) -> tuple[Any, Any]:
         import torch
         module = _module_of(self)
+        obs = obs.reshape(model_input_shape(self.observation_space, obs))
         out = torch.func.functional_call(module, params, ({"obs": obs}, [], None))
         logits = out[0] if isinstance(out, tuple) else out
         # value_function() reads what forward() kept, computed from ``params`` above
@@ -124,12 +125,22 @@ class CustomKerasModelSpec(CustomTorchModelSpec):
         model = _module_of(self).base_model
         values = [params[name] for name in _keras_names(model)]
         fixed = [v.value for v in model.non_trainable_variables]
-        (logits, value), _ = model.stateless_call(values, fixed, tf.cast(obs, tf.float32))
+        obs = tf.reshape(tf.cast(obs, tf.float32), model_input_shape(self.observation_space, obs))
+        (logits, value), _ = model.stateless_call(values, fixed, obs)
         return logits, tf.reshape(value, [-1])
 
     def acting_policy(self, actions: ActionAdapter,
                       weights: dict[str, np.ndarray] | None = None) -> TorchModulePolicy:
         return KerasModelPolicy(self, actions, weights)
+
+
+def model_input_shape(observation_space: Any, flat_obs: Any) -> tuple[int, ...]:
+    """The shape a custom model's ``input_dict["obs"]`` has, as in RLlib: a Box's own shape
+    (an image stays [batch, H, W, C]); other spaces' flattened form."""
+    from gymnasium import spaces
+    if isinstance(observation_space, spaces.Box):
+        return (-1,) + tuple(observation_space.shape)
+    return (-1, int(flat_obs.shape[-1]))
 
 
 def _keras_names(model: Any) -> list[str]:
@@ -173,8 +184,10 @@ class CustomNet:
     """A registered custom model as one part of a bigger network (DQN's body under its Q
     heads, SAC's policy or Q network). Its parameters are the network's weights named
     ``prefix + the module's own name``; ``__call__`` runs the module's ``forward`` (a torch
-    TorchModelV2) or ``base_model`` (a Keras TFModelV2) and returns its (first) output,
-    ``[batch, num_outputs]``: on the learner's tensors, or on numpy when acting."""
+    TorchModelV2) or ``base_model`` (a Keras TFModelV2) on ``input_dict["obs"]`` in the
+    shape of its observation space (a Box's shape: images stay [batch, H, W, C]; other
+    spaces flattened), and returns its (first) output, ``[batch, num_outputs]``: on the
+    learner's tensors, or on numpy when acting."""
 
     model_class: Any
     model_config: dict
@@ -222,12 +235,13 @@ class CustomNet:
     def __call__(self, ops: Any, params: dict[str, Any], prefix: str, inputs: Any) -> Any:
         on_numpy = isinstance(inputs, np.ndarray)
         names = [name for name, _ in self._variables(prefix)]
+        shape = model_input_shape(self.observation_space, inputs)
         if self.keras:
             import tensorflow as tf
             model = self._module(prefix).base_model
             fixed = [v.value for v in model.non_trainable_variables]
             out, _ = model.stateless_call([params[prefix + n] for n in names], fixed,
-                                          tf.cast(inputs, tf.float32))
+                                          tf.reshape(tf.cast(inputs, tf.float32), shape))
             out = out[0] if isinstance(out, (list, tuple)) else out
             return np.asarray(out) if on_numpy else out
         import torch
@@ -235,12 +249,12 @@ class CustomNet:
         if on_numpy:
             with torch.no_grad():
                 weights = {n: torch.from_numpy(np.asarray(params[prefix + n])) for n in names}
-                out = torch.func.functional_call(module, weights,
-                                                 ({"obs": torch.from_numpy(inputs)}, [], None))
+                obs = torch.from_numpy(inputs).reshape(shape)
+                out = torch.func.functional_call(module, weights, ({"obs": obs}, [], None))
                 out = out[0] if isinstance(out, tuple) else out
                 return out.numpy()
         out = torch.func.functional_call(module, {n: params[prefix + n] for n in names},
-                                         ({"obs": inputs}, [], None))
+                                         ({"obs": inputs.reshape(shape)}, [], None))
         return out[0] if isinstance(out, tuple) else out
 
 

@@ -25,6 +25,7 @@ import numpy as np
 from raylite.rllib._builder import ConfigBuilder
 from raylite.rllib._config import ALGORITHM_DEFAULTS, AlgorithmConfig
 from raylite.rllib._dqn import DQN
+from raylite.rllib._conv import is_image
 from raylite.rllib._envs import preprocessor
 from raylite.rllib._model import model_loss
 from raylite.rllib._replay_buffer import (
@@ -113,6 +114,12 @@ class SAC(DQN):
         defaults = ALGORITHM_DEFAULTS["SAC"]
         policy = {**defaults["policy_model_config"], **config.policy_model_config}
         q = {**defaults["q_model_config"], **config.q_model_config}
+        if is_image(observation_space) and not (policy.get("custom_model")
+                                                and q.get("custom_model")):
+            raise NotImplementedError(
+                f"SAC on image observations {observation_space.shape}: raylite's SAC builds no "
+                f"conv nets; give policy_model_config and q_model_config a custom_model, or "
+                f"flatten the observations (gymnasium.wrappers.FlattenObservation)")
         return SACModelSpec(
             obs_size=preprocessor(observation_space)[0],
             action_size=int(np.prod(action_space.shape)),
