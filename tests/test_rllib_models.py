@@ -283,3 +283,31 @@ def test_custom_models_see_images_in_their_shape_and_sac_refuses_plain_images():
 
     with pytest.raises(NotImplementedError, match="SAC on image observations \\(10, 10, 3\\)"):
         SACConfig().environment(ImageBoxEnv).build()
+
+
+@pytest.mark.parametrize("stride, padding", [((1, 1), "same"), ((2, 3), "same"),
+                                             ((2, 2), "valid")])
+def test_conv2d_is_one_function_on_numpy_torch_and_tf(stride, padding):
+    from raylite.rllib._conv import same_padding
+    from raylite.rllib._distributions import NUMPY_OPS
+    from raylite.rllib._policy_torch import TORCH_OPS
+    rng = np.random.default_rng(0)
+    x = rng.standard_normal((2, 7, 6, 3)).astype(np.float32)
+    kernel = rng.standard_normal((3, 2, 3, 4)).astype(np.float32)
+    # by hand: pad as TensorFlow does ("same"), then slide the kernel
+    padded = x
+    if padding == "same":
+        padded = np.pad(x, ((0, 0), same_padding(7, 3, stride[0]), same_padding(6, 2, stride[1]),
+                            (0, 0)))
+    rows = range(0, padded.shape[1] - 3 + 1, stride[0])
+    cols = range(0, padded.shape[2] - 2 + 1, stride[1])
+    expected = np.array([[[np.tensordot(padded[b, i:i + 3, j:j + 2], kernel, axes=3)
+                           for j in cols] for i in rows] for b in range(2)])
+    np.testing.assert_allclose(NUMPY_OPS.conv2d(x, kernel, stride, padding), expected,
+                               rtol=1e-5, atol=1e-5)
+    out = TORCH_OPS.conv2d(torch.from_numpy(x), torch.from_numpy(kernel), stride, padding)
+    np.testing.assert_allclose(out.numpy(), expected, rtol=1e-4, atol=1e-4)
+    tf = pytest.importorskip("tensorflow")
+    from raylite.rllib._policy_tf import TF_OPS
+    out = TF_OPS.conv2d(tf.constant(x), tf.constant(kernel), stride, padding)
+    np.testing.assert_allclose(out.numpy(), expected, rtol=1e-4, atol=1e-4)
