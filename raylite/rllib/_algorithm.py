@@ -191,15 +191,9 @@ class Algorithm(Trainable):
         from raylite.rllib._custom_model import (
             CustomKerasModelSpec,
             CustomTorchModelSpec,
-            ModelCatalog,
+            custom_model_class,
         )
-        from raylite.rllib.models.tf.tf_modelv2 import TFModelV2
-        model_class = ModelCatalog.get_model_class(config.model.custom_model)
-        keras = issubclass(model_class, TFModelV2)
-        if keras == (config.framework == "torch"):
-            raise ValueError(f"custom_model {config.model.custom_model!r} is a "
-                             f"{'Keras (TFModelV2)' if keras else 'torch'} model: use "
-                             f"framework={'tf' if keras else 'torch'}")
+        model_class, keras = custom_model_class(config.model.custom_model, config.framework)
         discrete, action_size = action_info(action_space)
         spec_class = CustomKerasModelSpec if keras else CustomTorchModelSpec
         return spec_class(preprocessor(observation_space)[0], discrete, action_size,

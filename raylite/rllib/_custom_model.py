@@ -258,18 +258,24 @@ class CustomNet:
         return out[0] if isinstance(out, tuple) else out
 
 
-def custom_net(model_config: dict, framework: str, observation_space: Any, action_space: Any,
-               num_outputs: int, key: str = "model") -> CustomNet:
-    """The :class:`CustomNet` of ``model_config["custom_model"]``, checked against the
-    framework (``key`` names the config the model was given in, for the error)."""
+def custom_model_class(name: str, framework: str, key: str = "model") -> tuple[type, bool]:
+    """The registered class of ``name`` and whether it is Keras; ValueError when it does not
+    fit ``framework``."""
     from raylite.rllib.models.tf.tf_modelv2 import TFModelV2
-    name = model_config["custom_model"]
     model_class = ModelCatalog.get_model_class(name)
     keras = issubclass(model_class, TFModelV2)
     if keras == (framework == "torch"):
         raise ValueError(f"{key} custom_model {name!r} is a "
                          f"{'Keras (TFModelV2)' if keras else 'torch'} model: use "
                          f"framework={'tf' if keras else 'torch'}")
+    return model_class, keras
+
+
+def custom_net(model_config: dict, framework: str, observation_space: Any, action_space: Any,
+               num_outputs: int, key: str = "model") -> CustomNet:
+    """The :class:`CustomNet` of ``model_config["custom_model"]``, checked against the
+    framework (``key`` names the config the model was given in, for the error)."""
+    model_class, keras = custom_model_class(model_config["custom_model"], framework, key)
     config = {"custom_model_config": {}, **model_config}
     return CustomNet(model_class, config, observation_space, action_space, num_outputs, keras)
 

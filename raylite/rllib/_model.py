@@ -19,7 +19,12 @@ from typing import Any
 
 import numpy as np
 
-from raylite.rllib._conv import conv_output_size, conv_shapes, conv_tower, normalize_filters
+from raylite.rllib._conv import (
+    conv_output_size,
+    conv_shapes,
+    conv_tower,
+    normalize_filters,
+)
 from raylite.rllib._distributions import (
     NUMPY_OPS,
     Categorical,
