@@ -136,8 +136,9 @@ class NumpyQPolicy:
 
 def q_model_body(config: Any, observation_space: Any, action_space: Any) -> dict[str, Any]:
     """The Q network's torso fields from the ``model`` config: a custom model (its output
-    ``[256] + fcnet_hiddens``'s last size wide, as RLlib's DQN asks of it), or conv layers
-    for image observations, else nothing (the fcnet)."""
+    ``[256] + fcnet_hiddens``'s last size wide, as RLlib's DQN asks of it; the Q heads sit on
+    it also with ``hiddens: []``, where RLlib would take its output as the Q-values), or
+    conv layers for image observations, else nothing (the fcnet)."""
     from raylite.rllib._conv import image_fields
     model = config.model
     if model.custom_model is None:
