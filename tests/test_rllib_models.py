@@ -113,6 +113,34 @@ def test_dqn_runs_a_custom_keras_model_under_its_q_heads():
     algo.stop()
 
 
+def test_sac_runs_custom_keras_policy_and_q_models():
+    tf = pytest.importorskip("tensorflow")
+    from raylite.rllib.models.tf.tf_modelv2 import TFModelV2
+
+    class KerasNet(TFModelV2):
+        def __init__(self, obs_space, action_space, num_outputs, model_config, name):
+            super().__init__(obs_space, action_space, num_outputs, model_config, name)
+            inputs = tf.keras.layers.Input(shape=obs_space.shape)
+            hidden = tf.keras.layers.Dense(8, activation="relu")(inputs)
+            self.base_model = tf.keras.Model(inputs, tf.keras.layers.Dense(num_outputs)(hidden))
+
+    ModelCatalog.register_custom_model("keras_net", KerasNet)
+    algo = (SACConfig().environment("Pendulum-v1").framework("tf")
+            .env_runners(num_env_runners=0)
+            .training(policy_model_config={"custom_model": "keras_net"},
+                      q_model_config={"custom_model": "keras_net"},
+                      num_steps_sampled_before_learning_starts=32, train_batch_size=16)
+            .reporting(min_sample_timesteps_per_iteration=64).debugging(seed=0).build())
+    weights = algo.get_policy().get_weights()
+    assert weights["policy/02/kernel"].shape == (8, 2) and weights["q2/00/kernel"].shape == (4, 8)
+    algo.train()
+    algo.train()
+    moved = algo.get_policy().get_weights()
+    assert all(not np.allclose(moved[k], weights[k]) for k in weights)
+    assert -2.0 <= float(algo.compute_single_action(np.ones(3, np.float32))[0]) <= 2.0
+    algo.stop()
+
+
 def test_sac_runs_custom_policy_and_q_models(tmp_path):
     ModelCatalog.register_custom_model("small_net", SmallNet)
     config = (SACConfig().environment("Pendulum-v1").env_runners(num_env_runners=0)
