@@ -18,8 +18,8 @@ imported when first needed.
 Modules: ``_config`` / ``_builder`` (the config dataclass and the 2.x builders), ``_envs``
 (naming and stepping envs), ``_rollout_worker`` (sampling), ``_buffer`` and ``_gae`` (PPO's
 batch and advantages), ``_replay_buffer`` and ``_exploration`` (replay, n-step returns,
-epsilon schedules), ``_model`` / ``_q_model`` / ``_sac_model`` / ``_distributions`` (the
-networks, written once for numpy, torch and tf), ``_policy_torch`` / ``_policy_tf`` (the
+epsilon schedules), ``_model`` / ``_q_model`` / ``_sac_model`` / ``_conv`` /
+``_distributions`` (the networks and their conv layers, written once for numpy, torch and tf), ``_policy_torch`` / ``_policy_tf`` (the
 learners), ``_ppo`` / ``_dqn`` / ``_sac`` / ``_marwil`` (the algorithms), ``_algorithm`` (the
 Trainable around them), ``_multi_agent``, ``_callbacks``, ``_offline``, ``_external``,
 ``_custom_model``, ``_policy_view``, ``_filters``, ``_checkpoint``.

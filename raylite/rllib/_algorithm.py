@@ -26,6 +26,7 @@ from raylite import _registry
 from raylite._suggest import did_you_mean
 from raylite.rllib._callbacks import make_callbacks, summarize_custom_metrics
 from raylite.rllib._config import AlgorithmConfig
+from raylite.rllib._conv import image_fields
 from raylite.rllib._envs import EnvSpec, action_info, preprocessor, resolve_env
 from raylite.rllib._filters import make_filter
 from raylite.rllib._model import ModelSpec, init_weights
@@ -182,22 +183,17 @@ class Algorithm(Trainable):
         return ModelSpec(obs_size=preprocessor(observation_space)[0], discrete=discrete,
                          action_size=action_size, hiddens=tuple(model.fcnet_hiddens),
                          activation=model.fcnet_activation,
-                         vf_share_layers=model.vf_share_layers, free_log_std=model.free_log_std)
+                         vf_share_layers=model.vf_share_layers, free_log_std=model.free_log_std,
+                         **image_fields(model, observation_space))
 
     def _custom_model_spec(self, config: AlgorithmConfig, observation_space: Any,
                            action_space: Any) -> Any:
         from raylite.rllib._custom_model import (
             CustomKerasModelSpec,
             CustomTorchModelSpec,
-            ModelCatalog,
+            custom_model_class,
         )
-        from raylite.rllib.models.tf.tf_modelv2 import TFModelV2
-        model_class = ModelCatalog.get_model_class(config.model.custom_model)
-        keras = issubclass(model_class, TFModelV2)
-        if keras == (config.framework == "torch"):
-            raise ValueError(f"custom_model {config.model.custom_model!r} is a "
-                             f"{'Keras (TFModelV2)' if keras else 'torch'} model: use "
-                             f"framework={'tf' if keras else 'torch'}")
+        model_class, keras = custom_model_class(config.model.custom_model, config.framework)
         discrete, action_size = action_info(action_space)
         spec_class = CustomKerasModelSpec if keras else CustomTorchModelSpec
         return spec_class(preprocessor(observation_space)[0], discrete, action_size,
@@ -221,15 +217,6 @@ class Algorithm(Trainable):
 
     def _check_unimplemented(self, config: AlgorithmConfig) -> None:
         """Refuse the options raylite accepts in configs but does not implement yet."""
-        if config.callbacks is not None and config.policies is not None:
-            raise NotImplementedError("callbacks with multi-agent training: not implemented by "
-                                      "raylite yet; remove one of them")
-        if config.env_task_fn is not None and config.policies is not None:
-            raise NotImplementedError("env_task_fn with multi-agent training: not implemented "
-                                      "by raylite yet")
-        if config.output is not None and config.policies is not None:
-            raise NotImplementedError("output with multi-agent training: not implemented by "
-                                      "raylite yet")
         if config.input_ != "sampler" and not callable(config.input_) and not self._implements(
                 "input"):
             raise NotImplementedError(f"config 'input': {self.algo_name} in raylite learns "
@@ -573,12 +560,6 @@ class _LearnerWorker:
 
     def foreach_env(self, fn: Any) -> list:
         return []
-
-
-def refuse_custom_model(config: AlgorithmConfig, algo_name: str) -> None:
-    if config.model.custom_model is not None:
-        raise NotImplementedError(f"custom_model with {algo_name}: raylite runs custom models "
-                                  f"for PPO (and its multi-agent and offline forms) only")
 
 
 _WARNED: set[str] = set()

@@ -1,7 +1,9 @@
 """Callbacks: user code at the points of training RLlib names (``DefaultCallbacks``).
 
     rollout worker, per env:  on_episode_start ─> on_episode_step (each step) ─> on_episode_end
-                              (episode.custom_metrics set here travel back with the samples)
+                              (episode.custom_metrics set here travel back with the samples;
+                              a multi-agent env's episode is a MultiAgentEpisode, with
+                              agent_rewards); on_sample_end with each fragment's batch
     algorithm:                on_algorithm_init once; on_train_result after each iteration,
                               with result["custom_metrics"] = {name_mean, name_min, name_max}
 
@@ -41,6 +43,42 @@ class Episode:
 
     def last_info_for(self, agent_id: Any = None) -> dict:
         return self._last_info
+
+
+class MultiAgentEpisode(Episode):
+    """A multi-agent episode as callbacks see it: besides ``length``, ``total_reward`` (all
+    agents) and ``custom_metrics``, ``agent_rewards`` ``{(agent_id, policy_id): return}``,
+    ``policy_for(agent_id)``, ``get_agents()`` and each agent's ``last_observation_for`` /
+    ``last_info_for``."""
+
+    def __init__(self, policy_for: Any, env_index: int = 0):
+        super().__init__(env_index)
+        self.agent_rewards: dict[tuple[Any, str], float] = {}
+        self._policy_for = policy_for
+        self._agent_obs: dict[Any, Any] = {}
+        self._agent_infos: dict[Any, dict] = {}
+
+    def policy_for(self, agent_id: Any) -> str:
+        return self._policy_for(agent_id)
+
+    def get_agents(self) -> list:
+        return list(self._agent_obs)
+
+    def last_observation_for(self, agent_id: Any = None) -> Any:
+        return self._agent_obs.get(agent_id)
+
+    def last_info_for(self, agent_id: Any = None) -> dict:
+        return self._agent_infos.get(agent_id, {})
+
+    def record_step(self, obs: dict, rewards: dict, infos: dict) -> None:
+        """One env step: the agents' observations, rewards and infos."""
+        self.length += 1
+        for agent, reward in rewards.items():
+            key = (agent, self.policy_for(agent))
+            self.agent_rewards[key] = self.agent_rewards.get(key, 0.0) + float(reward)
+            self.total_reward += float(reward)
+        self._agent_obs.update(obs)
+        self._agent_infos.update({a: i for a, i in (infos or {}).items() if a != "__all__"})
 
 
 class DefaultCallbacks:

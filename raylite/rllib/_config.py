@@ -94,6 +94,16 @@ def _env(value: Any) -> str | None:
     return None if ok else "an environment id, a registered name, 'module.Class' or a class"
 
 
+def _conv_filters(value: Any) -> str | None:
+    from raylite.rllib._conv import normalize_filters
+    try:
+        if value is not None:
+            normalize_filters(value)
+    except ValueError:
+        return "None or a list of [out_channels, kernel, stride] such as [[16, [4, 4], 2]]"
+    return None
+
+
 def _hidden_sizes(value: Any) -> str | None:
     ok = isinstance(value, (list, tuple)) and all(_positive_int(v) is None for v in value)
     return None if ok else "a list of layer sizes such as [256, 256]"
@@ -227,13 +237,16 @@ class ModelConfig(_Fields):
     free_log_std: bool = option(False, "continuous actions: the log std is a free parameter, "
                                 "not an output of the network", check=_boolean)
     custom_model: Any = option(None, "a name given to ModelCatalog.register_custom_model (a "
-                               "torch TorchModelV2 module; PPO)", check=lambda v: None if (
+                               "torch TorchModelV2 module or a Keras TFModelV2)", check=lambda v: None if (
                                    v is None or isinstance(v, str)) else "a registered name")
     custom_model_config: dict = option({}, "passed to the custom model as "
                                        "model_config['custom_model_config']", check=_mapping)
-    conv_filters: Any = option(None, "convolutions for image observations (raylite: not "
-                               "implemented; flatten the image or use a custom model)",
-                               check=_one_of(None))
+    conv_filters: Any = option(None, "convolutions for image observations (a Box of shape "
+                               "[H, W, C]): [[out_channels, kernel, stride], ...]; None: "
+                               "RLlib's default stack for 84x84, 42x42, 64x64, 96x96, 10x10",
+                               check=_conv_filters)
+    conv_activation: str = option("relu", "activation of the conv layers: "
+                                  + ", ".join(ACTIVATIONS), check=_one_of(*ACTIVATIONS))
 
     @classmethod
     def from_dict(cls, values: dict) -> ModelConfig:
@@ -423,10 +436,12 @@ class AlgorithmConfig(_Fields):
     # SAC
     twin_q: bool = option(True, "two Q networks; the smaller value is used", check=_boolean,
                           group="training", algos=SAC)
-    q_model_config: dict = option({}, "the Q networks: fcnet_hiddens, fcnet_activation",
+    q_model_config: dict = option({}, "the Q networks: fcnet_hiddens, fcnet_activation (or "
+                                  "custom_model, custom_model_config)",
                                   check=_mapping, group="training", algos=SAC)
     policy_model_config: dict = option({}, "the policy network: fcnet_hiddens, "
-                                       "fcnet_activation", check=_mapping, group="training",
+                                       "fcnet_activation (or custom_model, "
+                                       "custom_model_config)", check=_mapping, group="training",
                                        algos=SAC)
     initial_alpha: float = option(1.0, "initial entropy weight", check=_positive,
                                   group="training", algos=SAC)

@@ -8,6 +8,7 @@ slicing are the tensors' own operators.
     ops: exp log tanh relu elu swish linear sum(x, axis) mean(x) minimum maximum
          clip(x, lo, hi) log_softmax(x) one_hot(indices, n) concat(xs) zeros_like(x)
          abs(x) max(x, axis) argmax(x) (over the last axis) stop_gradient(x)
+         reshape(x, shape) conv2d(x [N, H, W, C], kernel [kh, kw, C, out], stride, padding)
 """
 
 from __future__ import annotations
@@ -81,6 +82,22 @@ class NumpyOps:
     @staticmethod
     def stop_gradient(x):
         return x
+
+    @staticmethod
+    def reshape(x, shape):
+        return np.reshape(x, shape)
+
+    @staticmethod
+    def conv2d(x, kernel, stride, padding):
+        """NHWC convolution, padding "same" (TensorFlow's rule) or "valid"."""
+        from raylite.rllib._conv import same_padding
+        (kh, kw), (sh, sw) = kernel.shape[:2], stride
+        if padding == "same":
+            x = np.pad(x, ((0, 0), same_padding(x.shape[1], kh, sh),
+                           same_padding(x.shape[2], kw, sw), (0, 0)))
+        windows = np.lib.stride_tricks.sliding_window_view(x, (kh, kw), axis=(1, 2))
+        windows = windows[:, ::sh, ::sw]          # [N, OH, OW, C, kh, kw]
+        return np.tensordot(windows, kernel, axes=([4, 5, 3], [0, 1, 2])).astype(np.float32)
 
 
 NUMPY_OPS = NumpyOps()

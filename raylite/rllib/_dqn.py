@@ -25,13 +25,13 @@ from typing import Any
 
 import numpy as np
 
-from raylite.rllib._algorithm import DEFAULT_POLICY_ID, Algorithm, refuse_custom_model
+from raylite.rllib._algorithm import DEFAULT_POLICY_ID, Algorithm
 from raylite.rllib._builder import ConfigBuilder
 from raylite.rllib._config import ALGORITHM_DEFAULTS, AlgorithmConfig
 from raylite.rllib._envs import preprocessor
 from raylite.rllib._exploration import epsilon_schedule
 from raylite.rllib._model import model_loss
-from raylite.rllib._q_model import QModelSpec, q_values
+from raylite.rllib._q_model import QModelSpec, q_model_body, q_values
 from raylite.rllib._replay_buffer import (
     ACTIONS,
     BATCH_INDEXES,
@@ -108,7 +108,6 @@ class DQN(Algorithm):
     def _model_spec(self, config: AlgorithmConfig, observation_space: Any,
                     action_space: Any) -> QModelSpec:
         from gymnasium import spaces
-        refuse_custom_model(config, self.algo_name)
         if not isinstance(action_space, spaces.Discrete):
             raise ValueError(f"DQN needs a Discrete action space; {self.env_label} has "
                              f"{action_space}: use SAC (continuous actions) or PPO")
@@ -116,7 +115,8 @@ class DQN(Algorithm):
                           action_size=int(action_space.n),
                           hiddens=tuple(config.model.fcnet_hiddens),
                           activation=config.model.fcnet_activation,
-                          q_hiddens=tuple(config.hiddens), dueling=config.dueling)
+                          q_hiddens=tuple(config.hiddens), dueling=config.dueling,
+                          **q_model_body(config, observation_space, action_space))
 
     def setup(self, config: dict) -> None:
         super().setup(config)
@@ -146,8 +146,8 @@ class DQN(Algorithm):
         while True:
             # 1. rollouts, epsilon-greedy with the current weights
             if self.reader is not None:  # offline: logged transitions instead of rollouts
-                batches, new_episodes = {DEFAULT_POLICY_ID: self._offline_transitions()}, []
-                steps += len(batches[DEFAULT_POLICY_ID][OBS])
+                batches, logged_steps = self._offline_transitions()
+                steps, new_episodes = steps + logged_steps, []
             else:
                 batches, new_episodes = self._sample_round(self.timesteps_total + steps)
                 steps += self.workers.last_env_steps
@@ -190,11 +190,27 @@ class DQN(Algorithm):
         return (batch if self.is_multi_agent else {DEFAULT_POLICY_ID: batch}), episodes
 
     def _implements(self, option: str) -> bool:
-        return option == "input" and not self.algo_config.policies
+        return option == "input"
 
-    def _offline_transitions(self) -> dict[str, np.ndarray]:
-        """The next logged batch as transitions (written by DQN or SAC with output=DIR)."""
+    def _offline_transitions(self) -> tuple[dict[str, dict[str, np.ndarray]], int]:
+        """The next logged batch as ``{policy_id: transitions}`` and its env steps (written
+        by DQN or SAC with output=DIR; a multi-agent run's by policy)."""
+        from raylite.rllib._offline import MultiAgentBatch
         batch = self.reader.next()
+        if isinstance(batch, MultiAgentBatch) != self.is_multi_agent:
+            kinds = ("multi-agent", "single-agent")[::1 if self.is_multi_agent else -1]
+            raise ValueError(f"offline data at {self.algo_config.input_} is {kinds[1]}, this "
+                             f"{self.algo_name} {kinds[0]}: train on data of its own kind")
+        if not self.is_multi_agent:
+            rows = self._transitions(batch)
+            return {DEFAULT_POLICY_ID: rows}, len(rows[OBS])
+        unknown = [pid for pid in batch if pid not in self.units]
+        if unknown:
+            raise ValueError(f"offline data holds policies {unknown} this {self.algo_name} "
+                             f"does not have (policies: {', '.join(self.units)})")
+        return {pid: self._transitions(rows) for pid, rows in batch.items()}, batch.count
+
+    def _transitions(self, batch: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
         missing = [c for c in (OBS, ACTIONS, REWARDS, NEW_OBS, TERMINATEDS) if c not in batch]
         if missing:
             raise ValueError(f"offline data for {self.algo_name} needs transitions; these "

@@ -23,7 +23,7 @@ from raylite.rllib._buffer import ACTIONS, OBS
 from raylite.rllib._builder import ConfigBuilder
 from raylite.rllib._config import AlgorithmConfig
 from raylite.rllib._gae import discounted_returns
-from raylite.rllib._offline import JsonReader
+from raylite.rllib._offline import JsonReader, MultiAgentBatch
 
 RETURNS = "returns"
 
@@ -77,6 +77,10 @@ class MARWIL(Algorithm):
         pieces, rows = [], 0
         while rows < config.train_batch_size:
             batch = self.reader.next()
+            if isinstance(batch, MultiAgentBatch):
+                raise ValueError(f"{self.algo_name} in raylite learns one policy; the offline "
+                                 f"data at {config.input_} is multi-agent (learn from it with "
+                                 f"DQN and .multi_agent(policies=...))")
             pieces.append({OBS: np.asarray(batch[OBS], np.float32), ACTIONS: batch[ACTIONS],
                            RETURNS: returns_of(batch, config.gamma)})
             rows += len(batch[OBS])

@@ -19,6 +19,12 @@ from typing import Any
 
 import numpy as np
 
+from raylite.rllib._conv import (
+    conv_output_size,
+    conv_shapes,
+    conv_tower,
+    normalize_filters,
+)
 from raylite.rllib._distributions import (
     NUMPY_OPS,
     Categorical,
@@ -38,9 +44,15 @@ class ModelSpec:
     activation: str = "tanh"
     vf_share_layers: bool = False
     free_log_std: bool = False
+    obs_shape: tuple[int, ...] = ()           # image observations (H, W, C): a conv torso
+    conv_filters: tuple = ()                  # ((out, (kh, kw), (sh, sw)), ...); () dense
+    conv_activation: str = "relu"
 
     on_policy = True       # sampled as fragments with GAE (not as replayed transitions)
     small_outputs = ("policy/out",)
+
+    def __post_init__(self) -> None:
+        normalize_conv_fields(self)
 
     @property
     def dist_class(self) -> type:
@@ -69,12 +81,8 @@ class ModelSpec:
         shapes: dict[str, tuple[int, ...]] = {}
         towers = ("policy",) if self.vf_share_layers else ("policy", "value")
         for tower in towers:
-            size = self.obs_size
-            for i, hidden in enumerate(self.hiddens):
-                shapes[f"{tower}/hidden_{i}/kernel"] = (size, hidden)
-                shapes[f"{tower}/hidden_{i}/bias"] = (hidden,)
-                size = hidden
-        last = self.hiddens[-1] if self.hiddens else self.obs_size
+            tower_shapes, last = torso_shapes(tower, self)
+            shapes.update(tower_shapes)
         shapes["policy/out/kernel"] = (last, self.num_outputs)
         shapes["policy/out/bias"] = (self.num_outputs,)
         if self.free_log_std and not self.discrete:
@@ -93,14 +101,17 @@ def init_weights(spec: Any, seed: int | None = None) -> dict[str, np.ndarray]:
     rng = np.random.default_rng(seed)
     weights = {}
     initial = getattr(spec, "initial_values", dict)()
+    custom = spec.custom_weights(seed) if hasattr(spec, "custom_weights") else {}
     for name, shape in spec.shapes().items():
-        if name in initial:
+        if name in custom:                 # a custom module's part initializes itself
+            weights[name] = custom[name]
+        elif name in initial:
             weights[name] = np.full(shape, initial[name], dtype=np.float32)
-        elif name.endswith("kernel"):
+        elif name.endswith("kernel"):   # dense [in, out] or conv [kh, kw, in, out]
             scale = 0.01 if name.startswith(spec.small_outputs) else 1.0
-            matrix = rng.standard_normal(shape)
+            matrix = rng.standard_normal(shape).reshape(-1, shape[-1])
             matrix *= scale / np.sqrt(np.square(matrix).sum(axis=0, keepdims=True))
-            weights[name] = matrix.astype(np.float32)
+            weights[name] = matrix.reshape(shape).astype(np.float32)
         else:
             weights[name] = np.zeros(shape, dtype=np.float32)
     return weights
@@ -148,6 +159,30 @@ def mlp(ops: Any, params: dict[str, Any], prefix: str, x: Any, num_hidden: int,
     return x @ params[f"{prefix}/out/kernel"] + params[f"{prefix}/out/bias"] if output else x
 
 
+def torso_shapes(prefix: str, spec: Any) -> tuple[dict[str, tuple[int, ...]], int]:
+    """The shapes of a network's body from observations to features, and the features' size:
+    the conv layers of an image spec (``conv_filters``), else ``hiddens`` dense layers."""
+    if spec.conv_filters:
+        return (conv_shapes(prefix, spec.obs_shape, spec.conv_filters),
+                conv_output_size(spec.obs_shape, spec.conv_filters))
+    return (mlp_shapes(prefix, spec.obs_size, spec.hiddens, None),
+            spec.hiddens[-1] if spec.hiddens else spec.obs_size)
+
+
+def torso(ops: Any, params: dict[str, Any], prefix: str, obs: Any, spec: Any) -> Any:
+    """The forward pass of :func:`torso_shapes`'s layers."""
+    if spec.conv_filters:
+        return conv_tower(ops, params, prefix, obs, spec.obs_shape, spec.conv_filters,
+                          spec.conv_activation)
+    return mlp(ops, params, prefix, obs, len(spec.hiddens), spec.activation, output=False)
+
+
+def normalize_conv_fields(spec: Any) -> None:
+    """A frozen spec's image fields as tuples (a checkpoint may give them as lists)."""
+    object.__setattr__(spec, "obs_shape", tuple(int(n) for n in spec.obs_shape))
+    object.__setattr__(spec, "conv_filters", normalize_filters(spec.conv_filters))
+
+
 def check_weights(spec: Any, weights: dict[str, Any]) -> None:
     """Raise ValueError unless ``weights`` has exactly the spec's names and shapes."""
     expected = spec.shapes()
@@ -162,18 +197,12 @@ def check_weights(spec: Any, weights: dict[str, Any]) -> None:
 
 def forward(ops: Any, params: dict[str, Any], obs: Any, spec: ModelSpec) -> tuple[Any, Any]:
     """``(action distribution inputs [batch, k], values [batch])`` for ``obs [batch, obs_size]``."""
-    act = activation(ops, spec.activation)
-
-    def tower(name: str, hidden: Any) -> Any:
-        for i in range(len(spec.hiddens)):
-            hidden = act(hidden @ params[f"{name}/hidden_{i}/kernel"] + params[f"{name}/hidden_{i}/bias"])
-        return hidden
-
-    policy_hidden = tower("policy", obs)
+    policy_hidden = torso(ops, params, "policy", obs, spec)
     dist_inputs = policy_hidden @ params["policy/out/kernel"] + params["policy/out/bias"]
     if spec.free_log_std and not spec.discrete:
         dist_inputs = ops.concat([dist_inputs, ops.zeros_like(dist_inputs) + params["policy/log_std"]])
-    value_hidden = policy_hidden if spec.vf_share_layers else tower("value", obs)
+    value_hidden = policy_hidden if spec.vf_share_layers else torso(ops, params, "value", obs,
+                                                                    spec)
     values = (value_hidden @ params["value/out/kernel"] + params["value/out/bias"])[:, 0]
     return dist_inputs, values
 

@@ -170,14 +170,15 @@ def map_agent(mapping_fn: Callable | None, agent_id: Any, policy_ids: list[str])
     return pid
 
 
-def step_env(env: Any, actions: dict) -> tuple[dict, dict, dict, dict]:
-    """Gymnasium's 5-tuple or the old 4-tuple as ``(obs, rewards, terminateds, truncateds)``."""
+def step_env(env: Any, actions: dict) -> tuple[dict, dict, dict, dict, dict]:
+    """Gymnasium's 5-tuple or the old 4-tuple as ``(obs, rewards, terminateds, truncateds,
+    infos)``."""
     out = env.step(actions)
     if len(out) == 4:
-        obs, rewards, dones, _ = out
-        return obs, rewards, dict(dones), {ALL: False}
-    obs, rewards, terminateds, truncateds, _ = out
-    return obs, rewards, dict(terminateds), dict(truncateds)
+        obs, rewards, dones, infos = out
+        return obs, rewards, dict(dones), {ALL: False}, infos or {}
+    obs, rewards, terminateds, truncateds, infos = out
+    return obs, rewards, dict(terminateds), dict(truncateds), infos or {}
 
 
 def live_observations(obs: dict, terminateds: dict, truncateds: dict) -> dict:
@@ -208,8 +209,14 @@ class MultiAgentWorker:
     """Samples a multi-agent env; ``policies`` maps policy id -> (acting policy, filter fn)."""
 
     def __init__(self, env_spec: Any, config: Any, units: dict[str, Any], worker_index: int = 0):
+        from raylite.rllib._callbacks import make_callbacks
         from raylite.rllib._rollout_worker import action_adapter
         self.config = config
+        self.worker_index = worker_index
+        self.callbacks = make_callbacks(config.callbacks)
+        self._episode: Any = None            # the callbacks' MultiAgentEpisode
+        self._custom_metrics: list[dict[str, float]] = []
+        self._writer: Any = None             # output=DIR: a JsonWriter
         self.env = env_spec.make(worker_index=worker_index)
         self.policy_ids = list(units)
         self.configs = {pid: unit.config for pid, unit in units.items()}
@@ -244,6 +251,18 @@ class MultiAgentWorker:
     def foreach_env(self, fn: Callable[[Any], Any]) -> list[Any]:
         return [fn(self.env)]
 
+    def foreach_env_with_context(self, fn: Callable[[Any, Any], Any]) -> list[Any]:
+        """``fn(env, env_context)`` for the worker's env."""
+        from raylite.rllib._envs import EnvContext
+        return [fn(self.env, EnvContext(self.config.env_config, self.worker_index, 0,
+                                        self.config.num_workers))]
+
+    def set_tasks(self, env_task_fn: Callable, result: dict) -> list[Any]:
+        """Curriculum: the env (a MultiAgentEnv that is a TaskSettableEnv) takes
+        ``env_task_fn(result, env, env_context)`` as its task, as the single-agent worker."""
+        from raylite.rllib._rollout_worker import RolloutWorker
+        return RolloutWorker.set_tasks(self, env_task_fn, result)
+
     def ping(self) -> bool:
         return True
 
@@ -258,8 +277,11 @@ class MultiAgentWorker:
         rows: dict[str, list[dict]] = collections.defaultdict(list)
         for _ in range(self.config.rollout_fragment_length):
             actions = self._act(self._obs)
-            obs, rewards, terminateds, truncateds = step_env(self.env, actions)
+            obs, rewards, terminateds, truncateds, infos = step_env(self.env, actions)
             self._episode_length += 1
+            if self.callbacks is not None:
+                self._episode.record_step(obs, rewards, infos)
+                self.callbacks.on_episode_step(**self._callback_args())
             for agent, reward in rewards.items():
                 track = self._tracks.setdefault(agent, _AgentTrack())
                 track.episode_return += float(reward)
@@ -282,15 +304,36 @@ class MultiAgentWorker:
         episodes, self._episodes = self._episodes, []
         policy_returns, self._policy_returns = dict(self._policy_returns), \
             collections.defaultdict(list)
+        custom_metrics, self._custom_metrics = self._custom_metrics, []
+        if self.callbacks is not None:
+            self.callbacks.on_sample_end(worker=self, samples=batches)
+        if self.config.output is not None:
+            self._write(batches)
         return {"batch": batches, "episodes": episodes, "filter_delta": None,
-                "policy_returns": policy_returns,
+                "policy_returns": policy_returns, "custom_metrics": custom_metrics,
                 "env_steps": self.config.rollout_fragment_length}
+
+    def _write(self, batches: dict[str, dict]) -> None:
+        """output=DIR: the fragment as one MultiAgentBatch line of the worker's JSON file."""
+        from raylite.rllib._offline import JsonWriter, MultiAgentBatch
+        if self._writer is None:
+            self._writer = JsonWriter(self.config.output, worker_index=self.worker_index)
+        self._writer.write(MultiAgentBatch(batches, self.config.rollout_fragment_length))
 
     def _start_episode(self) -> None:
         self._obs = reset_env(self.env, self._seed)
         self._seed = None
         self._tracks = {}
         self._episode_length = 0
+        if self.callbacks is not None:
+            from raylite.rllib._callbacks import MultiAgentEpisode
+            self._episode = MultiAgentEpisode(self._policy_of)
+            self._episode._agent_obs.update(self._obs)
+            self.callbacks.on_episode_start(**self._callback_args())
+
+    def _callback_args(self) -> dict[str, Any]:
+        return {"worker": self, "base_env": self.env, "policies": self.policies,
+                "episode": self._episode, "env_index": 0}
 
     def _policy_of(self, agent: Any) -> str:
         if agent not in self._agent_policy:
@@ -328,6 +371,9 @@ class MultiAgentWorker:
     def _finish_episode(self, rows: dict[str, list[dict]]) -> None:
         total = sum(track.episode_return for track in self._tracks.values())
         self._episodes.append((total, self._episode_length))
+        if self.callbacks is not None:
+            self.callbacks.on_episode_end(**self._callback_args())
+            self._custom_metrics.append(dict(self._episode.custom_metrics))
         for agent, track in self._tracks.items():
             self._policy_returns[self._policy_of(agent)].append(track.episode_return)
             self._cut_fragment(agent, rows)
@@ -357,7 +403,7 @@ def run_multi_agent_episodes(env: Any, act: Callable[[dict], dict], num_episodes
     for _ in range(num_episodes):
         obs, total, length = reset_env(env, None), 0.0, 0
         while True:
-            obs, rewards, terminateds, truncateds = step_env(env, act(obs))
+            obs, rewards, terminateds, truncateds, _ = step_env(env, act(obs))
             total += float(sum(rewards.values()))
             length += 1
             if terminateds.get(ALL) or truncateds.get(ALL):

@@ -8,7 +8,10 @@
         └── JsonReader(dir or glob or files).next() -> the next batch (files cycled in order)
 
 Arrays keep their dtype and shape (``"dtypes"`` in each line), so what is read is what was
-written.
+written. Multi-agent runs write one line per fragment with every policy's rows, as RLlib:
+            {"type": "MultiAgentBatch", "count": env steps, "policy_batches": {policy_id:
+             {"type": "SampleBatch", "columns": ...}, ...}}
+and read back as a :class:`MultiAgentBatch`.
 """
 
 from __future__ import annotations
@@ -123,7 +126,30 @@ def input_files(inputs: str | list[str]) -> list[str]:
     return files
 
 
+class MultiAgentBatch(dict):
+    """``{policy_id: batch}`` of one multi-agent fragment of ``count`` env steps (RLlib's
+    ``MultiAgentBatch``: ``policy_batches``, ``count``, ``env_steps()``)."""
+
+    def __init__(self, policy_batches: dict[str, dict[str, np.ndarray]], env_steps: int):
+        super().__init__(policy_batches)
+        self.count = int(env_steps)
+
+    @property
+    def policy_batches(self) -> dict[str, dict[str, np.ndarray]]:
+        return self
+
+    def env_steps(self) -> int:
+        return self.count
+
+    def agent_steps(self) -> int:
+        return sum(len(next(iter(batch.values()), ())) for batch in self.values())
+
+
 def encode_batch(batch: dict[str, Any]) -> dict[str, Any]:
+    if isinstance(batch, MultiAgentBatch):
+        return {"type": "MultiAgentBatch", "count": batch.count,
+                "policy_batches": {str(pid): encode_batch(policy_batch)
+                                   for pid, policy_batch in batch.items()}}
     columns = {name: np.asarray(value) for name, value in batch.items()}
     return {"type": "SampleBatch",
             "columns": {name: value.tolist() for name, value in columns.items()},
@@ -132,8 +158,13 @@ def encode_batch(batch: dict[str, Any]) -> dict[str, Any]:
 
 
 def decode_batch(record: dict[str, Any]) -> dict[str, np.ndarray]:
+    if record.get("type") == "MultiAgentBatch":
+        return MultiAgentBatch({pid: decode_batch(policy_batch)
+                                for pid, policy_batch in record["policy_batches"].items()},
+                               record["count"])
     if record.get("type") != "SampleBatch":
-        raise ValueError(f"type {record.get('type')!r} is not 'SampleBatch'")
+        raise ValueError(f"type {record.get('type')!r} is not 'SampleBatch' or "
+                         f"'MultiAgentBatch'")
     out = {}
     for name, values in record["columns"].items():
         dtype = record.get("dtypes", {}).get(name)

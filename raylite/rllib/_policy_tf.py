@@ -69,6 +69,15 @@ class TFOps:
     def argmax(x):
         return tf.argmax(x, axis=-1)
 
+    @staticmethod
+    def reshape(x, shape):
+        return tf.reshape(x, shape)
+
+    @staticmethod
+    def conv2d(x, kernel, stride, padding):
+        return tf.nn.conv2d(x, kernel, strides=[1, stride[0], stride[1], 1],
+                            padding=padding.upper())
+
 
 TF_OPS = TFOps()
 

@@ -69,6 +69,22 @@ class TorchOps:
     def stop_gradient(x):
         return x.detach()
 
+    @staticmethod
+    def reshape(x, shape):
+        return torch.reshape(x, shape)
+
+    @staticmethod
+    def conv2d(x, kernel, stride, padding):
+        """NHWC in and out, kernels [kh, kw, in, out] (torch's own layout inside)."""
+        from raylite.rllib._conv import same_padding
+        x = x.permute(0, 3, 1, 2)
+        if padding == "same":
+            kh, kw = kernel.shape[:2]
+            top, bottom = same_padding(x.shape[2], kh, stride[0])
+            left, right = same_padding(x.shape[3], kw, stride[1])
+            x = F.pad(x, (left, right, top, bottom))
+        return F.conv2d(x, kernel.permute(3, 2, 0, 1), stride=tuple(stride)).permute(0, 2, 3, 1)
+
 
 TORCH_OPS = TorchOps()
 

@@ -1,6 +1,9 @@
 """DQN's Q network, framework-neutral like ``_model``: shapes, forward pass, numpy acting.
 
-    obs ──fcnet (model: fcnet_hiddens, fcnet_activation)──> features
+    obs ──torso──> features
+        │   fcnet (model: fcnet_hiddens, fcnet_activation), conv layers for image
+        │   observations (conv_filters), or a registered custom model (custom_model: its
+        │   output, num_outputs wide, as RLlib's DQN model wraps it)
         ├── advantage head (hiddens, relu) ──> A(s, ·)   [num_actions]
         └── value head     (hiddens, relu) ──> V(s)      (dueling only)
     Q(s, a) = V(s) + A(s, a) - mean_a' A(s, a')          (Wang et al. 2016; else Q = A)
@@ -15,7 +18,18 @@ import numpy as np
 
 from raylite.rllib._distributions import NUMPY_OPS
 from raylite.rllib._exploration import epsilon_greedy
-from raylite.rllib._model import ActionAdapter, check_weights, init_weights, mlp, mlp_shapes
+from raylite.rllib._model import (
+    ActionAdapter,
+    check_weights,
+    init_weights,
+    mlp,
+    mlp_shapes,
+    normalize_conv_fields,
+    torso,
+    torso_shapes,
+)
+
+TORSO = "q/torso"
 
 
 @dataclass(frozen=True)
@@ -28,18 +42,41 @@ class QModelSpec:
     activation: str = "tanh"
     q_hiddens: tuple[int, ...] = (256,)
     dueling: bool = True
+    obs_shape: tuple[int, ...] = ()   # image observations (H, W, C): a conv torso
+    conv_filters: tuple = ()
+    conv_activation: str = "relu"
+    custom_torso: Any = None          # a _custom_model.CustomNet: the custom model's output
 
     discrete = True
     on_policy = False
     small_outputs = ()
 
+    def __post_init__(self) -> None:
+        from raylite.rllib._custom_model import as_custom_net
+        normalize_conv_fields(self)
+        object.__setattr__(self, "custom_torso", as_custom_net(self.custom_torso))
+
     def shapes(self) -> dict[str, tuple[int, ...]]:
-        shapes = mlp_shapes("q/torso", self.obs_size, self.hiddens, None)
-        features = self.hiddens[-1] if self.hiddens else self.obs_size
+        if self.custom_torso is not None:
+            shapes = self.custom_torso.shapes(TORSO + "/")
+            features = self.custom_torso.num_outputs
+        else:
+            shapes, features = torso_shapes(TORSO, self)
         shapes.update(mlp_shapes("q/advantage", features, self.q_hiddens, self.action_size))
         if self.dueling:
             shapes.update(mlp_shapes("q/value", features, self.q_hiddens, 1))
         return shapes
+
+    def custom_weights(self, seed: int | None) -> dict[str, np.ndarray]:
+        """The custom torso's own initial weights (the heads: ``init_weights``)."""
+        if self.custom_torso is None:
+            return {}
+        return self.custom_torso.initial_weights(TORSO + "/", seed)
+
+    def features(self, ops: Any, params: dict[str, Any], obs: Any) -> Any:
+        if self.custom_torso is not None:
+            return self.custom_torso(ops, params, TORSO + "/", obs)
+        return torso(ops, params, TORSO, obs, self)
 
     @property
     def dist_class(self) -> type:
@@ -61,8 +98,7 @@ class QModelSpec:
 
 def q_values(ops: Any, params: dict[str, Any], obs: Any, spec: QModelSpec) -> Any:
     """``Q(obs, ·)``, ``[batch, num_actions]``."""
-    features = mlp(ops, params, "q/torso", obs, len(spec.hiddens), spec.activation,
-                   output=False)
+    features = spec.features(ops, params, obs)
     advantages = mlp(ops, params, "q/advantage", features, len(spec.q_hiddens), "relu")
     if not spec.dueling:
         return advantages
@@ -96,3 +132,18 @@ class NumpyQPolicy:
         q = q_values(NUMPY_OPS, self.weights, obs.astype(np.float32), self.spec)
         actions = epsilon_greedy(q, self.epsilon if explore else 0.0, rng)
         return {"actions": actions, "env_actions": self.actions.to_env(actions), "q_values": q}
+
+
+def q_model_body(config: Any, observation_space: Any, action_space: Any) -> dict[str, Any]:
+    """The Q network's torso fields from the ``model`` config: a custom model (its output
+    ``[256] + fcnet_hiddens``'s last size wide, as RLlib's DQN asks of it; the Q heads sit on
+    it also with ``hiddens: []``, where RLlib would take its output as the Q-values), or
+    conv layers for image observations, else nothing (the fcnet)."""
+    from raylite.rllib._conv import image_fields
+    model = config.model
+    if model.custom_model is None:
+        return image_fields(model, observation_space)
+    from raylite.rllib._custom_model import custom_net
+    features = ([256] + list(model.fcnet_hiddens))[-1]
+    return {"custom_torso": custom_net(model.to_dict(), config.framework, observation_space,
+                                       action_space, features)}

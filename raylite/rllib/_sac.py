@@ -24,8 +24,8 @@ import numpy as np
 
 from raylite.rllib._builder import ConfigBuilder
 from raylite.rllib._config import ALGORITHM_DEFAULTS, AlgorithmConfig
-from raylite.rllib._algorithm import refuse_custom_model
 from raylite.rllib._dqn import DQN
+from raylite.rllib._conv import is_image
 from raylite.rllib._envs import preprocessor
 from raylite.rllib._model import model_loss
 from raylite.rllib._replay_buffer import (
@@ -102,7 +102,9 @@ class SAC(DQN):
     def _model_spec(self, config: AlgorithmConfig, observation_space: Any,
                     action_space: Any) -> SACModelSpec:
         from gymnasium import spaces
-        refuse_custom_model(config, self.algo_name)
+        if config.model.custom_model is not None:
+            raise ValueError("SAC's networks take custom models through policy_model_config "
+                             "and q_model_config ({'custom_model': NAME}), not model")
         if not isinstance(action_space, spaces.Box):
             raise ValueError(f"SAC needs a continuous (Box) action space; {self.env_label} "
                              f"has {action_space}: use DQN or PPO")
@@ -112,13 +114,20 @@ class SAC(DQN):
         defaults = ALGORITHM_DEFAULTS["SAC"]
         policy = {**defaults["policy_model_config"], **config.policy_model_config}
         q = {**defaults["q_model_config"], **config.q_model_config}
+        if is_image(observation_space) and not (policy.get("custom_model")
+                                                and q.get("custom_model")):
+            raise NotImplementedError(
+                f"SAC on image observations {observation_space.shape}: raylite's SAC builds no "
+                f"conv nets; give policy_model_config and q_model_config a custom_model, or "
+                f"flatten the observations (gymnasium.wrappers.FlattenObservation)")
         return SACModelSpec(
             obs_size=preprocessor(observation_space)[0],
             action_size=int(np.prod(action_space.shape)),
             policy_hiddens=tuple(policy["fcnet_hiddens"]),
             policy_activation=policy["fcnet_activation"], q_hiddens=tuple(q["fcnet_hiddens"]),
             q_activation=q["fcnet_activation"], twin_q=config.twin_q,
-            initial_alpha=config.initial_alpha)
+            initial_alpha=config.initial_alpha,
+            **custom_networks(config, policy, q, observation_space, action_space))
 
     def learning_rates(self, config: AlgorithmConfig, model_spec: Any) -> dict[str, float]:
         rates = {**ALGORITHM_DEFAULTS["SAC"]["optimization_config"], **config.optimization_config}
@@ -146,6 +155,28 @@ class SAC(DQN):
         minibatch[NEXT_NOISE] = self.noise_rng.standard_normal(shape).astype(np.float32)
         return unit.learner.learn_on_minibatch(
             minibatch, {"target_entropy": unit.state["target_entropy"]})
+
+
+def custom_networks(config: AlgorithmConfig, policy: dict, q: dict, observation_space: Any,
+                    action_space: Any) -> dict[str, Any]:
+    """The custom models of ``policy_model_config`` / ``q_model_config`` (RLlib's SAC model):
+    the policy's maps observations to 2 * action dims outputs; the Q networks' see a Box of
+    the flat observation and the action concatenated, and output one value."""
+    from gymnasium import spaces
+
+    from raylite.rllib._custom_model import custom_net
+    networks: dict[str, Any] = {}
+    obs_size = preprocessor(observation_space)[0]
+    action_size = int(np.prod(action_space.shape))
+    if policy.get("custom_model") is not None:
+        networks["custom_policy"] = custom_net(policy, config.framework, observation_space,
+                                               action_space, 2 * action_size,
+                                               "policy_model_config")
+    if q.get("custom_model") is not None:
+        q_space = spaces.Box(-np.inf, np.inf, (obs_size + action_size,), np.float32)
+        networks["custom_q"] = custom_net(q, config.framework, q_space, action_space, 1,
+                                          "q_model_config")
+    return networks
 
 
 SACTrainer = SAC

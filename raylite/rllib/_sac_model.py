@@ -3,6 +3,9 @@ networks, the entropy weight, and numpy acting.
 
     obs ──policy fcnet──> mean, log_std ──> u = mean + std * noise ──> action = tanh(u)
     (obs, action) ──q1 fcnet──> Q1        (and q2: the twin, Fujimoto et al. 2018)
+    either network may be a registered custom model (policy_model_config / q_model_config
+    custom_model): the policy's takes obs to [means, log stds]; the Q networks' take the
+    observations and actions concatenated to one value each
     log_alpha: the entropy weight, learned (alpha = exp(log_alpha))
 
 Actions live in [-1, 1]; the action adapter rescales them to the env's bounds.
@@ -62,22 +65,45 @@ class SACModelSpec:
     q_activation: str = "relu"
     twin_q: bool = True
     initial_alpha: float = 1.0
+    custom_policy: Any = None         # a _custom_model.CustomNet in place of the policy fcnet
+    custom_q: Any = None              # ... in place of each Q fcnet
 
     discrete = False
     on_policy = False
     small_outputs = ("policy/out",)
     dist_class = SquashedGaussian
 
+    def __post_init__(self) -> None:
+        from raylite.rllib._custom_model import as_custom_net
+        object.__setattr__(self, "custom_policy", as_custom_net(self.custom_policy))
+        object.__setattr__(self, "custom_q", as_custom_net(self.custom_q))
+
     @property
     def q_names(self) -> tuple[str, ...]:
         return ("q1", "q2") if self.twin_q else ("q1",)
 
     def shapes(self) -> dict[str, tuple[int, ...]]:
-        shapes = mlp_shapes("policy", self.obs_size, self.policy_hiddens, 2 * self.action_size)
+        if self.custom_policy is not None:
+            shapes = self.custom_policy.shapes("policy/")
+        else:
+            shapes = mlp_shapes("policy", self.obs_size, self.policy_hiddens,
+                                2 * self.action_size)
         for q in self.q_names:
-            shapes.update(mlp_shapes(q, self.obs_size + self.action_size, self.q_hiddens, 1))
+            shapes.update(self.custom_q.shapes(q + "/") if self.custom_q is not None else
+                          mlp_shapes(q, self.obs_size + self.action_size, self.q_hiddens, 1))
         shapes["log_alpha"] = ()
         return shapes
+
+    def custom_weights(self, seed: int | None) -> dict[str, np.ndarray]:
+        """The custom networks' own initial weights (each Q network its own draw)."""
+        weights: dict[str, np.ndarray] = {}
+        if self.custom_policy is not None:
+            weights.update(self.custom_policy.initial_weights("policy/", seed))
+        if self.custom_q is not None:
+            for i, q in enumerate(self.q_names):
+                weights.update(self.custom_q.initial_weights(
+                    q + "/", None if seed is None else seed + 1 + i))
+        return weights
 
     def initial_values(self) -> dict[str, float]:
         return {"log_alpha": math.log(self.initial_alpha)}
@@ -96,6 +122,8 @@ class SACModelSpec:
 
 
 def policy_inputs(ops: Any, params: dict[str, Any], obs: Any, spec: SACModelSpec) -> Any:
+    if spec.custom_policy is not None:
+        return spec.custom_policy(ops, params, "policy/", obs)
     return mlp(ops, params, "policy", obs, len(spec.policy_hiddens), spec.policy_activation)
 
 
@@ -103,6 +131,8 @@ def q_value(ops: Any, params: dict[str, Any], name: str, obs: Any, actions: Any,
             spec: SACModelSpec) -> Any:
     """``Q_name(obs, actions)``, ``[batch]``."""
     inputs = ops.concat([obs, actions])
+    if spec.custom_q is not None:
+        return spec.custom_q(ops, params, name + "/", inputs)[:, 0]
     return mlp(ops, params, name, inputs, len(spec.q_hiddens), spec.q_activation)[:, 0]
 
 
