@@ -25,7 +25,8 @@ from raylite.tune._logger import (Callback, CSVLoggerCallback, JsonLoggerCallbac
                                   TBXLoggerCallback)
 from raylite._registry import register_env, register_trainable
 from raylite.tune._progress import CLIReporter, JupyterNotebookReporter, ProgressReporter
-from raylite.tune._runner import TuneError, run
+from raylite.tune._run import run
+from raylite.tune._runner import TuneError
 from raylite.tune._search_space import (choice, grid_search, lograndint, loguniform, qlograndint,
                                         qloguniform, qrandint, qrandn, quniform, randint, randn,
                                         sample_from, uniform)

@@ -111,7 +111,7 @@ class Tuner:
 
     def fit(self) -> ResultGrid:
         """Run the experiment; returns a ResultGrid (failed trials are in ``.errors``)."""
-        from raylite.tune._runner import run
+        from raylite.tune._run import run
         tc, rc = self.tune_config, self.run_config
         if rc.storage_filesystem is not None:
             raise ValueError("RunConfig(storage_filesystem=...) is supported by Train's fit(), "
