@@ -54,17 +54,19 @@ if TYPE_CHECKING:
     from raylite.core.local._node_io import _Process
 
 SHM_ROOT = "/dev/shm" if os.path.isdir("/dev/shm") else tempfile.gettempdir()
+READ_SLICE_S = 0.2  # a caller reading its replies (Node._read_replies) looks up at least this often
 
 
 class _Waiter:
-    """Counts objects still to come; fires when ``target`` of them are ready."""
+    """Counts objects still to come; fires when ``target`` of them are ready: calls
+    ``callback``, or sets ``event`` (made by the waiting thread when it needs one)."""
 
-    __slots__ = ("remaining", "target_left", "event", "callback", "ids")
+    __slots__ = ("target_left", "event", "callback", "ids")
 
     def __init__(self, ids: list[bytes], need: int, callback: Callable | None = None):
         self.ids = ids
         self.target_left = need
-        self.event = threading.Event() if callback is None else None
+        self.event: threading.Event | None = None
         self.callback = callback
 
     def ready(self, object_id: bytes) -> None:
@@ -72,7 +74,7 @@ class _Waiter:
         if self.target_left == 0:
             if self.callback is not None:
                 self.callback(self)
-            else:
+            elif self.event is not None:
                 self.event.set()
 
 
@@ -96,6 +98,10 @@ class _NodeLock:
         self._lock.acquire()
         self._entered()
         return self
+
+    def owned(self) -> bool:
+        """Whether the calling thread holds the lock."""
+        return self._lock._is_owned()
 
     def try_enter(self) -> bool:
         """Enter if nobody holds the lock (then release() it); never waits."""
@@ -204,26 +210,34 @@ class Node(ActorsMixin, ProcessIOMixin, SpecSubmitter, Backend):
         return [_refs.ObjectRef(oid, _track=False) for oid in spec.return_ids]
 
     def _register_submissions(self) -> None:
-        """Register the queued specs, in order (under the lock)."""
+        """Register the queued specs, in order (under the lock). A lone actor call, with
+        nothing queued ahead of it, goes straight to its actor's channel: no batch to open."""
         if self._registering:
             return
         self._registering = True
         submissions = self.submissions
         try:
+            if len(submissions) == 1 and not self._corking and submissions[0].kind == ACTOR_CALL:
+                self._register(submissions.popleft())
+                return
             self._cork_begin()
-            while submissions:
-                spec = submissions.popleft()
-                try:
-                    self._submit(spec, holder=True)
-                except Exception as exc:  # noqa: BLE001 - e.g. an argument from a dead runtime
-                    self.specs.pop(spec.task_id, None)
-                    for oid in spec.return_ids:
-                        if oid not in self.store.entries:
-                            self.store.create(oid, 1)
-                    self._seal_returns_with_error(spec, error=exc)
+            try:
+                while submissions:
+                    self._register(submissions.popleft())
+            finally:
+                self._cork_end()
         finally:
             self._registering = False
-            self._cork_end()
+
+    def _register(self, spec: TaskSpec) -> None:
+        try:
+            self._submit(spec, holder=True)
+        except Exception as exc:  # noqa: BLE001 - e.g. an argument from a dead runtime
+            self.specs.pop(spec.task_id, None)
+            for oid in spec.return_ids:
+                if oid not in self.store.entries:
+                    self.store.create(oid, 1)
+            self._seal_returns_with_error(spec, error=exc)
 
     def _cork_begin(self) -> None:
         """A batch begins: one scheduling pass at its end, one write per worker."""
@@ -445,7 +459,11 @@ class Node(ActorsMixin, ProcessIOMixin, SpecSubmitter, Backend):
         with self.lock:
             self._drain_refs()
             waiter = self._add_waiter(ids, len(ids), None)
-        if waiter is not None and not waiter.event.wait(timeout):
+            if waiter is not None:
+                producer = self._sole_producer(ids)
+                if producer is None:
+                    waiter.event = threading.Event()
+        if waiter is not None and not self._await(waiter, producer, timeout):
             with self.lock:
                 self._remove_waiter(waiter)
             missing = sum(1 for oid in ids if self.store.entries.get(oid) is None
@@ -454,6 +472,60 @@ class Node(ActorsMixin, ProcessIOMixin, SpecSubmitter, Backend):
                                   "object(s) not ready yet")
         with self.lock:
             return [self._location_or_lost(oid) for oid in ids]
+
+    def _sole_producer(self, ids: list[bytes]) -> "_Process | None":
+        """The one process whose replies will seal every pending object of ``ids`` (calls to
+        one actor), or None (under the lock)."""
+        entries = self.store.entries
+        producer = None
+        for oid in ids:
+            entry = entries[oid]
+            if entry.state != READY:
+                if entry.producer is None or (producer is not None and entry.producer is not producer):
+                    return None
+                producer = entry.producer
+        return producer
+
+    def _await(self, waiter: _Waiter, producer: "_Process | None", timeout: float | None) -> bool:
+        """Block until ``waiter`` fires; False if ``timeout`` passed first. With a ``producer``
+        the thread reads that process's replies itself (``_read_replies``); otherwise, or if
+        somebody else reads them now, it waits for whoever seals the objects to wake it."""
+        deadline = None if timeout is None else time.monotonic() + timeout
+        if producer is not None:
+            if self._read_replies(producer, waiter, deadline):
+                return True
+            with self.lock:
+                if waiter.target_left <= 0:
+                    return True
+                waiter.event = threading.Event()
+        return waiter.event.wait(None if deadline is None else max(0.0, deadline - time.monotonic()))
+
+    def _read_replies(self, process: "_Process", waiter: _Waiter, deadline: float | None) -> bool:
+        """Borrow ``process``'s channel from the I/O thread and handle what it sends until
+        ``waiter`` fires: the caller of a synchronous actor call is woken by the reply itself,
+        with no hop through the I/O thread. False if it could not (someone else reads the
+        channel, the process ended, the deadline passed): then the caller waits as usual."""
+        channel = process.channel
+        if not channel.borrow():
+            return False
+        try:
+            while waiter.target_left > 0:
+                if self.stopping:
+                    return False
+                wait_s = READ_SLICE_S if deadline is None else min(
+                    READ_SLICE_S, deadline - time.monotonic())
+                if wait_s <= 0:
+                    return False
+                if not channel.wait_readable(wait_s):
+                    continue  # look again: ``stopping``, and the deadline
+                messages = channel.receive()
+                if messages is None:
+                    return False  # its process ended: the I/O thread takes that up
+                if messages:
+                    self._handle_messages(process, messages)
+            return True
+        finally:
+            channel.give_back()
 
     def _location_or_lost(self, object_id: bytes) -> tuple:
         entry = self.store.entries.get(object_id)
@@ -538,6 +610,8 @@ class Node(ActorsMixin, ProcessIOMixin, SpecSubmitter, Backend):
         with self.lock:
             self._drain_refs()
             waiter = self._add_waiter(ids, num_returns, None)
+            if waiter is not None:
+                waiter.event = threading.Event()
         if waiter is not None:
             waiter.event.wait(timeout)
             with self.lock:
@@ -583,7 +657,7 @@ class Node(ActorsMixin, ProcessIOMixin, SpecSubmitter, Backend):
 
     def _unpin(self, spec: TaskSpec) -> list[bytes]:
         """Forget a spec's argument pins (returned, for the caller to decref)."""
-        contained, spec.contained = spec.contained, []
+        contained, spec.contained = spec.contained, ()
         if type(spec.args) is tuple:
             try:
                 os.unlink(spec.args[1])
@@ -723,7 +797,7 @@ class Node(ActorsMixin, ProcessIOMixin, SpecSubmitter, Backend):
         status, the dashboard and ``raylite memory`` read the node's tables without contending
         for its lock with the submitting threads. ``copy`` must return copies, not live tables."""
         if (threading.current_thread() is self.io_thread or self.stopping
-                or not self.io_thread.is_alive()):
+                or not self.io_thread.is_alive() or self.lock.owned()):
             with self.lock:
                 return copy(self)
         future: concurrent.futures.Future = concurrent.futures.Future()
