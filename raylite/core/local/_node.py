@@ -459,17 +459,22 @@ class Node(ActorsMixin, ProcessIOMixin, SpecSubmitter, Backend):
         with self.lock:
             self._drain_refs()
             waiter = self._add_waiter(ids, len(ids), None)
-            if waiter is not None:
-                producer = self._sole_producer(ids)
-                if producer is None:
-                    waiter.event = threading.Event()
-        if waiter is not None and not self._await(waiter, producer, timeout):
+            if waiter is None:
+                return [self._location_or_lost(oid) for oid in ids]
+            producer = self._sole_producer(ids)
+            if producer is None:
+                waiter.event = threading.Event()
+        if not self._await(waiter, producer, timeout):
             with self.lock:
                 self._remove_waiter(waiter)
             missing = sum(1 for oid in ids if self.store.entries.get(oid) is None
                           or self.store.entries[oid].state != READY)
             raise GetTimeoutError(f"get timed out after {timeout} s: {missing} of {len(ids)} "
                                   "object(s) not ready yet")
+        if len(ids) == 1:  # one small value (a call's reply): read it without the lock
+            location = self.store.inline_location(ids[0])
+            if location is not None:
+                return [location]
         with self.lock:
             return [self._location_or_lost(oid) for oid in ids]
 

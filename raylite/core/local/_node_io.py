@@ -203,10 +203,14 @@ class ProcessIOMixin:
 
     def _handle_messages(self, process: _Process, messages: list) -> None:
         """Carry out what a worker sent, in order (whoever read it holds the channel's reader)."""
+        handlers = self._handlers
         with self.lock:
+            if len(messages) == 1:  # e.g. one reply: nothing to batch
+                message = messages[0]
+                handlers[message[0]](self, process, message)
+                return
             self._cork_begin()
             try:
-                handlers = self._handlers
                 for message in messages:
                     handlers[message[0]](self, process, message)
             finally:

@@ -153,6 +153,14 @@ class ObjectTable:
             self.in_memory.move_to_end(object_id)
         return (wire.SHARED_ERROR if entry.is_error else wire.SHARED, entry.path)
 
+    def inline_location(self, object_id: bytes) -> tuple | None:
+        """``location`` of a READY object held inline, else None. Safe without the node's lock
+        for an object the caller holds a reference to: its inline bytes never change."""
+        entry = self.entries.get(object_id)
+        if entry is None or entry.state != READY or entry.data is None:
+            return None
+        return (wire.INLINE_ERROR if entry.is_error else wire.INLINE, entry.data)
+
     def mark_lost(self, object_id: bytes, path: str) -> bool:
         """A reader found ``path`` missing. True when the entry went back to PENDING for rebuild."""
         entry = self.entries.get(object_id)
