@@ -185,3 +185,26 @@ def test_calls_that_overflow_the_socket_wait_in_the_outbox_and_all_arrive(fresh,
     assert fresh.get(held, timeout=30) == "released"
     assert fresh.get(refs, timeout=60) == [len(blob)] * 600
     assert not _channel(actor).outbox
+
+
+def test_a_future_asked_for_while_the_lock_is_held_is_registered_by_its_holder(fresh):
+    log = Log.remote()
+    assert fresh.get(log.add.remote("x", 0)) == 0
+    node = _api._backend()
+    held, release = threading.Event(), threading.Event()
+
+    def hold_the_lock():
+        with node.lock:
+            held.set()
+            release.wait(30)
+
+    holder = threading.Thread(target=hold_the_lock)
+    holder.start()
+    assert held.wait(10)
+    ref = log.add.remote("x", 1)  # queued too: the lock is taken
+    started = time.monotonic()
+    future = ref.future()  # must not wait for the lock
+    assert time.monotonic() - started < 1.0 and not future.done()
+    release.set()
+    holder.join(10)
+    assert future.result(timeout=30) == 1

@@ -78,6 +78,21 @@ class _Waiter:
                 self.event.set()
 
 
+WATCH = "watch"
+_LONE = (ACTOR_CALL, WATCH)  # queued alone, these need no batch
+
+
+class _Watch:
+    """A Future wanted for an object, queued with the submissions (``Node.future``)."""
+
+    __slots__ = ("ref", "future")
+    kind = WATCH
+
+    def __init__(self, ref: _refs.ObjectRef, future: concurrent.futures.Future):
+        self.ref = ref
+        self.future = future
+
+
 class _NodeLock:
     """The node's lock (re-entrant) and the submission queue's drain.
 
@@ -149,7 +164,7 @@ class Node(ActorsMixin, ProcessIOMixin, SpecSubmitter, Backend):
         self.node_id = os.urandom(14).hex()
         self.job_id = os.urandom(2).hex()
         self.log_to_driver = log_to_driver
-        self.submissions: collections.deque = collections.deque()  # specs not yet registered
+        self.submissions: collections.deque = collections.deque()  # specs (and _Watch) not yet registered
         self._registering = False
         self._corked: list = []  # channels whose sends are held back until the batch ends
         self._corking = 0  # depth of nested batches
@@ -210,14 +225,15 @@ class Node(ActorsMixin, ProcessIOMixin, SpecSubmitter, Backend):
         return [_refs.ObjectRef(oid, _track=False) for oid in spec.return_ids]
 
     def _register_submissions(self) -> None:
-        """Register the queued specs, in order (under the lock). A lone actor call, with
-        nothing queued ahead of it, goes straight to its actor's channel: no batch to open."""
+        """Register the queued specs and watches, in order (under the lock). A lone actor call
+        (or watch), with nothing queued ahead of it, needs no batch: a call goes straight to its
+        actor's channel."""
         if self._registering:
             return
         self._registering = True
         submissions = self.submissions
         try:
-            if len(submissions) == 1 and not self._corking and submissions[0].kind == ACTOR_CALL:
+            if len(submissions) == 1 and not self._corking and submissions[0].kind in _LONE:
                 self._register(submissions.popleft())
                 return
             self._cork_begin()
@@ -229,7 +245,10 @@ class Node(ActorsMixin, ProcessIOMixin, SpecSubmitter, Backend):
         finally:
             self._registering = False
 
-    def _register(self, spec: TaskSpec) -> None:
+    def _register(self, spec: "TaskSpec | _Watch") -> None:
+        if spec.kind is WATCH:
+            self._watch(spec)
+            return
         try:
             self._submit(spec, holder=True)
         except Exception as exc:  # noqa: BLE001 - e.g. an argument from a dead runtime
@@ -569,8 +588,17 @@ class Node(ActorsMixin, ProcessIOMixin, SpecSubmitter, Backend):
                 entry.waiters.remove(waiter)
 
     def future(self, ref: _refs.ObjectRef) -> concurrent.futures.Future:
-        """A Future completed when the object is sealed: no thread waits for it."""
+        """A Future completed when the object is sealed: no thread waits for it, nor for the
+        lock: the request joins the submission queue, after the call that makes the object."""
         future: concurrent.futures.Future = concurrent.futures.Future()
+        self.submissions.append(_Watch(ref, future))
+        if self.lock.try_enter():  # entering registered it
+            self.lock.release()
+        return future
+
+    def _watch(self, watch: "_Watch") -> None:
+        """Complete ``watch.future`` once its object is sealed (under the lock)."""
+        ref, future = watch.ref, watch.future
 
         def complete(waiter: _Waiter | None = None) -> None:
             kind, data = self._location_or_lost(ref._id)
@@ -586,11 +614,13 @@ class Node(ActorsMixin, ProcessIOMixin, SpecSubmitter, Backend):
                 return
             _settle(future, value, error=kind == wire.INLINE_ERROR)
 
-        with self.lock:
-            self._drain_refs()
-            if self._add_waiter([ref._id], 1, complete) is None:
-                complete()
-        return future
+        try:
+            waiter = self._add_waiter([ref._id], 1, complete)
+        except ValueError as exc:  # a ref of another runtime
+            _settle(future, exc, error=True)
+            return
+        if waiter is None:
+            complete()
 
     def _complete_future(self, future: concurrent.futures.Future, ref: _refs.ObjectRef) -> None:
         if future.cancelled():
