@@ -208,3 +208,37 @@ def test_a_future_asked_for_while_the_lock_is_held_is_registered_by_its_holder(f
     release.set()
     holder.join(10)
     assert future.result(timeout=30) == 1
+
+
+def test_a_caller_reading_a_workers_channel_wakes_when_its_object_is_sealed_elsewhere(
+        fresh, tmp_path, monkeypatch):
+    from raylite.core._task import pack_value
+    from raylite.core.local import _node
+    from _support import poll
+
+    monkeypatch.setattr(_node, "READ_SLICE_S", 60.0)  # only the wake-up can end the read early
+
+    @fresh.remote
+    def busy(path):
+        while not os.path.exists(path):  # the task's own wait for the test's signal
+            time.sleep(0.01)
+        return "from the worker"
+
+    fresh.get([busy.remote(str(tmp_path)) for _ in range(2)])  # workers up
+    release = tmp_path / "release"
+    ref = busy.remote(str(release))
+    node = _api._backend()
+    producer = poll(lambda: node.store.entries[ref._id].producer, "the task's dispatch")
+
+    def seal_from_another_thread():  # as when a task moved to another worker finishes there
+        poll(lambda: producer.channel.borrowed, "the caller reading the worker's channel")
+        with node.lock:
+            node._seal(ref._id, pack_value("sealed elsewhere", node.shm_dir, ref._id), False)
+
+    sealer = threading.Thread(target=seal_from_another_thread)
+    sealer.start()
+    started = time.monotonic()
+    assert fresh.get(ref, timeout=30) == "sealed elsewhere"
+    assert time.monotonic() - started < 5  # woken by the seal, not by a read slice or the task
+    sealer.join(10)
+    release.touch()

@@ -61,13 +61,15 @@ class _Waiter:
     """Counts objects still to come; fires when ``target`` of them are ready: calls
     ``callback``, or sets ``event`` (made by the waiting thread when it needs one)."""
 
-    __slots__ = ("target_left", "event", "callback", "ids")
+    __slots__ = ("target_left", "event", "callback", "ids", "reader", "wake_fd")
 
     def __init__(self, ids: list[bytes], need: int, callback: Callable | None = None):
         self.ids = ids
         self.target_left = need
         self.event: threading.Event | None = None
         self.callback = callback
+        self.reader: int | None = None  # a thread reading a channel for these objects ...
+        self.wake_fd: int | None = None  # ... and its wake-up pipe (Node._read_replies)
 
     def ready(self, object_id: bytes) -> None:
         self.target_left -= 1
@@ -76,6 +78,37 @@ class _Waiter:
                 self.callback(self)
             elif self.event is not None:
                 self.event.set()
+            if self.wake_fd is not None and threading.get_ident() != self.reader:
+                try:  # sealed by another thread (a task moved to another worker, say)
+                    os.write(self.wake_fd, b"x")
+                except OSError:
+                    pass
+
+
+class _WakePipe:
+    """A thread's pipe, written to wake it while it reads a channel (closed with the thread)."""
+
+    def __init__(self):
+        self.r, self.w = os.pipe()
+        os.set_blocking(self.r, False)
+        os.set_blocking(self.w, False)
+
+    def __del__(self):
+        for fd in (self.r, self.w):
+            try:
+                os.close(fd)
+            except OSError:
+                pass
+
+
+_thread_pipes = threading.local()
+
+
+def _wake_pipe() -> _WakePipe:
+    pipe = getattr(_thread_pipes, "pipe", None)
+    if pipe is None:
+        pipe = _thread_pipes.pipe = _WakePipe()
+    return pipe
 
 
 WATCH = "watch"
@@ -363,6 +396,11 @@ class Node(ActorsMixin, ProcessIOMixin, SpecSubmitter, Backend):
 
     def _dispatch(self, spec: TaskSpec, worker_id: bytes, gpu_ids: list[int]) -> None:
         process = self.processes[worker_id]
+        entries = self.store.entries
+        for oid in spec.return_ids:  # its reply should come on this channel (see Node.get)
+            entry = entries.get(oid)
+            if entry is not None:
+                entry.producer = process
         channel = self._batched(process.channel)
         if spec.function_id not in process.functions:
             process.functions.add(spec.function_id)
@@ -483,6 +521,8 @@ class Node(ActorsMixin, ProcessIOMixin, SpecSubmitter, Backend):
             producer = self._sole_producer(ids)
             if producer is None:
                 waiter.event = threading.Event()
+            else:
+                waiter.reader, waiter.wake_fd = threading.get_ident(), _wake_pipe().w
         if not self._await(waiter, producer, timeout):
             with self.lock:
                 self._remove_waiter(waiter)
@@ -498,8 +538,8 @@ class Node(ActorsMixin, ProcessIOMixin, SpecSubmitter, Backend):
             return [self._location_or_lost(oid) for oid in ids]
 
     def _sole_producer(self, ids: list[bytes]) -> "_Process | None":
-        """The one process whose replies will seal every pending object of ``ids`` (calls to
-        one actor), or None (under the lock)."""
+        """The one process whose replies should seal every pending object of ``ids`` (calls to
+        one actor, tasks sent to one worker), or None (under the lock)."""
         entries = self.store.entries
         producer = None
         for oid in ids:
@@ -532,6 +572,7 @@ class Node(ActorsMixin, ProcessIOMixin, SpecSubmitter, Backend):
         channel = process.channel
         if not channel.borrow():
             return False
+        wake_fd = _wake_pipe().r  # written when another thread seals the objects meanwhile
         try:
             while waiter.target_left > 0:
                 if self.stopping:
@@ -540,8 +581,8 @@ class Node(ActorsMixin, ProcessIOMixin, SpecSubmitter, Backend):
                     READ_SLICE_S, deadline - time.monotonic())
                 if wait_s <= 0:
                     return False
-                if not channel.wait_readable(wait_s):
-                    continue  # look again: ``stopping``, and the deadline
+                if not channel.wait_readable(wait_s, wake_fd):
+                    continue  # look again: ``stopping``, the deadline, the waiter
                 messages = channel.receive()
                 if messages is None:
                     return False  # its process ended: the I/O thread takes that up

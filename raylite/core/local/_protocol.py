@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import collections
 import math
+import os
 import pickle
 import select
 import socket
@@ -251,15 +252,32 @@ class Channel:
             self._arm()
         self.reader.release()
 
-    def wait_readable(self, timeout_s: float) -> bool:
-        """Block until bytes (or the end of stream) can be read, at most ``timeout_s``."""
-        if self._poll is None:
-            self._poll = select.poll()
-            self._poll.register(self.fileno, select.POLLIN)
+    def wait_readable(self, timeout_s: float, wake_fd: int | None = None) -> bool:
+        """Block until bytes (or the end of stream) can be read, at most ``timeout_s``, or
+        until ``wake_fd`` (a pipe, drained here) is written to: False then."""
+        poll = self._poll
+        if poll is None:
+            poll = self._poll = select.poll()
+            poll.register(self.fileno, select.POLLIN)
+        if wake_fd is not None:
+            poll.register(wake_fd, select.POLLIN)
         try:
-            return bool(self._poll.poll(max(0, math.ceil(timeout_s * 1000))))
+            ready = poll.poll(max(0, math.ceil(timeout_s * 1000)))
         except InterruptedError:
             return False
+        finally:
+            if wake_fd is not None:
+                poll.unregister(wake_fd)
+        readable = False
+        for fd, _ in ready:
+            if fd == wake_fd:
+                try:
+                    os.read(wake_fd, 4096)
+                except OSError:
+                    pass
+            else:
+                readable = True
+        return readable
 
     def close(self) -> None:
         with self.lock:

@@ -52,6 +52,8 @@ class _Tracker:
                 self.borrowed.append(object_id)
 
     def flush(self) -> tuple | None:
+        if not _refs._released and not self.borrowed:  # nothing to report (most messages)
+            return None
         released_ids = _refs.drain_released()
         with self.lock:
             released = []
