@@ -198,7 +198,8 @@ class SpecSubmitter:
         payload, top, contained = pack_args(args, kwargs, name, self.shm_dir, new_id)
         group = options.get("concurrency_group")
         spec = TaskSpec(new_id(), ACTOR_CALL, name, b"", payload, top, contained,
-                        _new_ids(num_returns), {}, actor_id=actor_id,
+                        (new_id(),) if num_returns == 1 else _new_ids(num_returns), {},
+                        actor_id=actor_id,
                         method=method,
                         actor_options={"concurrency_group": group} if group else None)
         return self.submit(spec, None)

@@ -255,7 +255,10 @@ class Node(ActorsMixin, ProcessIOMixin, SpecSubmitter, Backend):
             self.submissions.append(spec)
             if self.lock.try_enter():  # entering registered it
                 self.lock.release()
-        return [_refs.ObjectRef(oid, _track=False) for oid in spec.return_ids]
+        ids = spec.return_ids
+        if len(ids) == 1:
+            return [_refs.ObjectRef(ids[0], _track=False)]
+        return [_refs.ObjectRef(oid, _track=False) for oid in ids]
 
     def _register_submissions(self) -> None:
         """Register the queued specs and watches, in order (under the lock). A lone actor call
@@ -328,8 +331,8 @@ class Node(ActorsMixin, ProcessIOMixin, SpecSubmitter, Backend):
         self.specs[spec.task_id] = spec
         if spec.kind == TASK:
             self._schedule_task(spec)
-        elif spec.kind == ACTOR_CALL:
-            self._route_call(spec)
+        elif spec.kind == ACTOR_CALL:  # the actor table sends, queues or fails it
+            self._act(self.actor_table.call(spec.actor_id, spec))
         else:
             self._create_actor(spec)
 
@@ -495,6 +498,9 @@ class Node(ActorsMixin, ProcessIOMixin, SpecSubmitter, Backend):
         locations = self._wait_locations(ids, timeout)
         values = []
         for oid, (kind, data) in zip(ids, locations):
+            if kind == wire.INLINE:  # no file that could have vanished
+                values.append(unpack_value(kind, data))
+                continue
             kind, value = self._read(oid, kind, data, timeout)
             if kind in wire.ERROR_KINDS:
                 raise value
@@ -535,7 +541,16 @@ class Node(ActorsMixin, ProcessIOMixin, SpecSubmitter, Backend):
             if location is not None:
                 return [location]
         with self.lock:
-            return [self._location_or_lost(oid) for oid in ids]
+            entries = self.store.entries
+            locations = []
+            for oid in ids:
+                entry = entries.get(oid)
+                if entry is not None and entry.data is not None:  # inline: ``location``'s fast case
+                    locations.append((wire.INLINE_ERROR if entry.is_error else wire.INLINE,
+                                      entry.data))
+                else:
+                    locations.append(self._location_or_lost(oid))
+            return locations
 
     def _sole_producer(self, ids: list[bytes]) -> "_Process | None":
         """The one process whose replies should seal every pending object of ``ids`` (calls to

@@ -252,7 +252,8 @@ class ProcessIOMixin:
         if spec.kind != TASK:
             for oid, packed in zip(spec.return_ids, results):
                 self._seal(oid, packed, is_error=packed[0] in wire.ERROR_KINDS)
-            self._release_pins(spec)
+            if spec.contained or type(spec.args) is tuple:  # refs or a file it holds
+                self._release_pins(spec)
             return
         if results and results[0][0] in wire.ERROR_KINDS and spec.retry_exceptions:
             actions = self.scheduler.task_errored(process.worker_id, task_id, duration,
