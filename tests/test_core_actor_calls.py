@@ -242,3 +242,26 @@ def test_a_caller_reading_a_workers_channel_wakes_when_its_object_is_sealed_else
     assert time.monotonic() - started < 5  # woken by the seal, not by a read slice or the task
     sealer.join(10)
     release.touch()
+
+
+def test_an_async_actor_starts_a_burst_of_calls_in_order_and_answers_them_all(fresh):
+    import asyncio
+
+    @fresh.remote
+    class Async:
+        def __init__(self):
+            self.started = []
+
+        async def work(self, seq):
+            self.started.append(seq)  # before the first await: the order calls began in
+            await asyncio.sleep(0)
+            return seq
+
+        async def started_so_far(self):
+            return list(self.started)
+
+    actor = Async.remote()
+    assert fresh.get(actor.work.remote(-1)) == -1
+    refs = [actor.work.remote(i) for i in range(300)]
+    assert fresh.get(refs, timeout=60) == list(range(300))
+    assert fresh.get(actor.started_so_far.remote()) == [-1] + list(range(300))
