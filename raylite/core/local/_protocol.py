@@ -300,7 +300,8 @@ class Connection:
         sock.setblocking(True)
         self.sock = sock
         self.send_lock = threading.Lock()
-        self.cond = threading.Condition(threading.Lock())
+        self._cond_lock = threading.Lock()
+        self.cond = threading.Condition(self._cond_lock)
         self.reading = False
         self.sleepers = 0  # threads in cond.wait()
         self.replies: dict[int, Any] = {}
@@ -364,7 +365,7 @@ class Connection:
 
     def _wait(self, take) -> Any:
         cond = self.cond
-        with cond:
+        with self._cond_lock:  # the condition's lock, without Condition's Python-level __enter__
             while True:
                 item = take()
                 if item is not _MISSING:
