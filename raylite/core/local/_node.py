@@ -13,6 +13,11 @@ if not, the holder registers it when it lets go (see ``_NodeLock``): every queue
 order, in one batch whose sends to each worker go out as one write. So the submit path never
 waits for the lock.
 
+A thread blocked in ``get`` on objects that one process will produce (calls to one actor, tasks
+sent to one worker) borrows that process's channel from the I/O thread and handles what it
+sends itself (``_read_replies``): the reply wakes the caller directly. If someone else seals the
+objects meanwhile (a task moved to another worker), a pipe of the caller's wakes it.
+
 The node owns the object table (``_store``), the scheduler (``_scheduler``), the worker and
 actor processes, and the session folders: objects in /dev/shm/raylite-<pid>-<token>/ and spill
 files in a private (0700) folder on disk. Processes are only ever started from the I/O thread,
