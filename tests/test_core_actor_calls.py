@@ -180,7 +180,8 @@ def test_calls_that_overflow_the_socket_wait_in_the_outbox_and_all_arrive(fresh,
     held = actor.hold.remote(str(release))
     blob = b"x" * 32 * 1024
     refs = [actor.size.remote(blob) for _ in range(600)]  # ~19 MiB: more than the socket holds
-    assert _channel(actor).outbox, "the calls all fit in the socket; the test needs more"
+    from _support import poll
+    poll(lambda: _channel(actor).outbox, "calls to overflow the socket (~19 MiB sent, ~8 fit)")
     release.touch()
     assert fresh.get(held, timeout=30) == "released"
     assert fresh.get(refs, timeout=60) == [len(blob)] * 600
@@ -213,10 +214,10 @@ def test_a_future_asked_for_while_the_lock_is_held_is_registered_by_its_holder(f
 def test_a_caller_reading_a_workers_channel_wakes_when_its_object_is_sealed_elsewhere(
         fresh, tmp_path, monkeypatch):
     from raylite.core._task import pack_value
-    from raylite.core.local import _node
+    from raylite.core.local import _node_wait
     from _support import poll
 
-    monkeypatch.setattr(_node, "READ_SLICE_S", 60.0)  # only the wake-up can end the read early
+    monkeypatch.setattr(_node_wait, "READ_SLICE_S", 60.0)  # only the wake-up can end the read early
 
     @fresh.remote
     def busy(path):

@@ -23,7 +23,7 @@ from raylite.core.local._store import READY
 from raylite.core._task import ACTOR_CALL, TASK, TaskSpec, unpack_value
 
 if TYPE_CHECKING:
-    from raylite.core.local._node import _Waiter
+    from raylite.core.local._node_wait import _Waiter
 
 
 def _retries_on(spec: TaskSpec, packed: tuple) -> bool:
