@@ -395,7 +395,10 @@ class ProcessIOMixin:
                     pass
             return
         store.incref(object_id)
-        end.contained = [*end.contained, object_id]
+        if type(end.contained) is list:
+            end.contained.append(object_id)
+        else:  # the shared empty tuple of a new entry
+            end.contained = [*end.contained, object_id]
         self._seal(object_id, packed, is_error=packed[0] in wire.ERROR_KINDS)
 
     _handlers = {wire.STARTED: _h_started, wire.DONE: _h_done, wire.SUBMIT: _h_submit,
