@@ -183,7 +183,7 @@ class WaitingMixin:
             with self.lock:
                 if waiter.target_left <= 0:
                     return True
-                waiter.event = threading.Event()
+                waiter.event, waiter.wake_fd = threading.Event(), None
         return waiter.event.wait(None if deadline is None else max(0.0, deadline - time.monotonic()))
 
     def _read_replies(self, process: "_Process", waiter: _Waiter, deadline: float | None) -> bool:
