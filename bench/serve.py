@@ -23,7 +23,8 @@ Figures (the Serve rows of ANCHORS.md, and the issue's):
   RSS also holds the runtime's task timeline, one event per request up to its bound of 20,000
   events, about 4 MiB: it grows until then and stays flat after.)
 
-Everything runs on 127.0.0.1 only. The load client always runs in a separate process, since
+Both servers run uvicorn the same way: uvloop, httptools, no access log, no proxy-headers
+middleware, no server header. Everything runs on 127.0.0.1 only. The load client always runs in a separate process, since
 raylite's proxy lives in this (the driver's) process. Benchmarks, not tests: no figure here
 passes or fails; read them as a ratio to bare FastAPI measured in the same run.
 """
@@ -51,8 +52,9 @@ app = FastAPI()
 @app.get("/noop", response_class=PlainTextResponse)
 async def noop():
     return "ok"
-uvicorn.run(app, host="127.0.0.1", port=int(sys.argv[1]), log_level="warning")
-"""
+uvicorn.run(app, host="127.0.0.1", port=int(sys.argv[1]), log_level="warning", loop="uvloop",
+            http="httptools", access_log=False, proxy_headers=False, server_header=False)
+"""  # the settings raylite's proxy runs uvicorn with (serve/_proxy.py): the same loop, parser, logging
 
 
 def free_port() -> int:

@@ -13,6 +13,11 @@ if not, the holder registers it when it lets go (see ``_NodeLock``): every queue
 order, in one batch whose sends to each worker go out as one write. So the submit path never
 waits for the lock.
 
+A thread blocked in ``get`` on objects that one process will produce (calls to one actor, tasks
+sent to one worker) borrows that process's channel from the I/O thread and handles what it
+sends itself (``_read_replies``): the reply wakes the caller directly. If someone else seals the
+objects meanwhile (a task moved to another worker), a pipe of the caller's wakes it.
+
 The node owns the object table (``_store``), the scheduler (``_scheduler``), the worker and
 actor processes, and the session folders: objects in /dev/shm/raylite-<pid>-<token>/ and spill
 files in a private (0700) folder on disk. Processes are only ever started from the I/O thread,
@@ -35,20 +40,20 @@ import time
 from typing import TYPE_CHECKING, Any, Callable
 
 from raylite.core import _ids, _refs
-from raylite.core._backend import Backend, settle as _settle
+from raylite.core._backend import Backend
 from raylite.core.local import _protocol as wire
 from raylite.core.local._actors import ActorTable
 from raylite.core.local._node_actors import ActorsMixin
 from raylite.core.local._node_io import ProcessIOMixin
+from raylite.core.local._node_wait import WATCH, WaitingMixin, _Watch
 from raylite.core.local._scheduler import (Dispatch, Fail, GroupReady, Interrupt, PlacementGroup, Revoke,
                                      Scheduler, StartActor, StartWorker, StopWorker, Task,
                                      TaskState, Warn)
 from raylite.core._serialization import serialize
 from raylite.core._stale import remove_folders_of_dead_processes
 from raylite.core.local._store import READY, ObjectTable
-from raylite.core._task import (ACTOR_CALL, ACTOR_CREATE, TASK, SpecSubmitter, TaskSpec, pack_value,
-                                unpack_value)
-from raylite.exceptions import (ActorDiedError, GetTimeoutError, ObjectLostError,
+from raylite.core._task import (ACTOR_CALL, ACTOR_CREATE, TASK, SpecSubmitter, TaskSpec, pack_value)
+from raylite.exceptions import (ActorDiedError, ObjectLostError,
                                 TaskCancelledError, WorkerCrashedError, make_task_error)
 if TYPE_CHECKING:
     from raylite.core.local._node_io import _Process
@@ -56,24 +61,7 @@ if TYPE_CHECKING:
 SHM_ROOT = "/dev/shm" if os.path.isdir("/dev/shm") else tempfile.gettempdir()
 
 
-class _Waiter:
-    """Counts objects still to come; fires when ``target`` of them are ready."""
-
-    __slots__ = ("remaining", "target_left", "event", "callback", "ids")
-
-    def __init__(self, ids: list[bytes], need: int, callback: Callable | None = None):
-        self.ids = ids
-        self.target_left = need
-        self.event = threading.Event() if callback is None else None
-        self.callback = callback
-
-    def ready(self, object_id: bytes) -> None:
-        self.target_left -= 1
-        if self.target_left == 0:
-            if self.callback is not None:
-                self.callback(self)
-            else:
-                self.event.set()
+_LONE = (ACTOR_CALL, WATCH)  # queued alone, these need no batch
 
 
 class _NodeLock:
@@ -96,6 +84,10 @@ class _NodeLock:
         self._lock.acquire()
         self._entered()
         return self
+
+    def owned(self) -> bool:
+        """Whether the calling thread holds the lock."""
+        return self._lock._is_owned()
 
     def try_enter(self) -> bool:
         """Enter if nobody holds the lock (then release() it); never waits."""
@@ -125,7 +117,7 @@ class _NodeLock:
             self._lock.release()
 
 
-class Node(ActorsMixin, ProcessIOMixin, SpecSubmitter, Backend):
+class Node(ActorsMixin, ProcessIOMixin, WaitingMixin, SpecSubmitter, Backend):
     """The local runtime. One per driver process."""
 
     runs_generators = True  # its workers stream what generator tasks yield (core/_generators.py)
@@ -145,7 +137,7 @@ class Node(ActorsMixin, ProcessIOMixin, SpecSubmitter, Backend):
         self.job_id = os.urandom(2).hex()
         self.log_to_driver = log_to_driver
         self._init_runtime_envs(runtime_env)  # before the first workers start: they run in it
-        self.submissions: collections.deque = collections.deque()  # specs not yet registered
+        self.submissions: collections.deque = collections.deque()  # specs (and _Watch) not yet registered
         self._registering = False
         self._corked: list = []  # channels whose sends are held back until the batch ends
         self._corking = 0  # depth of nested batches
@@ -203,29 +195,44 @@ class Node(ActorsMixin, ProcessIOMixin, SpecSubmitter, Backend):
             self.submissions.append(spec)
             if self.lock.try_enter():  # entering registered it
                 self.lock.release()
-        return [_refs.ObjectRef(oid, _track=False) for oid in spec.return_ids]
+        ids = spec.return_ids
+        if len(ids) == 1:
+            return [_refs.ObjectRef(ids[0], _track=False)]
+        return [_refs.ObjectRef(oid, _track=False) for oid in ids]
 
     def _register_submissions(self) -> None:
-        """Register the queued specs, in order (under the lock)."""
+        """Register the queued specs and watches, in order (under the lock). A lone actor call
+        (or watch), with nothing queued ahead of it, needs no batch: a call goes straight to its
+        actor's channel."""
         if self._registering:
             return
         self._registering = True
         submissions = self.submissions
         try:
+            if len(submissions) == 1 and not self._corking and submissions[0].kind in _LONE:
+                self._register(submissions.popleft())
+                return
             self._cork_begin()
-            while submissions:
-                spec = submissions.popleft()
-                try:
-                    self._submit(spec, holder=True)
-                except Exception as exc:  # noqa: BLE001 - e.g. an argument from a dead runtime
-                    self.specs.pop(spec.task_id, None)
-                    for oid in spec.return_ids:
-                        if oid not in self.store.entries:
-                            self.store.create(oid, 1)
-                    self._seal_returns_with_error(spec, error=exc)
+            try:
+                while submissions:
+                    self._register(submissions.popleft())
+            finally:
+                self._cork_end()
         finally:
             self._registering = False
-            self._cork_end()
+
+    def _register(self, spec: "TaskSpec | _Watch") -> None:
+        if spec.kind is WATCH:
+            self._watch(spec)
+            return
+        try:
+            self._submit(spec, holder=True)
+        except Exception as exc:  # noqa: BLE001 - e.g. an argument from a dead runtime
+            self.specs.pop(spec.task_id, None)
+            for oid in spec.return_ids:
+                if oid not in self.store.entries:
+                    self.store.create(oid, 1)
+            self._seal_returns_with_error(spec, error=exc)
 
     def _cork_begin(self) -> None:
         """A batch begins: one scheduling pass at its end, one write per worker."""
@@ -264,8 +271,8 @@ class Node(ActorsMixin, ProcessIOMixin, SpecSubmitter, Backend):
         self.specs[spec.task_id] = spec
         if spec.kind == TASK:
             self._schedule_task(spec)
-        elif spec.kind == ACTOR_CALL:
-            self._route_call(spec)
+        elif spec.kind == ACTOR_CALL:  # the actor table sends, queues or fails it
+            self._act(self.actor_table.call(spec.actor_id, spec))
         else:
             self._create_actor(spec)
 
@@ -341,6 +348,11 @@ class Node(ActorsMixin, ProcessIOMixin, SpecSubmitter, Backend):
 
     def _dispatch(self, spec: TaskSpec, worker_id: bytes, gpu_ids: list[int]) -> None:
         process = self.processes[worker_id]
+        entries = self.store.entries
+        for oid in spec.return_ids:  # its reply should come on this channel (see Node.get)
+            entry = entries.get(oid)
+            if entry is not None:
+                entry.producer = process
         channel = self._batched(process.channel)
         if spec.function_id not in process.functions:
             process.functions.add(spec.function_id)
@@ -433,135 +445,6 @@ class Node(ActorsMixin, ProcessIOMixin, SpecSubmitter, Backend):
         for oid in spec.return_ids:
             self._seal(oid, packed, is_error=True)
 
-    def get(self, refs: list, timeout: float | None) -> list:
-        ids = [r._id for r in refs]
-        locations = self._wait_locations(ids, timeout)
-        values = []
-        for oid, (kind, data) in zip(ids, locations):
-            kind, value = self._read(oid, kind, data, timeout)
-            if kind in wire.ERROR_KINDS:
-                raise value
-            values.append(value)
-        return values
-
-    def _read(self, object_id: bytes, kind: str, data: Any, timeout: float | None) -> tuple:
-        """(kind, value) of an object; a vanished file is rebuilt (or reported lost) first."""
-        for _ in range(5):
-            try:
-                return kind, unpack_value(kind, data)
-            except FileNotFoundError:
-                with self.lock:
-                    self._object_lost(object_id, data)
-                kind, data = self._wait_locations([object_id], timeout)[0]
-        raise ObjectLostError(f"object {object_id.hex()} keeps vanishing from shared memory")
-
-    def _wait_locations(self, ids: list[bytes], timeout: float | None) -> list[tuple]:
-        with self.lock:
-            self._drain_refs()
-            waiter = self._add_waiter(ids, len(ids), None)
-        if waiter is not None and not waiter.event.wait(timeout):
-            with self.lock:
-                self._remove_waiter(waiter)
-            missing = sum(1 for oid in ids if self.store.entries.get(oid) is None
-                          or self.store.entries[oid].state != READY)
-            raise GetTimeoutError(f"get timed out after {timeout} s: {missing} of {len(ids)} "
-                                  "object(s) not ready yet")
-        with self.lock:
-            return [self._location_or_lost(oid) for oid in ids]
-
-    def _location_or_lost(self, object_id: bytes) -> tuple:
-        entry = self.store.entries.get(object_id)
-        if entry is None:
-            return (wire.INLINE_ERROR, pack_value(ObjectLostError(
-                f"object {object_id.hex()} was freed: no reference to it was alive (was the "
-                "ObjectRef rebuilt from its id after being dropped?)"), self.shm_dir, object_id)[1])
-        return self.store.location(object_id)
-
-    def _add_waiter(self, ids: list[bytes], need: int, callback) -> _Waiter | None:
-        """Register a waiter on the pending ones among ``ids`` (under the lock)."""
-        entries = self.store.entries
-        pending = []
-        for oid in ids:
-            entry = entries.get(oid)
-            if entry is None:
-                raise ValueError(f"ObjectRef {oid.hex()} is unknown to this runtime: it belongs to "
-                                 "a runtime that was shut down, or was never created here")
-            if entry.state != READY:
-                pending.append(entry)
-        need = need - (len(ids) - len(pending))
-        if need <= 0:
-            return None
-        waiter = _Waiter(ids, need, callback)
-        for entry in pending:
-            if entry.waiters is None:
-                entry.waiters = [waiter]
-            else:
-                entry.waiters.append(waiter)
-        return waiter
-
-    def _remove_waiter(self, waiter: _Waiter) -> None:
-        for oid in waiter.ids:
-            entry = self.store.entries.get(oid)
-            if entry is not None and entry.waiters and waiter in entry.waiters:
-                entry.waiters.remove(waiter)
-
-    def future(self, ref: _refs.ObjectRef) -> concurrent.futures.Future:
-        """A Future completed when the object is sealed: no thread waits for it."""
-        future: concurrent.futures.Future = concurrent.futures.Future()
-
-        def complete(waiter: _Waiter | None = None) -> None:
-            kind, data = self._location_or_lost(ref._id)
-            if kind not in (wire.INLINE, wire.INLINE_ERROR):  # in shared memory: read it off the I/O thread
-                self._futures_pool().submit(self._complete_future, future, ref)
-                return
-            if future.cancelled():  # the awaiting caller gave up (e.g. its asyncio task ended)
-                return
-            try:  # small and inline: unpickling is cheaper than a thread hop
-                value = unpack_value(kind, data)
-            except BaseException as exc:  # noqa: BLE001
-                _settle(future, exc, error=True)
-                return
-            _settle(future, value, error=kind == wire.INLINE_ERROR)
-
-        with self.lock:
-            self._drain_refs()
-            if self._add_waiter([ref._id], 1, complete) is None:
-                complete()
-        return future
-
-    def _complete_future(self, future: concurrent.futures.Future, ref: _refs.ObjectRef) -> None:
-        if future.cancelled():
-            return
-        try:
-            value = self.get([ref], None)[0]
-        except BaseException as exc:  # noqa: BLE001 - the awaiting caller gets it
-            _settle(future, exc, error=True)
-            return
-        _settle(future, value, error=False)
-
-    def _futures_pool(self) -> concurrent.futures.ThreadPoolExecutor:
-        """One thread that reads values for completed futures, off the I/O thread."""
-        if self._future_pool is None:
-            self._future_pool = concurrent.futures.ThreadPoolExecutor(
-                1, thread_name_prefix="raylite-futures")
-        return self._future_pool
-
-    def wait(self, refs: list, num_returns: int, timeout: float | None,
-             fetch_local: bool = True) -> tuple[list, list]:
-        ids = [r._id for r in refs]
-        with self.lock:
-            self._drain_refs()
-            waiter = self._add_waiter(ids, num_returns, None)
-        if waiter is not None:
-            waiter.event.wait(timeout)
-            with self.lock:
-                self._remove_waiter(waiter)
-        with self.lock:
-            entries = self.store.entries
-            ready_ids = [oid for oid in ids if entries[oid].state == READY][:num_returns]
-        ready_set = set(ready_ids)
-        return [r for r in refs if r._id in ready_set], [r for r in refs if r._id not in ready_set]
-
     def _object_lost(self, object_id: bytes, path: str) -> None:
         """A reader found an object's file missing: rebuild it from lineage, or mark it lost."""
         if not self.store.mark_lost(object_id, path):
@@ -595,7 +478,7 @@ class Node(ActorsMixin, ProcessIOMixin, SpecSubmitter, Backend):
 
     def _unpin(self, spec: TaskSpec) -> list[bytes]:
         """Forget a spec's argument pins (returned, for the caller to decref)."""
-        contained, spec.contained = spec.contained, []
+        contained, spec.contained = spec.contained, ()
         if type(spec.args) is tuple:
             try:
                 os.unlink(spec.args[1])
@@ -743,7 +626,7 @@ class Node(ActorsMixin, ProcessIOMixin, SpecSubmitter, Backend):
         status, the dashboard and ``raylite memory`` read the node's tables without contending
         for its lock with the submitting threads. ``copy`` must return copies, not live tables."""
         if (threading.current_thread() is self.io_thread or self.stopping
-                or not self.io_thread.is_alive()):
+                or not self.io_thread.is_alive() or self.lock.owned()):
             with self.lock:
                 return copy(self)
         future: concurrent.futures.Future = concurrent.futures.Future()

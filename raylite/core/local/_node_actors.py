@@ -133,7 +133,13 @@ class ActorsMixin:
 
     def _a_send_call(self, action: SendCall) -> None:
         spec = action.call
-        self._batched(self.actor_processes[action.actor_id].channel).send(
+        process = self.actor_processes[action.actor_id]
+        entries = self.store.entries
+        for oid in spec.return_ids:  # its reply comes on this process's channel: a caller
+            entry = entries.get(oid)  # waiting for it may read the channel itself (Node.get)
+            if entry is not None:
+                entry.producer = process
+        self._batched(process.channel).send(
             (wire.CALL, spec, self._locations(spec.arg_ids) if spec.arg_ids else None))
 
     def _a_fail_call(self, action: FailCall) -> None:

@@ -26,7 +26,7 @@ from raylite.core._runtime_env_setup import worker_process
 from raylite.core._task import ACTOR_CALL, TASK, TaskSpec, unpack_value
 
 if TYPE_CHECKING:
-    from raylite.core.local._node import _Waiter
+    from raylite.core.local._node_wait import _Waiter
 
 
 def _retries_on(spec: TaskSpec, packed: tuple) -> bool:
@@ -112,7 +112,7 @@ class ProcessIOMixin:
         if env is not None:
             process.env_key = env["key"]
         self.processes[worker_id] = process
-        self.selector.register(channel.fileno, selectors.EVENT_READ, ("worker", process))
+        self._watch_channel(process)
         for stream, target in ((popen.stdout, "out"), (popen.stderr, "err")):
             os.set_blocking(stream.fileno(), False)
             self.selector.register(stream.fileno(), selectors.EVENT_READ, (target, stream))
@@ -136,6 +136,20 @@ class ProcessIOMixin:
         except (BlockingIOError, OSError):
             pass
 
+    def _watch_channel(self, process: _Process) -> None:
+        """Register a worker's channel with the I/O thread's poller. Where the poller is
+        epoll/poll (Linux), the channel sets its own mask there (reads unless a waiting caller
+        borrowed it, writes while its outbox is full); elsewhere writes are watched on request."""
+        channel = process.channel
+        poller = getattr(self.selector, "_selector", None)
+        if isinstance(self.selector, (getattr(selectors, "EpollSelector", ()),
+                                      getattr(selectors, "PollSelector", ()))):
+            self.selector.register(channel.fileno, selectors.EVENT_READ | selectors.EVENT_WRITE,
+                                   ("worker", process))
+            channel.watch(poller)
+        else:
+            self.selector.register(channel.fileno, selectors.EVENT_READ, ("worker", process))
+
     def _on_backlog(self, channel: Channel) -> None:
         self._spawn_later(lambda: self._watch_writes(channel))
 
@@ -155,7 +169,8 @@ class ProcessIOMixin:
             for key, events in select(timeout):
                 tag, obj = key.data
                 if tag == "worker":
-                    if events & selectors.EVENT_WRITE and obj.channel.flush():
+                    if (events & selectors.EVENT_WRITE and obj.channel.flush()
+                            and obj.channel.poller is None):
                         self.selector.modify(key.fd, selectors.EVENT_READ, key.data)
                     if events & selectors.EVENT_READ:
                         self._on_readable(obj)
@@ -202,16 +217,31 @@ class ProcessIOMixin:
                 pass
 
     def _on_readable(self, process: _Process) -> None:
-        messages = process.channel.receive()
-        with self.lock:
+        channel = process.channel
+        if not channel.reader.acquire(blocking=False):
+            return  # a caller waiting for a reply borrowed it: it reads (see Channel.borrow)
+        try:
+            messages = channel.receive()
             if messages is None:
-                self._on_process_exit(process)
+                with self.lock:
+                    self._on_process_exit(process)
+            elif messages:
+                self._handle_messages(process, messages)
+        finally:
+            channel.reader.release()
+
+    def _handle_messages(self, process: _Process, messages: list) -> None:
+        """Carry out what a worker sent, in order (whoever read it holds the channel's reader)."""
+        handlers = self._handlers
+        with self.lock:
+            if len(messages) == 1:  # e.g. one reply: nothing to batch
+                message = messages[0]
+                handlers[message[0]](self, process, message)
                 return
             self._cork_begin()
             try:
                 for message in messages:
-                    handler = self._handlers.get(message[0])
-                    handler(self, process, message)
+                    handlers[message[0]](self, process, message)
             finally:
                 self._cork_end()
 
@@ -270,7 +300,8 @@ class ProcessIOMixin:
         if spec.kind != TASK:
             for oid, packed in zip(spec.return_ids, results):
                 self._seal(oid, packed, is_error=packed[0] in wire.ERROR_KINDS)
-            self._release_pins(spec)
+            if spec.contained or type(spec.args) is tuple:  # refs or a file it holds
+                self._release_pins(spec)
             return
         if results and results[0][0] in wire.ERROR_KINDS and spec.retry_exceptions:
             actions = self.scheduler.task_errored(process.worker_id, task_id, duration,
@@ -421,7 +452,10 @@ class ProcessIOMixin:
                     pass
             return
         store.incref(object_id)
-        end.contained.append(object_id)
+        if type(end.contained) is list:
+            end.contained.append(object_id)
+        else:  # the shared empty tuple of a new entry
+            end.contained = [*end.contained, object_id]
         self._seal(object_id, packed, is_error=packed[0] in wire.ERROR_KINDS)
 
     _handlers = {wire.STARTED: _h_started, wire.DONE: _h_done, wire.SUBMIT: _h_submit,
@@ -437,7 +471,9 @@ class ProcessIOMixin:
     def _run_timers(self) -> None:
         now = time.monotonic()
         while self.timers and self.timers[0][0] <= now:
-            _, _, callback = heapq.heappop(self.timers)
-            with self.lock:
+            with self.lock:  # timers are added under the lock, by any thread
+                if not self.timers or self.timers[0][0] > now:
+                    break
+                _, _, callback = heapq.heappop(self.timers)
                 callback()
 

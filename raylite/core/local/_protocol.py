@@ -14,8 +14,10 @@ a message next reads, and hands replies and work to the threads waiting for them
 from __future__ import annotations
 
 import collections
+import math
 import os
 import pickle
+import select
 import socket
 import struct
 import threading
@@ -91,6 +93,7 @@ _LEN = struct.Struct("<I")
 _dumps = pickle.dumps
 _loads = pickle.loads
 RECV_SIZE = 1 << 20
+_POLLIN, _POLLOUT = select.POLLIN, select.POLLOUT  # the same bits as EPOLLIN/EPOLLOUT
 SOCKET_BUFFER = 4 << 20
 HOLD_MAX = 16  # a worker answers at most this many tasks in one write
 HOLD_S = 0.002  # ... and holds none of them back longer than this
@@ -135,19 +138,48 @@ class _Splitter:
 
 
 class Channel:
-    """The driver's end of a worker socket: non-blocking sends with an outbox."""
+    """The driver's end of a worker socket: non-blocking sends with an outbox.
+
+    Reading is done by whoever holds ``reader``: the node's I/O thread, or a thread blocked in
+    ``get`` for a reply this channel will bring, which *borrows* the channel (``borrow``) and
+    reads the reply itself, so the answer to a synchronous actor call wakes the caller directly
+    instead of the I/O thread that then wakes the caller. While it is borrowed the I/O thread's
+    poller does not watch the channel's reads (``_arm``), so the two never race for the bytes.
+    """
 
     def __init__(self, sock: socket.socket, on_backlog):
         sock.setblocking(False)
         self.sock = sock
         self.fileno = sock.fileno()
         self.outbox = bytearray()
-        self.lock = threading.Lock()
+        self.lock = threading.Lock()  # the outbox, and the poller's mask for this channel
+        self.reader = threading.Lock()  # held while reading and handling what was read
         self.splitter = _Splitter()
         self.closed = False
-        self._on_backlog = on_backlog  # called once when the outbox becomes non-empty
+        self.borrowed = False  # a waiting caller reads it (the I/O thread does not)
+        self.poller = None  # the I/O thread's epoll/poll object, once ``watch``ed
+        self._poll = None  # a poll object of its own, for a borrowing reader
+        self._on_backlog = on_backlog  # called once when the outbox becomes non-empty (unwatched)
 
     corked: list | None = None  # frames held back while the node sends a batch (see uncork)
+
+    def watch(self, poller) -> None:
+        """The I/O thread's poller (``select.epoll``/``select.poll``), where this channel's
+        descriptor is registered: from now on the channel sets its own read/write mask there."""
+        self.poller = poller
+        with self.lock:
+            self._arm()
+
+    def _arm(self) -> None:
+        """Point the poller at what the I/O thread must do: read unless borrowed, write while
+        the outbox holds bytes (under ``lock``)."""
+        if self.poller is None or self.closed:
+            return
+        mask = (0 if self.borrowed else _POLLIN) | (_POLLOUT if self.outbox else 0)
+        try:
+            self.poller.modify(self.fileno, mask)
+        except (OSError, ValueError):
+            pass  # unregistered: the worker is gone
 
     def send(self, message: tuple) -> None:
         if self.corked is not None:
@@ -159,7 +191,7 @@ class Channel:
         """Send the frames held back, in one write."""
         corked, self.corked = self.corked, None
         if corked:
-            self.send_bytes(b"".join(corked))
+            self.send_bytes(b"".join(corked) if len(corked) > 1 else corked[0])
 
     def send_bytes(self, data: bytes) -> None:
         with self.lock:
@@ -174,13 +206,13 @@ class Channel:
                 sent = 0
             except OSError:
                 return  # the worker is gone; the I/O thread will see EOF
-            if sent < len(data):
-                self.outbox += data[sent:]
-                backlog = True
-            else:
-                backlog = False
-        if backlog:
-            self._on_backlog(self)
+            if sent == len(data):
+                return
+            self.outbox += data[sent:]
+            if self.poller is not None:
+                self._arm()
+                return
+        self._on_backlog(self)
 
     def flush(self) -> bool:
         """Write what the outbox holds; True when it is empty."""
@@ -193,10 +225,12 @@ class Channel:
                     pass
                 except OSError:
                     self.outbox.clear()
+                if not self.outbox:
+                    self._arm()
             return not self.outbox
 
     def receive(self) -> list | None:
-        """Messages available now; None at end of stream."""
+        """Messages available now; None at end of stream (call with ``reader`` held)."""
         try:
             data = self.sock.recv(RECV_SIZE)
         except (BlockingIOError, InterruptedError):
@@ -206,6 +240,53 @@ class Channel:
         if not data:
             return None
         return self.splitter.feed(data)
+
+    # ----- borrowing: a waiting caller reads its reply itself --------------------------------
+    def borrow(self) -> bool:
+        """Take over reading from the I/O thread, if nobody reads now; True if taken (then
+        ``give_back``)."""
+        if self.poller is None or not self.reader.acquire(blocking=False):
+            return False
+        with self.lock:
+            if self.closed:
+                self.reader.release()
+                return False
+            self.borrowed = True
+            self._arm()
+        return True
+
+    def give_back(self) -> None:
+        with self.lock:
+            self.borrowed = False
+            self._arm()
+        self.reader.release()
+
+    def wait_readable(self, timeout_s: float, wake_fd: int | None = None) -> bool:
+        """Block until bytes (or the end of stream) can be read, at most ``timeout_s``, or
+        until ``wake_fd`` (a pipe, drained here) is written to: False then."""
+        poll = self._poll
+        if poll is None:
+            poll = self._poll = select.poll()
+            poll.register(self.fileno, select.POLLIN)
+        if wake_fd is not None:
+            poll.register(wake_fd, select.POLLIN)
+        try:
+            ready = poll.poll(max(0, math.ceil(timeout_s * 1000)))
+        except InterruptedError:
+            return False
+        finally:
+            if wake_fd is not None:
+                poll.unregister(wake_fd)
+        readable = False
+        for fd, _ in ready:
+            if fd == wake_fd:
+                try:
+                    os.read(wake_fd, 4096)
+                except OSError:
+                    pass
+            else:
+                readable = True
+        return readable
 
     def close(self) -> None:
         with self.lock:
@@ -228,8 +309,10 @@ class Connection:
         sock.setblocking(True)
         self.sock = sock
         self.send_lock = threading.Lock()
-        self.cond = threading.Condition(threading.Lock())
+        self._cond_lock = threading.Lock()
+        self.cond = threading.Condition(self._cond_lock)
         self.reading = False
+        self.sleepers = 0  # threads in cond.wait()
         self.replies: dict[int, Any] = {}
         self.inbox: collections.deque = collections.deque()
         self.revoked: set = set()  # pipelined tasks the driver took back: skip them
@@ -291,7 +374,7 @@ class Connection:
 
     def _wait(self, take) -> Any:
         cond = self.cond
-        with cond:
+        with self._cond_lock:  # the condition's lock, without Condition's Python-level __enter__
             while True:
                 item = take()
                 if item is not _MISSING:
@@ -299,7 +382,11 @@ class Connection:
                 if self.closed:
                     raise ConnectionLost()
                 if self.reading:
-                    cond.wait()
+                    self.sleepers += 1
+                    try:
+                        cond.wait()
+                    finally:
+                        self.sleepers -= 1
                     continue
                 self.reading = True
                 cond.release()
@@ -323,7 +410,8 @@ class Connection:
                             self.on_ready(message)
                         else:
                             self.inbox.append(message)
-                cond.notify_all()
+                if self.sleepers:  # threads waiting for a reply or for work: one reads next
+                    cond.notify_all()
 
     def _read(self) -> list | None:
         while True:

@@ -27,7 +27,7 @@ PENDING, READY, FREED = 0, 1, 2
 
 class Entry:
     __slots__ = ("state", "data", "path", "size", "refs", "is_error", "contained", "lineage",
-                 "waiters", "spilled", "owner_pid")
+                 "waiters", "spilled", "owner_pid", "producer")
 
     def __init__(self, lineage: Any = None):
         self.state = PENDING
@@ -36,11 +36,12 @@ class Entry:
         self.size = 0
         self.refs = 0
         self.is_error = False
-        self.contained: list[bytes] = []
+        self.contained: tuple | list = ()  # ids it holds references to
         self.lineage = lineage
         self.waiters: list | None = None
         self.spilled: str | None = None
         self.owner_pid = 0
+        self.producer: Any = None  # the process whose reply will seal it (actor calls sent)
 
 
 class ObjectTable:
@@ -87,7 +88,7 @@ class ObjectTable:
         for oid in contained:
             self.incref(oid)
         # a generator task's end object already holds the items it yielded (core/_generators.py)
-        entry.contained = entry.contained + contained if entry.contained else contained
+        entry.contained = [*entry.contained, *contained] if entry.contained else (contained or ())
         if path:
             self.in_memory[object_id] = size
             self.shm_bytes += size
@@ -152,6 +153,14 @@ class ObjectTable:
             self.in_memory.move_to_end(object_id)
         return (wire.SHARED_ERROR if entry.is_error else wire.SHARED, entry.path)
 
+    def inline_location(self, object_id: bytes) -> tuple | None:
+        """``location`` of a READY object held inline, else None. Safe without the node's lock
+        for an object the caller holds a reference to: its inline bytes never change."""
+        entry = self.entries.get(object_id)
+        if entry is None or entry.state != READY or entry.data is None:
+            return None
+        return (wire.INLINE_ERROR if entry.is_error else wire.INLINE, entry.data)
+
     def mark_lost(self, object_id: bytes, path: str) -> bool:
         """A reader found ``path`` missing. True when the entry went back to PENDING for rebuild."""
         entry = self.entries.get(object_id)
@@ -162,7 +171,7 @@ class ObjectTable:
             self.shm_bytes -= size
         for oid in entry.contained:
             self.decref(oid)
-        entry.contained = []
+        entry.contained = ()
         entry.state, entry.path, entry.data = PENDING, None, None
         return True
 

@@ -12,6 +12,7 @@ parent-death signal), cleaning the session's shared memory if it is the last one
 from __future__ import annotations
 
 import asyncio
+import collections
 import concurrent.futures
 import io
 import json
@@ -51,6 +52,8 @@ class _Tracker:
                 self.borrowed.append(object_id)
 
     def flush(self) -> tuple | None:
+        if not _refs._released and not self.borrowed:  # nothing to report (most messages)
+            return None
         released_ids = _refs.drain_released()
         with self.lock:
             released = []
@@ -131,6 +134,12 @@ class Worker:
         self.groups: dict[str, int] = {}  # concurrency groups: name -> concurrent calls
         self.group_pools: dict = {}
         self.group_semaphores: dict = {}
+        # an async actor's calls, handed to its event loop in batches (one wake-up for all the
+        # calls read meanwhile), and its replies, sent once per turn of the loop
+        self.loop_calls: collections.deque = collections.deque()
+        self.loop_woken = False
+        self.loop_tasks: set = set()  # calls running on the loop (asyncio keeps weak refs)
+        self.replies_due = False
 
     # ----- main loop ------------------------------------------------------------------------
     def run(self) -> None:
@@ -156,6 +165,7 @@ class Worker:
                 current = asyncio.current_task()
                 await asyncio.gather(*(t for t in asyncio.all_tasks() if t is not current))
             asyncio.run_coroutine_threadsafe(drain(), self.loop).result()
+            self.conn.flush()  # the last replies of the loop
         _flush_streams()
         os._exit(0)
 
@@ -219,8 +229,10 @@ class Worker:
                 return
         if self.loop is not None:
             semaphore = self.group_semaphores[group] if group else self.semaphore
-            asyncio.run_coroutine_threadsafe(self._call_async(method, spec, resolved, semaphore),
-                                             self.loop)
+            self.loop_calls.append((method, spec, resolved, semaphore))
+            if not self.loop_woken:
+                self.loop_woken = True
+                self.loop.call_soon_threadsafe(self._start_loop_calls)
         elif self.pool is not None:
             pool = self.group_pools[group] if group else self.pool
             pool.submit(self._call_sync, method, spec, resolved)
@@ -229,6 +241,26 @@ class Worker:
 
     def _call_sync(self, method, spec, resolved) -> None:
         self.conn.send((wire.DONE, spec.task_id) + self.execute(method, spec, resolved))
+
+    def _start_loop_calls(self) -> None:
+        """On the actor's loop: start the calls handed over since the last wake-up, in order."""
+        self.loop_woken = False  # before taking calls: one handed over after this wakes us again
+        calls, tasks, loop = self.loop_calls, self.loop_tasks, self.loop
+        while calls:
+            task = loop.create_task(self._call_async(*calls.popleft()))
+            tasks.add(task)
+            task.add_done_callback(tasks.discard)
+
+    def _reply_from_loop(self, message: tuple) -> None:
+        """On the actor's loop: queue a reply; those of one turn of the loop go in one write."""
+        self.conn.send_soon(message)
+        if not self.replies_due:
+            self.replies_due = True
+            self.loop.call_soon(self._send_replies)
+
+    def _send_replies(self) -> None:
+        self.replies_due = False
+        self.conn.flush()
 
     async def _call_async(self, method, spec, resolved, semaphore) -> None:
         async with semaphore:
@@ -245,7 +277,7 @@ class Worker:
                 results = self.pack_results(spec, value)
             except BaseException as exc:  # noqa: BLE001 - every failure goes back to the caller
                 results = self.pack_error(spec, exc)
-            self.conn.send((wire.DONE, spec.task_id, results, time.perf_counter() - start))
+            self._reply_from_loop((wire.DONE, spec.task_id, results, time.perf_counter() - start))
 
     # ----- execution ------------------------------------------------------------------------
     def execute(self, fn, spec, resolved) -> tuple[list, float]:
