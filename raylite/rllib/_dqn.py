@@ -211,7 +211,8 @@ class DQN(Algorithm):
     def learn_from_replay(self, unit: Any, sampled: int, lifetime: int) -> dict[str, float]:
         """Steps 3 and 4 for one policy, once enough steps are in."""
         config = unit.config
-        if lifetime < config.num_steps_sampled_before_learning_starts:
+        if lifetime < config.num_steps_sampled_before_learning_starts or \
+                not len(unit.state["replay_buffer"]):
             return {}
         # 3. gradient steps on replayed transitions
         stats = {}
