@@ -224,9 +224,6 @@ class Algorithm(Trainable):
         if config.callbacks is not None and config.policies is not None:
             raise NotImplementedError("callbacks with multi-agent training: not implemented by "
                                       "raylite yet; remove one of them")
-        if config.env_task_fn is not None and config.policies is not None:
-            raise NotImplementedError("env_task_fn with multi-agent training: not implemented "
-                                      "by raylite yet")
         if config.output is not None and config.policies is not None:
             raise NotImplementedError("output with multi-agent training: not implemented by "
                                       "raylite yet")

@@ -210,6 +210,7 @@ class MultiAgentWorker:
     def __init__(self, env_spec: Any, config: Any, units: dict[str, Any], worker_index: int = 0):
         from raylite.rllib._rollout_worker import action_adapter
         self.config = config
+        self.worker_index = worker_index
         self.env = env_spec.make(worker_index=worker_index)
         self.policy_ids = list(units)
         self.configs = {pid: unit.config for pid, unit in units.items()}
@@ -243,6 +244,18 @@ class MultiAgentWorker:
 
     def foreach_env(self, fn: Callable[[Any], Any]) -> list[Any]:
         return [fn(self.env)]
+
+    def foreach_env_with_context(self, fn: Callable[[Any, Any], Any]) -> list[Any]:
+        """``fn(env, env_context)`` for the worker's env."""
+        from raylite.rllib._envs import EnvContext
+        return [fn(self.env, EnvContext(self.config.env_config, self.worker_index, 0,
+                                        self.config.num_workers))]
+
+    def set_tasks(self, env_task_fn: Callable, result: dict) -> list[Any]:
+        """Curriculum: the env takes ``env_task_fn(result, env, env_context)`` as its task."""
+        from raylite.rllib._rollout_worker import set_env_task
+        return self.foreach_env_with_context(
+            lambda env, context: set_env_task(env_task_fn, result, env, context))
 
     def ping(self) -> bool:
         return True

@@ -50,6 +50,19 @@ class QModelSpec:
         """The Q-values, ``[batch, num_actions]``."""
         return q_values(ops, params, obs, self)
 
+    def initial_weights(self, seed: int | None) -> dict[str, np.ndarray]:
+        """RLlib 2.x's DQN module starts from torch's default for dense layers: kernel and
+        bias uniform in +-1/sqrt(fan_in) (the column-normalised start of ``init_weights``
+        learned less per env step on CartPole: bench/RESULTS.md)."""
+        rng = np.random.default_rng(seed)
+        shapes = self.shapes()
+        weights = {}
+        for name, shape in shapes.items():
+            fan_in = shapes[name.rsplit("/", 1)[0] + "/kernel"][0]
+            bound = 1.0 / np.sqrt(fan_in)
+            weights[name] = rng.uniform(-bound, bound, shape).astype(np.float32)
+        return weights
+
     def target_names(self) -> tuple[str, ...]:
         """Every parameter has a target copy."""
         return tuple(self.shapes())

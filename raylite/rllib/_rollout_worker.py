@@ -167,18 +167,22 @@ class RolloutWorker:
 
     def set_tasks(self, env_task_fn: Callable, result: dict) -> list[Any]:
         """Curriculum: ``env.set_task(env_task_fn(result, env, env_context))`` on each env."""
-        def apply(env: Any, context: Any) -> Any:
-            target = env if hasattr(env, "set_task") else getattr(env, "unwrapped", env)
-            if not hasattr(target, "set_task"):
-                raise TypeError(f"env_task_fn needs envs with set_task (a TaskSettableEnv); "
-                                f"{type(target).__name__} has none")
-            task = env_task_fn(result, target, context)
-            target.set_task(task)
-            return task
-        return self.foreach_env_with_context(apply)
+        return self.foreach_env_with_context(
+            lambda env, context: set_env_task(env_task_fn, result, env, context))
 
     def close(self) -> None:
         self.env.close()
+
+
+def set_env_task(env_task_fn: Callable, result: dict, env: Any, context: Any) -> Any:
+    """Curriculum for one env: ``env.set_task(env_task_fn(result, env, context))``; the task."""
+    target = env if hasattr(env, "set_task") else getattr(env, "unwrapped", env)
+    if not hasattr(target, "set_task"):
+        raise TypeError(f"env_task_fn needs envs with set_task (a TaskSettableEnv); "
+                        f"{type(target).__name__} has none")
+    task = env_task_fn(result, target, context)
+    target.set_task(task)
+    return task
 
 
 @dataclasses.dataclass(frozen=True)
