@@ -149,3 +149,33 @@ def test_env_task_fn_sets_the_task_of_multi_agent_envs(workers, request):
     assert algo.workers.foreach_worker(lambda w: w.foreach_env(lambda env: env.get_task()),
                                        local_worker=not workers) == [[4]] * max(workers, 1)
     algo.stop()
+
+
+class PerAgentMetrics(DefaultCallbacks):
+    def on_episode_start(self, *, episode, policies, **kwargs):
+        assert set(policies) == {"p_left", "p_right"}
+        episode.user_data["steps"] = 0
+
+    def on_episode_step(self, *, episode, **kwargs):
+        episode.user_data["steps"] += 1
+
+    def on_episode_end(self, *, episode, base_env, **kwargs):
+        assert episode.user_data["steps"] == episode.length == base_env.length
+        episode.custom_metrics["left_return"] = episode.agent_rewards["left"]
+        episode.custom_metrics["right_position"] = float(episode.last_observation_for("right")[0])
+
+
+@pytest.mark.parametrize("workers", [0, 2])
+def test_callbacks_with_multi_agent_training(workers, request):
+    if workers:
+        request.getfixturevalue("ray")
+    algo = (PPOConfig().environment(TwoWalkers, env_config={"length": 3})
+            .multi_agent(policies={"p_left", "p_right"},
+                         policy_mapping_fn=lambda agent, *args, **kwargs: f"p_{agent}")
+            .env_runners(num_env_runners=workers, rollout_fragment_length=32)
+            .training(**TINY).callbacks(PerAgentMetrics).build())
+    result = algo.train()
+    metrics = result["custom_metrics"]
+    assert metrics["left_return_mean"] == metrics["left_return_max"] == 3.0
+    assert metrics["right_position_min"] == 3.0
+    algo.stop()

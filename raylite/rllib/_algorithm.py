@@ -221,9 +221,6 @@ class Algorithm(Trainable):
 
     def _check_unimplemented(self, config: AlgorithmConfig) -> None:
         """Refuse the options raylite accepts in configs but does not implement yet."""
-        if config.callbacks is not None and config.policies is not None:
-            raise NotImplementedError("callbacks with multi-agent training: not implemented by "
-                                      "raylite yet; remove one of them")
         if config.output is not None and config.policies is not None:
             raise NotImplementedError("output with multi-agent training: not implemented by "
                                       "raylite yet")

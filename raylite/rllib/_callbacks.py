@@ -25,22 +25,26 @@ class Episode:
     """What callbacks see of one episode: ``length``, ``total_reward``, ``custom_metrics``
     (numbers, averaged into the results), ``user_data`` and ``hist_data`` (free to use)."""
 
-    def __init__(self, env_index: int = 0):
+    def __init__(self, env_index: int = 0, multi_agent: bool = False):
         self.episode_id = next(_EPISODE_IDS)
+        self.multi_agent = multi_agent   # then the last observations and infos are per agent
         self.env_id = self.env_index = env_index
         self.length = 0
         self.total_reward = 0.0
         self.custom_metrics: dict[str, float] = {}
         self.user_data: dict[str, Any] = {}
         self.hist_data: dict[str, list] = {}
+        self.agent_rewards: dict[Any, float] = {}   # multi-agent: each agent's return so far
         self._last_obs: Any = None
         self._last_info: dict = {}
 
     def last_observation_for(self, agent_id: Any = None) -> Any:
-        return self._last_obs
+        """The last observation (of ``agent_id`` in a multi-agent episode)."""
+        return self._last_obs.get(agent_id) if self.multi_agent else self._last_obs
 
     def last_info_for(self, agent_id: Any = None) -> dict:
-        return self._last_info
+        """The last info dict (of ``agent_id`` in a multi-agent episode)."""
+        return self._last_info.get(agent_id, {}) if self.multi_agent else self._last_info
 
 
 class DefaultCallbacks:

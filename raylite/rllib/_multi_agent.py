@@ -170,14 +170,17 @@ def map_agent(mapping_fn: Callable | None, agent_id: Any, policy_ids: list[str])
     return pid
 
 
-def step_env(env: Any, actions: dict) -> tuple[dict, dict, dict, dict]:
-    """Gymnasium's 5-tuple or the old 4-tuple as ``(obs, rewards, terminateds, truncateds)``."""
+def step_env(env: Any, actions: dict, with_infos: bool = False) -> tuple:
+    """Gymnasium's 5-tuple or the old 4-tuple as ``(obs, rewards, terminateds, truncateds)``
+    (and the infos, ``with_infos``)."""
     out = env.step(actions)
     if len(out) == 4:
-        obs, rewards, dones, _ = out
-        return obs, rewards, dict(dones), {ALL: False}
-    obs, rewards, terminateds, truncateds, _ = out
-    return obs, rewards, dict(terminateds), dict(truncateds)
+        obs, rewards, dones, infos = out
+        out = obs, rewards, dict(dones), {ALL: False}
+    else:
+        obs, rewards, terminateds, truncateds, infos = out
+        out = obs, rewards, dict(terminateds), dict(truncateds)
+    return (*out, dict(infos or {})) if with_infos else out
 
 
 def live_observations(obs: dict, terminateds: dict, truncateds: dict) -> dict:
@@ -228,6 +231,10 @@ class MultiAgentWorker:
         self._episode_length = 0
         self._episodes: list[tuple[float, int]] = []
         self._policy_returns: dict[str, list[float]] = collections.defaultdict(list)
+        from raylite.rllib._callbacks import make_callbacks
+        self.callbacks = make_callbacks(config.callbacks)
+        self._episode: Any = None           # what the callbacks see of the running episode
+        self._custom_metrics: list[dict[str, float]] = []
 
     def set_state(self, state: tuple) -> None:
         weights, _, exploration = state
@@ -271,7 +278,7 @@ class MultiAgentWorker:
         rows: dict[str, list[dict]] = collections.defaultdict(list)
         for _ in range(self.config.rollout_fragment_length):
             actions = self._act(self._obs)
-            obs, rewards, terminateds, truncateds = step_env(self.env, actions)
+            obs, rewards, terminateds, truncateds, infos = step_env(self.env, actions, True)
             self._episode_length += 1
             for agent, reward in rewards.items():
                 track = self._tracks.setdefault(agent, _AgentTrack())
@@ -284,6 +291,8 @@ class MultiAgentWorker:
                 if track.pending is not None and (agent in obs or done):
                     self._close_step(agent, obs.get(agent), done, bool(
                         terminateds.get(agent, terminateds.get(ALL, False))))
+            if self.callbacks is not None:
+                self._episode_step(obs, rewards, infos, episode_over)
             if episode_over:
                 self._finish_episode(rows)
                 self._start_episode()
@@ -292,11 +301,14 @@ class MultiAgentWorker:
         for agent in list(self._tracks):
             self._cut_fragment(agent, rows)
         batches = {pid: concat_batches(parts) for pid, parts in rows.items() if parts}
+        if self.callbacks is not None:
+            self.callbacks.on_sample_end(worker=self, samples=batches)
         episodes, self._episodes = self._episodes, []
+        custom_metrics, self._custom_metrics = self._custom_metrics, []
         policy_returns, self._policy_returns = dict(self._policy_returns), \
             collections.defaultdict(list)
         return {"batch": batches, "episodes": episodes, "filter_delta": None,
-                "policy_returns": policy_returns,
+                "policy_returns": policy_returns, "custom_metrics": custom_metrics,
                 "env_steps": self.config.rollout_fragment_length}
 
     def _start_episode(self) -> None:
@@ -304,6 +316,30 @@ class MultiAgentWorker:
         self._seed = None
         self._tracks = {}
         self._episode_length = 0
+        if self.callbacks is not None:
+            from raylite.rllib._callbacks import Episode
+            self._episode = Episode(0, multi_agent=True)
+            self._episode._last_obs = dict(self._obs)
+            self.callbacks.on_episode_start(worker=self, base_env=self.env,
+                                            policies=self.policies, episode=self._episode,
+                                            env_index=0)
+
+    def _episode_step(self, obs: dict, rewards: dict, infos: dict, episode_over: bool) -> None:
+        """on_episode_step after each env step; on_episode_end (and its custom metrics) at
+        the episode's end."""
+        episode = self._episode
+        episode.length += 1
+        episode.total_reward += float(sum(rewards.values()))
+        for agent, reward in rewards.items():
+            episode.agent_rewards[agent] = episode.agent_rewards.get(agent, 0.0) + float(reward)
+        episode._last_obs.update(obs)
+        episode._last_info.update({agent: info for agent, info in infos.items() if agent != ALL})
+        kwargs = dict(worker=self, base_env=self.env, policies=self.policies, episode=episode,
+                      env_index=0)
+        self.callbacks.on_episode_step(**kwargs)
+        if episode_over:
+            self.callbacks.on_episode_end(**kwargs)
+            self._custom_metrics.append(dict(episode.custom_metrics))
 
     def _policy_of(self, agent: Any) -> str:
         if agent not in self._agent_policy:
