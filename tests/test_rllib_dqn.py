@@ -312,3 +312,13 @@ def test_dqn_through_tune_by_name(ray, tmp_path):
     trial = analysis.trials[0]
     assert trial.last_result["training_iteration"] == 2
     assert trial.last_result["timesteps_total"] == 128
+
+
+def test_rollout_fragment_length_auto_resolves_as_rllib_2x():
+    assert AlgorithmConfig.from_dict({"rollout_fragment_length": "auto", "n_step": 3},
+                                     "DQN").rollout_fragment_length == 3
+    ppo = AlgorithmConfig.from_dict({"rollout_fragment_length": "auto", "num_workers": 2,
+                                     "num_envs_per_worker": 2, "train_batch_size": 1001})
+    assert ppo.rollout_fragment_length == 251
+    with pytest.raises(ValueError, match="'auto' or a whole number"):
+        AlgorithmConfig.from_dict({"rollout_fragment_length": "four"}, "DQN")
