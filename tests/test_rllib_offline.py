@@ -112,3 +112,28 @@ def test_offline_input_errors_are_clear(tmp_path, expert_data):
          .reporting(min_sample_timesteps_per_iteration=10).build().train())
     with pytest.raises(NotImplementedError, match="PPO in raylite learns from its env only"):
         PPOConfig().environment("CartPole-v1").offline_data(input_=str(tmp_path)).build()
+
+
+def test_multi_agent_output_writes_each_policys_batches(tmp_path):
+    from raylite.rllib.env.multi_agent_env import make_multi_agent
+    algo = (DQNConfig().environment(make_multi_agent("CartPole-v1"), env_config={"num_agents": 2})
+            .multi_agent(policies={"p0", "p1"},
+                         policy_mapping_fn=lambda agent, *args, **kwargs: f"p{agent}")
+            .env_runners(rollout_fragment_length=10)
+            .training(model={"fcnet_hiddens": [8]}, hiddens=[8],
+                      num_steps_sampled_before_learning_starts=1000)
+            .reporting(min_sample_timesteps_per_iteration=20)
+            .offline_data(output=str(tmp_path)).build())
+    algo.train()
+    algo.stop()
+    batches = list(JsonReader(str(tmp_path)).read_all_files())
+    assert len(batches) == 2 and all(set(batch) == {"p0", "p1"} for batch in batches)
+    for batch in batches:
+        for rows in batch.values():   # each agent acts in each of the 10 env steps it is in
+            assert 0 < len(rows["obs"]) <= 10 and rows["obs"].shape[1:] == (4,)
+            assert {"actions", "rewards", "new_obs", "terminateds"} <= set(rows)
+    learner = (DQNConfig().environment("CartPole-v1").offline_data(input_=str(tmp_path))
+               .training(model={"fcnet_hiddens": [8]}, hiddens=[8]).build())
+    with pytest.raises(ValueError, match="multi-agent batches .* single-agent batches only"):
+        learner.train()
+    learner.stop()

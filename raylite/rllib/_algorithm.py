@@ -221,9 +221,6 @@ class Algorithm(Trainable):
 
     def _check_unimplemented(self, config: AlgorithmConfig) -> None:
         """Refuse the options raylite accepts in configs but does not implement yet."""
-        if config.output is not None and config.policies is not None:
-            raise NotImplementedError("output with multi-agent training: not implemented by "
-                                      "raylite yet")
         if config.input_ != "sampler" and not callable(config.input_) and not self._implements(
                 "input"):
             raise NotImplementedError(f"config 'input': {self.algo_name} in raylite learns "

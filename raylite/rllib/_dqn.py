@@ -194,7 +194,8 @@ class DQN(Algorithm):
 
     def _offline_transitions(self) -> dict[str, np.ndarray]:
         """The next logged batch as transitions (written by DQN or SAC with output=DIR)."""
-        batch = self.reader.next()
+        from raylite.rllib._offline import single_agent_batch
+        batch = single_agent_batch(self.reader.next(), self.algo_name)
         missing = [c for c in (OBS, ACTIONS, REWARDS, NEW_OBS, TERMINATEDS) if c not in batch]
         if missing:
             raise ValueError(f"offline data for {self.algo_name} needs transitions; these "

@@ -23,7 +23,7 @@ from raylite.rllib._buffer import ACTIONS, OBS
 from raylite.rllib._builder import ConfigBuilder
 from raylite.rllib._config import AlgorithmConfig
 from raylite.rllib._gae import discounted_returns
-from raylite.rllib._offline import JsonReader
+from raylite.rllib._offline import JsonReader, single_agent_batch
 
 RETURNS = "returns"
 
@@ -76,7 +76,7 @@ class MARWIL(Algorithm):
         # 1.-2. offline batches and their returns
         pieces, rows = [], 0
         while rows < config.train_batch_size:
-            batch = self.reader.next()
+            batch = single_agent_batch(self.reader.next(), self.algo_name)
             pieces.append({OBS: np.asarray(batch[OBS], np.float32), ACTIONS: batch[ACTIONS],
                            RETURNS: returns_of(batch, config.gamma)})
             rows += len(batch[OBS])

@@ -234,6 +234,7 @@ class MultiAgentWorker:
         from raylite.rllib._callbacks import make_callbacks
         self.callbacks = make_callbacks(config.callbacks)
         self._episode: Any = None           # what the callbacks see of the running episode
+        self._writer: Any = None            # JsonWriter, with output=DIR
         self._custom_metrics: list[dict[str, float]] = []
 
     def set_state(self, state: tuple) -> None:
@@ -268,6 +269,8 @@ class MultiAgentWorker:
         return True
 
     def close(self) -> None:
+        if self._writer is not None:
+            self._writer.close()
         self.env.close()
 
     # ---- sampling ------------------------------------------------------------------------------
@@ -303,6 +306,11 @@ class MultiAgentWorker:
         batches = {pid: concat_batches(parts) for pid, parts in rows.items() if parts}
         if self.callbacks is not None:
             self.callbacks.on_sample_end(worker=self, samples=batches)
+        if self.config.output is not None and batches:
+            if self._writer is None:
+                from raylite.rllib._offline import JsonWriter
+                self._writer = JsonWriter(self.config.output, worker_index=self.worker_index)
+            self._writer.write(batches, env_steps=self.config.rollout_fragment_length)
         episodes, self._episodes = self._episodes, []
         custom_metrics, self._custom_metrics = self._custom_metrics, []
         policy_returns, self._policy_returns = dict(self._policy_returns), \

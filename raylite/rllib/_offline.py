@@ -4,6 +4,7 @@
     .offline_data(output="/data/cartpole")   every rollout worker appends each batch it samples
         └── /data/cartpole/output-<date>_worker-<i>_<n>.json    one JSON object per line:
             {"type": "SampleBatch", "columns": {"obs": [[...], ...], "actions": [...], ...}}
+            (multi-agent: {"type": "MultiAgentBatch", "policy_batches": {id: SampleBatch}})
     .offline_data(input_="/data/cartpole")   the algorithm learns from those batches instead
         └── JsonReader(dir or glob or files).next() -> the next batch (files cycled in order)
 
@@ -45,9 +46,15 @@ class JsonWriter:
         self._file_index = 0
         self._file: Any = None
 
-    def write(self, batch: dict[str, Any]) -> None:
-        """Append one batch (a dict of equal-length arrays)."""
-        line = json.dumps(encode_batch(batch))
+    def write(self, batch: dict[str, Any], env_steps: int | None = None) -> None:
+        """Append one batch: a dict of equal-length arrays, or (multi-agent) a dict of policy
+        id -> such a dict, written as RLlib's MultiAgentBatch (``env_steps``: its count)."""
+        if batch and all(isinstance(value, dict) for value in batch.values()):
+            record = {"type": "MultiAgentBatch", "count": env_steps,
+                      "policy_batches": {pid: encode_batch(b) for pid, b in batch.items()}}
+        else:
+            record = encode_batch(batch)
+        line = json.dumps(record)
         if self._file is None or self._file.tell() + len(line) > self.max_file_size:
             self._open_next()
         self._file.write(line + "\n")
@@ -68,7 +75,8 @@ class JsonWriter:
 
 class JsonReader:
     """Reads sample batches from JSON files: ``inputs`` is a directory, a glob, a file, or a
-    list of files. ``next()`` cycles through every batch of every file, in order."""
+    list of files. ``next()`` cycles through every batch of every file, in order; a
+    multi-agent run's batch comes back as ``{policy id: batch}``."""
 
     def __init__(self, inputs: str | list[str]):
         self.files = input_files(inputs)
@@ -131,7 +139,18 @@ def encode_batch(batch: dict[str, Any]) -> dict[str, Any]:
             "shapes": {name: list(value.shape) for name, value in columns.items()}}
 
 
-def decode_batch(record: dict[str, Any]) -> dict[str, np.ndarray]:
+def single_agent_batch(batch: dict[str, Any], algo_name: str) -> dict[str, np.ndarray]:
+    """``batch`` unless it is a multi-agent one, which single-agent learning cannot use."""
+    if batch and all(isinstance(value, dict) for value in batch.values()):
+        raise ValueError(f"offline data for {algo_name}: these files hold multi-agent batches "
+                         f"(policies {', '.join(map(str, batch))}), written by a multi-agent "
+                         f"run; raylite learns offline from single-agent batches only")
+    return batch
+
+
+def decode_batch(record: dict[str, Any]) -> dict[str, Any]:
+    if record.get("type") == "MultiAgentBatch":
+        return {pid: decode_batch(b) for pid, b in record["policy_batches"].items()}
     if record.get("type") != "SampleBatch":
         raise ValueError(f"type {record.get('type')!r} is not 'SampleBatch'")
     out = {}
