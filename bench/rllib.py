@@ -22,6 +22,10 @@ return of 475 within 100k steps) and SAC on Pendulum-v1 (configs/pendulum-sac.ym
 within 20k steps), both after RLlib's tuned examples; their curves go to a plot of their own,
 bench/rllib_offpolicy_curves.png.
 ``book`` runs the book's Example 1-5 as a reader does and times it to its stop criterion.
+``compare-dqn`` reads both sides alike: bench/rllib_dqn_ray.py counts RLlib's episodes itself
+(RLlib 2.60's own episode_return_mean covers about one iteration's episodes: its new API stack
+clears the metric's window at each reduce), so the curves are the mean of the last 100
+episodes on both sides, and each point also holds the mean of that iteration's episodes.
 Every run's curve is appended to $RLLIB_BENCH_CURVES (default: a file in the temp dir) and
 all of them are plotted into bench/rllib_curves.png when matplotlib is installed. RLlib 2.60's figures for comparison
 (../shared/bench/rllib_ppo_ray.py, same machine kind): 970 env steps/s; -400 at 92k steps,
