@@ -322,3 +322,17 @@ def test_rollout_fragment_length_auto_resolves_as_rllib_2x():
     assert ppo.rollout_fragment_length == 251
     with pytest.raises(ValueError, match="'auto' or a whole number"):
         AlgorithmConfig.from_dict({"rollout_fragment_length": "four"}, "DQN")
+
+
+@pytest.mark.parametrize("intensity, updates", [(None, 16), (4, 8), (64, 128)])
+def test_training_intensity_sets_replayed_per_sampled_steps(intensity, updates):
+    """16 rounds of 4 steps, 32-row batches: one batch a round by default; intensity 4 is
+    half a batch a round (one every other round), 64 is 8 batches a round."""
+    algo = (DQNConfig().environment("CartPole-v1").env_runners(rollout_fragment_length=4)
+            .training(model={"fcnet_hiddens": [16]}, hiddens=[16], train_batch_size=32,
+                      num_steps_sampled_before_learning_starts=0,
+                      training_intensity=intensity)
+            .reporting(min_sample_timesteps_per_iteration=64).build())
+    result = algo.train()
+    assert result["info"]["learner"]["default_policy"]["learner_stats"]["num_updates"] == updates
+    algo.stop()
