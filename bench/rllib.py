@@ -274,25 +274,27 @@ def plot(path: str = PLOT) -> None:
 
 
 def plot_off_policy(plt, runs: list[dict], path: str = OFF_POLICY_PLOT) -> None:
-    """DQN on CartPole-v1 (left) and SAC on Pendulum-v1 (right), one line per run."""
-    fig, axes = plt.subplots(1, 2, figsize=(13, 4.8))
-    for run in runs:
-        ax = axes[0] if "dqn" in run["name"] else axes[1]
-        label = f"{run['name']} {run['framework']}" + (f" seed {run['seed']}" if run["seed"] is not None else "")
-        ax.plot([p["steps"] / 1000 for p in run["curve"]], [p["return"] for p in run["curve"]],
-                label=label, linewidth=1.2)
-    axes[0].axhline(475, color="grey", linestyle=":")
-    axes[0].axvline(100, color="grey", linestyle=":")
-    axes[1].axhline(-200, color="grey", linestyle=":")
-    axes[1].axvline(20, color="grey", linestyle=":")
-    for ax, title in zip(axes, ("DQN on CartPole-v1 (mean of 100 episodes)",
-                                "SAC on Pendulum-v1 (mean of 5 episodes)")):
+    """DQN on CartPole-v1 and SAC on Pendulum-v1 (a panel each, for those with runs), one
+    line per run."""
+    panels = [("dqn", "DQN on CartPole-v1 (mean of 100 episodes)", 475, 100),
+              ("sac", "SAC on Pendulum-v1 (mean of 5 episodes)", -200, 20)]
+    panels = [panel for panel in panels if any(panel[0] in run["name"] for run in runs)]
+    fig, axes = plt.subplots(1, len(panels), figsize=(6.5 * len(panels), 4.8), squeeze=False)
+    for ax, (kind, title, target, budget) in zip(axes[0], panels):
+        for run in runs:
+            if kind not in run["name"]:
+                continue
+            label = f"{run['name']} {run['framework']}" + (
+                f" seed {run['seed']}" if run["seed"] is not None else "")
+            ax.plot([p["steps"] / 1000 for p in run["curve"]],
+                    [p["return"] for p in run["curve"]], label=label, linewidth=1.2)
+        ax.axhline(target, color="grey", linestyle=":")
+        ax.axvline(budget, color="grey", linestyle=":")
         ax.set_title(f"raylite.rllib {title}")
         ax.set_xlabel("env steps (thousands)")
         ax.set_ylabel("episode_reward_mean")
         ax.grid(alpha=0.3)
-        if ax.get_legend_handles_labels()[0]:
-            ax.legend(fontsize=7)
+        ax.legend(fontsize=7)
     fig.tight_layout()
     fig.savefig(path, dpi=110)
     print(f"plot: {path}")
