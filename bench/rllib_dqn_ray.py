@@ -25,7 +25,8 @@ from ray.tune.registry import register_env
 
 # Every finished episode's return, one line each (a file: RLlib pickles the env creator, so a
 # list here would not be the one its env appends to).
-RETURNS_FILE = tempfile.NamedTemporaryFile(prefix="rllib_dqn_returns_", delete=False).name
+_handle, RETURNS_FILE = tempfile.mkstemp(prefix="rllib_dqn_returns_")
+os.close(_handle)
 
 
 def read_returns() -> list:

@@ -342,8 +342,8 @@ class MultiAgentWorker:
             episode.agent_rewards[agent] = episode.agent_rewards.get(agent, 0.0) + float(reward)
         episode._last_obs.update(obs)
         episode._last_info.update({agent: info for agent, info in infos.items() if agent != ALL})
-        kwargs = dict(worker=self, base_env=self.env, policies=self.policies, episode=episode,
-                      env_index=0)
+        kwargs = {"worker": self, "base_env": self.env, "policies": self.policies,
+                  "episode": episode, "env_index": 0}
         self.callbacks.on_episode_step(**kwargs)
         if episode_over:
             self.callbacks.on_episode_end(**kwargs)
