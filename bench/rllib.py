@@ -10,7 +10,7 @@
     python bench/rllib.py all           # the three above (torch and tf), then the plot
     python bench/rllib.py compare [--steps 200000] [--ray-python .bench-venv/bin/python]
                                         # RLlib 2.60 and raylite on Pendulum, same run
-    python bench/rllib.py compare-dqn [--steps 100000] [--ray-python ...]
+    python bench/rllib.py compare-dqn [--steps 100000] [--seeds 1 2 3] [--ray-python ...]
                                         # RLlib 2.60's DQN and raylite's on CartPole, same run
 
 ``pendulum`` and ``cartpole`` train the tuned example files (configs/pendulum-ppo.yml,
@@ -22,6 +22,10 @@ return of 475 within 100k steps) and SAC on Pendulum-v1 (configs/pendulum-sac.ym
 within 20k steps), both after RLlib's tuned examples; their curves go to a plot of their own,
 bench/rllib_offpolicy_curves.png.
 ``book`` runs the book's Example 1-5 as a reader does and times it to its stop criterion.
+``compare-dqn`` reads both sides alike: bench/rllib_dqn_ray.py counts RLlib's episodes itself
+(RLlib 2.60's own episode_return_mean covers about one iteration's episodes: its new API stack
+clears the metric's window at each reduce), so the curves are the mean of the last 100
+episodes on both sides, and each point also holds the mean of that iteration's episodes.
 Every run's curve is appended to $RLLIB_BENCH_CURVES (default: a file in the temp dir) and
 all of them are plotted into bench/rllib_curves.png when matplotlib is installed. RLlib 2.60's figures for comparison
 (../shared/bench/rllib_ppo_ray.py, same machine kind): 970 env steps/s; -400 at 92k steps,
@@ -158,8 +162,12 @@ def ray_run(python: str, budget: int, timeout_s: int = 1800, script: str | None 
     lines = [json.loads(line) for line in done.stdout.splitlines() if line.startswith("{")]
     if done.returncode or not lines:
         raise RuntimeError(f"RLlib run failed ({done.returncode}): {done.stderr[-3000:]}")
-    curve = [{"steps": p["steps"], "return": p["return_mean"], "t": p["t"]}
-             for p in lines if "return_mean" in p and p["return_mean"] == p["return_mean"]]
+    # "return": the mean of the last 100 episodes where the script counts episodes itself
+    # (bench/rllib_dqn_ray.py), as raylite's episode_reward_mean; else RLlib's own metric
+    curve = [{"steps": p["steps"], "return": p.get("return_100", p["return_mean"]), "t": p["t"],
+              **({"iter_return": p["iter_return"]} if "iter_return" in p else {})}
+             for p in lines if "return_mean" in p and p.get("return_100", p["return_mean"])
+             == p.get("return_100", p["return_mean"])]
     summary = lines[-1]
     run = {"name": name, "framework": "torch", "seed": seed, "curve": curve,
            "env_steps_per_s": summary["steps_per_s"], "wall_s": summary["wall_s"]}
@@ -183,20 +191,40 @@ def compare(python: str, budget: int) -> None:
         print(f"| {label} | {ours.get(key)} | {theirs.get(key)} |")
 
 
-def compare_dqn(python: str, budget: int, seed: int = 1) -> None:
-    """RLlib 2.60's DQN (bench/rllib_dqn_ray.py) then raylite's on CartPole-v1, same settings
-    (configs/cartpole-dqn-rllib.yml), same step budget, one after the other."""
-    theirs = ray_run(python, budget, script=os.path.join(HERE, "rllib_dqn_ray.py"),
-                     name="cartpole-dqn rllib-2.60", targets=(475,),
-                     checkpoints=CHECKPOINTS["cartpole-dqn"], seed=seed)
-    record(theirs)
-    ours = train_curve("cartpole-dqn-rllib", "torch", seed, budget)
-    record(ours)
-    print("| figure | raylite | RLlib 2.60 |\n|---|---|---|")
-    for label, key in [("env steps/s while training", "env_steps_per_s"),
-                       ("steps, s to return >= 475", "to_475"),
-                       ("return at 50k", "return_at_50k"), ("return at 100k", "return_at_100k")]:
-        print(f"| {label} | {ours.get(key)} | {theirs.get(key)} |")
+def compare_dqn(python: str, budget: int, seeds: list[int]) -> None:
+    """Per seed, RLlib 2.60's DQN (bench/rllib_dqn_ray.py) then raylite's on CartPole-v1, same
+    settings (configs/cartpole-dqn-rllib.yml), same step budget, one after the other. Both
+    sides' returns are read alike: the mean of the last 100 episodes, and the mean of the
+    episodes each 1000-step iteration finished (RLlib 2.60's own episode_return_mean)."""
+    pairs = []
+    for seed in seeds:
+        theirs = ray_run(python, budget, script=os.path.join(HERE, "rllib_dqn_ray.py"),
+                         name="cartpole-dqn rllib-2.60", targets=(475,),
+                         checkpoints=CHECKPOINTS["cartpole-dqn"], seed=seed)
+        record(theirs)
+        ours = train_curve("cartpole-dqn-rllib", "torch", seed, budget)
+        record(ours)
+        pairs.append((seed, ours, theirs))
+    print("| seed | figure | raylite | RLlib 2.60 |\n|---|---|---|---|")
+    for seed, ours, theirs in pairs:
+        for label, value in [("env steps/s while training", lambda r: r["env_steps_per_s"]),
+                             ("steps to 100-episode mean >= 475", lambda r: r.get("to_475")),
+                             *[(f"100-episode mean at {k // 1000}k",
+                                lambda r, k=k: value_at(r["curve"], k))
+                               for k in (25_000, 50_000, 100_000) if k <= budget],
+                             ("episodes' mean over the last 10k steps", last_iterations_mean),
+                             ("first iteration whose episodes average >= 475",
+                              lambda r: next((p["steps"] for p in r["curve"]
+                                              if p.get("iter_return", 0) >= 475), None))]:
+            print(f"| {seed} | {label} | {value(ours)} | {value(theirs)} |")
+
+
+def last_iterations_mean(run: dict, window: int = 10_000) -> float | None:
+    """The mean of the iterations' own episode means over the run's last ``window`` steps."""
+    end = run["curve"][-1]["steps"]
+    values = [p["iter_return"] for p in run["curve"]
+              if "iter_return" in p and p["steps"] > end - window]
+    return round(sum(values) / len(values), 1) if values else None
 
 
 def record(run: dict) -> None:
@@ -218,7 +246,8 @@ def plot(path: str = PLOT) -> None:
         runs = [json.loads(line) for line in f if line.strip()]
     off_policy = [run for run in runs if "-dqn" in run["name"] or "-sac" in run["name"]]
     if off_policy:
-        plot_off_policy(plt, off_policy)
+        plot_off_policy(plt, off_policy, os.path.join(os.path.dirname(os.path.abspath(path)),
+                                                      os.path.basename(OFF_POLICY_PLOT)))
     runs = [run for run in runs if run not in off_policy]
     if not runs:
         return
@@ -244,29 +273,31 @@ def plot(path: str = PLOT) -> None:
     print(f"plot: {path}")
 
 
-def plot_off_policy(plt, runs: list[dict]) -> None:
-    """DQN on CartPole-v1 (left) and SAC on Pendulum-v1 (right), one line per run."""
-    fig, axes = plt.subplots(1, 2, figsize=(13, 4.8))
-    for run in runs:
-        ax = axes[0] if "dqn" in run["name"] else axes[1]
-        label = f"{run['name']} {run['framework']}" + (f" seed {run['seed']}" if run["seed"] is not None else "")
-        ax.plot([p["steps"] / 1000 for p in run["curve"]], [p["return"] for p in run["curve"]],
-                label=label, linewidth=1.2)
-    axes[0].axhline(475, color="grey", linestyle=":")
-    axes[0].axvline(100, color="grey", linestyle=":")
-    axes[1].axhline(-200, color="grey", linestyle=":")
-    axes[1].axvline(20, color="grey", linestyle=":")
-    for ax, title in zip(axes, ("DQN on CartPole-v1 (mean of 100 episodes)",
-                                "SAC on Pendulum-v1 (mean of 5 episodes)")):
+def plot_off_policy(plt, runs: list[dict], path: str = OFF_POLICY_PLOT) -> None:
+    """DQN on CartPole-v1 and SAC on Pendulum-v1 (a panel each, for those with runs), one
+    line per run."""
+    panels = [("dqn", "DQN on CartPole-v1 (mean of 100 episodes)", 475, 100),
+              ("sac", "SAC on Pendulum-v1 (mean of 5 episodes)", -200, 20)]
+    panels = [panel for panel in panels if any(panel[0] in run["name"] for run in runs)]
+    fig, axes = plt.subplots(1, len(panels), figsize=(6.5 * len(panels), 4.8), squeeze=False)
+    for ax, (kind, title, target, budget) in zip(axes[0], panels):
+        for run in runs:
+            if kind not in run["name"]:
+                continue
+            label = f"{run['name']} {run['framework']}" + (
+                f" seed {run['seed']}" if run["seed"] is not None else "")
+            ax.plot([p["steps"] / 1000 for p in run["curve"]],
+                    [p["return"] for p in run["curve"]], label=label, linewidth=1.2)
+        ax.axhline(target, color="grey", linestyle=":")
+        ax.axvline(budget, color="grey", linestyle=":")
         ax.set_title(f"raylite.rllib {title}")
         ax.set_xlabel("env steps (thousands)")
         ax.set_ylabel("episode_reward_mean")
         ax.grid(alpha=0.3)
-        if ax.get_legend_handles_labels()[0]:
-            ax.legend(fontsize=7)
+        ax.legend(fontsize=7)
     fig.tight_layout()
-    fig.savefig(OFF_POLICY_PLOT, dpi=110)
-    print(f"plot: {OFF_POLICY_PLOT}")
+    fig.savefig(path, dpi=110)
+    print(f"plot: {path}")
 
 
 def main() -> None:
@@ -296,7 +327,7 @@ def main() -> None:
     if args.what == "compare":
         compare(args.ray_python, args.steps or 200_000)
     if args.what == "compare-dqn":
-        compare_dqn(args.ray_python, args.steps or 100_000, args.seeds[0])
+        compare_dqn(args.ray_python, args.steps or 100_000, args.seeds)
     if args.what in ("book", "all"):
         record(book_run())
     if args.what != "plot" or os.path.exists(CURVES):

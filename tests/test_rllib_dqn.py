@@ -16,6 +16,7 @@ from raylite.rllib._exploration import PiecewiseSchedule, epsilon_greedy, epsilo
 from raylite.rllib._model import init_weights
 from raylite.rllib._q_model import QModelSpec, q_values
 from raylite.rllib._replay_buffer import (
+    NStepCollector,
     PrioritizedReplayBuffer,
     ReplayBuffer,
     SumTree,
@@ -61,6 +62,36 @@ def test_one_step_transitions_are_the_steps_themselves_env_by_env():
     out = n_step_transitions(two_envs, 1, 0.9)
     assert out["obs"][:, 0].tolist() == [0.0, 1.0, 0.0, 10.0]
     assert out["discounts"] == pytest.approx([0.9] * 4)
+
+
+def test_n_step_rows_do_not_stop_at_fragment_ends():
+    """Fragments of 4 steps give the rows the whole run gives, each once, every one summing
+    n steps unless its episode ended first (RLlib's episode buffers do not cut at fragments)."""
+    rng = np.random.default_rng(0)
+    length, num_envs, gamma = 40, 2, 0.9
+    terminateds = rng.random((length, num_envs)) < 0.1
+    truncateds = ~terminateds & (rng.random((length, num_envs)) < 0.05)
+    steps = {"obs": rng.standard_normal((length, num_envs, 3)).astype(np.float32),
+             "actions": rng.integers(0, 2, (length, num_envs)),
+             "rewards": rng.standard_normal((length, num_envs)).astype(np.float32),
+             "new_obs": rng.standard_normal((length, num_envs, 3)).astype(np.float32),
+             "terminateds": terminateds, "dones": terminateds | truncateds}
+    whole = n_step_transitions(steps, 3, gamma)
+    collector = NStepCollector(3, gamma)
+    parts = [collector.add({k: v[t:t + 4] for k, v in steps.items()})
+             for t in range(0, length, 4)]
+    got = {k: np.concatenate([part[k] for part in parts]) for k in whole}
+    # a row is out once its 3 steps are in: all but each env's last 2 (unless done there)
+    dones = steps["dones"]
+    held = int(np.sum(~(dones[-2] | dones[-1])) + np.sum(~dones[-1]))
+    assert len(got["obs"]) == length * num_envs - held
+    key = [row.tobytes() for row in got["obs"]]
+    assert len(set(key)) == len(key)
+    expected = {row.tobytes(): i for i, row in enumerate(whole["obs"])}
+    order = [expected[k] for k in key]
+    for name in whole:
+        np.testing.assert_allclose(got[name], whole[name][order], rtol=1e-6)
+    assert parts[0]["rewards"].shape[0] < 4 * num_envs   # the first fragment's tail waited
 
 
 # ---- replay buffers ------------------------------------------------------------------------------
@@ -281,3 +312,27 @@ def test_dqn_through_tune_by_name(ray, tmp_path):
     trial = analysis.trials[0]
     assert trial.last_result["training_iteration"] == 2
     assert trial.last_result["timesteps_total"] == 128
+
+
+def test_rollout_fragment_length_auto_resolves_as_rllib_2x():
+    assert AlgorithmConfig.from_dict({"rollout_fragment_length": "auto", "n_step": 3},
+                                     "DQN").rollout_fragment_length == 3
+    ppo = AlgorithmConfig.from_dict({"rollout_fragment_length": "auto", "num_workers": 2,
+                                     "num_envs_per_worker": 2, "train_batch_size": 1001})
+    assert ppo.rollout_fragment_length == 251
+    with pytest.raises(ValueError, match="'auto' or a whole number"):
+        AlgorithmConfig.from_dict({"rollout_fragment_length": "four"}, "DQN")
+
+
+@pytest.mark.parametrize("intensity, updates", [(None, 16), (4, 8), (64, 128)])
+def test_training_intensity_sets_replayed_per_sampled_steps(intensity, updates):
+    """16 rounds of 4 steps, 32-row batches: one batch a round by default; intensity 4 is
+    half a batch a round (one every other round), 64 is 8 batches a round."""
+    algo = (DQNConfig().environment("CartPole-v1").env_runners(rollout_fragment_length=4)
+            .training(model={"fcnet_hiddens": [16]}, hiddens=[16], train_batch_size=32,
+                      num_steps_sampled_before_learning_starts=0,
+                      training_intensity=intensity)
+            .reporting(min_sample_timesteps_per_iteration=64).build())
+    result = algo.train()
+    assert result["info"]["learner"]["default_policy"]["learner_stats"]["num_updates"] == updates
+    algo.stop()

@@ -32,6 +32,10 @@ def _positive_int(value: Any) -> str | None:
     return None if ok else "a whole number >= 1"
 
 
+def _positive_int_or_auto(value: Any) -> str | None:
+    return None if value == "auto" or _positive_int(value) is None else "'auto' or a whole number >= 1"
+
+
 def _non_negative_int(value: Any) -> str | None:
     ok = isinstance(value, int) and not isinstance(value, bool) and value >= 0
     return None if ok else "a whole number >= 0"
@@ -335,9 +339,11 @@ class AlgorithmConfig(_Fields):
                             check=_one_of("DEBUG", "INFO", "WARN", "WARNING", "ERROR"),
                             group="debugging")
     # sampling
-    rollout_fragment_length: int = option(200, "steps per env in one sample() call of a "
-                                          "worker; the train batch is gathered in such rounds",
-                                          check=_positive_int, group="env_runners")
+    rollout_fragment_length: Any = option(200, "steps per env in one sample() call of a "
+                                          "worker; the train batch is gathered in such rounds "
+                                          "('auto', RLlib 2.x's: n_step for DQN and SAC, else "
+                                          "train_batch_size split over the workers' envs)",
+                                          check=_positive_int_or_auto, group="env_runners")
     batch_mode: str = option("truncate_episodes", "truncate_episodes (fragments end anywhere; "
                              "the value function bootstraps) or complete_episodes",
                              check=_one_of(*BATCH_MODES), group="env_runners")
@@ -555,6 +561,9 @@ class AlgorithmConfig(_Fields):
             if self.use_gae and not self.use_critic:
                 raise ValueError("use_gae: true needs use_critic: true (GAE uses the value "
                                  "function)")
+        if self.rollout_fragment_length == "auto":   # as RLlib 2.x resolves it
+            self.rollout_fragment_length = self.n_step if self.algo_name in OFF_POLICY else \
+                -(-self.train_batch_size // (max(self.num_workers, 1) * self.num_envs_per_worker))
         _check_keys("replay_buffer_config", self.replay_buffer_config, REPLAY_BUFFER_KEYS)
         buffer_type = self.replay_buffer_config.get("type")
         if buffer_type is not None and buffer_type not in REPLAY_BUFFER_TYPES:

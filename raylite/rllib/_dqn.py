@@ -9,7 +9,7 @@ One training iteration, top to bottom (``DQN.training_step``), repeated until
     2. replay     the transitions go into the replay buffer
     3. learning   once num_steps_sampled_before_learning_starts steps are in: gradient steps on
                   dqn_loss over train_batch_size transitions drawn from the buffer (one per
-                  round, or as many as training_intensity asks); prioritized replay gets each
+                  round, or training_intensity x the sampled steps); prioritized replay gets each
                   transition's |TD error| back as its new priority
     4. target     every target_network_update_freq env steps, the target network moves to
                   the online one (tau 1: a copy)
@@ -227,11 +227,12 @@ class DQN(Algorithm):
     def learn_from_replay(self, unit: Any, sampled: int, lifetime: int) -> dict[str, float]:
         """Steps 3 and 4 for one policy, once enough steps are in."""
         config = unit.config
-        if lifetime < config.num_steps_sampled_before_learning_starts:
+        if lifetime < config.num_steps_sampled_before_learning_starts or \
+                not len(unit.state["replay_buffer"]):
             return {}
         # 3. gradient steps on replayed transitions
         stats = {}
-        for _ in range(self._updates_per_round(config, sampled)):
+        for _ in range(self._updates_per_round(unit, sampled)):
             minibatch = unit.state["replay_buffer"].sample(config.train_batch_size)
             indices = minibatch.pop(BATCH_INDEXES)
             stats = self.learn_on_minibatch(unit, minibatch)
@@ -248,10 +249,18 @@ class DQN(Algorithm):
         return {"epsilon": unit.state["epsilon"](timestep)}
 
     @staticmethod
-    def _updates_per_round(config: AlgorithmConfig, sampled: int) -> int:
+    def _updates_per_round(unit: Any, sampled: int) -> int:
+        """One train batch per round, or as many as keep the replayed steps at
+        training_intensity times the sampled ones (fractions carry over, so a low intensity
+        trains once every few rounds, as RLlib's round-robin weights do)."""
+        config = unit.config
         if config.training_intensity is None:
             return 1
-        return max(1, int(round(sampled * config.training_intensity / config.train_batch_size)))
+        owed = unit.state.get("owed_updates", 0.0) + (
+            sampled * config.training_intensity / config.train_batch_size)
+        updates = int(owed + 1e-9)
+        unit.state["owed_updates"] = owed - updates
+        return updates
 
     def learn_on_minibatch(self, unit: Any, minibatch: dict[str, np.ndarray]) -> dict[str, Any]:
         return unit.learner.learn_on_minibatch(minibatch, {})

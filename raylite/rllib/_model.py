@@ -96,7 +96,7 @@ def init_weights(spec: Any, seed: int | None = None) -> dict[str, np.ndarray]:
     """RLlib's initialisation: columns normalised to norm 1 (hidden), 0.01 (the spec's
     ``small_outputs``, e.g. the policy output, so the first policy is near uniform /
     zero-mean with std 1) and 1 (value); biases 0 (``spec.initial_values`` may set others)."""
-    if hasattr(spec, "initial_weights"):   # a custom model initializes itself
+    if hasattr(spec, "initial_weights"):   # a model with its own start (custom, DQN's Q net)
         return spec.initial_weights(seed)
     rng = np.random.default_rng(seed)
     weights = {}

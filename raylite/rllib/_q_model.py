@@ -87,6 +87,22 @@ class QModelSpec:
         """The Q-values, ``[batch, num_actions]``."""
         return q_values(ops, params, obs, self)
 
+    def initial_weights(self, seed: int | None) -> dict[str, np.ndarray]:
+        """RLlib 2.x's DQN module starts from torch's default for dense and conv layers: kernel
+        and bias uniform in +-1/sqrt(fan_in), fan_in the kernel's size but its last axis (the
+        column-normalised start of ``init_weights`` learned less per env step on CartPole:
+        bench/RESULTS.md). A custom torso starts as it initializes itself."""
+        rng = np.random.default_rng(seed)
+        shapes = self.shapes()
+        weights = self.custom_weights(seed)
+        for name, shape in shapes.items():
+            if name in weights:
+                continue
+            kernel = shapes[name.rsplit("/", 1)[0] + "/kernel"]
+            bound = 1.0 / np.sqrt(int(np.prod(kernel[:-1])))
+            weights[name] = rng.uniform(-bound, bound, shape).astype(np.float32)
+        return weights
+
     def target_names(self) -> tuple[str, ...]:
         """Every parameter has a target copy."""
         return tuple(self.shapes())

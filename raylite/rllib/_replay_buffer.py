@@ -67,6 +67,54 @@ def n_step_transitions(steps: dict[str, np.ndarray], n_step: int, gamma: float
     return {name: _env_major(array) for name, array in columns.items()}
 
 
+class NStepCollector:
+    """n-step transitions from a worker's consecutive fragments, with no return cut short by a
+    fragment's end: a step whose n steps are not all in yet (one of the fragment's last n - 1,
+    its episode still running) is held back and finished with the next fragment. RLlib's
+    episode replay buffers sum n steps within the episode in the same way, whatever the
+    rollout_fragment_length. With ``n_step`` 1 every step is a row at once.
+
+    Example:
+        >>> collector = NStepCollector(n_step=2, gamma=0.5)
+        >>> def fragment(start, dones):
+        ...     t = np.arange(start, start + len(dones), dtype=np.float32)
+        ...     return {"obs": t.reshape(-1, 1, 1), "actions": np.zeros((len(t), 1)),
+        ...             "rewards": np.ones((len(t), 1)), "new_obs": (t + 1).reshape(-1, 1, 1),
+        ...             "terminateds": np.array(dones)[:, None], "dones": np.array(dones)[:, None]}
+        >>> collector.add(fragment(0, [False, False]))["rewards"].tolist()   # step 1 waits
+        [1.5]
+        >>> out = collector.add(fragment(2, [True, False]))
+        >>> out["obs"][:, 0].tolist(), out["rewards"].tolist()   # steps 1 and 2 (the end)
+        ([1.0, 2.0], [1.5, 1.0])
+    """
+
+    def __init__(self, n_step: int, gamma: float):
+        self.n_step, self.gamma = int(n_step), float(gamma)
+        self.pending: dict[str, np.ndarray] | None = None    # held-back steps, time-major
+        self.pending_emitted: np.ndarray | None = None        # [held, num_envs]: already rows
+
+    def add(self, fragment: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
+        """The rows of every step now complete (``fragment`` as :func:`n_step_transitions`
+        takes it), env by env in time order."""
+        steps = {name: np.asarray(value) for name, value in fragment.items()}
+        emitted = np.zeros(np.shape(steps[REWARDS]), bool)
+        if self.pending is not None:
+            steps = {name: np.concatenate([self.pending[name], value])
+                     for name, value in steps.items()}
+            emitted = np.concatenate([self.pending_emitted, emitted])
+        length = len(emitted)
+        dones = steps["dones"].astype(bool)
+        ends_later = np.flip(np.logical_or.accumulate(np.flip(dones, 0), 0), 0)
+        complete = (np.arange(length)[:, None] + self.n_step <= length) | ends_later
+        rows = n_step_transitions(steps, self.n_step, self.gamma)
+        take = _env_major(complete & ~emitted)
+        held = min(self.n_step - 1, length)
+        if held:
+            self.pending = {name: value[length - held:] for name, value in steps.items()}
+            self.pending_emitted = (emitted | complete)[length - held:]
+        return {name: column[take] for name, column in rows.items()}
+
+
 def _expand(index: np.ndarray, like: np.ndarray) -> np.ndarray:
     return index.reshape(index.shape + (1,) * (np.ndim(like) - 2))
 
@@ -81,7 +129,7 @@ class ReplayBuffer:
 
     Example:
         >>> buffer = ReplayBuffer(capacity=3, seed=0)
-        >>> buffer.add({"obs": np.arange(5.0)})
+        >>> _ = buffer.add({"obs": np.arange(5.0)})
         >>> len(buffer), sorted(buffer.sample(6)["obs"].tolist())[0] >= 2.0
         (3, True)
     """
@@ -104,6 +152,8 @@ class ReplayBuffer:
     def add(self, rows: dict[str, np.ndarray]) -> np.ndarray:
         """Append the rows (oldest overwritten once full); returns the slots they went to."""
         count = len(next(iter(rows.values())))
+        if count == 0:
+            return np.zeros(0, np.int64)
         if not self.columns:
             self.columns = {name: np.zeros((self.capacity,) + np.shape(v)[1:], np.asarray(v).dtype)
                             for name, v in rows.items()}

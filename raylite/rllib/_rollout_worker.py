@@ -25,7 +25,7 @@ from raylite.rllib._config import AlgorithmConfig
 from raylite.rllib._envs import EnvSpec, LegacyEnv, VectorEnv, action_info, preprocessor
 from raylite.rllib._filters import make_filter
 from raylite.rllib._model import ActionAdapter, ModelSpec
-from raylite.rllib._replay_buffer import n_step_transitions
+from raylite.rllib._replay_buffer import NStepCollector
 
 
 def action_adapter(action_space: Any, normalize: bool) -> ActionAdapter:
@@ -55,6 +55,7 @@ class RolloutWorker:
         seed = None if config.seed is None else config.seed + 7919 * worker_index
         self.rng = np.random.default_rng(seed)
         self._obs: np.ndarray | None = None  # the raw observations the next step acts on
+        self._n_step = None if self.on_policy else NStepCollector(config.n_step, config.gamma)
 
     def set_state(self, state: tuple) -> None:
         """Take the trainer's weights, observation filter and exploration state (epsilon)."""
@@ -114,7 +115,8 @@ class RolloutWorker:
                 "custom_metrics": self.env.take_custom_metrics()}
 
     def _sample_transitions(self) -> dict[str, Any]:
-        """``rollout_fragment_length`` steps of every env as n-step transitions."""
+        """``rollout_fragment_length`` steps of every env as n-step transitions (a step whose
+        n steps run past the fragment's end becomes a row with the next fragment)."""
         config = self.config
         columns: dict[str, list[np.ndarray]] = {name: [] for name in (
             "obs", "actions", "rewards", "new_obs", "terminateds", "dones")}
@@ -134,10 +136,11 @@ class RolloutWorker:
             raw_obs = next_obs
         self._obs = raw_obs
         steps = {name: np.stack(values) for name, values in columns.items()}
-        batch = n_step_transitions(steps, config.n_step, config.gamma)
+        batch = self._n_step.add(steps)
         if self.callbacks is not None:
             self.callbacks.on_sample_end(worker=self, samples=batch)
-        return {"batch": batch, "episodes": self.env.take_episodes(),
+        return {"batch": batch, "env_steps": config.rollout_fragment_length * self.env.num_envs,
+                "episodes": self.env.take_episodes(),
                 "filter_delta": self.filter.take_delta(),
                 "custom_metrics": self.env.take_custom_metrics()}
 
@@ -164,18 +167,22 @@ class RolloutWorker:
 
     def set_tasks(self, env_task_fn: Callable, result: dict) -> list[Any]:
         """Curriculum: ``env.set_task(env_task_fn(result, env, env_context))`` on each env."""
-        def apply(env: Any, context: Any) -> Any:
-            target = env if hasattr(env, "set_task") else getattr(env, "unwrapped", env)
-            if not hasattr(target, "set_task"):
-                raise TypeError(f"env_task_fn needs envs with set_task (a TaskSettableEnv); "
-                                f"{type(target).__name__} has none")
-            task = env_task_fn(result, target, context)
-            target.set_task(task)
-            return task
-        return self.foreach_env_with_context(apply)
+        return self.foreach_env_with_context(
+            lambda env, context: set_env_task(env_task_fn, result, env, context))
 
     def close(self) -> None:
         self.env.close()
+
+
+def set_env_task(env_task_fn: Callable, result: dict, env: Any, context: Any) -> Any:
+    """Curriculum for one env: ``env.set_task(env_task_fn(result, env, context))``; the task."""
+    target = env if hasattr(env, "set_task") else getattr(env, "unwrapped", env)
+    if not hasattr(target, "set_task"):
+        raise TypeError(f"env_task_fn needs envs with set_task (a TaskSettableEnv); "
+                        f"{type(target).__name__} has none")
+    task = env_task_fn(result, target, context)
+    target.set_task(task)
+    return task
 
 
 @dataclasses.dataclass(frozen=True)
@@ -279,7 +286,7 @@ class WorkerSet:
                     for pid, values in out["policy_returns"].items():
                         self.policy_returns.setdefault(pid, []).extend(values)
                 else:
-                    steps += batch_size(out["batch"])
+                    steps += out["env_steps"] if "env_steps" in out else batch_size(out["batch"])
         self.last_env_steps = steps
         if multi_agent:
             pids = {pid for batch in batches for pid in batch}
