@@ -7,6 +7,7 @@ directory with ``model.pt`` (a ``torch.save``-d module or state dict, today's la
 from __future__ import annotations
 
 import os
+import warnings
 from typing import Any
 
 from raylite.air.checkpoint import PREPROCESSOR_KEY, Checkpoint
@@ -105,9 +106,17 @@ class TorchPredictor(Predictor):
         return self.model(inputs)
 
     def _predict_numpy(self, data: Any, dtype: Any = None) -> Any:
+        import numpy as np
         import torch
 
         def tensor(values: Any) -> Any:
+            if isinstance(values, np.ndarray) and not values.flags.writeable:
+                # a zero-copy batch from the object store: read-only, and the model only reads
+                # it, so torch's warning about writing to it does not apply
+                with warnings.catch_warnings():
+                    warnings.filterwarnings("ignore", "The given NumPy array is not writable")
+                    return torch.as_tensor(values, dtype=_dtype(dtype, values),
+                                           device=self.device)
             return torch.as_tensor(values, dtype=_dtype(dtype, values), device=self.device)
 
         inputs = {k: tensor(v) for k, v in data.items()} if isinstance(data, dict) \
