@@ -213,11 +213,7 @@ def _check_pip(value: Any, what: str) -> dict:
     if not isinstance(value, dict):
         raise TypeError(f"{what}: runtime_env['pip'] must be a list of requirements, a "
                         f"requirements.txt path or a dict, got {type(value).__name__}.")
-    for key in value:
-        if key not in PIP_KEYS:
-            raise ValueError(f"{what}: unknown runtime_env['pip'] key {key!r}"
-                             f"{did_you_mean(key, PIP_KEYS) or '.'} Known: "
-                             f"{', '.join(sorted(PIP_KEYS))}.")
+    _refuse_unknown_keys(value, PIP_KEYS, "pip", what)
     if value.get("pip_version"):
         raise ValueError(f"{what}: runtime_env['pip']['pip_version'] is not supported: raylite "
                          "installs with this Python's pip; drop pip_version.")
@@ -245,17 +241,22 @@ def _check_config(value: Any, what: str) -> dict:
     if not isinstance(value, dict):
         raise TypeError(f"{what}: runtime_env['config'] must be a dict (or RuntimeEnvConfig), "
                         f"got {type(value).__name__}.")
-    for key in value:
-        if key not in CONFIG_KEYS:
-            raise ValueError(f"{what}: unknown runtime_env['config'] key {key!r}"
-                             f"{did_you_mean(key, CONFIG_KEYS) or '.'} Known: "
-                             f"{', '.join(sorted(CONFIG_KEYS))}.")
+    _refuse_unknown_keys(value, CONFIG_KEYS, "config", what)
     timeout = value.get("setup_timeout_seconds", DEFAULT_SETUP_TIMEOUT_S)
     if not isinstance(timeout, (int, float)) or isinstance(timeout, bool) or not (
             timeout > 0 or timeout == -1):
         raise ValueError(f"{what}: runtime_env['config']['setup_timeout_seconds'] must be a "
                          f"positive number of seconds (or -1: no limit), got {timeout!r}.")
     return dict(value)
+
+
+def _refuse_unknown_keys(value: dict, known: frozenset, field: str, what: str) -> None:
+    """ValueError naming the first key of ``runtime_env[field]`` that is not in ``known``."""
+    for key in value:
+        if key not in known:
+            raise ValueError(f"{what}: unknown runtime_env[{field!r}] key {key!r}"
+                             f"{did_you_mean(key, known) or '.'} Known: "
+                             f"{', '.join(sorted(known))}.")
 
 
 _CHECKS = {"env_vars": _check_env_vars, "working_dir": _check_working_dir,
