@@ -102,8 +102,6 @@ def pack_args(args: tuple, kwargs: dict, name: str, shm_dir: str | None,
         path = os.path.join(shm_dir, "args-" + new_id().hex())
         packed.write_file(path)
         return ("s", path), top, packed.contained
-    if not packed.buffers:
-        return packed.to_bytes(), top, packed.contained
     return packed.to_bytes(), top, packed.contained
 
 
